@@ -1,0 +1,44 @@
+# queuefront: `make run` (the whole stack, foreground) and `make test` (the full suite).
+# Both install what they need: the .venv with pinned packages and the SQS emulator.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SQS_DIR := deploy/local/sqs
+PACKAGES := queuefront service workers examples
+
+export QF_SQS_ENDPOINT_URL ?= http://127.0.0.1:9324
+export QF_REDIS_URL ?= redis://127.0.0.1:6379/0
+export QF_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/queuefront
+
+.PHONY: run test lint unit integration bench deps clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+$(SQS_DIR)/node_modules/.package-lock.json: $(SQS_DIR)/package-lock.json
+	cd $(SQS_DIR) && npm ci --no-audit --no-fund --loglevel=error
+
+deps: $(BIN)/.installed $(SQS_DIR)/node_modules/.package-lock.json
+
+run: deps
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/honcho start -f Procfile
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check $(PACKAGES) tests bench
+	$(BIN)/mypy $(PACKAGES)
+
+test: deps lint
+	$(BIN)/pytest -q
+
+unit: $(BIN)/.installed
+	$(BIN)/pytest -q tests/unit
+
+bench: deps
+	$(BIN)/python -m bench.proxy
+
+clean:
+	rm -rf $(VENV) $(SQS_DIR)/node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,106 @@
+"""The messages that cross process boundaries, and their codecs.
+
+Requests travel through SQS, whose bodies must be text: they are JSON, with the HTTP
+body kept as text when it is valid UTF-8 (the usual case, and it keeps the full 256 KiB
+for JSON bodies) and base64 otherwise. Replies travel through Redis, which takes bytes:
+they are msgpack, so a binary body costs nothing extra.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import msgspec
+
+Headers = list[tuple[str, str]]
+
+# Characters that are valid in UTF-8 but not in an SQS message body.
+_SQS_FORBIDDEN = ("\ufffe", "\uffff")
+
+
+class CacheSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """Where the worker stores a successful reply of a cached route."""
+
+    key: str
+    field: str
+    ttl_s: int
+
+
+class RequestEnvelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    v: int = 1
+    id: str
+    route: str
+    method: str
+    path: str
+    """Upstream path with its query string, relative to the backend's base URL."""
+    headers: Headers = []
+    body: str = ""
+    body_b64: bool = False
+    reply_to: str
+    deadline: float
+    """Unix time after which nobody waits for the answer."""
+    enqueued_at: float
+    cache: CacheSpec | None = None
+
+    def body_bytes(self) -> bytes:
+        return base64.b64decode(self.body) if self.body_b64 else self.body.encode()
+
+    def seconds_left(self, now: float | None = None) -> float:
+        return self.deadline - (time.time() if now is None else now)
+
+
+class Reply(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    id: str
+    status: int
+    headers: Headers
+    body: bytes
+
+
+class CachedReply(msgspec.Struct, frozen=True, array_like=True):
+    """A reply in the cache hash; Redis 7.0 has no per-field TTL, so expiry is checked here."""
+
+    expires_at: float
+    reply: Reply
+
+
+def pack_body(raw: bytes) -> tuple[str, bool]:
+    """Returns (text, is_base64) for an HTTP body that must travel inside JSON."""
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        return base64.b64encode(raw).decode(), True
+    if any(c in text for c in _SQS_FORBIDDEN):
+        return base64.b64encode(raw).decode(), True
+    return text, False
+
+
+_json_encoder = msgspec.json.Encoder()
+_request_decoder = msgspec.json.Decoder(RequestEnvelope)
+_msgpack_encoder = msgspec.msgpack.Encoder()
+_reply_decoder = msgspec.msgpack.Decoder(Reply)
+_cached_decoder = msgspec.msgpack.Decoder(CachedReply)
+
+
+def encode_request(env: RequestEnvelope) -> str:
+    return _json_encoder.encode(env).decode()
+
+
+def decode_request(body: str | bytes) -> RequestEnvelope:
+    return _request_decoder.decode(body)
+
+
+def encode_reply(reply: Reply) -> bytes:
+    return _msgpack_encoder.encode(reply)
+
+
+def decode_reply(data: bytes) -> Reply:
+    return _reply_decoder.decode(data)
+
+
+def encode_cached(item: CachedReply) -> bytes:
+    return _msgpack_encoder.encode(item)
+
+
+def decode_cached(data: bytes) -> CachedReply:
+    return _cached_decoder.decode(data)

@@ -1,0 +1,33 @@
+"""Every Redis key and channel name, in one place.
+
+A configurable prefix lets several stacks (or test runs) share one Redis without
+touching each other's keys; with the default empty prefix the names are exactly
+those of the design (``reply:<id>``, ``replies:<pod>``, ``cache:<serial>``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = ""
+
+    def reply(self, request_id: str) -> str:
+        return f"{self.prefix}reply:{request_id}"
+
+    def reply_channel(self, pod_id: str) -> str:
+        return f"{self.prefix}replies:{pod_id}"
+
+    def cache(self, serial: str) -> str:
+        """One hash per serial: every response derived from it is a field, so one DEL
+        invalidates them all, whatever the number of routes or query variants."""
+        return f"{self.prefix}cache:{serial}"
+
+    def rate(self, client: str, route: str) -> str:
+        return f"{self.prefix}rate:{route}:{client}"
+
+    def subscriber_name(self, pod_id: str) -> str:
+        """CLIENT SETNAME of a pod's pub/sub connection, so operators can find it."""
+        return f"{self.prefix}qf-sub-{pod_id}".replace(" ", "_")

@@ -1,0 +1,109 @@
+"""``init_app()``: the api pod, with one ``cleanup_ctx`` per client's lifecycle."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from functools import partial
+
+from aiohttp import web
+
+from queuefront.keys import Keys
+from queuefront.limits import MAX_MESSAGE_BYTES
+from queuefront.redis import open_redis
+from queuefront.routes import Route, load_routes
+from queuefront.settings import Settings
+from queuefront.sqs import QueueOps, open_client
+from queuefront.telemetry import get_logger
+from service import handlers, proxy
+from service.admission import BacklogMonitor
+from service.context import (
+    KEYS,
+    LIMITER,
+    MONITOR,
+    POD_ID,
+    QUEUES,
+    REDIS,
+    ROUTES,
+    SETTINGS,
+    WAITER,
+)
+from service.errors import request_context
+from service.ratelimit import RateLimiter
+from service.replies import ReplyWaiter
+
+log = get_logger(__name__)
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[REDIS] = open_redis(settings)
+    app[LIMITER] = (
+        RateLimiter(app[REDIS], settings.rate_limit_rps, settings.rate_limit_burst)
+        if settings.rate_limit_rps > 0
+        else None
+    )
+    yield
+    await app[REDIS].aclose()
+
+
+async def sqs_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    linger_s = settings.send_linger_ms / 1000
+    async with open_client(settings) as client:
+        app[QUEUES] = {
+            "high": await QueueOps.open(client, settings.queue_high, linger_s),
+            "normal": await QueueOps.open(client, settings.queue_normal, linger_s),
+        }
+        monitor = BacklogMonitor(
+            app[QUEUES]["high"],
+            app[QUEUES]["normal"],
+            threshold=settings.admission_threshold,
+            wait_s=settings.admission_wait_s,
+            poll_s=settings.backlog_poll_s,
+        )
+        await monitor.start()
+        app[MONITOR] = monitor
+        yield
+        await monitor.stop()
+        for ops in app[QUEUES].values():
+            await ops.close()
+
+
+async def replies_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings, keys, pod_id = app[SETTINGS], app[KEYS], app[POD_ID]
+    subscriber = open_redis(settings, client_name=keys.subscriber_name(pod_id))
+    waiter = ReplyWaiter(app[REDIS], subscriber, keys, pod_id, settings.reply_ttl_s)
+    await waiter.start()
+    app[WAITER] = waiter
+    yield
+    await waiter.stop()
+    await subscriber.aclose()
+
+
+def add_routes(app: web.Application, routes: list[Route]) -> None:
+    app.router.add_get("/healthz", handlers.healthz, name="healthz")
+    app.router.add_get("/readyz", handlers.readyz, name="readyz")
+    app.router.add_get("/metrics", handlers.metrics_endpoint, name="metrics")
+    app.router.add_post("/api/cache/invalidate", handlers.invalidate, name="invalidate_data")
+    for route in routes:
+        app.router.add_route(
+            route.method, route.path, partial(proxy.handle, route=route), name=route.name
+        )
+
+
+def init_app(settings: Settings | None = None) -> web.Application:
+    settings = settings or Settings()
+    table = load_routes(settings.routes_file)
+    # the largest body that can still fit in one SQS message; bigger ones get 413 early
+    app = web.Application(middlewares=[request_context], client_max_size=MAX_MESSAGE_BYTES)
+    app[SETTINGS] = settings
+    app[ROUTES] = table
+    app[KEYS] = Keys(settings.key_prefix)
+    app[POD_ID] = settings.pod_id or uuid.uuid4().hex[:12]
+    app.cleanup_ctx.extend([redis_ctx, sqs_ctx, replies_ctx])
+    add_routes(app, table.routes)
+    if not settings.auth_enabled:
+        log.warning("auth is off: set QF_AUTH_API_KEYS or QF_AUTH_JWT_SECRET in production")
+    log.info("api configured", pod_id=app[POD_ID], routes=[r.name for r in table.routes])
+    return app

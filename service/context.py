@@ -1,0 +1,25 @@
+"""Typed application keys: everything a handler needs, created by ``init_app``'s contexts."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from queuefront.keys import Keys
+from queuefront.routes import RouteTable
+from queuefront.settings import Settings
+from queuefront.sqs import QueueOps
+from service.admission import BacklogMonitor
+from service.ratelimit import RateLimiter
+from service.replies import ReplyWaiter
+
+SETTINGS = web.AppKey("settings", Settings)
+ROUTES = web.AppKey("routes", RouteTable)
+KEYS = web.AppKey("keys", Keys)
+POD_ID = web.AppKey("pod_id", str)
+REDIS = web.AppKey("redis", Redis)
+QUEUES = web.AppKey("queues", dict[str, QueueOps])
+"""By priority: ``high`` and ``normal``."""
+WAITER = web.AppKey("waiter", ReplyWaiter)
+MONITOR = web.AppKey("monitor", BacklogMonitor)
+LIMITER: web.AppKey[RateLimiter | None] = web.AppKey("limiter")

@@ -1,0 +1,1 @@
+"""Background processes: the priority worker (request/reply) and the writer (ingest)."""
