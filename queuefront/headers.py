@@ -35,7 +35,8 @@ def _keep(headers: Iterable[tuple[str, str]], drop: frozenset[str]) -> list[tupl
     listed = {
         n.strip().lower() for k, v in pairs if k.lower() == "connection" for n in v.split(",")
     }
-    return [(k, v) for k, v in pairs if k.lower() not in drop and k.lower() not in listed]
+    # str(): header names may be multidict istr, which codecs do not know
+    return [(str(k), v) for k, v in pairs if k.lower() not in drop and k.lower() not in listed]
 
 
 def request_headers_to_forward(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

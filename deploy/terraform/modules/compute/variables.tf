@@ -1,0 +1,254 @@
+variable "name" {
+  type        = string
+  description = "Name prefix of the stack (cluster, services, roles, log groups)."
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,30}$", var.name))
+    error_message = "name must be 2-31 lowercase letters, digits or dashes, starting with a letter."
+  }
+}
+
+variable "image" {
+  type        = string
+  description = "The queuefront image (one image; the command picks the process). Pin a digest or an immutable tag."
+
+  validation {
+    condition     = length(var.image) > 0 && !endswith(var.image, ":latest")
+    error_message = "image must be set and must not use the mutable :latest tag."
+  }
+}
+
+variable "ecr_repository_arn" {
+  type        = string
+  description = "ECR repository of the image, for the execution role's pull permissions; null when the image is public."
+  default     = null
+
+  validation {
+    condition     = var.ecr_repository_arn == null || can(regex("^arn:aws[a-z-]*:ecr:", var.ecr_repository_arn))
+    error_message = "ecr_repository_arn must be an ECR repository ARN or null."
+  }
+}
+
+variable "cpu_architecture" {
+  type        = string
+  description = "CPU architecture the image is built for."
+  default     = "X86_64"
+
+  validation {
+    condition     = contains(["X86_64", "ARM64"], var.cpu_architecture)
+    error_message = "cpu_architecture must be X86_64 or ARM64."
+  }
+}
+
+variable "vpc_id" {
+  type        = string
+  description = "VPC of the tasks."
+}
+
+variable "subnet_ids" {
+  type        = list(string)
+  description = "Private subnets of the tasks."
+
+  validation {
+    condition     = length(var.subnet_ids) >= 2
+    error_message = "Give subnets in at least two AZs."
+  }
+}
+
+variable "tasks_security_group_id" {
+  type        = string
+  description = "Group attached to every task (Redis admits it)."
+}
+
+variable "db_clients_security_group_id" {
+  type        = string
+  description = "Group attached to the writer and the migrate task (the database admits it)."
+}
+
+variable "alb_security_group_id" {
+  type        = string
+  description = "The internal ALB's group; the api admits it on the HTTP port."
+}
+
+variable "api_target_group_arn" {
+  type        = string
+  description = "ALB target group the api service registers with."
+}
+
+variable "queue_names" {
+  type        = map(string)
+  description = "Queue names by key (high, normal, ingest): QF_QUEUE_HIGH, QF_QUEUE_NORMAL, QF_QUEUE_INGEST."
+
+  validation {
+    condition     = toset(keys(var.queue_names)) == toset(["high", "normal", "ingest"])
+    error_message = "queue_names must have exactly the keys high, normal and ingest."
+  }
+}
+
+variable "queue_arns" {
+  type        = map(string)
+  description = "Queue ARNs by key (high, normal, ingest), for the task roles."
+
+  validation {
+    condition     = toset(keys(var.queue_arns)) == toset(["high", "normal", "ingest"])
+    error_message = "queue_arns must have exactly the keys high, normal and ingest."
+  }
+}
+
+variable "dlq_suffix" {
+  type        = string
+  description = "QF_DLQ_SUFFIX: the DLQ of queue q is named <q><suffix>."
+}
+
+variable "max_receive_count" {
+  type        = number
+  description = "QF_MAX_RECEIVE_COUNT: the redrive policy's maxReceiveCount."
+}
+
+variable "visibility_timeout_s" {
+  type        = object({ worker = number, writer = number })
+  description = "QF_VISIBILITY_TIMEOUT_S of each consumer: its queues' visibility timeout."
+}
+
+variable "redis_url_secret_arn" {
+  type        = string
+  description = "Secret holding QF_REDIS_URL."
+}
+
+variable "database_url_secret_arn" {
+  type        = string
+  description = "Secret holding QF_DATABASE_URL (writer and migrate only)."
+}
+
+variable "auth_api_keys_secret_arn" {
+  type        = string
+  description = "Secret holding QF_AUTH_API_KEYS (comma-separated keys) for the api; null: no API keys."
+  default     = null
+}
+
+variable "auth_jwt_secret_arn" {
+  type        = string
+  description = "Secret holding QF_AUTH_JWT_SECRET (HS256) for the api; null: no JWT auth."
+  default     = null
+}
+
+variable "backend_url" {
+  type        = string
+  description = "QF_BACKEND_URL: the legacy backend the worker calls."
+
+  validation {
+    condition     = can(regex("^https?://", var.backend_url))
+    error_message = "backend_url must be an http(s) URL."
+  }
+}
+
+variable "kms_key_arn" {
+  type        = string
+  description = "The stack's KMS key (queues, secrets, logs)."
+}
+
+variable "settings" {
+  type = object({
+    http_port             = number
+    metrics_port          = number
+    routes_file           = string
+    log_level             = string
+    redis_max_connections = number
+    worker_concurrency    = number
+    batch_size            = number
+    batch_max_wait_s      = number
+    admission_threshold   = number
+    admission_wait_s      = number
+    backlog_poll_s        = number
+    default_timeout_s     = number
+    reply_ttl_s           = number
+    shutdown_timeout_s    = number
+    max_body_bytes        = number
+    rate_limit_rps        = number
+    rate_limit_burst      = number
+    auth_jwt_audience     = string
+  })
+  description = "Process settings passed as QF_* environment variables (see the root module's settings variable)."
+}
+
+variable "services" {
+  type = map(object({
+    cpu           = number
+    memory        = number
+    desired_count = number
+  }))
+  description = "Fargate size and initial task count of api, worker, writer and migrate (autoscaling owns the count afterwards)."
+
+  validation {
+    condition     = toset(keys(var.services)) == toset(["api", "worker", "writer", "migrate"])
+    error_message = "services must have exactly the keys api, worker, writer and migrate."
+  }
+}
+
+variable "use_fargate_spot" {
+  type        = bool
+  description = "Run the worker and the writer mostly on Fargate Spot (they drain on SIGTERM and SQS redelivers what they held)."
+  default     = true
+}
+
+variable "on_demand_base" {
+  type        = number
+  description = "Worker/writer tasks always placed on regular Fargate before Spot takes the rest."
+  default     = 1
+
+  validation {
+    condition     = var.on_demand_base >= 0 && var.on_demand_base <= 100
+    error_message = "on_demand_base must be between 0 and 100."
+  }
+}
+
+variable "stop_timeout_s" {
+  type        = number
+  description = "stopTimeout: seconds between SIGTERM and SIGKILL; must exceed QF_SHUTDOWN_TIMEOUT_S so a worker can drain."
+  default     = 45
+
+  validation {
+    condition     = var.stop_timeout_s >= 2 && var.stop_timeout_s <= 120
+    error_message = "stop_timeout_s must be between 2 and 120 (the Fargate maximum)."
+  }
+}
+
+variable "log_retention_days" {
+  type        = number
+  description = "Retention of the task log groups."
+  default     = 365
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a CloudWatch Logs retention value."
+  }
+}
+
+variable "enable_metrics_collector" {
+  type        = bool
+  description = "Add an ADOT collector sidecar that scrapes the process's /metrics and writes queuefront_* metrics to CloudWatch (EMF)."
+  default     = true
+}
+
+variable "collector_image" {
+  type        = string
+  description = "AWS Distro for OpenTelemetry collector image (pin a tag)."
+  default     = "public.ecr.aws/aws-observability/aws-otel-collector:v0.40.0"
+
+  validation {
+    condition     = !endswith(var.collector_image, ":latest")
+    error_message = "collector_image must not use the mutable :latest tag."
+  }
+}
+
+variable "metrics_namespace" {
+  type        = string
+  description = "CloudWatch namespace of the application metrics."
+  default     = "queuefront"
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Tags added to every resource."
+  default     = {}
+}

@@ -1,0 +1,104 @@
+"""Shared fixtures: the SQS emulator, the demo backend, Redis, and one ``Stack`` per test.
+
+The emulator and the demo backend are started once per session on free ports (so a
+``make run`` on the default ports is never disturbed) and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from redis.asyncio import Redis
+
+from queuefront.queues import delete_queues, ensure_queues
+from tests.harness import SQS_DIR, Stack, free_port, new_stack_env, spawn, wait_http
+
+REDIS_URL = os.environ.get("QF_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def sqs_endpoint(log_dir: Path) -> Iterator[str]:
+    node = shutil.which("node")
+    assert node, "node is needed for the SQS emulator (make test installs its package)"
+    assert (SQS_DIR / "node_modules").exists(), "run `make test` (it installs the emulator)"
+    port = free_port()
+    proc = spawn("sqs", [node, str(SQS_DIR / "server.mjs")], {"SQS_PORT": str(port)}, log_dir)
+    url = f"http://127.0.0.1:{port}"
+    asyncio.run(_wait_sqs(url))
+    yield url
+    proc.stop()
+
+
+async def _wait_sqs(url: str) -> None:
+    for _ in range(100):
+        try:
+            async with aiohttp.ClientSession() as http, http.get(url) as resp:
+                if resp.status < 500:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise TimeoutError("SQS emulator did not start")
+
+
+@pytest.fixture(scope="session")
+def backend_url(log_dir: Path) -> Iterator[str]:
+    port = free_port()
+    proc = spawn(
+        "backend",
+        [sys.executable, "-m", "examples.legacy_backend"],
+        {"QF_DEMO_PORT": str(port), "QF_DEMO_LATENCY_MS": "20", "QF_DEMO_CONCURRENCY": "64"},
+        log_dir,
+    )
+    url = f"http://127.0.0.1:{port}"
+    asyncio.run(wait_http(f"{url}/__stats", proc=proc))
+    yield url
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def base_env(sqs_endpoint: str, backend_url: str) -> dict[str, str]:
+    return {
+        "QF_SQS_ENDPOINT_URL": sqs_endpoint,
+        "QF_REDIS_URL": REDIS_URL,
+        "QF_BACKEND_URL": backend_url,
+        "QF_ROUTES_FILE": str(Path(__file__).parent / "routes.toml"),
+        "QF_RECEIVE_WAIT_S": "2",
+        "QF_SEND_LINGER_MS": "2",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+    }
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Redis]:
+    client = Redis.from_url(REDIS_URL)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def stack(base_env: dict[str, str], log_dir: Path, redis: Redis) -> AsyncIterator[Stack]:
+    s = Stack(env=new_stack_env(base_env), log_dir=log_dir)
+    settings = s.settings()
+    await ensure_queues(settings, wait_s=10)
+    try:
+        yield s
+    finally:
+        s.stop_all()
+        await delete_queues(settings)
+        keys = [k async for k in redis.scan_iter(match=f"{settings.key_prefix}*", count=1000)]
+        if keys:
+            await redis.delete(*keys)
