@@ -1,0 +1,21 @@
+output "worker_backlog_target" {
+  description = "Backlog per worker task that target tracking holds (acceptable latency / processing time)."
+  value       = local.worker_backlog_target
+}
+
+output "writer_backlog_target" {
+  description = "Backlog per writer task that target tracking holds."
+  value       = local.writer_backlog_target
+}
+
+output "policy_arns" {
+  description = "Scaling policy ARNs by name."
+  value = {
+    api_cpu          = aws_appautoscaling_policy.api_cpu.arn
+    api_requests     = aws_appautoscaling_policy.api_requests.arn
+    worker_backlog   = aws_appautoscaling_policy.worker_backlog.arn
+    writer_backlog   = aws_appautoscaling_policy.writer_backlog.arn
+    writer_from_zero = aws_appautoscaling_policy.writer_from_zero.arn
+    writer_to_zero   = aws_appautoscaling_policy.writer_to_zero.arn
+  }
+}

@@ -1,0 +1,233 @@
+variable "name" {
+  type        = string
+  description = "Name prefix of the stack (policy and alarm names)."
+}
+
+variable "cluster_name" {
+  type        = string
+  description = "ECS cluster of the services."
+}
+
+variable "api_service_name" {
+  type        = string
+  description = "ECS service of the api process."
+}
+
+variable "worker_service_name" {
+  type        = string
+  description = "ECS service of the worker process (python -m workers.priority)."
+}
+
+variable "writer_service_name" {
+  type        = string
+  description = "ECS service of the writer process (python -m workers.ingest)."
+}
+
+variable "worker_queue_names" {
+  type        = list(string)
+  description = "Queues the worker drains (high and normal): its backlog is the sum of their visible and in-flight messages."
+
+  validation {
+    condition     = length(var.worker_queue_names) >= 1 && length(var.worker_queue_names) <= 4
+    error_message = "worker_queue_names must list 1 to 4 queues."
+  }
+}
+
+variable "writer_queue_name" {
+  type        = string
+  description = "Queue the writer drains (ingest)."
+}
+
+# --- api ---------------------------------------------------------------------------------
+
+variable "api_min_tasks" {
+  type        = number
+  description = "Fewest api tasks (two or more keeps an AZ failure from taking the API down)."
+  default     = 2
+
+  validation {
+    condition     = var.api_min_tasks >= 1
+    error_message = "api_min_tasks must be at least 1: the api cannot scale from zero in time for a request."
+  }
+}
+
+variable "api_max_tasks" {
+  type        = number
+  description = "Most api tasks."
+  default     = 20
+
+  validation {
+    condition     = var.api_max_tasks >= 1 && var.api_max_tasks <= 1000
+    error_message = "api_max_tasks must be between 1 and 1000."
+  }
+}
+
+variable "api_cpu_target_percent" {
+  type        = number
+  description = "Target average CPU of the api tasks."
+  default     = 60
+
+  validation {
+    condition     = var.api_cpu_target_percent >= 10 && var.api_cpu_target_percent <= 90
+    error_message = "api_cpu_target_percent must be between 10 and 90."
+  }
+}
+
+variable "api_requests_per_target" {
+  type        = number
+  description = "Target ALB requests per api task per minute (ALBRequestCountPerTarget)."
+  default     = 6000
+
+  validation {
+    condition     = var.api_requests_per_target >= 1
+    error_message = "api_requests_per_target must be positive."
+  }
+}
+
+variable "alb_resource_label" {
+  type        = string
+  description = "<alb arn suffix>/<target group arn suffix> of the api's target group."
+}
+
+# --- worker --------------------------------------------------------------------------------
+
+variable "worker_min_tasks" {
+  type        = number
+  description = "Fewest worker tasks. At least 1: a worker started on demand would come after the reply window."
+  default     = 2
+
+  validation {
+    condition     = var.worker_min_tasks >= 1
+    error_message = "worker_min_tasks must be at least 1 (replies wait at most the reply window)."
+  }
+}
+
+variable "worker_max_tasks" {
+  type        = number
+  description = "Most worker tasks. Bounds the load on the legacy backend: at most worker_max_tasks x worker_concurrency calls at once."
+  default     = 10
+
+  validation {
+    condition     = var.worker_max_tasks >= 1 && var.worker_max_tasks <= 1000
+    error_message = "worker_max_tasks must be between 1 and 1000."
+  }
+}
+
+variable "worker_concurrency" {
+  type        = number
+  description = "QF_WORKER_CONCURRENCY: backend calls one worker task makes at once."
+
+  validation {
+    condition     = var.worker_concurrency >= 1
+    error_message = "worker_concurrency must be at least 1."
+  }
+}
+
+variable "backend_max_concurrency" {
+  type        = number
+  description = "Concurrent calls the legacy backend can take; worker_max_tasks x worker_concurrency must not exceed it."
+
+  validation {
+    condition     = var.backend_max_concurrency >= 1
+    error_message = "backend_max_concurrency must be at least 1."
+  }
+}
+
+variable "worker_acceptable_latency_s" {
+  type        = number
+  description = "Longest a high/normal message should wait in the queue; keep it well under the reply window (QF_DEFAULT_TIMEOUT_S)."
+  default     = 5
+
+  validation {
+    condition     = var.worker_acceptable_latency_s > 0 && var.worker_acceptable_latency_s < 29
+    error_message = "worker_acceptable_latency_s must be between 0 and 29 (API Gateway's limit)."
+  }
+}
+
+variable "worker_processing_time_s" {
+  type        = number
+  description = "Average time one worker task spends per message: the backend's latency divided by QF_WORKER_CONCURRENCY."
+  default     = 0.05
+
+  validation {
+    condition     = var.worker_processing_time_s > 0
+    error_message = "worker_processing_time_s must be positive."
+  }
+}
+
+# --- writer ----------------------------------------------------------------------------------
+
+variable "writer_min_tasks" {
+  type        = number
+  description = "Fewest writer tasks; 0 lets the writer scale to zero when the ingest queue is empty."
+  default     = 0
+
+  validation {
+    condition     = var.writer_min_tasks >= 0
+    error_message = "writer_min_tasks must not be negative."
+  }
+}
+
+variable "writer_max_tasks" {
+  type        = number
+  description = "Most writer tasks (each holds one Postgres connection pool: mind the database's connection limit)."
+  default     = 4
+
+  validation {
+    condition     = var.writer_max_tasks >= 1 && var.writer_max_tasks <= 100
+    error_message = "writer_max_tasks must be between 1 and 100."
+  }
+}
+
+variable "writer_acceptable_latency_s" {
+  type        = number
+  description = "Longest an ingested item should wait before it is in Postgres (and in the tallies)."
+  default     = 30
+
+  validation {
+    condition     = var.writer_acceptable_latency_s > 0
+    error_message = "writer_acceptable_latency_s must be positive."
+  }
+}
+
+variable "writer_processing_time_s" {
+  type        = number
+  description = "Average time one writer task spends per message (about 1/20000 s with 300-row unnest inserts)."
+  default     = 0.0001
+
+  validation {
+    condition     = var.writer_processing_time_s > 0
+    error_message = "writer_processing_time_s must be positive."
+  }
+}
+
+variable "writer_idle_minutes" {
+  type        = number
+  description = "Minutes the ingest queue must stay empty (nothing visible, nothing in flight) before the writer scales to zero."
+  default     = 15
+
+  validation {
+    condition     = var.writer_idle_minutes >= 1 && var.writer_idle_minutes <= 1440
+    error_message = "writer_idle_minutes must be between 1 and 1440."
+  }
+}
+
+# --- common ------------------------------------------------------------------------------
+
+variable "scale_out_cooldown_s" {
+  type        = number
+  description = "Seconds after a scale-out before the next one."
+  default     = 60
+}
+
+variable "scale_in_cooldown_s" {
+  type        = number
+  description = "Seconds after a scale-in before the next one (longer than scale-out: draining takes time)."
+  default     = 300
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Tags added to the alarms."
+  default     = {}
+}

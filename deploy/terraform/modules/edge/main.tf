@@ -1,0 +1,585 @@
+# Viewer -> CloudFront (WAF, edge cache that honours s-maxage) -> API Gateway HTTP API
+# (throttling) -> VPC link -> internal ALB -> api tasks.
+
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+
+# --- internal ALB ----------------------------------------------------------------------------
+
+locals {
+  alb_https     = var.alb_certificate_arn != null
+  listener_port = local.alb_https ? 443 : 80
+}
+
+resource "aws_security_group" "vpc_link" {
+  name        = "${var.name}-vpc-link"
+  description = "API Gateway VPC link: to the internal ALB only"
+  vpc_id      = var.vpc_id
+  tags        = var.tags
+}
+
+resource "aws_security_group" "alb" {
+  name        = "${var.name}-alb"
+  description = "Internal ALB: from the VPC link only, to the api tasks"
+  vpc_id      = var.vpc_id
+  tags        = var.tags
+}
+
+resource "aws_vpc_security_group_egress_rule" "vpc_link_to_alb" {
+  security_group_id            = aws_security_group.vpc_link.id
+  description                  = "to the ALB listener"
+  ip_protocol                  = "tcp"
+  from_port                    = local.listener_port
+  to_port                      = local.listener_port
+  referenced_security_group_id = aws_security_group.alb.id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "alb_from_vpc_link" {
+  security_group_id            = aws_security_group.alb.id
+  description                  = "from the API Gateway VPC link"
+  ip_protocol                  = "tcp"
+  from_port                    = local.listener_port
+  to_port                      = local.listener_port
+  referenced_security_group_id = aws_security_group.vpc_link.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "alb_to_tasks" {
+  security_group_id = aws_security_group.alb.id
+  description       = "to the api tasks"
+  ip_protocol       = "tcp"
+  from_port         = var.api_port
+  to_port           = var.api_port
+  cidr_ipv4         = var.vpc_cidr
+}
+
+resource "aws_lb" "api" {
+  #checkov:skip=CKV_AWS_91:access logs need an S3 bucket with ALB's log-delivery policy; requests are logged at API Gateway (access log) and CloudFront already
+  #checkov:skip=CKV2_AWS_28:internal ALB reachable only from the VPC link; the WAF sits on CloudFront in front of it
+  name                       = "${var.name}-api"
+  internal                   = true
+  load_balancer_type         = "application"
+  subnets                    = var.subnet_ids
+  security_groups            = [aws_security_group.alb.id]
+  drop_invalid_header_fields = true
+  enable_deletion_protection = var.alb_deletion_protection
+  idle_timeout               = 60
+  tags                       = var.tags
+}
+
+resource "aws_lb_target_group" "api" {
+  name                 = "${var.name}-api"
+  port                 = var.api_port
+  protocol             = "HTTP"
+  target_type          = "ip"
+  vpc_id               = var.vpc_id
+  deregistration_delay = var.deregistration_delay_s
+
+  # Liveness, not readiness: if Redis is down every pod's /readyz fails together and ECS
+  # would replace healthy tasks in a loop; /readyz answers 503 itself.
+  health_check {
+    path                = "/healthz"
+    matcher             = "200"
+    interval            = 10
+    timeout             = 5
+    healthy_threshold   = 2
+    unhealthy_threshold = 3
+  }
+
+  tags = var.tags
+}
+
+resource "aws_lb_listener" "api" {
+  #checkov:skip=CKV_AWS_2:HTTP only when no alb_certificate_arn is given: the ALB is internal, reachable from the VPC link only, and TLS ends at API Gateway
+  #checkov:skip=CKV_AWS_103:same listener; with alb_certificate_arn it uses ELBSecurityPolicy-TLS13-1-2-2021-06
+  #checkov:skip=CKV2_AWS_20:no HTTP->HTTPS redirect: viewers never reach this internal listener
+  load_balancer_arn = aws_lb.api.arn
+  port              = local.listener_port
+  protocol          = local.alb_https ? "HTTPS" : "HTTP"
+  ssl_policy        = local.alb_https ? "ELBSecurityPolicy-TLS13-1-2-2021-06" : null
+  certificate_arn   = var.alb_certificate_arn
+
+  default_action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.api.arn
+  }
+
+  tags = var.tags
+}
+
+# --- API Gateway HTTP API ----------------------------------------------------------------------
+
+resource "aws_apigatewayv2_vpc_link" "this" {
+  name               = var.name
+  subnet_ids         = var.subnet_ids
+  security_group_ids = [aws_security_group.vpc_link.id]
+  tags               = var.tags
+}
+
+resource "aws_apigatewayv2_api" "this" {
+  name          = var.name
+  protocol_type = "HTTP"
+  description   = "queuefront api behind CloudFront"
+  tags          = var.tags
+}
+
+resource "aws_apigatewayv2_integration" "alb" {
+  api_id                 = aws_apigatewayv2_api.this.id
+  integration_type       = "HTTP_PROXY"
+  integration_method     = "ANY"
+  integration_uri        = aws_lb_listener.api.arn
+  connection_type        = "VPC_LINK"
+  connection_id          = aws_apigatewayv2_vpc_link.this.id
+  payload_format_version = "1.0"
+  timeout_milliseconds   = var.integration_timeout_ms
+
+  dynamic "tls_config" {
+    for_each = local.alb_https ? [1] : []
+    content {
+      server_name_to_verify = var.alb_certificate_domain
+    }
+  }
+}
+
+# Authentication is the api's own (API keys / JWT, QF_AUTH_*): API Gateway passes the
+# credentials through.
+resource "aws_apigatewayv2_route" "default" {
+  #checkov:skip=CKV_AWS_309:the api authenticates every route itself (QF_AUTH_API_KEYS / QF_AUTH_JWT_SECRET); public routes are public by design
+  api_id    = aws_apigatewayv2_api.this.id
+  route_key = "$default"
+  target    = "integrations/${aws_apigatewayv2_integration.alb.id}"
+}
+
+resource "aws_apigatewayv2_route" "throttled" {
+  #checkov:skip=CKV_AWS_309:the api authenticates every route itself (QF_AUTH_API_KEYS / QF_AUTH_JWT_SECRET)
+  for_each = var.route_throttles
+
+  api_id    = aws_apigatewayv2_api.this.id
+  route_key = each.key
+  target    = "integrations/${aws_apigatewayv2_integration.alb.id}"
+}
+
+resource "aws_cloudwatch_log_group" "api_access" {
+  name              = "/apigateway/${var.name}/access"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = var.kms_key_arn
+  tags              = var.tags
+}
+
+resource "aws_apigatewayv2_stage" "default" {
+  api_id      = aws_apigatewayv2_api.this.id
+  name        = "$default"
+  auto_deploy = true
+
+  default_route_settings {
+    throttling_burst_limit   = var.default_throttle.burst
+    throttling_rate_limit    = var.default_throttle.rate
+    detailed_metrics_enabled = true
+  }
+
+  dynamic "route_settings" {
+    for_each = var.route_throttles
+    content {
+      route_key                = route_settings.key
+      throttling_burst_limit   = route_settings.value.burst
+      throttling_rate_limit    = route_settings.value.rate
+      detailed_metrics_enabled = true
+    }
+  }
+
+  access_log_settings {
+    destination_arn = aws_cloudwatch_log_group.api_access.arn
+    format = jsonencode({
+      requestId          = "$context.requestId"
+      ip                 = "$context.identity.sourceIp"
+      requestTime        = "$context.requestTime"
+      routeKey           = "$context.routeKey"
+      status             = "$context.status"
+      responseLength     = "$context.responseLength"
+      integrationLatency = "$context.integrationLatency"
+      integrationError   = "$context.integrationErrorMessage"
+    })
+  }
+
+  tags = var.tags
+
+  depends_on = [aws_apigatewayv2_route.throttled]
+}
+
+# --- CloudFront ------------------------------------------------------------------------------
+
+# Default behaviour: every method; the cache key includes the credentials, so an
+# authenticated response is only ever replayed to the same client, and anything without
+# s-maxage (default TTL 0) is not cached at all.
+resource "aws_cloudfront_cache_policy" "origin_controlled" {
+  name        = "${var.name}-origin-controlled"
+  comment     = "TTL from the origin's Cache-Control (s-maxage); credentials in the key"
+  min_ttl     = 0
+  default_ttl = 0
+  max_ttl     = var.edge_max_ttl_s
+
+  parameters_in_cache_key_and_forwarded_to_origin {
+    enable_accept_encoding_gzip   = true
+    enable_accept_encoding_brotli = true
+
+    headers_config {
+      header_behavior = "whitelist"
+      headers {
+        items = ["Authorization", "X-Api-Key"]
+      }
+    }
+
+    cookies_config {
+      cookie_behavior = "none"
+    }
+
+    query_strings_config {
+      query_string_behavior = "all"
+    }
+  }
+}
+
+# Public edge-cached routes (the voting system's GET /polls): one shared entry per URL,
+# whoever asks, for the s-maxage the route sets.
+resource "aws_cloudfront_cache_policy" "edge_public" {
+  name        = "${var.name}-edge-public"
+  comment     = "Public GET routes: TTL from s-maxage, keyed on path and query string"
+  min_ttl     = 0
+  default_ttl = 0
+  max_ttl     = var.edge_max_ttl_s
+
+  parameters_in_cache_key_and_forwarded_to_origin {
+    enable_accept_encoding_gzip   = true
+    enable_accept_encoding_brotli = true
+
+    headers_config {
+      header_behavior = "none"
+    }
+
+    cookies_config {
+      cookie_behavior = "none"
+    }
+
+    query_strings_config {
+      query_string_behavior = "all"
+    }
+  }
+}
+
+# The proxy routes pass request headers on to the legacy backend, so the default behaviour
+# forwards every viewer header except Host (API Gateway routes on its own host name).
+resource "aws_cloudfront_origin_request_policy" "api" {
+  name    = "${var.name}-api"
+  comment = "All viewer headers but Host, all query strings, no cookies"
+
+  headers_config {
+    header_behavior = "allExcept"
+    headers {
+      items = ["Host"]
+    }
+  }
+
+  cookies_config {
+    cookie_behavior = "none"
+  }
+
+  query_strings_config {
+    query_string_behavior = "all"
+  }
+}
+
+resource "aws_cloudfront_response_headers_policy" "security" {
+  name    = "${var.name}-security-headers"
+  comment = "Security headers; Cache-Control is left to the origin"
+
+  security_headers_config {
+    content_type_options {
+      override = true
+    }
+
+    frame_options {
+      frame_option = "DENY"
+      override     = true
+    }
+
+    referrer_policy {
+      referrer_policy = "no-referrer"
+      override        = true
+    }
+
+    strict_transport_security {
+      access_control_max_age_sec = 31536000
+      include_subdomains         = true
+      override                   = true
+    }
+  }
+}
+
+locals {
+  origin_id   = "api-gateway"
+  all_methods = ["DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"]
+}
+
+resource "aws_cloudfront_distribution" "this" {
+  #checkov:skip=CKV_AWS_310:a single origin (API Gateway, itself multi-AZ); a failover origin group cannot carry POST requests
+  #checkov:skip=CKV_AWS_305:an API, not a website: there is no root object
+  #checkov:skip=CKV_AWS_174:TLSv1.2_2021 is set when cloudfront_certificate_arn is given; the default *.cloudfront.net certificate does not allow choosing
+  #checkov:skip=CKV2_AWS_42:a custom certificate needs the operator's domain (domain_names + cloudfront_certificate_arn); the default certificate is used without one
+  #checkov:skip=CKV_AWS_86:standard logs need an S3 bucket with ACLs, given as cloudfront_log_bucket; requests are also logged at API Gateway
+  #checkov:skip=CKV_AWS_374:no geo restriction: the API serves every country; WAF rate-limits per client
+  enabled         = true
+  is_ipv6_enabled = true
+  http_version    = "http2and3"
+  comment         = "${var.name} api"
+  price_class     = var.price_class
+  aliases         = var.domain_names
+  web_acl_id      = aws_wafv2_web_acl.this.arn
+
+  origin {
+    origin_id   = local.origin_id
+    domain_name = trimprefix(aws_apigatewayv2_api.this.api_endpoint, "https://")
+
+    custom_origin_config {
+      http_port                = 80
+      https_port               = 443
+      origin_protocol_policy   = "https-only"
+      origin_ssl_protocols     = ["TLSv1.2"]
+      origin_read_timeout      = 30
+      origin_keepalive_timeout = 60
+    }
+  }
+
+  default_cache_behavior {
+    target_origin_id           = local.origin_id
+    allowed_methods            = local.all_methods
+    cached_methods             = ["GET", "HEAD"]
+    viewer_protocol_policy     = "https-only"
+    compress                   = true
+    cache_policy_id            = aws_cloudfront_cache_policy.origin_controlled.id
+    origin_request_policy_id   = aws_cloudfront_origin_request_policy.api.id
+    response_headers_policy_id = aws_cloudfront_response_headers_policy.security.id
+  }
+
+  dynamic "ordered_cache_behavior" {
+    for_each = var.edge_cached_paths
+    content {
+      path_pattern               = ordered_cache_behavior.value
+      target_origin_id           = local.origin_id
+      allowed_methods            = ["GET", "HEAD", "OPTIONS"]
+      cached_methods             = ["GET", "HEAD"]
+      viewer_protocol_policy     = "https-only"
+      compress                   = true
+      cache_policy_id            = aws_cloudfront_cache_policy.edge_public.id
+      response_headers_policy_id = aws_cloudfront_response_headers_policy.security.id
+    }
+  }
+
+  dynamic "logging_config" {
+    for_each = var.cloudfront_log_bucket == null ? [] : [var.cloudfront_log_bucket]
+    content {
+      bucket          = logging_config.value
+      include_cookies = false
+      prefix          = "${var.name}/"
+    }
+  }
+
+  restrictions {
+    geo_restriction {
+      restriction_type = "none"
+    }
+  }
+
+  viewer_certificate {
+    cloudfront_default_certificate = var.cloudfront_certificate_arn == null
+    acm_certificate_arn            = var.cloudfront_certificate_arn
+    ssl_support_method             = var.cloudfront_certificate_arn == null ? null : "sni-only"
+    minimum_protocol_version       = var.cloudfront_certificate_arn == null ? "TLSv1" : "TLSv1.2_2021"
+  }
+
+  tags = var.tags
+}
+
+# --- WAF (CloudFront scope: us-east-1) -------------------------------------------------------
+
+data "aws_iam_policy_document" "waf_logs_key" {
+  statement {
+    sid       = "AccountAdministersKeyThroughIam"
+    actions   = ["kms:*"]
+    resources = ["*"]
+    principals {
+      type        = "AWS"
+      identifiers = ["arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root"]
+    }
+  }
+
+  statement {
+    sid       = "CloudWatchLogsInUsEast1"
+    actions   = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["logs.us-east-1.amazonaws.com"]
+    }
+    condition {
+      test     = "ArnLike"
+      variable = "kms:EncryptionContext:aws:logs:arn"
+      values   = ["arn:${data.aws_partition.current.partition}:logs:us-east-1:${data.aws_caller_identity.current.account_id}:log-group:*"]
+    }
+  }
+}
+
+resource "aws_kms_key" "waf_logs" {
+  provider = aws.us_east_1
+
+  description             = "${var.name}: WAF logs (us-east-1)"
+  enable_key_rotation     = true
+  deletion_window_in_days = 30
+  policy                  = data.aws_iam_policy_document.waf_logs_key.json
+  tags                    = var.tags
+}
+
+resource "aws_cloudwatch_log_group" "waf" {
+  provider = aws.us_east_1
+
+  # WAF requires the aws-waf-logs- prefix.
+  name              = "aws-waf-logs-${var.name}"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.waf_logs.arn
+  tags              = var.tags
+}
+
+resource "aws_wafv2_web_acl" "this" {
+  provider = aws.us_east_1
+
+  name        = var.name
+  description = "queuefront edge: per-IP rate limit and AWS managed rules"
+  scope       = "CLOUDFRONT"
+
+  default_action {
+    allow {}
+  }
+
+  rule {
+    name     = "rate-per-ip"
+    priority = 0
+
+    action {
+      block {}
+    }
+
+    statement {
+      rate_based_statement {
+        limit                 = var.waf_rate_limit
+        evaluation_window_sec = 300
+        aggregate_key_type    = "IP"
+      }
+    }
+
+    visibility_config {
+      cloudwatch_metrics_enabled = true
+      metric_name                = "${var.name}-rate-per-ip"
+      sampled_requests_enabled   = true
+    }
+  }
+
+  rule {
+    name     = "aws-ip-reputation"
+    priority = 1
+
+    override_action {
+      none {}
+    }
+
+    statement {
+      managed_rule_group_statement {
+        vendor_name = "AWS"
+        name        = "AWSManagedRulesAmazonIpReputationList"
+      }
+    }
+
+    visibility_config {
+      cloudwatch_metrics_enabled = true
+      metric_name                = "${var.name}-ip-reputation"
+      sampled_requests_enabled   = true
+    }
+  }
+
+  rule {
+    name     = "aws-common"
+    priority = 2
+
+    override_action {
+      none {}
+    }
+
+    statement {
+      managed_rule_group_statement {
+        vendor_name = "AWS"
+        name        = "AWSManagedRulesCommonRuleSet"
+
+        # Bodies up to QF_MAX_BODY_BYTES (256 KiB, SQS's limit) are legitimate; the rule
+        # set blocks anything over 8 KiB.
+        rule_action_override {
+          name = "SizeRestrictions_BODY"
+          action_to_use {
+            count {}
+          }
+        }
+      }
+    }
+
+    visibility_config {
+      cloudwatch_metrics_enabled = true
+      metric_name                = "${var.name}-common"
+      sampled_requests_enabled   = true
+    }
+  }
+
+  rule {
+    name     = "aws-known-bad-inputs"
+    priority = 3
+
+    override_action {
+      none {}
+    }
+
+    statement {
+      managed_rule_group_statement {
+        vendor_name = "AWS"
+        name        = "AWSManagedRulesKnownBadInputsRuleSet"
+      }
+    }
+
+    visibility_config {
+      cloudwatch_metrics_enabled = true
+      metric_name                = "${var.name}-known-bad-inputs"
+      sampled_requests_enabled   = true
+    }
+  }
+
+  visibility_config {
+    cloudwatch_metrics_enabled = true
+    metric_name                = var.name
+    sampled_requests_enabled   = true
+  }
+
+  tags = var.tags
+}
+
+resource "aws_wafv2_web_acl_logging_configuration" "this" {
+  provider = aws.us_east_1
+
+  resource_arn            = aws_wafv2_web_acl.this.arn
+  log_destination_configs = [aws_cloudwatch_log_group.waf.arn]
+
+  redacted_fields {
+    single_header {
+      name = "authorization"
+    }
+  }
+
+  redacted_fields {
+    single_header {
+      name = "x-api-key"
+    }
+  }
+}

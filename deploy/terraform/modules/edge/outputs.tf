@@ -1,0 +1,49 @@
+output "cloudfront_domain_name" {
+  description = "Domain name of the distribution: the public entry point."
+  value       = aws_cloudfront_distribution.this.domain_name
+}
+
+output "cloudfront_distribution_id" {
+  description = "Distribution id (for invalidations and metrics)."
+  value       = aws_cloudfront_distribution.this.id
+}
+
+output "api_endpoint" {
+  description = "API Gateway endpoint (CloudFront's origin)."
+  value       = aws_apigatewayv2_api.this.api_endpoint
+}
+
+output "api_id" {
+  description = "API Gateway HTTP API id."
+  value       = aws_apigatewayv2_api.this.id
+}
+
+output "alb_security_group_id" {
+  description = "Security group of the internal ALB (the api tasks admit it)."
+  value       = aws_security_group.alb.id
+}
+
+output "alb_arn_suffix" {
+  description = "ARN suffix of the ALB (CloudWatch dimension LoadBalancer)."
+  value       = aws_lb.api.arn_suffix
+}
+
+output "target_group_arn" {
+  description = "Target group of the api service."
+  value       = aws_lb_target_group.api.arn
+}
+
+output "target_group_arn_suffix" {
+  description = "ARN suffix of the target group (CloudWatch dimension TargetGroup)."
+  value       = aws_lb_target_group.api.arn_suffix
+}
+
+output "alb_request_count_resource_label" {
+  description = "resource_label for the ALBRequestCountPerTarget scaling metric."
+  value       = "${aws_lb.api.arn_suffix}/${aws_lb_target_group.api.arn_suffix}"
+}
+
+output "web_acl_arn" {
+  description = "WAF web ACL on the distribution."
+  value       = aws_wafv2_web_acl.this.arn
+}
