@@ -41,9 +41,7 @@ async def test_high_priority_overtakes_queued_normal_work(stack: Stack) -> None:
             asyncio.create_task(call(http, "GET", f"/api/items/{i}", "normal")) for i in range(50)
         ]
         await wait_backlog(normal, 50)
-        tasks += [
-            asyncio.create_task(call(http, "POST", "/api/login", "high")) for _ in range(5)
-        ]
+        tasks += [asyncio.create_task(call(http, "POST", "/api/login", "high")) for _ in range(5)]
         await wait_backlog(high, 5)
         await stack.start_worker(QF_WORKER_CONCURRENCY=str(concurrency))
         await asyncio.gather(*tasks)

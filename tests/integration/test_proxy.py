@@ -21,15 +21,17 @@ async def backend_calls(backend_url: str, key: str) -> int:
 async def test_round_trip_forwards_request_and_strips_credentials(stack: Stack) -> None:
     await stack.start_api()
     await stack.start_worker()
-    async with aiohttp.ClientSession() as http:
-        async with http.post(
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
             f"{stack.api_url}/api/login?store=7",
             data=b'{"user": "kiosk-1"}',
             headers={"X-Kiosk": "k1", "Cookie": "secret=1", "Content-Type": "application/json"},
-        ) as resp:
-            assert resp.status == 200
-            body = await resp.json()
-            assert resp.headers["X-Request-Id"]
+        ) as resp,
+    ):
+        assert resp.status == 200
+        body = await resp.json()
+        assert resp.headers["X-Request-Id"]
     assert body["method"] == "POST"
     assert body["path"] == "/login"
     assert body["params"] == {"store": "7"}
@@ -86,8 +88,7 @@ async def test_cache_hit_invalidate_and_errors_not_cached(stack: Stack, backend_
             assert resp.status == 200
             assert resp.headers["X-Cache"] == "MISS"
         assert await backend_calls(backend_url, f"GET /products/{bad}") == 2
-    hits = await metric(f"{stack.api_url}/metrics", "queuefront_cache_requests_total",
-                        result="hit")
+    hits = await metric(f"{stack.api_url}/metrics", "queuefront_cache_requests_total", result="hit")
     assert hits == 2
 
 
@@ -113,8 +114,9 @@ async def test_timeout_gives_504_and_late_reply_is_counted(stack: Stack) -> None
             break
         await asyncio.sleep(0.1)
     assert late == 1
-    timeouts = await metric(f"{stack.api_url}/metrics", "queuefront_replies_total",
-                            outcome="timeout")
+    timeouts = await metric(
+        f"{stack.api_url}/metrics", "queuefront_replies_total", outcome="timeout"
+    )
     assert timeouts == 1
 
 

@@ -62,6 +62,7 @@ async def test_client_kill_during_traffic_loses_no_reply(stack: Stack, redis: Re
     settings = stack.settings()
     name = Keys(settings.key_prefix).subscriber_name(settings.pod_id)
     async with aiohttp.ClientSession(base_url=stack.api_url) as http:
+
         async def call(i: int) -> int:
             delay = str(300 + 20 * i)
             async with http.get(f"/api/items/{i}", headers={"X-Demo-Delay-Ms": delay}) as resp:

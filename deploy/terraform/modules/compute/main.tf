@@ -152,11 +152,11 @@ locals {
       }
       exporters = {
         awsemf = {
-          namespace               = var.metrics_namespace
-          log_group_name          = local.metrics_log_group
-          log_stream_name         = "${k}/{TaskId}"
-          region                  = local.region
-          dimension_rollup_option = "NoDimensionRollup"
+          namespace                        = var.metrics_namespace
+          log_group_name                   = local.metrics_log_group
+          log_stream_name                  = "${k}/{TaskId}"
+          region                           = local.region
+          dimension_rollup_option          = "NoDimensionRollup"
           resource_to_telemetry_conversion = { enabled = false }
         }
       }
@@ -496,12 +496,12 @@ resource "aws_vpc_security_group_ingress_rule" "api_from_alb" {
 resource "aws_ecs_service" "this" {
   for_each = local.services
 
-  name                   = "${var.name}-${each.key}"
-  cluster                = aws_ecs_cluster.this.id
-  task_definition        = aws_ecs_task_definition.this[each.key].arn
-  desired_count          = var.services[each.key].desired_count
-  platform_version       = "LATEST"
-  propagate_tags         = "SERVICE"
+  name                    = "${var.name}-${each.key}"
+  cluster                 = aws_ecs_cluster.this.id
+  task_definition         = aws_ecs_task_definition.this[each.key].arn
+  desired_count           = var.services[each.key].desired_count
+  platform_version        = "LATEST"
+  propagate_tags          = "SERVICE"
   enable_ecs_managed_tags = true
 
   deployment_minimum_healthy_percent = 100

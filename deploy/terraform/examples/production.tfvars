@@ -1,0 +1,58 @@
+# terraform apply -var-file=examples/production.tfvars
+name   = "queuefront"
+region = "eu-west-1"
+tags   = { owner = "platform", cost-center = "retail" }
+
+image              = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/queuefront:1.0.0"
+ecr_repository_arn = "arn:aws:ecr:eu-west-1:123456789012:repository/queuefront"
+
+# The kiosk backend: ~1.6 s per call, 400 calls at once before it degrades.
+backend_url             = "https://legacy.internal.example.com"
+backend_max_concurrency = 400
+
+settings = {
+  routes_file        = "examples/routes.toml"
+  worker_concurrency = 32
+  default_timeout_s  = 20
+  rate_limit_rps     = 20
+  rate_limit_burst   = 40
+  log_level          = "INFO"
+}
+
+auth_api_keys_secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:queuefront/api-keys-AbCdEf"
+
+services = {
+  api     = { cpu = 1024, memory = 2048, desired_count = 3 }
+  worker  = { cpu = 1024, memory = 2048, desired_count = 3 }
+  writer  = { cpu = 1024, memory = 2048, desired_count = 0 }
+  migrate = { cpu = 512, memory = 1024 }
+}
+
+# Backlog targets: acceptable latency / processing time per message per task.
+# worker: 5 s / (1.6 s / 32) = 100 messages per task. 12 x 32 = 384 <= 400 backend slots.
+api_min_tasks               = 3
+api_max_tasks               = 30
+worker_min_tasks            = 3
+worker_max_tasks            = 12
+worker_acceptable_latency_s = 5
+worker_processing_time_s    = 0.05
+writer_min_tasks            = 0
+writer_max_tasks            = 4
+writer_acceptable_latency_s = 30
+writer_processing_time_s    = 0.0001
+writer_idle_minutes         = 15
+
+redis_node_type   = "cache.r7g.large"
+redis_replicas    = 2
+db_instance_class = "db.r6g.large"
+
+domain_names               = ["api.example.com"]
+cloudfront_certificate_arn = "arn:aws:acm:us-east-1:123456789012:certificate/11111111-2222-3333-4444-555555555555"
+waf_rate_limit             = 3000
+
+route_throttles = {
+  "POST /api/login"                 = { burst = 200, rate = 100 }
+  "POST /api/polls/{poll_id}/votes" = { burst = 5000, rate = 2000 }
+}
+
+alarm_emails = ["oncall@example.com"]

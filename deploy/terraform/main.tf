@@ -1,0 +1,196 @@
+# queuefront on AWS: CloudFront + WAF -> API Gateway (HTTP API, VPC link) -> internal ALB ->
+# api tasks -> SQS (high, normal, ingest) -> worker / writer tasks -> legacy backend /
+# Postgres, with Redis for replies, cache and tallies; every service autoscaled on load.
+
+locals {
+  # Derived queue settings (variables.tf, queues).
+  reply_window_s = var.settings.default_timeout_s
+
+  queue_defaults = {
+    high   = { visibility_timeout_s = 60, message_retention_s = 3600, oldest_age_alarm_s = floor(0.75 * local.reply_window_s) }
+    normal = { visibility_timeout_s = 60, message_retention_s = 3600, oldest_age_alarm_s = floor(0.75 * local.reply_window_s) }
+    ingest = { visibility_timeout_s = 120, message_retention_s = 345600, oldest_age_alarm_s = 300 }
+  }
+
+  queues = {
+    for k, q in var.queues : k => {
+      name                 = q.name
+      visibility_timeout_s = coalesce(q.visibility_timeout_s, local.queue_defaults[k].visibility_timeout_s)
+      message_retention_s  = coalesce(q.message_retention_s, local.queue_defaults[k].message_retention_s)
+      oldest_age_alarm_s   = coalesce(q.oldest_age_alarm_s, local.queue_defaults[k].oldest_age_alarm_s)
+    }
+  }
+}
+
+module "kms" {
+  source = "./modules/kms"
+
+  name = var.name
+}
+
+module "network" {
+  source = "./modules/network"
+
+  name                 = var.name
+  create_vpc           = var.create_vpc
+  vpc_id               = var.vpc_id
+  private_subnet_ids   = var.private_subnet_ids
+  vpc_cidr             = var.vpc_cidr
+  az_count             = var.az_count
+  single_nat_gateway   = var.single_nat_gateway
+  enable_vpc_endpoints = var.enable_vpc_endpoints
+  kms_key_arn          = module.kms.key_arn
+}
+
+module "observability" {
+  source = "./modules/observability"
+
+  name                    = var.name
+  kms_key_arn             = module.kms.key_arn
+  alarm_emails            = var.alarm_emails
+  cluster_name            = module.compute.cluster_name
+  service_names           = module.compute.service_names
+  alb_arn_suffix          = module.edge.alb_arn_suffix
+  target_group_arn_suffix = module.edge.target_group_arn_suffix
+  api_id                  = module.edge.api_id
+}
+
+module "queues" {
+  source = "./modules/queues"
+
+  queues            = local.queues
+  dlq_suffix        = var.dlq_suffix
+  max_receive_count = var.max_receive_count
+  kms_key_arn       = module.kms.key_arn
+  alarm_topic_arn   = module.observability.alarm_topic_arn
+}
+
+module "cache" {
+  source = "./modules/cache"
+
+  name                      = var.name
+  vpc_id                    = module.network.vpc_id
+  subnet_ids                = module.network.private_subnet_ids
+  client_security_group_ids = [module.network.tasks_security_group_id]
+  node_type                 = var.redis_node_type
+  replicas                  = var.redis_replicas
+  kms_key_arn               = module.kms.key_arn
+  log_retention_days        = var.log_retention_days
+  alarm_topic_arn           = module.observability.alarm_topic_arn
+}
+
+module "database" {
+  source = "./modules/database"
+
+  name                      = var.name
+  vpc_id                    = module.network.vpc_id
+  subnet_ids                = module.network.private_subnet_ids
+  client_security_group_ids = [module.network.db_clients_security_group_id]
+  instance_class            = var.db_instance_class
+  allocated_storage_gb      = var.db_allocated_storage_gb
+  multi_az                  = var.db_multi_az
+  backup_retention_days     = var.db_backup_retention_days
+  deletion_protection       = var.db_deletion_protection
+  kms_key_arn               = module.kms.key_arn
+  alarm_topic_arn           = module.observability.alarm_topic_arn
+}
+
+module "edge" {
+  source = "./modules/edge"
+  providers = {
+    aws           = aws
+    aws.us_east_1 = aws.us_east_1
+  }
+
+  name                       = var.name
+  vpc_id                     = module.network.vpc_id
+  vpc_cidr                   = module.network.vpc_cidr
+  subnet_ids                 = module.network.private_subnet_ids
+  api_port                   = var.settings.http_port
+  alb_certificate_arn        = var.alb_certificate_arn
+  alb_certificate_domain     = var.alb_certificate_domain
+  deregistration_delay_s     = ceil(local.reply_window_s) + 15
+  default_throttle           = var.default_throttle
+  route_throttles            = var.route_throttles
+  edge_cached_paths          = var.edge_cached_paths
+  price_class                = var.price_class
+  domain_names               = var.domain_names
+  cloudfront_certificate_arn = var.cloudfront_certificate_arn
+  cloudfront_log_bucket      = var.cloudfront_log_bucket
+  waf_rate_limit             = var.waf_rate_limit
+  kms_key_arn                = module.kms.key_arn
+  log_retention_days         = var.log_retention_days
+}
+
+module "compute" {
+  source = "./modules/compute"
+
+  name                         = var.name
+  image                        = var.image
+  ecr_repository_arn           = var.ecr_repository_arn
+  cpu_architecture             = var.cpu_architecture
+  vpc_id                       = module.network.vpc_id
+  subnet_ids                   = module.network.private_subnet_ids
+  tasks_security_group_id      = module.network.tasks_security_group_id
+  db_clients_security_group_id = module.network.db_clients_security_group_id
+  alb_security_group_id        = module.edge.alb_security_group_id
+  api_target_group_arn         = module.edge.target_group_arn
+
+  queue_names       = module.queues.queue_names
+  queue_arns        = module.queues.queue_arns
+  dlq_suffix        = var.dlq_suffix
+  max_receive_count = var.max_receive_count
+  visibility_timeout_s = {
+    worker = max(local.queues["high"].visibility_timeout_s, local.queues["normal"].visibility_timeout_s)
+    writer = local.queues["ingest"].visibility_timeout_s
+  }
+
+  redis_url_secret_arn     = module.cache.url_secret_arn
+  database_url_secret_arn  = module.database.url_secret_arn
+  auth_api_keys_secret_arn = var.auth_api_keys_secret_arn
+  auth_jwt_secret_arn      = var.auth_jwt_secret_arn
+  backend_url              = var.backend_url
+  kms_key_arn              = module.kms.key_arn
+
+  settings                 = var.settings
+  services                 = var.services
+  use_fargate_spot         = var.use_fargate_spot
+  on_demand_base           = var.on_demand_base
+  stop_timeout_s           = var.stop_timeout_s
+  log_retention_days       = var.log_retention_days
+  enable_metrics_collector = var.enable_metrics_collector
+}
+
+module "autoscaling" {
+  source = "./modules/autoscaling"
+
+  name         = var.name
+  cluster_name = module.compute.cluster_name
+
+  api_service_name    = module.compute.service_names["api"]
+  worker_service_name = module.compute.service_names["worker"]
+  writer_service_name = module.compute.service_names["writer"]
+
+  # The worker drains high and normal; the writer drains ingest.
+  worker_queue_names = [module.queues.queue_names["high"], module.queues.queue_names["normal"]]
+  writer_queue_name  = module.queues.queue_names["ingest"]
+
+  api_min_tasks           = var.api_min_tasks
+  api_max_tasks           = var.api_max_tasks
+  api_cpu_target_percent  = var.api_cpu_target_percent
+  api_requests_per_target = var.api_requests_per_target
+  alb_resource_label      = module.edge.alb_request_count_resource_label
+
+  worker_min_tasks            = var.worker_min_tasks
+  worker_max_tasks            = var.worker_max_tasks
+  worker_concurrency          = var.settings.worker_concurrency
+  backend_max_concurrency     = var.backend_max_concurrency
+  worker_acceptable_latency_s = var.worker_acceptable_latency_s
+  worker_processing_time_s    = var.worker_processing_time_s
+
+  writer_min_tasks            = var.writer_min_tasks
+  writer_max_tasks            = var.writer_max_tasks
+  writer_acceptable_latency_s = var.writer_acceptable_latency_s
+  writer_processing_time_s    = var.writer_processing_time_s
+  writer_idle_minutes         = var.writer_idle_minutes
+}

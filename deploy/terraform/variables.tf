@@ -1,0 +1,474 @@
+# --- stack -------------------------------------------------------------------------------------
+
+variable "name" {
+  type        = string
+  description = "Name prefix of every resource of the stack."
+  default     = "queuefront"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,30}$", var.name))
+    error_message = "name must be 2-31 lowercase letters, digits or dashes, starting with a letter."
+  }
+}
+
+variable "region" {
+  type        = string
+  description = "AWS region of the stack (QF_AWS_REGION)."
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.region))
+    error_message = "region must be an AWS region such as eu-west-1."
+  }
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Tags added to every resource (on top of project and stack)."
+  default     = {}
+}
+
+# --- network -----------------------------------------------------------------------------------
+
+variable "create_vpc" {
+  type        = bool
+  description = "Build a new VPC (true) or use vpc_id and private_subnet_ids (false)."
+  default     = true
+}
+
+variable "vpc_id" {
+  type        = string
+  description = "Existing VPC (create_vpc = false)."
+  default     = null
+}
+
+variable "private_subnet_ids" {
+  type        = list(string)
+  description = "Existing private subnets in two or more AZs (create_vpc = false); they need NAT or VPC endpoints for SQS, ECR, logs and Secrets Manager."
+  default     = []
+}
+
+variable "vpc_cidr" {
+  type        = string
+  description = "CIDR of the new VPC."
+  default     = "10.40.0.0/16"
+}
+
+variable "az_count" {
+  type        = number
+  description = "AZs of the new VPC."
+  default     = 3
+}
+
+variable "single_nat_gateway" {
+  type        = bool
+  description = "One NAT gateway instead of one per AZ."
+  default     = false
+}
+
+variable "enable_vpc_endpoints" {
+  type        = bool
+  description = "Interface/gateway endpoints for SQS, ECR, S3, logs, monitoring, Secrets Manager and KMS in the new VPC."
+  default     = true
+}
+
+# --- image and processes -------------------------------------------------------------------------
+
+variable "image" {
+  type        = string
+  description = "The queuefront container image, by digest or immutable tag."
+
+  validation {
+    condition     = length(var.image) > 0 && !endswith(var.image, ":latest")
+    error_message = "image must be set and must not use the mutable :latest tag."
+  }
+}
+
+variable "ecr_repository_arn" {
+  type        = string
+  description = "ECR repository of the image (pull permissions); null for a public image."
+  default     = null
+}
+
+variable "cpu_architecture" {
+  type        = string
+  description = "X86_64 or ARM64, as the image is built."
+  default     = "X86_64"
+}
+
+variable "backend_url" {
+  type        = string
+  description = "QF_BACKEND_URL: the legacy backend the worker calls."
+
+  validation {
+    condition     = can(regex("^https?://", var.backend_url))
+    error_message = "backend_url must be an http(s) URL."
+  }
+}
+
+variable "backend_max_concurrency" {
+  type        = number
+  description = "Concurrent requests the legacy backend can take; worker_max_tasks x settings.worker_concurrency may not exceed it."
+
+  validation {
+    condition     = var.backend_max_concurrency >= 1
+    error_message = "backend_max_concurrency must be at least 1."
+  }
+}
+
+variable "settings" {
+  type = object({
+    http_port             = optional(number, 8080)
+    metrics_port          = optional(number, 9100)
+    routes_file           = optional(string, "examples/routes.toml")
+    log_level             = optional(string, "INFO")
+    redis_max_connections = optional(number, 64)
+    worker_concurrency    = optional(number, 32)
+    batch_size            = optional(number, 300)
+    batch_max_wait_s      = optional(number, 1)
+    admission_threshold   = optional(number, 100)
+    admission_wait_s      = optional(number, 5)
+    backlog_poll_s        = optional(number, 1)
+    default_timeout_s     = optional(number, 20)
+    reply_ttl_s           = optional(number, 120)
+    shutdown_timeout_s    = optional(number, 20)
+    max_body_bytes        = optional(number, 262144)
+    rate_limit_rps        = optional(number, 0)
+    rate_limit_burst      = optional(number, 20)
+    auth_jwt_audience     = optional(string, "")
+  })
+  description = "queuefront settings passed to the processes as QF_<NAME> environment variables (defaults as in queuefront.settings)."
+  default     = {}
+
+  validation {
+    condition     = var.settings.default_timeout_s > 0 && var.settings.default_timeout_s < 29
+    error_message = "settings.default_timeout_s (the reply window) must stay under API Gateway's 29 s."
+  }
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], var.settings.log_level)
+    error_message = "settings.log_level must be DEBUG, INFO, WARNING or ERROR."
+  }
+
+  validation {
+    condition     = var.settings.http_port != var.settings.metrics_port && var.settings.http_port >= 1024 && var.settings.metrics_port >= 1024
+    error_message = "settings.http_port and settings.metrics_port must differ and be unprivileged (>= 1024)."
+  }
+
+  validation {
+    condition     = var.settings.batch_size >= 1 && var.settings.batch_size <= 10000 && var.settings.worker_concurrency >= 1
+    error_message = "settings.batch_size must be 1-10000 and settings.worker_concurrency at least 1."
+  }
+
+  validation {
+    condition     = var.settings.max_body_bytes >= 1 && var.settings.max_body_bytes <= 262144
+    error_message = "settings.max_body_bytes must be between 1 and 262144 (SQS's message limit)."
+  }
+}
+
+variable "auth_api_keys_secret_arn" {
+  type        = string
+  description = "Existing Secrets Manager secret with QF_AUTH_API_KEYS (comma-separated); null: no API keys."
+  default     = null
+}
+
+variable "auth_jwt_secret_arn" {
+  type        = string
+  description = "Existing Secrets Manager secret with QF_AUTH_JWT_SECRET; null: no JWT auth."
+  default     = null
+}
+
+variable "services" {
+  type = map(object({
+    cpu           = number
+    memory        = number
+    desired_count = optional(number, 1)
+  }))
+  description = "Fargate CPU units / memory MiB and initial count of api, worker, writer and migrate."
+  default = {
+    api     = { cpu = 1024, memory = 2048, desired_count = 2 }
+    worker  = { cpu = 1024, memory = 2048, desired_count = 2 }
+    writer  = { cpu = 1024, memory = 2048, desired_count = 0 }
+    migrate = { cpu = 512, memory = 1024, desired_count = 0 }
+  }
+
+  validation {
+    condition     = toset(keys(var.services)) == toset(["api", "worker", "writer", "migrate"])
+    error_message = "services must have exactly the keys api, worker, writer and migrate."
+  }
+
+  validation {
+    condition     = alltrue([for s in values(var.services) : contains([256, 512, 1024, 2048, 4096, 8192, 16384], s.cpu)])
+    error_message = "cpu must be a Fargate size: 256, 512, 1024, 2048, 4096, 8192 or 16384."
+  }
+}
+
+variable "use_fargate_spot" {
+  type        = bool
+  description = "Run worker and writer tasks beyond on_demand_base on Fargate Spot."
+  default     = true
+}
+
+variable "on_demand_base" {
+  type        = number
+  description = "Worker/writer tasks kept on regular Fargate before Spot is used."
+  default     = 1
+}
+
+variable "stop_timeout_s" {
+  type        = number
+  description = "stopTimeout of every container: seconds from SIGTERM to SIGKILL; longer than settings.shutdown_timeout_s so the worker drains."
+  default     = 45
+
+  validation {
+    condition     = var.stop_timeout_s >= 2 && var.stop_timeout_s <= 120
+    error_message = "stop_timeout_s must be between 2 and 120 (Fargate's limit)."
+  }
+}
+
+variable "enable_metrics_collector" {
+  type        = bool
+  description = "ADOT collector sidecar that ships each task's queuefront_* metrics to CloudWatch."
+  default     = true
+}
+
+# --- queues ---------------------------------------------------------------------------------------
+
+variable "queues" {
+  type = map(object({
+    name                 = string
+    visibility_timeout_s = optional(number)
+    message_retention_s  = optional(number)
+    oldest_age_alarm_s   = optional(number)
+  }))
+  description = <<-EOT
+    The high, normal and ingest queues. Omitted values are derived: high/normal keep messages
+    an hour (older ones are past any reply window), hide them 60 s while a worker calls the
+    backend, and alarm when the oldest waits 75% of the reply window; ingest keeps them 4
+    days, hides them 120 s (batch gathering plus the insert) and alarms after 5 minutes.
+  EOT
+  default = {
+    high   = { name = "queuefront-high" }
+    normal = { name = "queuefront-normal" }
+    ingest = { name = "queuefront-ingest" }
+  }
+
+  validation {
+    condition     = toset(keys(var.queues)) == toset(["high", "normal", "ingest"])
+    error_message = "queues must have exactly the keys high, normal and ingest."
+  }
+}
+
+variable "dlq_suffix" {
+  type        = string
+  description = "QF_DLQ_SUFFIX: each dead-letter queue is <queue><suffix>."
+  default     = "-dlq"
+}
+
+variable "max_receive_count" {
+  type        = number
+  description = "Receives before a message goes to its DLQ."
+  default     = 3
+}
+
+# --- data stores ------------------------------------------------------------------------------------
+
+variable "redis_node_type" {
+  type        = string
+  description = "ElastiCache node type."
+  default     = "cache.r7g.large"
+}
+
+variable "redis_replicas" {
+  type        = number
+  description = "Redis replicas besides the primary (>= 1 for Multi-AZ failover)."
+  default     = 1
+}
+
+variable "db_instance_class" {
+  type        = string
+  description = "RDS instance class."
+  default     = "db.r6g.large"
+}
+
+variable "db_allocated_storage_gb" {
+  type        = number
+  description = "Initial RDS storage."
+  default     = 100
+}
+
+variable "db_multi_az" {
+  type        = bool
+  description = "RDS Multi-AZ standby."
+  default     = true
+}
+
+variable "db_backup_retention_days" {
+  type        = number
+  description = "Days of RDS automated backups."
+  default     = 14
+}
+
+variable "db_deletion_protection" {
+  type        = bool
+  description = "Refuse to delete the database."
+  default     = true
+}
+
+# --- autoscaling --------------------------------------------------------------------------------------
+
+variable "api_min_tasks" {
+  type        = number
+  description = "Fewest api tasks."
+  default     = 2
+}
+
+variable "api_max_tasks" {
+  type        = number
+  description = "Most api tasks."
+  default     = 20
+}
+
+variable "api_cpu_target_percent" {
+  type        = number
+  description = "Target average CPU of the api."
+  default     = 60
+}
+
+variable "api_requests_per_target" {
+  type        = number
+  description = "Target ALB requests per api task per minute."
+  default     = 6000
+}
+
+variable "worker_min_tasks" {
+  type        = number
+  description = "Fewest worker tasks (>= 1)."
+  default     = 2
+}
+
+variable "worker_max_tasks" {
+  type        = number
+  description = "Most worker tasks: with settings.worker_concurrency, the most concurrent calls the legacy backend gets."
+  default     = 10
+}
+
+variable "worker_acceptable_latency_s" {
+  type        = number
+  description = "Acceptable queue wait of a proxied request (under the reply window)."
+  default     = 5
+}
+
+variable "worker_processing_time_s" {
+  type        = number
+  description = "Average seconds one worker task spends per message (backend latency / worker_concurrency)."
+  default     = 0.05
+}
+
+variable "writer_min_tasks" {
+  type        = number
+  description = "Fewest writer tasks (0: scale to zero when ingest is idle)."
+  default     = 0
+}
+
+variable "writer_max_tasks" {
+  type        = number
+  description = "Most writer tasks."
+  default     = 4
+}
+
+variable "writer_acceptable_latency_s" {
+  type        = number
+  description = "Acceptable delay before an ingested item is stored."
+  default     = 30
+}
+
+variable "writer_processing_time_s" {
+  type        = number
+  description = "Average seconds one writer task spends per message."
+  default     = 0.0001
+}
+
+variable "writer_idle_minutes" {
+  type        = number
+  description = "Minutes of an empty ingest queue before the writer scales to zero."
+  default     = 15
+}
+
+# --- edge ------------------------------------------------------------------------------------------------
+
+variable "domain_names" {
+  type        = list(string)
+  description = "Aliases of the CloudFront distribution."
+  default     = []
+}
+
+variable "cloudfront_certificate_arn" {
+  type        = string
+  description = "ACM certificate (us-east-1) for domain_names."
+  default     = null
+}
+
+variable "cloudfront_log_bucket" {
+  type        = string
+  description = "S3 bucket domain for CloudFront standard logs; null: none."
+  default     = null
+}
+
+variable "price_class" {
+  type        = string
+  description = "CloudFront price class."
+  default     = "PriceClass_100"
+}
+
+variable "edge_cached_paths" {
+  type        = list(string)
+  description = "Path patterns of public GET routes cached at the edge for their s-maxage."
+  default     = ["/api/polls", "/api/polls/*/results"]
+}
+
+variable "waf_rate_limit" {
+  type        = number
+  description = "Requests per client IP per 5 minutes before WAF blocks."
+  default     = 2000
+}
+
+variable "default_throttle" {
+  type        = object({ burst = number, rate = number })
+  description = "API Gateway stage throttling (burst requests, steady requests/s)."
+  default     = { burst = 2000, rate = 1000 }
+}
+
+variable "route_throttles" {
+  type        = map(object({ burst = number, rate = number }))
+  description = "Per-route API Gateway throttling, keyed \"METHOD /path\"."
+  default = {
+    "POST /api/login"                 = { burst = 200, rate = 100 }
+    "POST /api/polls/{poll_id}/votes" = { burst = 5000, rate = 2000 }
+  }
+}
+
+variable "alb_certificate_arn" {
+  type        = string
+  description = "ACM certificate for HTTPS on the internal ALB; null: HTTP inside the VPC."
+  default     = null
+}
+
+variable "alb_certificate_domain" {
+  type        = string
+  description = "Name API Gateway verifies on the ALB certificate."
+  default     = null
+}
+
+# --- observability -------------------------------------------------------------------------------
+
+variable "alarm_emails" {
+  type        = list(string)
+  description = "E-mail addresses for the alarm topic."
+  default     = []
+}
+
+variable "log_retention_days" {
+  type        = number
+  description = "Retention of every log group of the stack."
+  default     = 365
+}

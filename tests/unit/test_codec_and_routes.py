@@ -1,0 +1,120 @@
+"""Envelope codec, header filtering and route-table validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from queuefront.envelope import (
+    CacheSpec,
+    Reply,
+    RequestEnvelope,
+    decode_reply,
+    decode_request,
+    encode_reply,
+    encode_request,
+    pack_body,
+)
+from queuefront.headers import request_headers_to_forward, response_headers_to_return
+from queuefront.routes import RouteTable, load_routes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def envelope(body: bytes) -> RequestEnvelope:
+    text, b64 = pack_body(body)
+    return RequestEnvelope(
+        id="r1",
+        route="item",
+        method="POST",
+        path="/items/1?x=1",
+        headers=[("X-A", "1")],
+        body=text,
+        body_b64=b64,
+        reply_to="replies:p",
+        deadline=2.0,
+        enqueued_at=1.0,
+        cache=CacheSpec(key="cache:SN", field="item|/api/items/1", ttl_s=5),
+    )
+
+
+@pytest.mark.parametrize(
+    "body", [b"", b'{"a": "\xc3\xa9"}', b"\x00\x01\xff binary", "\ufffe".encode()]
+)
+def test_request_round_trips_any_body(body: bytes) -> None:
+    env = envelope(body)
+    wire = encode_request(env)
+    assert "\ufffe" not in wire  # SQS refuses these characters
+    assert decode_request(wire) == env
+    assert decode_request(wire).body_bytes() == body
+
+
+def test_utf8_bodies_stay_text_so_the_whole_message_limit_is_usable() -> None:
+    assert pack_body(b'{"k": "v"}') == ('{"k": "v"}', False)
+    assert pack_body(b"\xff")[1] is True
+
+
+def test_reply_round_trip() -> None:
+    reply = Reply(id="r", status=201, headers=[("Content-Type", "text/plain")], body=b"\x00ok")
+    assert decode_reply(encode_reply(reply)) == reply
+
+
+def test_credentials_and_hop_by_hop_headers_are_not_forwarded() -> None:
+    kept = request_headers_to_forward(
+        [
+            ("Authorization", "Bearer x"),
+            ("Cookie", "a=1"),
+            ("X-Api-Key", "k"),
+            ("Connection", "keep-alive, X-Private"),
+            ("X-Private", "1"),
+            ("Host", "h"),
+            ("Content-Length", "3"),
+            ("Accept", "application/json"),
+            ("X-Demo-Delay-Ms", "5"),
+        ]
+    )
+    assert kept == [("Accept", "application/json"), ("X-Demo-Delay-Ms", "5")]
+    assert response_headers_to_return([("Transfer-Encoding", "chunked"), ("ETag", "1")]) == [
+        ("ETag", "1")
+    ]
+
+
+def test_demo_route_table_loads() -> None:
+    table = load_routes(ROOT / "examples" / "routes.toml")
+    by_name = {r.name: r for r in table.routes}
+    assert by_name["login"].priority == "high"
+    assert by_name["products_and_promotions"].cache is not None
+    assert by_name["products_and_promotions"].cache.ttl_s == 300
+    assert by_name["polls"].edge_ttl_s == 3
+    assert by_name["item"].upstream_path({"item_id": "7"}, "/api/items/7") == "/items/7"
+
+
+def route(**fields: object) -> dict[str, object]:
+    return {"name": "r", "method": "GET", "path": "/api/x/{serial}", **fields}
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"cache": {"key": "nope", "ttl_s": 5}}, "cache.key"),
+        ({"timeout_s": 30}, "less than or equal to 29"),
+        ({"priority": "urgent"}, "priority"),
+        ({"upstream": "/legacy/{other}"}, "unknown parameters"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_bad_route_tables_name_the_problem(fields: dict[str, object], problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        RouteTable.model_validate({"routes": [route(**fields)]})
+
+
+def test_upstream_template() -> None:
+    table = RouteTable.model_validate({"routes": [route(upstream="/legacy/p/{serial}")]})
+    assert table.routes[0].upstream_path({"serial": "S1"}, "/api/x/S1") == "/legacy/p/S1"
+
+
+def test_duplicate_route_names_are_refused() -> None:
+    with pytest.raises(ValidationError, match="duplicate"):
+        RouteTable.model_validate({"routes": [route(), route()]})
