@@ -478,7 +478,8 @@ resource "aws_ecs_task_definition" "this" {
 # --- services --------------------------------------------------------------------------------
 
 resource "aws_security_group" "api" {
-  name        = "${var.name}-api"
+  name = "${var.name}-api"
+  #checkov:skip=CKV2_AWS_5:attached to the api service through local.security_groups
   description = "api tasks: HTTP from the internal ALB only"
   vpc_id      = var.vpc_id
   tags        = var.tags
