@@ -47,6 +47,12 @@ class Proc:
     name: str
     popen: subprocess.Popen[bytes]
     log_path: Path
+    port: int = 0
+    """The HTTP port it serves (api) or its probe/metrics port (worker)."""
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/metrics"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -118,14 +124,16 @@ class Stack:
         self.api_port = free_port()
         env = self.settings_env(QF_HTTP_PORT=str(self.api_port), **overrides)
         proc = spawn("api", [sys.executable, "-m", "service"], env, self.log_dir)
+        proc.port = self.api_port
         self.procs.append(proc)
         await wait_http(f"{self.api_url}/readyz", proc=proc)
         return proc
 
     async def start_worker(self, **overrides: str) -> Proc:
         port = free_port()
-        env = self.settings_env(QF_METRICS_PORT=str(port), **overrides)
+        env = self.settings_env(**{"QF_METRICS_PORT": str(port), **overrides})
         proc = spawn("worker", [sys.executable, "-m", "workers.priority"], env, self.log_dir)
+        proc.port = port
         self.procs.append(proc)
         await wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
         return proc

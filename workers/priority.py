@@ -10,10 +10,12 @@ buffered high work first. The normal loop fetches only while the high loop is id
 queue never holds normal work back and normal work never crowds out high work.
 
 Receive strategy. A loop starts with a short poll for as many messages as it has free
-slots; while polls come back full it keeps draining; once one comes back short it
-long-polls for ONE message, then drains again. That is cheap on SQS and never relies
-on a long poll returning early with fewer messages than asked for (some emulators
-hold found messages until the poll is full or times out).
+slots; while polls return messages it keeps draining; once one comes back empty it
+long-polls for ONE message, then drains again. That is cheap on SQS (no empty call
+is repeated) and never relies on a long poll returning early with fewer messages than
+asked for (some emulators hold found messages until the poll is full or times out).
+A worker with many slots runs several loops per queue (one per ``RECEIVERS_PER_SLOTS``
+slots): one loop's round trips would otherwise cap its intake.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ log = get_logger(__name__)
 
 Priority = Literal["high", "normal"]
 RECEIVE_ERROR_BACKOFF_S = 1.0
+RECEIVERS_PER_SLOTS = 16
+MAX_RECEIVERS_PER_QUEUE = 4
 
 
 @dataclass(eq=False)
@@ -77,7 +81,10 @@ class PriorityWorker:
         self._buffers: dict[Priority, deque[Held]] = {"high": deque(), "normal": deque()}
         self._running: dict[asyncio.Task[None], Held] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        self._high_idle = False
+        self._receivers = max(
+            1, min(MAX_RECEIVERS_PER_QUEUE, settings.worker_concurrency // RECEIVERS_PER_SLOTS)
+        )
+        self._high_busy = self._receivers  # high loops whose last receive was not empty
         self._changed = asyncio.Event()
         self._stopping = asyncio.Event()
         self.last_receive_ok = time.monotonic()
@@ -91,7 +98,7 @@ class PriorityWorker:
     def _may_receive(self, priority: Priority) -> bool:
         if self._stopping.is_set() or self._free() <= 0:
             return False
-        return priority == "high" or (self._high_idle and not self._buffers["high"])
+        return priority == "high" or (self._high_busy == 0 and not self._buffers["high"])
 
     def _poke(self) -> None:
         self._changed.set()
@@ -115,6 +122,7 @@ class PriorityWorker:
     async def _receive_loop(self, priority: Priority) -> None:
         ops = self._queues[priority]
         long_poll = False
+        busy = True  # counted in _high_busy until its first empty receive
         while True:
             await self._until(lambda: self._may_receive(priority) or self._stopping.is_set())
             if self._stopping.is_set():
@@ -124,15 +132,16 @@ class PriorityWorker:
             if messages is None:  # stopping, or an error already logged
                 continue
             self.last_receive_ok = time.monotonic()
-            short = len(messages) < want
-            if priority == "high":
-                self._high_idle = short
+            empty = not messages
+            if priority == "high" and busy == empty:
+                busy = not empty
+                self._high_busy += 1 if busy else -1
             for message in messages:
                 self._buffers[priority].append(Held(priority, ops, message))
             if self._stopping.is_set():
                 self._release_buffered()
             self._poke()
-            long_poll = short
+            long_poll = empty
 
     async def _receive(self, ops: QueueOps, want: int, long_poll: bool) -> list[Message] | None:
         wait_s = self._settings.receive_wait_s if long_poll else 0
@@ -261,16 +270,18 @@ class PriorityWorker:
 
     async def run(self) -> None:
         """Runs until ``stop()``; then drains: finish or release everything held."""
-        loops = [
-            asyncio.create_task(self._receive_loop("high"), name="receive-high"),
-            asyncio.create_task(self._receive_loop("normal"), name="receive-normal"),
+        receivers = [
+            asyncio.create_task(self._receive_loop(p), name=f"receive-{p}-{i}")
+            for p in ("high", "normal")
+            for i in range(self._receivers)
+        ]
+        others = [
             asyncio.create_task(self._dispatch_loop(), name="dispatch"),
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
         ]
-        log.info("worker started", concurrency=self._capacity)
+        log.info("worker started", concurrency=self._capacity, receivers=self._receivers)
         await self._stopping.wait()
         started = time.monotonic()
-        receivers, others = loops[:2], loops[2:]
         await asyncio.gather(*receivers, return_exceptions=True)
         for task in others[:1]:  # no new work starts from here on
             task.cancel()
