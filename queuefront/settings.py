@@ -41,11 +41,9 @@ class Settings(BaseSettings):
     pod_id: str = ""  # empty: a random id per process start
     key_prefix: str = ""  # prepended to every Redis key and channel (tests isolate with it)
     send_linger_ms: float = Field(default=2.0, ge=0)
-    max_body_bytes: int = Field(default=262_144, ge=1)
     admission_threshold: int = Field(default=100, ge=1)
     admission_wait_s: float = Field(default=5.0, ge=0)
     backlog_poll_s: float = Field(default=1.0, gt=0)
-    default_timeout_s: float = Field(default=20.0, gt=0, le=29)
     auth_api_keys: str = ""  # comma-separated; empty with no JWT secret: auth off
     auth_jwt_secret: str = ""  # HS256 bearer tokens
     auth_jwt_audience: str = ""
