@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 import aiohttp
 
+from queuefront.queues import ensure_queues
 from queuefront.sqs import QueueOps, open_client
-from tests.harness import Stack
+from tests.harness import Stack, metric
 
 
 async def test_sigterm_drains_and_leaves_nothing_invisible(stack: Stack) -> None:
@@ -47,3 +49,23 @@ async def test_sigterm_drains_and_leaves_nothing_invisible(stack: Stack) -> None
         assert statuses == [200] * 20
         await normal.close()
     assert "worker stopped" in worker.log()
+
+
+async def test_visibility_is_extended_for_work_that_outlives_half_the_timeout(
+    stack: Stack, backend_url: str
+) -> None:
+    """Queue visibility 2 s, backend call 3.5 s: without extension the message would
+    reappear mid-call and reach the backend twice."""
+    settings = stack.settings().model_copy(update={"visibility_timeout_s": 2})
+    await ensure_queues(settings)  # existing queue: its attributes are brought up to date
+    await stack.start_api()
+    worker = await stack.start_worker(QF_WORKER_CONCURRENCY="4")
+    key = f"slow-{uuid.uuid4().hex[:8]}"
+    async with aiohttp.ClientSession(base_url=stack.api_url) as http:
+        async with http.get(f"/api/slow/{key}", headers={"X-Demo-Delay-Ms": "3500"}) as resp:
+            assert resp.status == 200
+        await asyncio.sleep(2.5)  # a redelivery would have reached the backend by now
+        async with http.get(f"{backend_url}/__stats") as resp:
+            calls = (await resp.json())["calls"]
+    assert calls[f"GET /slow/{key}"] == 1
+    assert await metric(worker.metrics_url, "queuefront_visibility_extensions_total") >= 1
