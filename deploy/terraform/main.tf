@@ -4,7 +4,7 @@
 
 locals {
   # Derived queue settings (variables.tf, queues).
-  reply_window_s = var.settings.default_timeout_s
+  reply_window_s = var.reply_window_s
 
   queue_defaults = {
     high   = { visibility_timeout_s = 60, message_retention_s = 3600, oldest_age_alarm_s = floor(0.75 * local.reply_window_s) }

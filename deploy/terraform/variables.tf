@@ -128,21 +128,14 @@ variable "settings" {
     admission_threshold   = optional(number, 100)
     admission_wait_s      = optional(number, 5)
     backlog_poll_s        = optional(number, 1)
-    default_timeout_s     = optional(number, 20)
     reply_ttl_s           = optional(number, 120)
     shutdown_timeout_s    = optional(number, 20)
-    max_body_bytes        = optional(number, 262144)
     rate_limit_rps        = optional(number, 0)
     rate_limit_burst      = optional(number, 20)
     auth_jwt_audience     = optional(string, "")
   })
   description = "queuefront settings passed to the processes as QF_<NAME> environment variables (defaults as in queuefront.settings)."
   default     = {}
-
-  validation {
-    condition     = var.settings.default_timeout_s > 0 && var.settings.default_timeout_s < 29
-    error_message = "settings.default_timeout_s (the reply window) must stay under API Gateway's 29 s."
-  }
 
   validation {
     condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], var.settings.log_level)
@@ -158,10 +151,16 @@ variable "settings" {
     condition     = var.settings.batch_size >= 1 && var.settings.batch_size <= 10000 && var.settings.worker_concurrency >= 1
     error_message = "settings.batch_size must be 1-10000 and settings.worker_concurrency at least 1."
   }
+}
+
+variable "reply_window_s" {
+  type        = number
+  description = "The longest timeout_s of the route table (default 20): how long a client waits for a reply. Sizes the queue-age alarms and the ALB's deregistration delay."
+  default     = 20
 
   validation {
-    condition     = var.settings.max_body_bytes >= 1 && var.settings.max_body_bytes <= 262144
-    error_message = "settings.max_body_bytes must be between 1 and 262144 (SQS's message limit)."
+    condition     = var.reply_window_s > 0 && var.reply_window_s < 29
+    error_message = "reply_window_s must stay under API Gateway's 29 s limit."
   }
 }
 

@@ -13,11 +13,13 @@ backend_max_concurrency = 400
 settings = {
   routes_file        = "examples/routes.toml"
   worker_concurrency = 32
-  default_timeout_s  = 20
   rate_limit_rps     = 20
   rate_limit_burst   = 40
   log_level          = "INFO"
 }
+
+# The longest timeout_s in the route table.
+reply_window_s = 20
 
 auth_api_keys_secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:queuefront/api-keys-AbCdEf"
 

@@ -135,7 +135,7 @@ variable "backend_max_concurrency" {
 
 variable "worker_acceptable_latency_s" {
   type        = number
-  description = "Longest a high/normal message should wait in the queue; keep it well under the reply window (QF_DEFAULT_TIMEOUT_S)."
+  description = "Longest a high/normal message should wait in the queue; keep it well under the reply window (the routes' timeout_s)."
   default     = 5
 
   validation {

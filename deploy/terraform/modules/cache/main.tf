@@ -13,14 +13,15 @@ resource "aws_security_group" "redis" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "redis_from_tasks" {
-  for_each = toset(var.client_security_group_ids)
+  # count, not for_each: the group ids are only known after apply.
+  count = length(var.client_security_group_ids)
 
   security_group_id            = aws_security_group.redis.id
   description                  = "Redis over TLS from the tasks"
   ip_protocol                  = "tcp"
   from_port                    = 6379
   to_port                      = 6379
-  referenced_security_group_id = each.value
+  referenced_security_group_id = var.client_security_group_ids[count.index]
 }
 
 resource "aws_elasticache_subnet_group" "this" {

@@ -35,11 +35,9 @@ locals {
       QF_HTTP_PORT             = tostring(var.settings.http_port)
       QF_ROUTES_FILE           = var.settings.routes_file
       QF_REDIS_MAX_CONNECTIONS = tostring(var.settings.redis_max_connections)
-      QF_MAX_BODY_BYTES        = tostring(var.settings.max_body_bytes)
       QF_ADMISSION_THRESHOLD   = tostring(var.settings.admission_threshold)
       QF_ADMISSION_WAIT_S      = tostring(var.settings.admission_wait_s)
       QF_BACKLOG_POLL_S        = tostring(var.settings.backlog_poll_s)
-      QF_DEFAULT_TIMEOUT_S     = tostring(var.settings.default_timeout_s)
       QF_REPLY_TTL_S           = tostring(var.settings.reply_ttl_s)
       QF_RATE_LIMIT_RPS        = tostring(var.settings.rate_limit_rps)
       QF_RATE_LIMIT_BURST      = tostring(var.settings.rate_limit_burst)

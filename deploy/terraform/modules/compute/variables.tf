@@ -160,10 +160,8 @@ variable "settings" {
     admission_threshold   = number
     admission_wait_s      = number
     backlog_poll_s        = number
-    default_timeout_s     = number
     reply_ttl_s           = number
     shutdown_timeout_s    = number
-    max_body_bytes        = number
     rate_limit_rps        = number
     rate_limit_burst      = number
     auth_jwt_audience     = string

@@ -15,14 +15,15 @@ resource "aws_security_group" "db" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "db_from_clients" {
-  for_each = toset(var.client_security_group_ids)
+  # count, not for_each: the group ids are only known after apply.
+  count = length(var.client_security_group_ids)
 
   security_group_id            = aws_security_group.db.id
   description                  = "Postgres from the database clients"
   ip_protocol                  = "tcp"
   from_port                    = 5432
   to_port                      = 5432
-  referenced_security_group_id = each.value
+  referenced_security_group_id = var.client_security_group_ids[count.index]
 }
 
 resource "aws_db_subnet_group" "this" {
