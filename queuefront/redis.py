@@ -6,6 +6,8 @@ limit under a burst, whereas this one makes the extra callers wait for a connect
 
 from __future__ import annotations
 
+import asyncio
+
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from queuefront.settings import Settings
@@ -21,3 +23,12 @@ def open_redis(settings: Settings, *, client_name: str | None = None) -> Redis:
         client_name=client_name,
     )
     return Redis(connection_pool=pool)
+
+
+async def redis_down(redis: Redis) -> list[str]:
+    """``["redis"]`` when Redis does not answer a PING within a second (readiness checks)."""
+    try:
+        await asyncio.wait_for(redis.ping(), 1.0)
+    except Exception:
+        return ["redis"]
+    return []

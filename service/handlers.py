@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import msgspec
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from queuefront import cache, metrics
+from queuefront.redis import redis_down
 from service.context import KEYS, MONITOR, REDIS, WAITER
 from service.errors import ApiError
 from service.proxy import check_access
@@ -21,11 +20,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """503 naming every dependency that does not answer, so an operator knows where to look."""
     app = request.app
-    down: list[str] = []
-    try:
-        await asyncio.wait_for(app[REDIS].ping(), 1.0)
-    except Exception:
-        down.append("redis")
+    down = await redis_down(app[REDIS])
     if not app[WAITER].connected:
         down.append("redis-pubsub")
     if not app[MONITOR].healthy:

@@ -1,0 +1,129 @@
+"""What every queue consumer shares: the receive strategy and visibility upkeep.
+
+Receive strategy (``Poller``): short polls while they return messages; a long poll for
+ONE message once a poll comes back empty, then short polls again. No empty call is
+repeated (cheap on SQS), and nothing relies on a long poll returning early with fewer
+messages than asked for (some emulators hold found messages until the poll is full).
+
+Visibility (``VisibilityKeeper``): a message held for more than half its queue's
+visibility timeout gets the full timeout again, so slow work is never redelivered to
+another consumer while it is still in progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from queuefront import metrics
+from queuefront.limits import MAX_RECEIVE_MESSAGES
+from queuefront.sqs import Message, QueueOps
+from queuefront.telemetry import get_logger
+
+log = get_logger(__name__)
+
+RECEIVE_ERROR_BACKOFF_S = 1.0
+HEARTBEAT_S = 1.0
+
+
+@dataclass(eq=False)
+class Held:
+    """A received message, from its receipt until it is deleted or released."""
+
+    queue: QueueOps
+    message: Message
+    extended_at: float = field(default_factory=time.monotonic)
+
+    async def delete(self) -> None:
+        try:
+            await self.queue.delete(self.message.receipt_handle)
+        except Exception as exc:
+            log.warning("delete failed", queue=self.queue.name, error=str(exc))
+
+    async def release(self, after_s: int = 0) -> None:
+        """Visible again after ``after_s`` (0: another consumer may take it at once)."""
+        metrics.WORKER_MESSAGES.labels(self.queue.name, "released").inc()
+        try:
+            await self.queue.change_visibility(self.message.receipt_handle, after_s)
+        except Exception as exc:
+            log.warning("release failed", queue=self.queue.name, error=str(exc))
+
+
+class Poller:
+    def __init__(self, queue: QueueOps, wait_s: int) -> None:
+        self.queue = queue
+        self._wait_s = wait_s
+        self._long = False
+        self.last_ok = time.monotonic()
+
+    async def receive(self, want: int, stop: asyncio.Event) -> list[Held] | None:
+        """Up to ``want`` messages; None when ``stop`` was set during a long poll or the
+        call failed (already logged, after a back-off)."""
+        long_poll = self._long
+        want = 1 if long_poll else max(1, min(MAX_RECEIVE_MESSAGES, want))
+        call = asyncio.create_task(self.queue.receive(want, self._wait_s if long_poll else 0))
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            # a short poll is let finish (the caller releases what it brings if stopping);
+            # a long poll is abandoned at shutdown rather than waited on for up to 20 s
+            await asyncio.wait(
+                {call, stopped} if long_poll else {call}, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stopped.cancel()
+        if not call.done():
+            call.cancel()
+            await asyncio.gather(call, return_exceptions=True)
+            return None
+        try:
+            messages = call.result()
+        except Exception as exc:
+            log.warning("receive failed", queue=self.queue.name, error=str(exc))
+            await asyncio.sleep(RECEIVE_ERROR_BACKOFF_S)
+            return None
+        self.last_ok = time.monotonic()
+        self._long = not messages
+        return [Held(self.queue, m) for m in messages]
+
+
+class VisibilityKeeper:
+    def __init__(self, timeouts_s: dict[str, int]) -> None:
+        """``timeouts_s``: each queue's visibility timeout, by queue name."""
+        self._timeouts_s = timeouts_s
+        self._held: set[Held] = set()
+        self._calls: set[asyncio.Task[None]] = set()
+
+    def track(self, *held: Held) -> None:
+        self._held.update(held)
+
+    def untrack(self, *held: Held) -> None:
+        self._held.difference_update(held)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            now = time.monotonic()
+            for held in list(self._held):
+                timeout_s = self._timeouts_s[held.queue.name]
+                if now - held.extended_at >= timeout_s / 2:
+                    held.extended_at = now
+                    metrics.VISIBILITY_EXTENSIONS.inc()
+                    self._spawn(
+                        held.queue.change_visibility(held.message.receipt_handle, timeout_s)
+                    )
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
+
+
+async def visibility_timeouts(*queues: QueueOps) -> dict[str, int]:
+    """Each queue's VisibilityTimeout, read once at start-up."""
+    return {
+        q.name: int((await q.attributes("VisibilityTimeout")).get("VisibilityTimeout", "30"))
+        for q in queues
+    }
