@@ -56,7 +56,6 @@ def run_checkov(directory: Path) -> dict[str, Any]:
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"},
         check=False,
     )
     assert proc.stdout.strip(), (
