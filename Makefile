@@ -5,13 +5,17 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SQS_DIR := deploy/local/sqs
+# checkov's pins (packaging<24, an old botocore, its own hcl2 fork) clash with ours:
+# it lives in a venv of its own, used only by tests/terraform
+CHECKOV_VENV := .venv-checkov
+CHECKOV_REQS := tests/terraform/requirements-checkov.txt
 PACKAGES := queuefront service workers examples
 
 export QF_SQS_ENDPOINT_URL ?= http://127.0.0.1:9324
 export QF_REDIS_URL ?= redis://127.0.0.1:6379/0
 export QF_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/queuefront
 
-.PHONY: run test lint unit integration bench deps clean
+.PHONY: run test lint unit bench deps test-deps clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +26,14 @@ $(BIN)/.installed: pyproject.toml
 $(SQS_DIR)/node_modules/.package-lock.json: $(SQS_DIR)/package-lock.json
 	cd $(SQS_DIR) && npm ci --no-audit --no-fund --loglevel=error
 
+$(CHECKOV_VENV)/bin/checkov: $(CHECKOV_REQS)
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q -r $(CHECKOV_REQS)
+	touch $@
+
 deps: $(BIN)/.installed $(SQS_DIR)/node_modules/.package-lock.json
+
+test-deps: deps $(CHECKOV_VENV)/bin/checkov
 
 run: deps
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/honcho start -f Procfile
@@ -31,7 +42,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check $(PACKAGES) tests bench
 	$(BIN)/mypy $(PACKAGES)
 
-test: deps lint
+test: test-deps lint
 	$(BIN)/pytest -q
 
 unit: $(BIN)/.installed
@@ -41,4 +52,4 @@ bench: deps
 	$(BIN)/python -m bench.proxy
 
 clean:
-	rm -rf $(VENV) $(SQS_DIR)/node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) $(SQS_DIR)/node_modules .mypy_cache .ruff_cache .pytest_cache
