@@ -18,6 +18,8 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import Gauge
+
 from queuefront import metrics
 from queuefront.limits import MAX_RECEIVE_MESSAGES
 from queuefront.sqs import Message, QueueOps
@@ -127,3 +129,14 @@ async def visibility_timeouts(*queues: QueueOps) -> dict[str, int]:
         q.name: int((await q.attributes("VisibilityTimeout")).get("VisibilityTimeout", "30"))
         for q in queues
     }
+
+
+async def watch_depth(queues: list[QueueOps], gauge: Gauge, interval_s: float) -> None:
+    """Keeps ``gauge`` (labelled by queue) at each queue's ApproximateNumberOfMessages."""
+    while True:
+        for queue in queues:
+            try:
+                gauge.labels(queue.name).set(await queue.backlog())
+            except Exception as exc:
+                log.warning("depth read failed", queue=queue.name, error=str(exc))
+        await asyncio.sleep(interval_s)

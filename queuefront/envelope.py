@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import time
+from typing import Any
 
 import msgspec
 
@@ -104,3 +105,30 @@ def encode_cached(item: CachedReply) -> bytes:
 
 def decode_cached(data: bytes) -> CachedReply:
     return _cached_decoder.decode(data)
+
+
+class IngestMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """Ingest items of one route, packed into one SQS message.
+
+    Packing is what makes the write path cheap: one SendMessageBatch entry, one receive
+    slot and one delete carry many items instead of one.
+    """
+
+    v: int = 1
+    route: str
+    items: list[dict[str, Any]]
+
+
+_ingest_decoder = msgspec.json.Decoder(IngestMessage)
+
+
+def encode_ingest(message: IngestMessage) -> str:
+    return _json_encoder.encode(message).decode()
+
+
+def decode_ingest(body: str | bytes) -> IngestMessage:
+    return _ingest_decoder.decode(body)
+
+
+def encode_json(value: Any) -> bytes:
+    return _json_encoder.encode(value)

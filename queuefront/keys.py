@@ -28,6 +28,19 @@ class Keys:
     def rate(self, client: str, route: str) -> str:
         return f"{self.prefix}rate:{route}:{client}"
 
+    def tally(self, route: str, group_value: str) -> str:
+        """One hash per tallied group (a poll): counted value (choice) → count."""
+        return f"{self.prefix}tally:{route}:{group_value}"
+
+    def tally_pattern(self, route: str) -> str:
+        return f"{self.prefix}tally:{route}:*"
+
+    def tally_applied(self, batch_id: str) -> str:
+        return f"{self.prefix}tally-applied:{batch_id}"
+
+    def idempotency(self, route: str, key: str) -> str:
+        return f"{self.prefix}idem:{route}:{key}"
+
     def subscriber_name(self, pod_id: str) -> str:
         """CLIENT SETNAME of a pod's pub/sub connection, so operators can find it."""
         return f"{self.prefix}qf-sub-{pod_id}".replace(" ", "_")

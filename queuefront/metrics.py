@@ -85,3 +85,61 @@ VISIBILITY_EXTENSIONS = Counter(
     "queuefront_visibility_extensions_total", "Messages whose visibility timeout was extended."
 )
 WORKER_BUSY = Gauge("queuefront_worker_busy_slots", "Backend calls in progress in this worker.")
+
+# --- write path ------------------------------------------------------------------------
+
+INGEST_ACCEPTED = Counter(
+    "queuefront_ingest_accepted_total", "Ingest items acknowledged with 202.", ["route"]
+)
+INGEST_REJECTED = Counter(
+    "queuefront_ingest_rejected_total", "Ingest bodies refused with 400.", ["route"]
+)
+ROWS_INSERTED = Counter(
+    "queuefront_ingest_rows_inserted_total", "Rows the writer inserted.", ["table"]
+)
+DUPLICATES_SKIPPED = Counter(
+    "queuefront_ingest_duplicates_total",
+    "Items whose id was already stored (redelivery or client retry): skipped.",
+    ["table"],
+)
+POISON_ROWS = Counter(
+    "queuefront_ingest_poison_rows_total", "Rows the database rejected, isolated.", ["table"]
+)
+POISON_MESSAGES = Counter(
+    "queuefront_ingest_poison_messages_total",
+    "Messages left undeleted because an item in them could not be stored "
+    "(final=true: at maxReceiveCount, bound for the DLQ).",
+    ["final"],
+)
+BATCH_ROWS = Histogram(
+    "queuefront_ingest_batch_rows",
+    "Items per writer batch (one INSERT statement, one commit).",
+    buckets=(1, 10, 25, 50, 100, 150, 200, 250, 300, 400),
+)
+COMMITS = Counter("queuefront_ingest_commits_total", "Writer transactions committed.")
+INSERT_DURATION = Histogram(
+    "queuefront_ingest_insert_duration_seconds",
+    "Time to insert and commit one batch.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+ITEMS_PER_MESSAGE = Histogram(
+    "queuefront_ingest_items_per_message",
+    "Ingest items packed into one SQS message.",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 200, 500),
+)
+DB_RETRIES = Counter(
+    "queuefront_writer_db_retries_total", "Batch stores retried because Postgres failed."
+)
+TALLY_UPDATES = Counter(
+    "queuefront_tally_updates_total",
+    "Tally batches applied to Redis (source=commit or source=sweep).",
+    ["source"],
+)
+DLQ_DEPTH = Gauge(
+    "queuefront_dlq_messages", "Messages in a dead-letter queue, as last read.", ["queue"]
+)
+IDEMPOTENT_REPLAYS = Counter(
+    "queuefront_idempotent_replays_total",
+    "Requests answered from a stored response because their Idempotency-Key was seen.",
+    ["route"],
+)

@@ -26,13 +26,65 @@ class CacheRule(BaseModel):
     ttl_s: int = Field(gt=0)
 
 
+FieldType = Literal["int", "bigint", "text", "bool", "uuid", "timestamptz", "jsonb"]
+IDENTIFIER = r"^[a-z_][a-z0-9_]{0,62}$"
+"""SQL identifiers a sink may name: plain lower-case Postgres names, nothing to escape."""
+
+RESERVED_COLUMNS = ("id", "received_at")
+"""Every sink table has them: the item id (primary key) and the api's arrival time."""
+
+
+class SinkField(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: FieldType
+    required: bool = True
+    max_length: int | None = Field(default=None, gt=0, description="text only")
+    source: Literal["body", "path"] = "body"
+
+    @model_validator(mode="after")
+    def _check(self) -> SinkField:
+        if self.max_length is not None and self.type != "text":
+            raise ValueError("max_length applies to text fields only")
+        return self
+
+
+class Sink(BaseModel):
+    """Where an ingest route's items are stored: a table and its typed columns."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    table: str = Field(pattern=IDENTIFIER)
+    fields: dict[str, SinkField]
+
+    @model_validator(mode="after")
+    def _check(self) -> Sink:
+        for name in self.fields:
+            if not re.match(IDENTIFIER, name) or name in RESERVED_COLUMNS:
+                raise ValueError(f"field name {name!r} is not a usable column name")
+        return self
+
+
+class TallyRule(BaseModel):
+    """Which rows of an ingest route count: per ``group`` value, per ``count`` value."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    group: str
+    count: str
+    label: str = "votes"
+
+
 class Route(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
     path: str = Field(pattern=r"^/")
-    kind: Literal["proxy"] = "proxy"
+    kind: Literal["proxy", "ingest", "tally"] = "proxy"
+    sink: Sink | None = Field(default=None, description="ingest: where items are stored")
+    tally: TallyRule | None = Field(default=None, description="ingest: which fields count")
+    source: str | None = Field(default=None, description="tally: the ingest route it reads")
     priority: Literal["high", "normal"] = "normal"
     timeout_s: float = Field(default=20.0, gt=0, le=API_GATEWAY_TIMEOUT_S)
     upstream: str | None = Field(
@@ -48,6 +100,20 @@ class Route(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Route:
+        if (self.kind == "ingest") != (self.sink is not None):
+            raise ValueError("an ingest route needs a sink, and only an ingest route has one")
+        if self.tally is not None:
+            if self.sink is None:
+                raise ValueError("tally belongs to an ingest route")
+            for counted in (self.tally.group, self.tally.count):
+                if counted not in self.sink.fields:
+                    raise ValueError(f"tally field {counted!r} is not a sink field")
+        if self.sink is not None:
+            for name, f in self.sink.fields.items():
+                if f.source == "path" and name not in self.params:
+                    raise ValueError(f"sink field {name!r} comes from the path but is no param")
+        if (self.kind == "tally") != (self.source is not None):
+            raise ValueError("a tally route needs a source, and only a tally route has one")
         if self.cache is not None and self.cache.key not in self.params:
             raise ValueError(f"cache.key {self.cache.key!r} is not a parameter of {self.path}")
         if self.upstream is not None:
@@ -73,7 +139,26 @@ class RouteTable(BaseModel):
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
             raise ValueError(f"duplicate route names: {sorted(dupes)}")
+        by_name = {r.name: r for r in self.routes}
+        for route in self.routes:
+            if route.source is None:
+                continue
+            source = by_name.get(route.source)
+            if source is None or source.tally is None:
+                raise ValueError(
+                    f"{route.name}: source {route.source!r} is no tallied ingest route"
+                )
+            if source.tally.group not in route.params:
+                raise ValueError(f"{route.name}: path must have the {{{source.tally.group}}} param")
         return self
+
+    def get(self, name: str) -> Route:
+        return next(r for r in self.routes if r.name == name)
+
+    @property
+    def sinks(self) -> dict[str, Route]:
+        """Ingest routes by name (the writer needs only these)."""
+        return {r.name: r for r in self.routes if r.sink is not None}
 
 
 def load_routes(path: str | Path) -> RouteTable:

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     auth_jwt_audience: str = ""
     rate_limit_rps: float = Field(default=0.0, ge=0)  # per client; 0: off
     rate_limit_burst: int = Field(default=20, ge=1)
+    idempotency_ttl_s: int = Field(default=86_400, ge=60)
+    ingest_pack_max: int = Field(default=50, ge=1, le=1000)  # items per SQS message; 1: off
 
     # --- worker ------------------------------------------------------------------------------
     worker_concurrency: int = Field(default=32, ge=1)

@@ -14,21 +14,27 @@ from queuefront.redis import open_redis
 from queuefront.routes import Route, load_routes
 from queuefront.settings import Settings
 from queuefront.sqs import QueueOps, open_client
+from queuefront.tally import TallyStore
 from queuefront.telemetry import get_logger
-from service import handlers, proxy
+from service import handlers, ingest, proxy
 from service.admission import BacklogMonitor
 from service.context import (
+    IDEMPOTENCY,
     KEYS,
     LIMITER,
     MONITOR,
+    PACKERS,
     POD_ID,
     QUEUES,
     REDIS,
     ROUTES,
     SETTINGS,
+    TALLIES,
     WAITER,
 )
 from service.errors import request_context
+from service.idempotency import Idempotency
+from service.ingest import Packer
 from service.ratelimit import RateLimiter
 from service.replies import ReplyWaiter
 
@@ -38,6 +44,8 @@ log = get_logger(__name__)
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[REDIS] = open_redis(settings)
+    app[TALLIES] = TallyStore(app[REDIS], app[KEYS])
+    app[IDEMPOTENCY] = Idempotency(app[REDIS], app[KEYS], settings.idempotency_ttl_s)
     app[LIMITER] = (
         RateLimiter(app[REDIS], settings.rate_limit_rps, settings.rate_limit_burst)
         if settings.rate_limit_rps > 0
@@ -55,6 +63,15 @@ async def sqs_ctx(app: web.Application) -> AsyncIterator[None]:
             "high": await QueueOps.open(client, settings.queue_high, linger_s),
             "normal": await QueueOps.open(client, settings.queue_normal, linger_s),
         }
+        ingest_routes = [r.name for r in app[ROUTES].routes if r.kind == "ingest"]
+        if ingest_routes:
+            app[QUEUES]["ingest"] = await QueueOps.open(client, settings.queue_ingest, linger_s)
+        app[PACKERS] = {
+            name: Packer(
+                name, app[QUEUES]["ingest"], max_items=settings.ingest_pack_max, linger_s=linger_s
+            )
+            for name in ingest_routes
+        }
         monitor = BacklogMonitor(
             app[QUEUES]["high"],
             app[QUEUES]["normal"],
@@ -66,6 +83,8 @@ async def sqs_ctx(app: web.Application) -> AsyncIterator[None]:
         app[MONITOR] = monitor
         yield
         await monitor.stop()
+        for packer in app[PACKERS].values():
+            await packer.close()
         for ops in app[QUEUES].values():
             await ops.close()
 
@@ -86,10 +105,14 @@ def add_routes(app: web.Application, routes: list[Route]) -> None:
     app.router.add_get("/readyz", handlers.readyz, name="readyz")
     app.router.add_get("/metrics", handlers.metrics_endpoint, name="metrics")
     app.router.add_post("/api/cache/invalidate", handlers.invalidate, name="invalidate_data")
+    handler_of = {
+        "proxy": proxy.handle,
+        "ingest": ingest.handle_ingest,
+        "tally": ingest.handle_tally,
+    }
     for route in routes:
-        app.router.add_route(
-            route.method, route.path, partial(proxy.handle, route=route), name=route.name
-        )
+        handler = partial(handler_of[route.kind], route=route)
+        app.router.add_route(route.method, route.path, handler, name=route.name)
 
 
 def init_app(settings: Settings | None = None) -> web.Application:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 from redis.asyncio import Redis
 
@@ -9,9 +11,14 @@ from queuefront.keys import Keys
 from queuefront.routes import RouteTable
 from queuefront.settings import Settings
 from queuefront.sqs import QueueOps
+from queuefront.tally import TallyStore
 from service.admission import BacklogMonitor
+from service.idempotency import Idempotency
 from service.ratelimit import RateLimiter
 from service.replies import ReplyWaiter
+
+if TYPE_CHECKING:
+    from service.ingest import Packer
 
 SETTINGS = web.AppKey("settings", Settings)
 ROUTES = web.AppKey("routes", RouteTable)
@@ -23,3 +30,7 @@ QUEUES = web.AppKey("queues", dict[str, QueueOps])
 WAITER = web.AppKey("waiter", ReplyWaiter)
 MONITOR = web.AppKey("monitor", BacklogMonitor)
 LIMITER: web.AppKey[RateLimiter | None] = web.AppKey("limiter")
+TALLIES = web.AppKey("tallies", TallyStore)
+IDEMPOTENCY = web.AppKey("idempotency", Idempotency)
+PACKERS: web.AppKey[dict[str, Packer]] = web.AppKey("packers")
+"""By ingest route name."""

@@ -14,8 +14,9 @@ from queuefront.limits import MAX_MESSAGE_BYTES
 from queuefront.routes import Route
 from queuefront.telemetry import get_logger
 from service.auth import AuthError, authenticate
-from service.context import KEYS, LIMITER, MONITOR, QUEUES, REDIS, SETTINGS, WAITER
+from service.context import IDEMPOTENCY, KEYS, LIMITER, MONITOR, QUEUES, REDIS, SETTINGS, WAITER
 from service.errors import PRIORITY, REQUEST_ID, ApiError
+from service.idempotency import UNSAFE_METHODS
 
 log = get_logger(__name__)
 
@@ -53,9 +54,30 @@ def reply_response(reply: Reply, route: Route, cache_state: str | None) -> web.R
 
 
 async def handle(request: web.Request, route: Route) -> web.Response:
-    app = request.app
     request[PRIORITY] = route.priority
     await check_access(request, route.name, public=route.public)
+    key = request.headers.get("Idempotency-Key")
+    if key is None or request.method not in UNSAFE_METHODS:
+        response, _ = await _proxy(request, route)
+        return response
+    store = request.app[IDEMPOTENCY]
+    earlier = await store.claim(route.name, key, route.timeout_s)
+    if earlier is not None:
+        metrics.IDEMPOTENT_REPLAYS.labels(route.name).inc()
+        response = reply_response(earlier, route, None)
+        response.headers["Idempotent-Replayed"] = "true"
+        return response
+    reply: Reply | None = None
+    try:
+        response, reply = await _proxy(request, route)
+        return response
+    finally:
+        await store.finish(route.name, key, reply)
+
+
+async def _proxy(request: web.Request, route: Route) -> tuple[web.Response, Reply]:
+    """The proxy path proper; returns the response and the reply it was made from."""
+    app = request.app
     body = await request.read()
     params = dict(request.match_info)
 
@@ -66,7 +88,7 @@ async def handle(request: web.Request, route: Route) -> web.Response:
         hit = await cache.lookup(app[REDIS], key, field)
         metrics.CACHE_REQUESTS.labels(route.name, "hit" if hit else "miss").inc()
         if hit is not None:
-            return reply_response(hit, route, "HIT")
+            return reply_response(hit, route, "HIT"), hit
         cache_spec = CacheSpec(key=key, field=field, ttl_s=route.cache.ttl_s)
 
     if route.priority == "normal" and not await app[MONITOR].admit():
@@ -123,4 +145,4 @@ async def handle(request: web.Request, route: Route) -> web.Response:
     except asyncio.CancelledError:  # the client went away
         waiter.forget(request_id, timed_out=False)
         raise
-    return reply_response(reply, route, "MISS" if route.cache else None)
+    return reply_response(reply, route, "MISS" if route.cache else None), reply

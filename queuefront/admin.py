@@ -1,0 +1,109 @@
+"""Operator commands: ``python -m queuefront.admin reconcile | redrive``.
+
+``reconcile`` rebuilds the live tallies from Postgres. It holds the writers' tally lock
+exclusively (writers take it shared in every insert transaction), marks every batch
+still in the outbox as applied, counts, and overwrites the Redis hashes: no increment
+can land on top of the rebuilt counts, and none is lost.
+
+``redrive`` moves the messages of a queue's DLQ back to the queue (after the cause of
+their failure is fixed), in batches of 10; a message is deleted from the DLQ only
+after the queue has accepted it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections import defaultdict
+
+import asyncpg
+
+from queuefront.keys import Keys
+from queuefront.redis import open_redis
+from queuefront.routes import load_routes
+from queuefront.settings import Settings
+from queuefront.sqs import QueueOps, open_client
+from queuefront.tally import TALLY_LOCK, TallyStore
+from queuefront.telemetry import configure_logging, get_logger
+
+log = get_logger(__name__)
+
+
+async def reconcile(settings: Settings) -> dict[str, int]:
+    """Returns the number of tally hashes rebuilt per route."""
+    routes = load_routes(settings.routes_file)
+    keys = Keys(settings.key_prefix)
+    redis = open_redis(settings)
+    store = TallyStore(redis, keys)
+    rebuilt: dict[str, int] = {}
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", TALLY_LOCK)
+            for row in await conn.fetch("SELECT batch_id FROM tally_outbox"):
+                await store.mark_applied(str(row["batch_id"]))
+            await conn.execute("DELETE FROM tally_outbox")
+            for route in routes.sinks.values():
+                if route.tally is None or route.sink is None:
+                    continue
+                group, count = route.tally.group, route.tally.count
+                rows = await conn.fetch(
+                    f"SELECT {group}::text AS g, {count}::text AS c, count(*) AS n "
+                    f'FROM "{route.sink.table}" GROUP BY 1, 2'
+                )
+                counts: dict[str, dict[str, int]] = defaultdict(dict)
+                for r in rows:
+                    counts[keys.tally(route.name, r["g"])][_tally_field(r["c"])] = r["n"]
+                stale = [
+                    k.decode() if isinstance(k, bytes) else k
+                    async for k in redis.scan_iter(match=keys.tally_pattern(route.name))
+                ]
+                await store.overwrite(counts, [k for k in stale if k not in counts])
+                rebuilt[route.name] = len(counts)
+    finally:
+        await conn.close()
+        await redis.aclose()
+    log.info("tallies reconciled", rebuilt=rebuilt)
+    return rebuilt
+
+
+def _tally_field(text: str) -> str:
+    """Postgres renders booleans as t/f; the writer counts str(True)/str(False)."""
+    return {"t": "True", "f": "False"}.get(text, text)
+
+
+async def redrive(settings: Settings, queue: str) -> int:
+    """Moves every message of ``queue``'s DLQ back to ``queue``; returns how many."""
+    moved = 0
+    async with open_client(settings) as client:
+        source = await QueueOps.open(client, settings.dlq_name(queue), 0.002)
+        target = await QueueOps.open(client, queue, 0.002)
+        while batch := await source.receive(10, 0):
+            await asyncio.gather(*(target.send(m.body) for m in batch))
+            await asyncio.gather(*(source.delete(m.receipt_handle) for m in batch))
+            moved += len(batch)
+        await source.close()
+        await target.close()
+    log.info("dead letters redriven", queue=queue, moved=moved)
+    return moved
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("reconcile", help="rebuild the live tallies from Postgres")
+    rd = sub.add_parser("redrive", help="move a DLQ's messages back to its queue")
+    rd.add_argument(
+        "queue", nargs="?", help="queue name (default: the ingest queue, QF_QUEUE_INGEST)"
+    )
+    args = parser.parse_args()
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    if args.command == "reconcile":
+        asyncio.run(reconcile(settings))
+    else:
+        asyncio.run(redrive(settings, args.queue or settings.queue_ingest))
+
+
+if __name__ == "__main__":
+    main()

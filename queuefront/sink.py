@@ -1,0 +1,154 @@
+"""Sink schemas: validating an ingest body at the api, storing items at the writer.
+
+Validation happens at the api, before the 202, so a bad item is refused to its sender
+with the field and the problem named — instead of travelling to the writer and ending
+in a dead-letter queue. The writer trusts nothing it cannot store, though: a row the
+database still rejects is isolated there (see ``workers.ingest``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgspec
+
+from queuefront.routes import FieldType, Sink
+
+INT_RANGE = {"int": (-(2**31), 2**31 - 1), "bigint": (-(2**63), 2**63 - 1)}
+PG_ARRAY_TYPE: dict[FieldType, str] = {
+    "int": "int4[]",
+    "bigint": "int8[]",
+    "text": "text[]",
+    "bool": "bool[]",
+    "uuid": "uuid[]",
+    "timestamptz": "timestamptz[]",
+    "jsonb": "jsonb[]",
+}
+ITEM_NAMESPACE = uuid.UUID("6f1c2f55-7b0e-4d57-9a0f-2f8c1e0c9a41")
+"""uuid5 namespace of item ids derived from Idempotency-Key headers."""
+
+
+class Invalid(ValueError):
+    """An ingest body that does not fit its sink; the message names field and problem."""
+
+
+def item_id(route: str, idempotency_key: str | None) -> str:
+    """A client's retry with the same Idempotency-Key becomes the same row (same id)."""
+    if idempotency_key:
+        return str(uuid.uuid5(ITEM_NAMESPACE, f"{route}\x00{idempotency_key}"))
+    return str(uuid.uuid4())
+
+
+def _check_value(name: str, kind: FieldType, value: Any, max_length: int | None) -> Any:
+    """The value as it travels in the message (JSON-safe), or Invalid."""
+    if kind in INT_RANGE:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise Invalid(f"{name}: expected an integer, got {type(value).__name__}")
+        low, high = INT_RANGE[kind]
+        if not low <= value <= high:
+            raise Invalid(f"{name}: {value} is out of range for {kind}")
+        return value
+    if kind == "text":
+        if not isinstance(value, str):
+            raise Invalid(f"{name}: expected a string, got {type(value).__name__}")
+        if max_length is not None and len(value) > max_length:
+            raise Invalid(f"{name}: longer than {max_length} characters")
+        if "\x00" in value:
+            raise Invalid(f"{name}: NUL characters are not allowed")
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise Invalid(f"{name}: expected true or false, got {type(value).__name__}")
+        return value
+    if kind == "uuid":
+        try:
+            return str(uuid.UUID(str(value)))
+        except ValueError:
+            raise Invalid(f"{name}: not a UUID") from None
+    if kind == "timestamptz":
+        try:
+            parsed = dt.datetime.fromisoformat(str(value))
+        except ValueError:
+            raise Invalid(f"{name}: not an ISO 8601 timestamp") from None
+        if parsed.tzinfo is None:
+            raise Invalid(f"{name}: timestamp needs a UTC offset")
+        return parsed.isoformat()
+    return value  # jsonb: any JSON value
+
+
+_object_decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+def validate(
+    sink: Sink,
+    raw_body: bytes,
+    path_params: Mapping[str, str],
+    *,
+    route: str,
+    item: str,
+    received_at: float,
+) -> dict[str, Any]:
+    """Parses and checks a request body; returns the item that goes on the queue."""
+    try:
+        body = _object_decoder.decode(raw_body) if raw_body.strip() else {}
+    except msgspec.DecodeError as exc:
+        raise Invalid(f"body is not a JSON object: {exc}") from None
+    body_fields = {n for n, f in sink.fields.items() if f.source == "body"}
+    unknown = sorted(set(body) - body_fields)
+    if unknown:
+        raise Invalid(f"unknown fields: {', '.join(unknown)}")
+    out: dict[str, Any] = {"id": item, "received_at": received_at}
+    for name, spec in sink.fields.items():
+        value = path_params.get(name) if spec.source == "path" else body.get(name)
+        if value is None:
+            if spec.required:
+                raise Invalid(f"{name}: required")
+            out[name] = None
+            continue
+        out[name] = _check_value(name, spec.type, value, spec.max_length)
+    return out
+
+
+# --- the writer side -------------------------------------------------------------------
+
+
+def _to_db(kind: FieldType, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind == "uuid":
+        return uuid.UUID(value)
+    if kind == "timestamptz":
+        return dt.datetime.fromisoformat(value)
+    if kind == "jsonb":
+        return msgspec.json.encode(value).decode()
+    return value
+
+
+def insert_sql(sink: Sink) -> str:
+    """ONE statement for a whole batch: unnest the column arrays, skip known ids.
+
+    Identifiers come from the validated route table (plain lower-case names), never
+    from messages.
+    """
+    columns = ["id", "received_at", *sink.fields]
+    types = ["uuid[]", "timestamptz[]", *(PG_ARRAY_TYPE[f.type] for f in sink.fields.values())]
+    params = ", ".join(f"${i}::{t}" for i, t in enumerate(types, start=1))
+    return (
+        f'INSERT INTO "{sink.table}" ({", ".join(columns)}) '
+        f"SELECT * FROM unnest({params}) "
+        f"ON CONFLICT (id) DO NOTHING RETURNING id"
+    )
+
+
+def columns(sink: Sink, items: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    """Row items → one list per column, in ``insert_sql``'s order."""
+    cols: list[list[Any]] = [
+        [uuid.UUID(i["id"]) for i in items],
+        [dt.datetime.fromtimestamp(i["received_at"], dt.UTC) for i in items],
+    ]
+    for name, spec in sink.fields.items():
+        cols.append([_to_db(spec.type, i.get(name)) for i in items])
+    return cols
