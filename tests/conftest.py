@@ -14,13 +14,16 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import pytest
 from redis.asyncio import Redis
 
+from queuefront.migrate import migrate
 from queuefront.queues import delete_queues, ensure_queues
 from tests.harness import SQS_DIR, Stack, free_port, new_stack_env, spawn, wait_http
 
 REDIS_URL = os.environ.get("QF_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+PG_URL = os.environ.get("QF_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
 
 
 @pytest.fixture(scope="session")
@@ -87,6 +90,24 @@ async def redis() -> AsyncIterator[Redis]:
     client = Redis.from_url(REDIS_URL)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def db_stack(stack: Stack) -> AsyncIterator[Stack]:
+    """A stack with a database of its own, migrated."""
+    name = "qft_" + stack.env["QF_KEY_PREFIX"].split(":")[1]
+    url = f"{PG_URL}/{name}"
+    await migrate(url)
+    stack.env["QF_DATABASE_URL"] = url
+    try:
+        yield stack
+    finally:
+        stack.stop_all()
+        conn = await asyncpg.connect(f"{PG_URL}/postgres")
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
 
 
 @pytest.fixture

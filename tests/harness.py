@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,6 +138,30 @@ class Stack:
         await wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
         return proc
 
+    async def start_writer(self, **overrides: str) -> Proc:
+        port = free_port()
+        env = self.settings_env(**{"QF_METRICS_PORT": str(port), **overrides})
+        proc = spawn("writer", [sys.executable, "-m", "workers.ingest"], env, self.log_dir)
+        proc.port = port
+        self.procs.append(proc)
+        await wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
+        return proc
+
+    async def run_module(self, module: str, *args: str) -> tuple[int, str]:
+        """Runs ``python -m module args`` with the stack's settings; (exit code, output)."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            module,
+            *args,
+            cwd=ROOT,
+            env={**os.environ, **self.env},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        return int(proc.returncode or 0), out.decode(errors="replace")
+
     def stop_all(self) -> None:
         for proc in reversed(self.procs):
             proc.stop(10)
@@ -166,3 +190,57 @@ async def metric(url: str, name: str, **labels: str) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 total += sample.value
     return total
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> None:
+    """Polls ``check`` until it is true; fails naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s}s: {what}")
+        await asyncio.sleep(0.1)
+
+
+class TcpProxy:
+    """A TCP proxy the test can cut (listener closed, connections reset) and restore on
+    the same port: a dependency that goes away and comes back, without touching the
+    shared service behind it."""
+
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        self.port = free_port()
+        self._target = (target_host, target_port)
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def cut(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, up_writer))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._writers.difference_update((writer, up_writer))

@@ -1,0 +1,399 @@
+"""The write path on real Postgres, Redis and SQS: stored once, counted once, lose nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import uuid
+from collections import Counter
+from typing import Any
+
+import aiohttp
+import asyncpg
+from redis.asyncio import Redis
+
+from queuefront.envelope import IngestMessage, encode_ingest
+from queuefront.keys import Keys
+from queuefront.queues import ensure_queues
+from queuefront.sqs import QueueOps, open_client
+from tests.harness import Stack, TcpProxy, eventually, metric
+
+WRITER_FAST = {"QF_BATCH_MAX_WAIT_S": "0.3"}
+
+
+async def db_rows(stack: Stack, poll: str | None = None) -> int:
+    conn = await asyncpg.connect(stack.env["QF_DATABASE_URL"])
+    try:
+        if poll is None:
+            return int(await conn.fetchval("SELECT count(*) FROM votes"))
+        return int(await conn.fetchval("SELECT count(*) FROM votes WHERE poll_id = $1", poll))
+    finally:
+        await conn.close()
+
+
+async def db_tally(stack: Stack, poll: str) -> dict[int, int]:
+    conn = await asyncpg.connect(stack.env["QF_DATABASE_URL"])
+    try:
+        rows = await conn.fetch(
+            "SELECT choice, count(*) AS n FROM votes WHERE poll_id = $1 GROUP BY choice", poll
+        )
+    finally:
+        await conn.close()
+    return {r["choice"]: r["n"] for r in rows}
+
+
+async def api_tally(http: aiohttp.ClientSession, stack: Stack, poll: str) -> dict[int, int]:
+    async with http.get(f"{stack.api_url}/api/polls/{poll}/results") as resp:
+        assert resp.status == 200
+        assert resp.headers["Cache-Control"] == "public, s-maxage=1"
+        body = await resp.json()
+    assert body["poll_id"] == poll
+    return {r["choice"]: r["votes"] for r in body["results"]}
+
+
+async def vote_all(
+    stack: Stack, poll: str, count: int, *, concurrency: int = 64, choices: int = 5
+) -> list[str]:
+    """Sends ``count`` votes through the api; every one must be acknowledged with 202."""
+    ids: list[str] = []
+    todo = iter(range(count))
+    async with aiohttp.ClientSession(base_url=stack.api_url) as http:
+
+        async def client() -> None:
+            for i in todo:
+                body = {"choice": i % choices, "voter": f"viewer-{i}"}
+                async with http.post(f"/api/polls/{poll}/votes", json=body) as resp:
+                    assert resp.status == 202, await resp.text()
+                    reply = await resp.json()
+                    assert reply["status"] == "accepted"
+                    ids.append(reply["id"])
+
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+    return ids
+
+
+async def test_a_thousand_votes_are_stored_once_and_tallied(db_stack: Stack) -> None:
+    stack = db_stack
+    await stack.start_api()
+    writer = await stack.start_writer(**WRITER_FAST)
+    poll = f"poll-{uuid.uuid4().hex[:8]}"
+    ids = await vote_all(stack, poll, 1000)
+    assert len(set(ids)) == 1000
+
+    async def stored() -> bool:
+        return await db_rows(stack, poll) >= 1000
+
+    await eventually(stored, 30, "1000 rows stored")
+    await asyncio.sleep(0.5)
+    assert await db_rows(stack, poll) == 1000
+    expected = {c: 200 for c in range(5)}
+    assert await db_tally(stack, poll) == expected
+    async with aiohttp.ClientSession() as http:
+        assert await api_tally(http, stack, poll) == expected
+    # batches and packing were really used: fewer commits and messages than items
+    commits = await metric(writer.metrics_url, "queuefront_ingest_commits_total")
+    packed = await metric(writer.metrics_url, "queuefront_ingest_items_per_message_count")
+    assert 1 <= commits < 100
+    assert 1 <= packed < 1000
+    assert await metric(writer.metrics_url, "queuefront_ingest_rows_inserted_total") == 1000
+
+
+async def send_raw(stack: Stack, bodies: list[str]) -> None:
+    settings = stack.settings()
+    async with open_client(settings) as sqs:
+        ingest = await QueueOps.open(sqs, settings.queue_ingest, 0.001)
+        await asyncio.gather(*(ingest.send(b) for b in bodies))
+        await ingest.close()
+
+
+def vote_item(poll: str, choice: int, voter: str, item_id: str | None = None) -> dict[str, Any]:
+    return {
+        "id": item_id or str(uuid.uuid4()),
+        "received_at": time.time(),
+        "poll_id": poll,
+        "choice": choice,
+        "voter": voter,
+    }
+
+
+async def test_a_message_delivered_twice_stores_and_counts_once(db_stack: Stack) -> None:
+    stack = db_stack
+    await stack.start_api()
+    writer = await stack.start_writer(**WRITER_FAST)
+    poll = f"poll-{uuid.uuid4().hex[:8]}"
+    message = encode_ingest(
+        IngestMessage(route="vote", items=[vote_item(poll, 1, "a"), vote_item(poll, 2, "b")])
+    )
+    await send_raw(stack, [message])
+
+    async def stored() -> bool:
+        return await db_rows(stack, poll) == 2
+
+    await eventually(stored, 10, "first delivery stored")
+    await send_raw(stack, [message])  # the same message again, as SQS may deliver it
+
+    async def skipped() -> bool:
+        return await metric(writer.metrics_url, "queuefront_ingest_duplicates_total") == 2
+
+    await eventually(skipped, 10, "second delivery seen as duplicates")
+    assert await db_rows(stack, poll) == 2
+    async with aiohttp.ClientSession() as http:
+        assert await api_tally(http, stack, poll) == {1: 1, 2: 1}
+
+
+async def test_kill_9_of_a_writer_mid_load_loses_and_doubles_nothing(db_stack: Stack) -> None:
+    stack = db_stack
+    settings = stack.settings().model_copy(update={"visibility_timeout_s": 3})
+    await ensure_queues(settings)  # killed writer's messages come back after 3 s
+    await stack.start_api()
+    writer = await stack.start_writer(QF_BATCH_SIZE="300")
+    poll = f"poll-{uuid.uuid4().hex[:8]}"
+    sending = asyncio.create_task(vote_all(stack, poll, 10_000, concurrency=100, choices=7))
+
+    async def some_stored() -> bool:
+        return await db_rows(stack, poll) >= 2000
+
+    await eventually(some_stored, 60, "2000 rows before the kill")
+    writer.signal(signal.SIGKILL)
+    writer.popen.wait(10)
+    before_restart = await db_rows(stack, poll)
+    assert before_restart < 10_000
+    await stack.start_writer(QF_BATCH_SIZE="300")
+    ids = await sending
+    assert len(set(ids)) == 10_000
+
+    async def all_stored() -> bool:
+        return await db_rows(stack, poll) >= 10_000
+
+    await eventually(all_stored, 90, "10,000 rows after the restart")
+    await asyncio.sleep(1)
+    assert await db_rows(stack, poll) == 10_000
+    truth = await db_tally(stack, poll)
+    assert sum(truth.values()) == 10_000
+    async with aiohttp.ClientSession() as http:
+
+        async def tallies_equal() -> bool:
+            return await api_tally(http, stack, poll) == truth
+
+        await eventually(tallies_equal, 15, "tallies equal to Postgres")
+
+
+async def test_a_poison_row_is_isolated_and_its_message_dead_lettered(db_stack: Stack) -> None:
+    stack = db_stack
+    await stack.start_api()
+    writer = await stack.start_writer(QF_BATCH_MAX_WAIT_S="1")
+    poll = f"poll-{uuid.uuid4().hex[:8]}"
+    items = [vote_item(poll, i % 3, f"v{i}") for i in range(300)]
+    items[137]["voter"] = "x" * 500  # passes the message codec, fails the table's CHECK
+    bodies = [
+        encode_ingest(IngestMessage(route="vote", items=items[i : i + 30]))
+        for i in range(0, 300, 30)
+    ]
+    await send_raw(stack, bodies)
+
+    async def others_stored() -> bool:
+        return await db_rows(stack, poll) == 299
+
+    await eventually(others_stored, 20, "the other 299 rows committed")
+    settings = stack.settings()
+    async with open_client(settings) as sqs:
+        dlq = await QueueOps.open(sqs, settings.dlq_name(settings.queue_ingest), 0)
+
+        async def dead_lettered() -> bool:
+            return await dlq.backlog() == 1
+
+        await eventually(dead_lettered, 30, "the poison message in the DLQ")
+    assert await db_rows(stack, poll) == 299
+    assert (
+        await metric(writer.metrics_url, "queuefront_ingest_poison_messages_total", final="true")
+        >= 1
+    )
+    # retried, not dropped: rejected on every receive until SQS moved it (3 receives on
+    # SQS; 2 on the emulator, whose ChangeMessageVisibility also bumps the receive count)
+    assert await metric(writer.metrics_url, "queuefront_ingest_poison_rows_total") >= 2
+
+    # redrive puts it back on its queue (where it would fail again until fixed)
+    writer.stop()
+    code, out = await stack.run_module("queuefront.admin", "redrive")
+    assert code == 0, out
+    assert '"moved": 1' in out
+    async with open_client(settings) as sqs:
+        dlq = await QueueOps.open(sqs, settings.dlq_name(settings.queue_ingest), 0)
+        ingest = await QueueOps.open(sqs, settings.queue_ingest, 0)
+        assert await dlq.backlog() == 0
+        assert await ingest.backlog() == 1
+
+
+async def test_postgres_unreachable_for_10_s_loses_nothing(db_stack: Stack) -> None:
+    stack = db_stack
+    direct = stack.env["QF_DATABASE_URL"]
+    proxy = TcpProxy(5432)
+    await proxy.start()
+    proxied = direct.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    await stack.start_api()
+    writer = await stack.start_writer(QF_DATABASE_URL=proxied, **WRITER_FAST)
+    readyz = writer.metrics_url.replace("/metrics", "/readyz")
+    poll = f"poll-{uuid.uuid4().hex[:8]}"
+    await vote_all(stack, poll, 500)
+
+    async def first_half() -> bool:
+        return await db_rows(stack, poll) == 500
+
+    await eventually(first_half, 20, "first 500 stored")
+    await proxy.cut()
+    cut_at = time.monotonic()
+    await vote_all(stack, poll, 500)  # acknowledged while Postgres is unreachable
+    async with aiohttp.ClientSession() as http:
+
+        async def not_ready() -> bool:
+            async with http.get(readyz) as resp:
+                return resp.status == 503 and "postgres" in (await resp.json())["down"]
+
+        await eventually(not_ready, 8, "writer /readyz reports postgres down")
+        await asyncio.sleep(max(0.0, 10 - (time.monotonic() - cut_at)))
+        assert await db_rows(stack, poll) == 500
+        await proxy.start()
+
+        async def all_stored() -> bool:
+            return await db_rows(stack, poll) >= 1000
+
+        await eventually(all_stored, 40, "all 1000 stored after Postgres came back")
+
+        async def ready() -> bool:
+            async with http.get(readyz) as resp:
+                return resp.status == 200
+
+        await eventually(ready, 10, "writer ready again")
+        assert await db_rows(stack, poll) == 1000
+        assert await api_tally(http, stack, poll) == await db_tally(stack, poll)
+    assert await metric(writer.metrics_url, "queuefront_writer_db_retries_total") >= 1
+    await proxy.cut()
+
+
+async def test_idempotency_keys(db_stack: Stack, backend_url: str) -> None:
+    stack = db_stack
+    await stack.start_api()
+    await stack.start_worker()
+    await stack.start_writer(**WRITER_FAST)
+    poll = f"poll-{uuid.uuid4().hex[:8]}"
+    key = uuid.uuid4().hex
+    async with aiohttp.ClientSession(base_url=stack.api_url) as http:
+        # ingest: three tries with one key are one row
+        ids = []
+        for _ in range(3):
+            async with http.post(
+                f"/api/polls/{poll}/votes",
+                json={"choice": 3, "voter": "v"},
+                headers={"Idempotency-Key": key},
+            ) as resp:
+                assert resp.status == 202
+                ids.append((await resp.json())["id"])
+        assert len(set(ids)) == 1
+
+        # proxy: three tries with one key are one backend call, same answer
+        login_key = uuid.uuid4().hex
+        bodies = []
+        for i in range(3):
+            async with http.post(
+                "/api/login",
+                data=f'{{"user": "{login_key}"}}',
+                headers={"Idempotency-Key": login_key},
+            ) as resp:
+                assert resp.status == 200
+                bodies.append(await resp.read())
+                assert (resp.headers.get("Idempotent-Replayed") == "true") == (i > 0)
+        assert len(set(bodies)) == 1
+
+        # a duplicate while the first is still in flight: 409
+        slow_key = uuid.uuid4().hex
+        first = asyncio.create_task(
+            http.post("/api/login", headers={"Idempotency-Key": slow_key, "X-Demo-Delay-Ms": "800"})
+        )
+        await asyncio.sleep(0.3)
+        async with http.post("/api/login", headers={"Idempotency-Key": slow_key}) as resp:
+            assert resp.status == 409
+            assert (await resp.json())["error"] == "conflict"
+        response = await first
+        assert response.status == 200
+        response.release()
+
+    async def one_row() -> bool:
+        return await db_rows(stack, poll) == 1
+
+    await eventually(one_row, 10, "one row for three tries")
+    await asyncio.sleep(0.5)
+    assert await db_rows(stack, poll) == 1
+    async with aiohttp.ClientSession() as http, http.get(f"{backend_url}/__stats") as resp:
+        calls = (await resp.json())["calls"]
+    assert calls.get("POST /login", 0) >= 2  # this test's two keys...
+    # ...but exactly one call per key: the backend echoes the body, which names the key
+    assert Counter(b.decode() for b in bodies)[bodies[0].decode()] == 3
+
+
+async def test_bad_ingest_bodies_get_400_naming_the_problem(db_stack: Stack) -> None:
+    stack = db_stack
+    await stack.start_api()
+    cases: list[tuple[bytes, str]] = [
+        (b"{not json", "not a JSON object"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"choice": "two", "voter": "v"}', "choice: expected an integer"),
+        (b'{"choice": true, "voter": "v"}', "choice: expected an integer"),
+        (b'{"choice": 99999999999, "voter": "v"}', "out of range"),
+        (b'{"voter": "v"}', "choice: required"),
+        (b'{"choice": 1, "voter": 7}', "voter: expected a string"),
+        (b'{"choice": 1, "voter": "' + b"x" * 200 + b'"}', "voter: longer than 128"),
+        (b'{"choice": 1, "voter": "v", "extra": 1}', "unknown fields: extra"),
+    ]
+    async with aiohttp.ClientSession(base_url=stack.api_url) as http:
+        for body, problem in cases:
+            async with http.post("/api/polls/p1/votes", data=body) as resp:
+                payload = await resp.json()
+                assert resp.status == 400, (body, payload)
+                assert payload["error"] == "bad_request"
+                assert problem in payload["message"], (body, payload)
+                assert payload["request_id"] == resp.headers["X-Request-Id"]
+        # one bad item never sinks good ones: the next good vote is accepted
+        async with http.post("/api/polls/p1/votes", json={"choice": 1, "voter": "ok"}) as resp:
+            assert resp.status == 202
+
+
+async def test_reconcile_rebuilds_tallies_from_postgres(db_stack: Stack, redis: Redis) -> None:
+    stack = db_stack
+    await stack.start_api()
+    await stack.start_writer(**WRITER_FAST)
+    poll = f"poll-{uuid.uuid4().hex[:8]}"
+    await vote_all(stack, poll, 60, choices=3)
+
+    async def stored() -> bool:
+        return await db_rows(stack, poll) == 60
+
+    await eventually(stored, 15, "60 rows")
+    keys = Keys(stack.settings().key_prefix)
+    await redis.hset(keys.tally("vote", poll), mapping={"0": 999, "7": 5})  # drifted
+    code, out = await stack.run_module("queuefront.admin", "reconcile")
+    assert code == 0, out
+    async with aiohttp.ClientSession() as http:
+        assert await api_tally(http, stack, poll) == {0: 20, 1: 20, 2: 20}
+
+
+async def test_sigterm_flushes_or_releases_the_batch_in_hand(db_stack: Stack) -> None:
+    stack = db_stack
+    await stack.start_api()
+    writer = await stack.start_writer(QF_BATCH_MAX_WAIT_S="5", QF_BATCH_SIZE="300")
+    poll = f"poll-{uuid.uuid4().hex[:8]}"
+    await vote_all(stack, poll, 120)
+    await asyncio.sleep(0.5)  # the writer is gathering a batch that waits for company
+    writer.signal(signal.SIGTERM)
+    assert await asyncio.to_thread(writer.popen.wait, 25) == 0
+    settings = stack.settings()
+    async with open_client(settings) as sqs:
+        ingest = await QueueOps.open(sqs, settings.queue_ingest, 0)
+        attrs = await ingest.attributes("ApproximateNumberOfMessagesNotVisible")
+        assert attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
+    await stack.start_writer(**WRITER_FAST)
+
+    async def all_stored() -> bool:
+        return await db_rows(stack, poll) == 120
+
+    await eventually(all_stored, 20, "every acknowledged vote stored")
