@@ -29,6 +29,8 @@ log = get_logger(__name__)
 
 RECEIVE_ERROR_BACKOFF_S = 1.0
 HEARTBEAT_S = 1.0
+DLQ_POLL_S = 15.0
+"""How often consumers read their dead-letter queues' depth (for the DLQ alert)."""
 
 
 @dataclass(eq=False)

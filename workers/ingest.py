@@ -37,7 +37,14 @@ import uvloop
 from redis.asyncio import Redis
 
 from queuefront import metrics, sink
-from queuefront.consumer import Held, Poller, VisibilityKeeper, visibility_timeouts, watch_depth
+from queuefront.consumer import (
+    DLQ_POLL_S,
+    Held,
+    Poller,
+    VisibilityKeeper,
+    visibility_timeouts,
+    watch_depth,
+)
 from queuefront.envelope import decode_ingest
 from queuefront.keys import Keys
 from queuefront.limits import MAX_RECEIVE_MESSAGES
@@ -63,7 +70,6 @@ BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 OUTBOX_SWEEP_S = 10.0
 OUTBOX_GRACE_S = 30.0
 """Outbox rows older than this were abandoned by a writer; the sweep applies them."""
-DLQ_POLL_S = 15.0
 
 ROW_ERRORS = (
     asyncpg.DataError,

@@ -29,7 +29,14 @@ import uvloop
 from redis.asyncio import Redis
 
 from queuefront import cache, metrics
-from queuefront.consumer import Held, Poller, VisibilityKeeper, visibility_timeouts
+from queuefront.consumer import (
+    DLQ_POLL_S,
+    Held,
+    Poller,
+    VisibilityKeeper,
+    visibility_timeouts,
+    watch_depth,
+)
 from queuefront.envelope import Reply, RequestEnvelope, decode_request, encode_reply
 from queuefront.keys import Keys
 from queuefront.probes import start_probe_server
@@ -259,6 +266,8 @@ async def main_async(settings: Settings) -> None:
             "normal": await QueueOps.open(client, settings.queue_normal, linger_s),
         }
         keeper = VisibilityKeeper(await visibility_timeouts(*queues.values()))
+        dlqs = [await QueueOps.open(client, settings.dlq_name(q.name), 0) for q in queues.values()]
+        depth = asyncio.create_task(watch_depth(dlqs, metrics.DLQ_DEPTH, DLQ_POLL_S))
         backend = Backend(settings.backend_url, http)
         worker = PriorityWorker(settings, queues, redis, backend, keeper)
 
@@ -275,6 +284,7 @@ async def main_async(settings: Settings) -> None:
         try:
             await worker.run()
         finally:
+            depth.cancel()
             await probes.cleanup()
             await redis.aclose()
 

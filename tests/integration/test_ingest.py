@@ -397,3 +397,42 @@ async def test_sigterm_flushes_or_releases_the_batch_in_hand(db_stack: Stack) ->
         return await db_rows(stack, poll) == 120
 
     await eventually(all_stored, 20, "every acknowledged vote stored")
+
+
+async def test_deltas_committed_but_never_applied_are_swept_in_once(db_stack: Stack) -> None:
+    """A writer that died between its commit and its Redis update: the next writer's
+    start-up sweep applies the outbox row, exactly once."""
+    stack = db_stack
+    await stack.start_api()
+    poll = f"poll-{uuid.uuid4().hex[:8]}"
+    keys = Keys(stack.settings().key_prefix)
+    tally_key = keys.tally("vote", poll)
+    conn = await asyncpg.connect(stack.env["QF_DATABASE_URL"])
+    try:
+        async with conn.transaction():  # what the dead writer committed
+            for i, choice in enumerate([1, 1, 2]):
+                await conn.execute(
+                    "INSERT INTO votes (id, received_at, poll_id, choice, voter)"
+                    " VALUES ($1, now(), $2, $3, $4)",
+                    uuid.uuid4(),
+                    poll,
+                    choice,
+                    f"v{i}",
+                )
+            await conn.execute(
+                "INSERT INTO tally_outbox (batch_id, deltas) VALUES ($1, $2::jsonb)",
+                uuid.uuid4(),
+                f'{{"{tally_key}": {{"1": 2, "2": 1}}}}',
+            )
+    finally:
+        await conn.close()
+    await stack.start_writer()
+    async with aiohttp.ClientSession() as http:
+
+        async def applied() -> bool:
+            return await api_tally(http, stack, poll) == {1: 2, 2: 1}
+
+        await eventually(applied, 10, "outbox applied at start-up")
+        await stack.start_writer()  # a second writer's sweep finds nothing left to apply
+        await asyncio.sleep(1)
+        assert await api_tally(http, stack, poll) == {1: 2, 2: 1}
