@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 else:
     SQSClient = Any
 
+SLOW_LINGER_S = 0.02
+"""Linger of deletes and visibility changes: no client waits on them, so they wait for
+fuller batches (measured: with the send linger, deletes were 17% of a worker's CPU)."""
+
 SEND_ATTEMPTS = 3
 """Tries of a batch entry that SQS refused for a reason of its own (not the sender's)."""
 
@@ -94,8 +98,9 @@ class QueueOps:
 
     def __post_init__(self) -> None:
         self._sender = Batcher(self._send_batch, linger_s=self.linger_s, size_of=_utf8_len)
-        self._deleter = Batcher(self._delete_batch, linger_s=self.linger_s)
-        self._visibility = Batcher(self._visibility_batch, linger_s=self.linger_s)
+        slow = max(self.linger_s, SLOW_LINGER_S)
+        self._deleter = Batcher(self._delete_batch, linger_s=slow)
+        self._visibility = Batcher(self._visibility_batch, linger_s=slow)
 
     @classmethod
     async def open(cls, client: SQSClient, name: str, linger_s: float) -> QueueOps:

@@ -49,7 +49,7 @@ from workers.backend import Backend
 log = get_logger(__name__)
 
 Priority = Literal["high", "normal"]
-RECEIVERS_PER_SLOTS = 16
+RECEIVERS_PER_SLOTS = 32
 MAX_RECEIVERS_PER_QUEUE = 4
 
 
