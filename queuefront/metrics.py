@@ -143,3 +143,8 @@ IDEMPOTENT_REPLAYS = Counter(
     "Requests answered from a stored response because their Idempotency-Key was seen.",
     ["route"],
 )
+INGEST_LAG = Histogram(
+    "queuefront_ingest_lag_seconds",
+    "Time from the api accepting an ingest item to the commit that stored it.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)

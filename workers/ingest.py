@@ -227,6 +227,10 @@ class Writer:
                 )
         metrics.COMMITS.inc()
         metrics.INSERT_DURATION.observe(time.perf_counter() - started)
+        committed_at = time.time()
+        for _, items in by_route.values():
+            for item in items:
+                metrics.INGEST_LAG.observe(max(0.0, committed_at - item.get("received_at", 0)))
         metrics.BATCH_ROWS.observe(sum(len(items) for _, items in by_route.values()))
         if result.deltas:
             await self._apply_tally(batch_id, result.deltas, source="commit")

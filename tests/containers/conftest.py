@@ -1,0 +1,152 @@
+"""The compose stack, brought up once for the container tests (without Grafana, whose
+image is not available offline; its dashboards are checked against Prometheus instead).
+
+The stack runs under its own compose project name and on free host ports, so it never
+collides with a stack a developer has running.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from testcontainers.compose import DockerCompose
+
+from tests.harness import ROOT, free_port
+
+SERVICES = [
+    "redis",
+    "postgres",
+    "sqs",
+    "init",
+    "backend",
+    "api",
+    "worker",
+    "writer",
+    "edge",
+    "prometheus",
+]
+
+
+def docker_answers() -> bool:
+    docker = shutil.which("docker")
+    if docker is None:
+        return False
+    probe = subprocess.run([docker, "info"], capture_output=True, timeout=20, check=False)
+    return probe.returncode == 0
+
+
+@dataclass
+class ComposeStack:
+    compose: DockerCompose
+    project: str
+    edge_url: str
+    prometheus_url: str
+
+    def run(self, *args: str, timeout_s: float = 120) -> str:
+        """``docker compose ARGS`` on this stack; returns stdout, raises on failure."""
+        result = subprocess.run(
+            ["docker", "compose", "-f", str(ROOT / "compose.yaml"), *args],
+            cwd=ROOT,
+            env=os.environ.copy(),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+        assert result.returncode == 0, f"compose {args}: {result.stderr[-2000:]}"
+        return result.stdout
+
+    def psql(self, sql: str) -> str:
+        return self.run(
+            "exec",
+            "-T",
+            "postgres",
+            "psql",
+            "-U",
+            "queuefront",
+            "-d",
+            "queuefront",
+            "-At",
+            "-c",
+            sql,
+        ).strip()
+
+    def backend_calls(self) -> dict[str, int]:
+        import json
+
+        out = self.run(
+            "exec",
+            "-T",
+            "api",
+            "python",
+            "-c",
+            "import urllib.request;"
+            "print(urllib.request.urlopen('http://backend:9000/__stats').read().decode())",
+        )
+        calls: dict[str, int] = json.loads(out)["calls"]
+        return calls
+
+
+@pytest.fixture(scope="session")
+def compose_stack() -> Iterator[ComposeStack]:
+    if not docker_answers():
+        pytest.skip("no Docker engine answers (../shared/containers/build-offline-images.sh)")
+    project = f"qftest{uuid.uuid4().hex[:6]}"
+    edge_port, prometheus_port = free_port(), free_port()
+    os.environ.update(
+        {
+            "COMPOSE_PROJECT_NAME": project,
+            "QF_EDGE_PORT": str(edge_port),
+            "QF_PROMETHEUS_PORT": str(prometheus_port),
+            "TESTCONTAINERS_RYUK_DISABLED": "true",
+        }
+    )
+    compose = DockerCompose(
+        ROOT,
+        compose_file_name="compose.yaml",
+        build=True,
+        wait=True,
+        services=SERVICES,
+        quiet_build=True,
+    )
+    try:
+        compose.start()
+    except Exception:
+        logs = subprocess.run(
+            ["docker", "compose", "-f", str(ROOT / "compose.yaml"), "logs", "--tail", "40"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        compose.stop()
+        raise AssertionError(f"compose up failed:\n{logs.stdout[-6000:]}") from None
+    try:
+        yield ComposeStack(
+            compose,
+            project,
+            f"http://127.0.0.1:{edge_port}",
+            f"http://127.0.0.1:{prometheus_port}",
+        )
+    finally:
+        compose.stop(down=True)
+        subprocess.run(
+            [
+                "docker",
+                "compose",
+                "-f",
+                str(ROOT / "compose.yaml"),
+                "down",
+                "-v",
+                "--remove-orphans",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            check=False,
+        )

@@ -1,0 +1,241 @@
+"""Black-box checks against the very containers users deploy (compose.yaml).
+
+The tests share one stack (bringing it up takes a while) and use their own serials,
+polls and paths, so they do not depend on each other's order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+
+from tests.containers.conftest import ComposeStack
+from tests.harness import ROOT, eventually
+
+
+async def get(
+    http: aiohttp.ClientSession, url: str, **kw: object
+) -> tuple[int, dict[str, str], bytes]:
+    async with http.get(url, **kw) as resp:  # type: ignore[arg-type]
+        return resp.status, dict(resp.headers), await resp.read()
+
+
+async def test_proxy_cache_and_invalidate(compose_stack: ComposeStack) -> None:
+    base = compose_stack.edge_url
+    serial = f"SN-{uuid.uuid4().hex[:8]}"
+    async with aiohttp.ClientSession() as http:
+        status, headers, body = await get(http, f"{base}/api/items/42")
+        assert status == 200 and b'"/items/42"' in body
+        assert headers["X-Request-Id"]
+        status, headers, _ = await get(http, f"{base}/api/products/{serial}")
+        assert (status, headers["X-Cache"]) == (200, "MISS")
+        status, headers, _ = await get(http, f"{base}/api/products/{serial}")
+        assert (status, headers["X-Cache"]) == (200, "HIT")
+        assert compose_stack.backend_calls()[f"GET /products/{serial}"] == 1
+        async with http.post(f"{base}/api/cache/invalidate", json={"serial": serial}) as resp:
+            assert resp.status == 200
+        status, headers, _ = await get(http, f"{base}/api/products/{serial}")
+        assert headers["X-Cache"] == "MISS"
+        assert compose_stack.backend_calls()[f"GET /products/{serial}"] == 2
+        status, _, body = await get(http, f"{base}/api/nowhere")
+        assert status == 404 and b'"not_found"' in body
+
+
+async def test_edge_honours_s_maxage(compose_stack: ComposeStack) -> None:
+    """The local CloudFront stand-in serves repeats of GET /api/polls from its cache."""
+    async with aiohttp.ClientSession() as http:
+        url = f"{compose_stack.edge_url}/api/polls?edge={uuid.uuid4().hex[:6]}"
+        _, first, _ = await get(http, url)
+        _, second, _ = await get(http, url)
+        assert first["Cache-Control"] == "public, s-maxage=3"
+        assert (first["X-Edge-Cache"], second["X-Edge-Cache"]) == ("MISS", "HIT")
+        await get(http, f"{compose_stack.edge_url}/api/items/7")
+        _, again, _ = await get(http, f"{compose_stack.edge_url}/api/items/7")
+        assert again["X-Edge-Cache"] != "HIT"  # no s-maxage, never cached at the edge
+
+
+async def test_priority_with_the_worker_stopped(compose_stack: ComposeStack) -> None:
+    compose_stack.run("stop", "worker")
+    base = compose_stack.edge_url
+    finished: list[tuple[float, str]] = []
+    tag = uuid.uuid4().hex[:6]
+
+    async def call(http: aiohttp.ClientSession, method: str, path: str, kind: str) -> None:
+        async with http.request(method, base + path, headers={"X-Demo-Delay-Ms": "100"}) as r:
+            assert r.status == 200, await r.text()
+        finished.append((time.monotonic(), kind))
+
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+            normal = [
+                asyncio.create_task(call(http, "GET", f"/api/items/{tag}-{i}", "normal"))
+                for i in range(50)
+            ]
+            await asyncio.sleep(2)
+            high = [asyncio.create_task(call(http, "POST", "/api/login", "high")) for _ in range(5)]
+            await asyncio.sleep(1)
+            compose_stack.run("start", "worker")
+            await asyncio.gather(*normal, *high)
+    finally:
+        compose_stack.run("start", "worker")
+    order = [kind for _, kind in sorted(finished)]
+    last_high = max(i for i, kind in enumerate(order) if kind == "high")
+    assert order[:last_high].count("normal") <= 32, order  # at most one worker's slots
+
+
+async def test_timeout_gives_504_in_the_window(compose_stack: ComposeStack) -> None:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=40)) as http:
+        started = time.monotonic()
+        status, _, body = await get(
+            http, f"{compose_stack.edge_url}/api/items/slow", headers={"X-Demo-Delay-Ms": "25000"}
+        )
+        elapsed = time.monotonic() - started
+    assert status == 504
+    assert b"Request processing timed out" in body
+    assert 19 < elapsed < 21
+
+
+async def vote(http: aiohttp.ClientSession, base: str, poll: str, n: int, conc: int) -> int:
+    accepted = 0
+    todo = iter(range(n))
+
+    async def client() -> None:
+        nonlocal accepted
+        for i in todo:
+            async with http.post(
+                f"{base}/api/polls/{poll}/votes", json={"choice": i % 4, "voter": f"v{i}"}
+            ) as resp:
+                if resp.status == 202:
+                    accepted += 1
+
+    await asyncio.gather(*(client() for _ in range(conc)))
+    return accepted
+
+
+def tally_in_postgres(stack: ComposeStack, poll: str) -> dict[int, int]:
+    out = stack.psql(f"SELECT choice, count(*) FROM votes WHERE poll_id = '{poll}' GROUP BY 1")
+    return {int(c): int(n) for c, n in (line.split("|") for line in out.splitlines() if line)}
+
+
+async def results(http: aiohttp.ClientSession, base: str, poll: str) -> dict[int, int]:
+    # a query string of its own: the edge caches results for 1 s
+    url = f"{base}/api/polls/{poll}/results?t={time.monotonic_ns()}"
+    async with http.get(url) as resp:
+        body = await resp.json()
+    return {r["choice"]: r["votes"] for r in body["results"]}
+
+
+async def test_votes_stored_once_with_tallies_equal_to_postgres(
+    compose_stack: ComposeStack,
+) -> None:
+    poll = f"poll-{uuid.uuid4().hex[:8]}"
+    async with aiohttp.ClientSession() as http:
+        assert await vote(http, compose_stack.edge_url, poll, 600, 32) == 600
+
+        async def stored() -> bool:
+            return sum(tally_in_postgres(compose_stack, poll).values()) >= 600
+
+        await eventually(stored, 30, "600 votes in Postgres")
+        truth = tally_in_postgres(compose_stack, poll)
+        assert truth == {0: 150, 1: 150, 2: 150, 3: 150}
+
+        async def equal() -> bool:
+            return await results(http, compose_stack.edge_url, poll) == truth
+
+        await eventually(equal, 10, "tallies equal to Postgres")
+
+
+async def test_restarting_worker_and_writer_mid_load_loses_nothing(
+    compose_stack: ComposeStack,
+) -> None:
+    base = compose_stack.edge_url
+    poll = f"poll-{uuid.uuid4().hex[:8]}"
+    tag = uuid.uuid4().hex[:6]
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+
+        async def proxied(i: int) -> int:
+            async with http.get(
+                f"{base}/api/items/{tag}-{i}", headers={"X-Demo-Delay-Ms": "300"}
+            ) as resp:
+                return resp.status
+
+        votes = asyncio.create_task(vote(http, base, poll, 3000, 32))
+        calls = [asyncio.create_task(proxied(i)) for i in range(200)]
+        await asyncio.sleep(1.5)
+        await asyncio.to_thread(compose_stack.run, "restart", "worker", "writer")
+        statuses = await asyncio.gather(*calls)
+        assert await votes == 3000
+    assert statuses == [200] * 200
+
+    async def stored() -> bool:
+        return sum(tally_in_postgres(compose_stack, poll).values()) >= 3000
+
+    await eventually(stored, 60, "3000 votes after the restarts")
+    await asyncio.sleep(1)
+    truth = tally_in_postgres(compose_stack, poll)
+    assert sum(truth.values()) == 3000
+    async with aiohttp.ClientSession() as http:
+
+        async def equal() -> bool:
+            return await results(http, base, poll) == truth
+
+        await eventually(equal, 15, "tallies equal to Postgres after the restarts")
+
+
+async def test_prometheus_scrapes_every_process_and_every_panel_has_data(
+    compose_stack: ComposeStack,
+) -> None:
+    from tests.containers.dashboards import panel_queries
+
+    prom = compose_stack.prometheus_url
+    async with aiohttp.ClientSession() as http:
+
+        async def query(expr: str) -> list[dict[str, object]]:
+            async with http.get(f"{prom}/api/v1/query", params={"query": expr}) as resp:
+                body = await resp.json()
+            assert body["status"] == "success", (expr, body)
+            result: list[dict[str, object]] = body["data"]["result"]
+            return result
+
+        async def all_up() -> bool:
+            targets = await query("up")
+            jobs = [t["metric"]["job"] for t in targets if t["value"][1] == "1"]  # type: ignore[index]
+            return jobs.count("api") == 2 and "worker" in jobs and "writer" in jobs
+
+        await eventually(all_up, 60, "both api replicas, the worker and the writer scraped")
+        # the tests above served traffic; give Prometheus two scrapes to see all of it
+        await asyncio.sleep(12)
+        empty = []
+        for dashboard, panel, expr in panel_queries(ROOT / "deploy" / "grafana" / "dashboards"):
+            if not await query(expr):
+                empty.append(f"{dashboard} / {panel}: {expr}")
+        assert not empty, "panels without data:\n" + "\n".join(empty)
+
+
+def test_image_is_small_and_runs_as_non_root(compose_stack: ComposeStack) -> None:
+    import subprocess
+
+    inspect = subprocess.run(
+        [
+            "docker",
+            "image",
+            "inspect",
+            "queuefront:local",
+            "--format",
+            "{{.Config.User}} {{.Size}} {{json .Config.Healthcheck.Test}}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split(" ", 2)
+    user, size, healthcheck = inspect[0], int(inspect[1]), inspect[2]
+    assert user not in ("", "0", "root")
+    assert "healthcheck" in healthcheck
+    assert size < 400_000_000, f"image is {size / 1e6:.0f} MB"
+    tools = compose_stack.run("exec", "-T", "api", "sh", "-c", "command -v gcc cc pip || true")
+    assert tools.strip() == "", f"build tools in the runtime image: {tools}"
+    assert Path(ROOT / ".dockerignore").exists()
