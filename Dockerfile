@@ -17,7 +17,7 @@ COPY workers ./workers
 COPY examples ./examples
 RUN pip install --no-deps . \
  && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
- && rm -rf /opt/venv/lib/python3.11/site-packages/pip*
+ && rm -rf /opt/venv/lib/python3.11/site-packages/pip* /opt/venv/bin/pip* /opt/venv/bin/activate*
 
 # --- runtime: the venv and nothing else, as a non-root user ------------------------------
 FROM python:3.11-slim

@@ -31,9 +31,17 @@ $(CHECKOV_VENV)/bin/checkov: $(CHECKOV_REQS)
 	$(CHECKOV_VENV)/bin/pip install -q -r $(CHECKOV_REQS)
 	touch $@
 
+# promtool (checks of deploy/prometheus): only the binary, taken from Debian's
+# prometheus package, so no Prometheus server is installed or started
+$(BIN)/promtool: | $(BIN)/.installed
+	@if command -v promtool >/dev/null; then ln -sf "$$(command -v promtool)" $@; else \
+	  d=$$(mktemp -d) && (cd $$d && apt-get update -qq && apt-get download -q prometheus \
+	  && dpkg-deb --fsys-tarfile prometheus_*.deb | tar -xO ./usr/bin/promtool > promtool) \
+	  && install -m 0755 $$d/promtool $@ && rm -rf $$d; fi
+
 deps: $(BIN)/.installed $(SQS_DIR)/node_modules/.package-lock.json
 
-test-deps: deps $(CHECKOV_VENV)/bin/checkov
+test-deps: deps $(CHECKOV_VENV)/bin/checkov $(BIN)/promtool
 
 run: deps
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/honcho start -f Procfile
@@ -43,7 +51,7 @@ lint: $(BIN)/.installed
 	$(BIN)/mypy $(PACKAGES)
 
 test: test-deps lint
-	$(BIN)/pytest -q
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -q
 
 unit: $(BIN)/.installed
 	$(BIN)/pytest -q tests/unit

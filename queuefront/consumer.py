@@ -63,27 +63,19 @@ class Poller:
         self._long = False
         self.last_ok = time.monotonic()
 
-    async def receive(self, want: int, stop: asyncio.Event) -> list[Held] | None:
-        """Up to ``want`` messages; None when ``stop`` was set during a long poll or the
-        call failed (already logged, after a back-off)."""
+    async def receive(self, want: int) -> list[Held] | None:
+        """Up to ``want`` messages; None when the call failed (logged, after a back-off).
+
+        A poll is never abandoned, not even at shutdown: the server may already have taken
+        messages for it, and a response nobody reads leaves them invisible for a whole
+        visibility timeout (seen on the emulator; SQS gives the same guarantee no better).
+        The caller releases what a poll brings once it is stopping, so a shutdown waits
+        at most one long poll (``QF_RECEIVE_WAIT_S``).
+        """
         long_poll = self._long
         want = 1 if long_poll else max(1, min(MAX_RECEIVE_MESSAGES, want))
-        call = asyncio.create_task(self.queue.receive(want, self._wait_s if long_poll else 0))
-        stopped = asyncio.create_task(stop.wait())
         try:
-            # a short poll is let finish (the caller releases what it brings if stopping);
-            # a long poll is abandoned at shutdown rather than waited on for up to 20 s
-            await asyncio.wait(
-                {call, stopped} if long_poll else {call}, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            stopped.cancel()
-        if not call.done():
-            call.cancel()
-            await asyncio.gather(call, return_exceptions=True)
-            return None
-        try:
-            messages = call.result()
+            messages = await self.queue.receive(want, self._wait_s if long_poll else 0)
         except Exception as exc:
             log.warning("receive failed", queue=self.queue.name, error=str(exc))
             await asyncio.sleep(RECEIVE_ERROR_BACKOFF_S)

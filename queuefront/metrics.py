@@ -148,3 +148,35 @@ INGEST_LAG = Histogram(
     "Time from the api accepting an ingest item to the commit that stored it.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
+
+
+def prime_api(routes: list[tuple[str, str, str, bool]]) -> None:
+    """Creates the api's known label sets at 0 (route, kind, priority, cached).
+
+    A labelled series appears only at its first increment; a burst that creates it
+    within one scrape interval would be invisible to ``rate()``, which needs the 0.
+    """
+    for outcome in ("ok", "timeout", "late"):
+        REPLIES.labels(outcome)
+    for name, kind, priority, cached in routes:
+        HTTP_DURATION.labels(name, priority if kind == "proxy" else "none")
+        if cached:
+            for result in ("hit", "miss"):
+                CACHE_REQUESTS.labels(name, result)
+        if kind == "ingest":
+            INGEST_ACCEPTED.labels(name)
+            INGEST_REJECTED.labels(name)
+
+
+def prime_consumer(
+    queues: list[str], outcomes: tuple[str, ...], tables: tuple[str, ...] = ()
+) -> None:
+    """Same for a worker's or writer's queues and tables."""
+    for queue in queues:
+        for outcome in outcomes:
+            WORKER_MESSAGES.labels(queue, outcome)
+        MESSAGE_AGE.labels(queue)
+    for table in tables:
+        ROWS_INSERTED.labels(table)
+        DUPLICATES_SKIPPED.labels(table)
+        POISON_ROWS.labels(table)

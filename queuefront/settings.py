@@ -33,7 +33,8 @@ class Settings(BaseSettings):
     dlq_suffix: str = "-dlq"
     max_receive_count: int = Field(default=3, ge=1, le=1000)
     visibility_timeout_s: int = Field(default=30, ge=1, le=43_200)
-    receive_wait_s: int = Field(default=20, ge=0, le=20)
+    # an idle loop's long poll; a stopping worker waits for it, so it bounds the drain
+    receive_wait_s: int = Field(default=10, ge=0, le=20)
 
     # --- api ---------------------------------------------------------------------------------
     http_port: int = 8080

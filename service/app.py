@@ -8,6 +8,7 @@ from functools import partial
 
 from aiohttp import web
 
+from queuefront import metrics
 from queuefront.keys import Keys
 from queuefront.limits import MAX_MESSAGE_BYTES
 from queuefront.redis import open_redis
@@ -126,6 +127,7 @@ def init_app(settings: Settings | None = None) -> web.Application:
     app[POD_ID] = settings.pod_id or uuid.uuid4().hex[:12]
     app.cleanup_ctx.extend([redis_ctx, sqs_ctx, replies_ctx])
     add_routes(app, table.routes)
+    metrics.prime_api([(r.name, r.kind, r.priority, r.cache is not None) for r in table.routes])
     if not settings.auth_enabled:
         log.warning("auth is off: set QF_AUTH_API_KEYS or QF_AUTH_JWT_SECRET in production")
     log.info("api configured", pod_id=app[POD_ID], routes=[r.name for r in table.routes])

@@ -163,7 +163,7 @@ class Writer:
         while self._carry and (not batch or items + self._carry[0].count <= limit):
             take(self._carry.popleft())
         if not batch:
-            first = await self._poller.receive(MAX_RECEIVE_MESSAGES, self._stopping)
+            first = await self._poller.receive(MAX_RECEIVE_MESSAGES)
             if not first:
                 return []
             self._keeper.track(*first)
@@ -388,6 +388,8 @@ async def main_async(settings: Settings) -> None:
                 client, settings.queue_ingest, settings.send_linger_ms / 1000
             )
             dlq = await QueueOps.open(client, settings.dlq_name(settings.queue_ingest), 0)
+            tables = tuple(r.sink.table for r in routes.sinks.values() if r.sink is not None)
+            metrics.prime_consumer([queue.name], ("released",), tables)
             keeper = VisibilityKeeper(await visibility_timeouts(queue))
             writer = Writer(
                 settings, queue, pool, TallyStore(redis, Keys(settings.key_prefix)), routes, keeper

@@ -125,8 +125,8 @@ class PriorityWorker:
             await self._until(lambda: self._may_receive(priority) or self._stopping.is_set())
             if self._stopping.is_set():
                 return
-            received = await poller.receive(self._free(), self._stopping)
-            if received is None:  # stopping, or an error already logged
+            received = await poller.receive(self._free())
+            if received is None:  # an error, already logged
                 continue
             empty = not received
             if priority == "high" and busy == empty:
@@ -265,6 +265,9 @@ async def main_async(settings: Settings) -> None:
             "high": await QueueOps.open(client, settings.queue_high, linger_s),
             "normal": await QueueOps.open(client, settings.queue_normal, linger_s),
         }
+        metrics.prime_consumer(
+            [q.name for q in queues.values()], ("ok", "backend_error", "expired", "released")
+        )
         keeper = VisibilityKeeper(await visibility_timeouts(*queues.values()))
         dlqs = [await QueueOps.open(client, settings.dlq_name(q.name), 0) for q in queues.values()]
         depth = asyncio.create_task(watch_depth(dlqs, metrics.DLQ_DEPTH, DLQ_POLL_S))
