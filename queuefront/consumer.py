@@ -13,15 +13,20 @@ another consumer while it is still in progress.
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import Gauge
+from redis.asyncio import Redis
 
 from queuefront import metrics
 from queuefront.limits import MAX_RECEIVE_MESSAGES
+from queuefront.probes import start_probe_server
+from queuefront.redis import redis_down
+from queuefront.settings import Settings
 from queuefront.sqs import Message, QueueOps
 from queuefront.telemetry import get_logger
 
@@ -134,3 +139,41 @@ async def watch_depth(queues: list[QueueOps], gauge: Gauge, interval_s: float) -
             except Exception as exc:
                 log.warning("depth read failed", queue=queue.name, error=str(exc))
         await asyncio.sleep(interval_s)
+
+
+class Consumer(Protocol):
+    @property
+    def last_receive_ok(self) -> float: ...
+
+    def stop(self) -> None: ...
+
+    async def run(self) -> None: ...
+
+
+async def serve(
+    consumer: Consumer,
+    *,
+    settings: Settings,
+    redis: Redis,
+    dlqs: list[QueueOps],
+    also_down: Callable[[], list[str]] = list,
+) -> None:
+    """Runs a worker or writer until SIGTERM/SIGINT, with what every consumer needs
+    around it: the probe server (``/readyz`` naming what is down) and the DLQ depth."""
+
+    async def ready() -> list[str]:
+        down = await redis_down(redis) + also_down()
+        if time.monotonic() - consumer.last_receive_ok > settings.receive_wait_s + 15:
+            down.append("sqs")
+        return down
+
+    probes = await start_probe_server(settings.metrics_port, ready)
+    depth = asyncio.create_task(watch_depth(dlqs, metrics.DLQ_DEPTH, DLQ_POLL_S))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, consumer.stop)
+    try:
+        await consumer.run()
+    finally:
+        depth.cancel()
+        await probes.cleanup()

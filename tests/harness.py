@@ -130,18 +130,15 @@ class Stack:
         return proc
 
     async def start_worker(self, **overrides: str) -> Proc:
-        port = free_port()
-        env = self.settings_env(**{"QF_METRICS_PORT": str(port), **overrides})
-        proc = spawn("worker", [sys.executable, "-m", "workers.priority"], env, self.log_dir)
-        proc.port = port
-        self.procs.append(proc)
-        await wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
-        return proc
+        return await self._start_consumer("worker", "workers.priority", overrides)
 
     async def start_writer(self, **overrides: str) -> Proc:
+        return await self._start_consumer("writer", "workers.ingest", overrides)
+
+    async def _start_consumer(self, name: str, module: str, overrides: dict[str, str]) -> Proc:
         port = free_port()
         env = self.settings_env(**{"QF_METRICS_PORT": str(port), **overrides})
-        proc = spawn("writer", [sys.executable, "-m", "workers.ingest"], env, self.log_dir)
+        proc = spawn(name, [sys.executable, "-m", module], env, self.log_dir)
         proc.port = port
         self.procs.append(proc)
         await wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-import signal
 import time
 import uuid
 from collections import deque
@@ -37,19 +36,11 @@ import uvloop
 from redis.asyncio import Redis
 
 from queuefront import metrics, sink
-from queuefront.consumer import (
-    DLQ_POLL_S,
-    Held,
-    Poller,
-    VisibilityKeeper,
-    visibility_timeouts,
-    watch_depth,
-)
+from queuefront.consumer import Held, Poller, VisibilityKeeper, serve, visibility_timeouts
 from queuefront.envelope import decode_ingest
 from queuefront.keys import Keys
 from queuefront.limits import MAX_RECEIVE_MESSAGES
-from queuefront.probes import start_probe_server
-from queuefront.redis import open_redis, redis_down
+from queuefront.redis import open_redis
 from queuefront.routes import Route, RouteTable, load_routes
 from queuefront.settings import Settings
 from queuefront.sqs import QueueOps, open_client
@@ -391,28 +382,15 @@ async def main_async(settings: Settings) -> None:
             tables = tuple(r.sink.table for r in routes.sinks.values() if r.sink is not None)
             metrics.prime_consumer([queue.name], ("released",), tables)
             keeper = VisibilityKeeper(await visibility_timeouts(queue))
-            writer = Writer(
-                settings, queue, pool, TallyStore(redis, Keys(settings.key_prefix)), routes, keeper
+            tallies = TallyStore(redis, Keys(settings.key_prefix))
+            writer = Writer(settings, queue, pool, tallies, routes, keeper)
+            await serve(
+                writer,
+                settings=settings,
+                redis=redis,
+                dlqs=[dlq],
+                also_down=lambda: [] if writer.db_ok else ["postgres"],
             )
-
-            async def ready() -> list[str]:
-                down = await redis_down(redis)
-                if not writer.db_ok:
-                    down.append("postgres")
-                if time.monotonic() - writer.last_receive_ok > settings.receive_wait_s + 15:
-                    down.append("sqs")
-                return down
-
-            probes = await start_probe_server(settings.metrics_port, ready)
-            depth = asyncio.create_task(watch_depth([dlq], metrics.DLQ_DEPTH, DLQ_POLL_S))
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, writer.stop)
-            try:
-                await writer.run()
-            finally:
-                depth.cancel()
-                await probes.cleanup()
     finally:
         await pool.close()
         await redis.aclose()

@@ -17,7 +17,6 @@ per ``RECEIVERS_PER_SLOTS`` slots): one loop's round trips would otherwise cap i
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -29,18 +28,10 @@ import uvloop
 from redis.asyncio import Redis
 
 from queuefront import cache, metrics
-from queuefront.consumer import (
-    DLQ_POLL_S,
-    Held,
-    Poller,
-    VisibilityKeeper,
-    visibility_timeouts,
-    watch_depth,
-)
+from queuefront.consumer import Held, Poller, VisibilityKeeper, serve, visibility_timeouts
 from queuefront.envelope import Reply, RequestEnvelope, decode_request, encode_reply
 from queuefront.keys import Keys
-from queuefront.probes import start_probe_server
-from queuefront.redis import open_redis, redis_down
+from queuefront.redis import open_redis
 from queuefront.settings import Settings
 from queuefront.sqs import QueueOps, open_client
 from queuefront.telemetry import configure_logging, get_logger
@@ -270,25 +261,11 @@ async def main_async(settings: Settings) -> None:
         )
         keeper = VisibilityKeeper(await visibility_timeouts(*queues.values()))
         dlqs = [await QueueOps.open(client, settings.dlq_name(q.name), 0) for q in queues.values()]
-        depth = asyncio.create_task(watch_depth(dlqs, metrics.DLQ_DEPTH, DLQ_POLL_S))
         backend = Backend(settings.backend_url, http)
         worker = PriorityWorker(settings, queues, redis, backend, keeper)
-
-        async def ready() -> list[str]:
-            down = await redis_down(redis)
-            if time.monotonic() - worker.last_receive_ok > settings.receive_wait_s + 15:
-                down.append("sqs")
-            return down
-
-        probes = await start_probe_server(settings.metrics_port, ready)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, worker.stop)
         try:
-            await worker.run()
+            await serve(worker, settings=settings, redis=redis, dlqs=dlqs)
         finally:
-            depth.cancel()
-            await probes.cleanup()
             await redis.aclose()
 
 
