@@ -51,7 +51,6 @@ class Packer:
     async def _send(self, items: Sequence[dict[str, Any]]) -> list[str | BaseException]:
         body = encode_ingest(IngestMessage(route=self._route, items=list(items)))
         message_id = await self._queue.send(body)
-        metrics.ITEMS_PER_MESSAGE.observe(len(items))
         return [message_id] * len(items)
 
     async def close(self) -> None:
@@ -106,9 +105,11 @@ async def handle_tally(request: web.Request, route: Route) -> web.Response:
     group_value = request.match_info[rule.group]
     counts = await request.app[TALLIES].results(source, group_value)
     kind = source.sink.fields[rule.count].type
-    results = sorted(((_typed(kind, k), n) for k, n in counts), key=lambda kv: str(kv[0]))
-    if kind in ("int", "bigint"):
-        results.sort(key=lambda kv: kv[0])
+    numeric = kind in ("int", "bigint")
+    results = sorted(
+        ((_typed(kind, k), n) for k, n in counts),
+        key=lambda kv: kv[0] if numeric else str(kv[0]),
+    )
     body = {
         rule.group: _typed(source.sink.fields[rule.group].type, group_value),
         "results": [{rule.count: k, rule.label: n} for k, n in results],

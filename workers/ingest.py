@@ -202,11 +202,12 @@ class Writer:
                 new_ids, bad = await self._insert_isolating(conn, route, items)
                 table = route.sink.table
                 new_items = [i for i in items if i["id"] in new_ids]
+                duplicates = len(items) - len(bad) - len(new_items)
                 metrics.ROWS_INSERTED.labels(table).inc(len(new_items))
-                metrics.DUPLICATES_SKIPPED.labels(table).inc(len(items) - len(bad) - len(new_items))
+                metrics.DUPLICATES_SKIPPED.labels(table).inc(duplicates)
                 metrics.POISON_ROWS.labels(table).inc(len(bad))
                 result.new_rows += len(new_items)
-                result.duplicates += len(items) - len(bad) - len(new_items)
+                result.duplicates += duplicates
                 result.bad_ids.update(i.get("id", "") for i in bad)
                 if route.tally is not None and new_items:
                     merge(result.deltas, deltas_for(route, new_items, self._keys))
