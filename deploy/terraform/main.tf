@@ -3,6 +3,9 @@
 # Postgres, with Redis for replies, cache and tallies; every service autoscaled on load.
 
 locals {
+  # Resources that the provider's default_tags do not reach (Cloud Control) take these.
+  tags = merge({ project = "queuefront", stack = var.name }, var.tags)
+
   # Derived queue settings (variables.tf, queues).
   reply_window_s = var.reply_window_s
 
@@ -36,7 +39,7 @@ module "network" {
   vpc_id               = var.vpc_id
   private_subnet_ids   = var.private_subnet_ids
   vpc_cidr             = var.vpc_cidr
-  az_count             = var.az_count
+  availability_zones   = var.availability_zones
   single_nat_gateway   = var.single_nat_gateway
   enable_vpc_endpoints = var.enable_vpc_endpoints
   kms_key_arn          = module.kms.key_arn
@@ -53,6 +56,10 @@ module "observability" {
   alb_arn_suffix          = module.edge.alb_arn_suffix
   target_group_arn_suffix = module.edge.target_group_arn_suffix
   api_id                  = module.edge.api_id
+  queue_names             = module.queues.queue_names
+  dlq_names               = module.queues.dlq_names
+  ingest_lag_threshold_s  = 2 * var.writer_acceptable_latency_s
+  runbook_base_url        = var.runbook_base_url
 }
 
 module "queues" {
@@ -61,8 +68,11 @@ module "queues" {
   queues            = local.queues
   dlq_suffix        = var.dlq_suffix
   max_receive_count = var.max_receive_count
+  max_message_bytes = var.settings.max_message_bytes
   kms_key_arn       = module.kms.key_arn
   alarm_topic_arn   = module.observability.alarm_topic_arn
+  runbook_base_url  = var.runbook_base_url
+  tags              = local.tags
 }
 
 module "cache" {
@@ -77,6 +87,7 @@ module "cache" {
   kms_key_arn               = module.kms.key_arn
   log_retention_days        = var.log_retention_days
   alarm_topic_arn           = module.observability.alarm_topic_arn
+  runbook_base_url          = var.runbook_base_url
 }
 
 module "database" {
@@ -93,6 +104,7 @@ module "database" {
   deletion_protection       = var.db_deletion_protection
   kms_key_arn               = module.kms.key_arn
   alarm_topic_arn           = module.observability.alarm_topic_arn
+  runbook_base_url          = var.runbook_base_url
 }
 
 module "edge" {
@@ -102,24 +114,26 @@ module "edge" {
     aws.us_east_1 = aws.us_east_1
   }
 
-  name                       = var.name
-  vpc_id                     = module.network.vpc_id
-  vpc_cidr                   = module.network.vpc_cidr
-  subnet_ids                 = module.network.private_subnet_ids
-  api_port                   = var.settings.http_port
-  alb_certificate_arn        = var.alb_certificate_arn
-  alb_certificate_domain     = var.alb_certificate_domain
-  deregistration_delay_s     = ceil(local.reply_window_s) + 15
-  default_throttle           = var.default_throttle
-  route_throttles            = var.route_throttles
-  edge_cached_paths          = var.edge_cached_paths
-  price_class                = var.price_class
-  domain_names               = var.domain_names
-  cloudfront_certificate_arn = var.cloudfront_certificate_arn
-  cloudfront_log_bucket      = var.cloudfront_log_bucket
-  waf_rate_limit             = var.waf_rate_limit
-  kms_key_arn                = module.kms.key_arn
-  log_retention_days         = var.log_retention_days
+  name                          = var.name
+  vpc_id                        = module.network.vpc_id
+  subnet_ids                    = module.network.private_subnet_ids
+  api_port                      = var.settings.http_port
+  api_probe_port                = var.settings.metrics_port
+  alb_certificate_arn           = var.alb_certificate_arn
+  alb_certificate_domain        = var.alb_certificate_domain
+  deregistration_delay_s        = ceil(local.reply_window_s) + 15
+  default_throttle              = var.default_throttle
+  route_throttles               = var.route_throttles
+  edge_cached_paths             = var.edge_cached_paths
+  price_class                   = var.price_class
+  domain_names                  = var.domain_names
+  cloudfront_certificate_arn    = var.cloudfront_certificate_arn
+  cloudfront_log_bucket         = var.cloudfront_log_bucket
+  waf_rate_limit                = var.waf_rate_limit
+  origin_secret_version         = var.origin_secret_version
+  origin_secret_accept_previous = var.origin_secret_accept_previous
+  kms_key_arn                   = module.kms.key_arn
+  log_retention_days            = var.log_retention_days
 }
 
 module "compute" {
@@ -135,9 +149,11 @@ module "compute" {
   db_clients_security_group_id = module.network.db_clients_security_group_id
   alb_security_group_id        = module.edge.alb_security_group_id
   api_target_group_arn         = module.edge.target_group_arn
+  api_listener_arn             = module.edge.listener_arn
 
   queue_names       = module.queues.queue_names
   queue_arns        = module.queues.queue_arns
+  dlq_arns          = module.queues.dlq_arns
   dlq_suffix        = var.dlq_suffix
   max_receive_count = var.max_receive_count
   visibility_timeout_s = {
@@ -145,20 +161,27 @@ module "compute" {
     writer = local.queues["ingest"].visibility_timeout_s
   }
 
-  redis_url_secret_arn     = module.cache.url_secret_arn
-  database_url_secret_arn  = module.database.url_secret_arn
-  auth_api_keys_secret_arn = var.auth_api_keys_secret_arn
-  auth_jwt_secret_arn      = var.auth_jwt_secret_arn
-  backend_url              = var.backend_url
-  kms_key_arn              = module.kms.key_arn
+  redis_url_secret_arn            = module.cache.url_secret_arn
+  database_url_secret_arn         = module.database.url_secret_arn
+  auth_api_keys_secret_arn        = var.auth_api_keys_secret_arn
+  auth_jwt_secret_arn             = var.auth_jwt_secret_arn
+  auth_invalidate_keys_secret_arn = var.auth_invalidate_keys_secret_arn
+  auth_disabled                   = var.auth_disabled
+  client_ip_header                = module.edge.client_ip_header
+  backend_url                     = var.backend_url
+  backend_cidr_blocks             = var.backend_cidr_blocks
+  kms_key_arn                     = module.kms.key_arn
 
-  settings                 = var.settings
-  services                 = var.services
-  use_fargate_spot         = var.use_fargate_spot
-  on_demand_base           = var.on_demand_base
-  stop_timeout_s           = var.stop_timeout_s
-  log_retention_days       = var.log_retention_days
-  enable_metrics_collector = var.enable_metrics_collector
+  settings                                  = var.settings
+  wait_for_steady_state                     = var.wait_for_steady_state
+  worker_deployment_maximum_percent         = var.worker_deployment_maximum_percent
+  worker_deployment_minimum_healthy_percent = var.worker_deployment_minimum_healthy_percent
+  services                                  = var.services
+  use_fargate_spot                          = var.use_fargate_spot
+  on_demand_base                            = var.on_demand_base
+  stop_timeout_s                            = var.stop_timeout_s
+  log_retention_days                        = var.log_retention_days
+  enable_metrics_collector                  = var.enable_metrics_collector
 }
 
 module "autoscaling" {
@@ -181,16 +204,18 @@ module "autoscaling" {
   api_requests_per_target = var.api_requests_per_target
   alb_resource_label      = module.edge.alb_request_count_resource_label
 
-  worker_min_tasks            = var.worker_min_tasks
-  worker_max_tasks            = var.worker_max_tasks
-  worker_concurrency          = var.settings.worker_concurrency
-  backend_max_concurrency     = var.backend_max_concurrency
-  worker_acceptable_latency_s = var.worker_acceptable_latency_s
-  worker_processing_time_s    = var.worker_processing_time_s
+  worker_min_tasks                  = var.worker_min_tasks
+  worker_max_tasks                  = var.worker_max_tasks
+  worker_concurrency                = var.settings.worker_concurrency
+  backend_max_concurrency           = var.backend_max_concurrency
+  worker_deployment_maximum_percent = var.worker_deployment_maximum_percent
+  worker_acceptable_latency_s       = var.worker_acceptable_latency_s
+  worker_processing_time_s          = var.worker_processing_time_s
 
   writer_min_tasks            = var.writer_min_tasks
   writer_max_tasks            = var.writer_max_tasks
   writer_acceptable_latency_s = var.writer_acceptable_latency_s
   writer_processing_time_s    = var.writer_processing_time_s
   writer_idle_minutes         = var.writer_idle_minutes
+  runbook_base_url            = var.runbook_base_url
 }

@@ -33,6 +33,16 @@ output "migrate_run_task_command" {
   value       = module.compute.migrate_run_task_command
 }
 
+output "admin_run_task_commands" {
+  description = "Operator tasks of the runbooks: redrive_<queue> (DLQ back to its queue) and reconcile (tallies from Postgres)."
+  value       = module.compute.admin_run_task_commands
+}
+
+output "dashboard_name" {
+  description = "CloudWatch dashboard with the SLA view."
+  value       = module.observability.dashboard_name
+}
+
 output "alarm_topic_arn" {
   description = "SNS topic of every alarm."
   value       = module.observability.alarm_topic_arn

@@ -53,10 +53,10 @@ variable "vpc_cidr" {
   default     = "10.40.0.0/16"
 }
 
-variable "az_count" {
-  type        = number
-  description = "AZs of the new VPC."
-  default     = 3
+variable "availability_zones" {
+  type        = list(string)
+  description = "AZs of the new VPC by name (two or more, e.g. eu-west-1a, eu-west-1b, eu-west-1c); unused with an existing VPC."
+  default     = []
 }
 
 variable "single_nat_gateway" {
@@ -117,22 +117,24 @@ variable "backend_max_concurrency" {
 
 variable "settings" {
   type = object({
-    http_port             = optional(number, 8080)
-    metrics_port          = optional(number, 9100)
-    routes_file           = optional(string, "examples/routes.toml")
-    log_level             = optional(string, "INFO")
-    redis_max_connections = optional(number, 64)
-    worker_concurrency    = optional(number, 32)
-    batch_size            = optional(number, 300)
-    batch_max_wait_s      = optional(number, 1)
-    admission_threshold   = optional(number, 100)
-    admission_wait_s      = optional(number, 5)
-    backlog_poll_s        = optional(number, 1)
-    reply_ttl_s           = optional(number, 120)
-    shutdown_timeout_s    = optional(number, 20)
-    rate_limit_rps        = optional(number, 0)
-    rate_limit_burst      = optional(number, 20)
-    auth_jwt_audience     = optional(string, "")
+    http_port                 = optional(number, 8080)
+    metrics_port              = optional(number, 9100)
+    routes_file               = optional(string, "/app/config/routes.toml")
+    log_level                 = optional(string, "INFO")
+    redis_max_connections     = optional(number, 64)
+    worker_concurrency        = optional(number, 32)
+    batch_size                = optional(number, 300)
+    batch_max_wait_s          = optional(number, 1)
+    admission_threshold       = optional(number, 100)
+    admission_wait_s          = optional(number, 5)
+    backlog_poll_s            = optional(number, 1)
+    reply_ttl_s               = optional(number, 120)
+    shutdown_timeout_s        = optional(number, 20)
+    rate_limit_rps            = optional(number, 0)
+    rate_limit_burst          = optional(number, 20)
+    auth_jwt_audience         = optional(string, "")
+    auth_jwt_invalidate_scope = optional(string, "cache:invalidate")
+    max_message_bytes         = optional(number, 1048576)
   })
   description = "queuefront settings passed to the processes as QF_<NAME> environment variables (defaults as in queuefront.settings)."
   default     = {}
@@ -145,6 +147,11 @@ variable "settings" {
   validation {
     condition     = var.settings.http_port != var.settings.metrics_port && var.settings.http_port >= 1024 && var.settings.metrics_port >= 1024
     error_message = "settings.http_port and settings.metrics_port must differ and be unprivileged (>= 1024)."
+  }
+
+  validation {
+    condition     = var.settings.max_message_bytes >= 1024 && var.settings.max_message_bytes <= 1048576
+    error_message = "settings.max_message_bytes (the queues' MaximumMessageSize) must be between 1024 and 1048576."
   }
 
   validation {
@@ -176,6 +183,23 @@ variable "auth_jwt_secret_arn" {
   default     = null
 }
 
+variable "auth_invalidate_keys_secret_arn" {
+  type        = string
+  description = "Existing Secrets Manager secret with QF_AUTH_INVALIDATE_KEYS (comma-separated keys allowed to invalidate the cache); null: only JWTs with the invalidation scope may."
+  default     = null
+}
+
+variable "auth_disabled" {
+  type        = bool
+  description = "Run the api without authentication (QF_AUTH_DISABLED). Auth fails closed: with no credential secret given, the plan is refused unless this is true."
+  default     = false
+
+  validation {
+    condition     = var.auth_disabled || var.auth_api_keys_secret_arn != null || var.auth_jwt_secret_arn != null
+    error_message = "No credentials: give auth_api_keys_secret_arn and/or auth_jwt_secret_arn, or set auth_disabled = true to run the api without auth on purpose."
+  }
+}
+
 variable "services" {
   type = map(object({
     cpu           = number
@@ -199,6 +223,30 @@ variable "services" {
     condition     = alltrue([for s in values(var.services) : contains([256, 512, 1024, 2048, 4096, 8192, 16384], s.cpu)])
     error_message = "cpu must be a Fargate size: 256, 512, 1024, 2048, 4096, 8192 or 16384."
   }
+}
+
+variable "wait_for_steady_state" {
+  type        = bool
+  description = "terraform apply waits for every service's tasks to run and fails when a deployment is rolled back."
+  default     = true
+}
+
+variable "worker_deployment_maximum_percent" {
+  type        = number
+  description = "The worker service's deployment_maximum_percent: 100 means no overlap during a deploy, so the legacy backend never sees more than worker_max_tasks x worker_concurrency calls."
+  default     = 100
+}
+
+variable "worker_deployment_minimum_healthy_percent" {
+  type        = number
+  description = "The worker service's deployment_minimum_healthy_percent: the share kept running while a deploy replaces the rest."
+  default     = 50
+}
+
+variable "backend_cidr_blocks" {
+  type        = list(string)
+  description = "Where backend_url's host is (the worker's egress to the backend port)."
+  default     = ["0.0.0.0/0"]
 }
 
 variable "use_fargate_spot" {
@@ -383,8 +431,8 @@ variable "writer_acceptable_latency_s" {
 
 variable "writer_processing_time_s" {
   type        = number
-  description = "Average seconds one writer task spends per message."
-  default     = 0.0001
+  description = "Average seconds one writer task spends per SQS message (not per row: a message packs up to QF_INGEST_PACK_MAX items)."
+  default     = 0.0175
 }
 
 variable "writer_idle_minutes" {
@@ -458,12 +506,30 @@ variable "alb_certificate_domain" {
   default     = null
 }
 
+variable "origin_secret_version" {
+  type        = number
+  description = "Bump to rotate the header CloudFront adds and the ALB requires (apply with origin_secret_accept_previous = true, then false)."
+  default     = 1
+}
+
+variable "origin_secret_accept_previous" {
+  type        = bool
+  description = "During an origin secret rotation: the ALB accepts the previous value too."
+  default     = false
+}
+
 # --- observability -------------------------------------------------------------------------------
 
 variable "alarm_emails" {
   type        = list(string)
   description = "E-mail addresses for the alarm topic."
   default     = []
+}
+
+variable "runbook_base_url" {
+  type        = string
+  description = "Where docs/runbooks is published (e.g. the repository's URL + /blob/main/docs/runbooks); every alarm's description links its runbook there."
+  default     = "docs/runbooks"
 }
 
 variable "log_retention_days" {

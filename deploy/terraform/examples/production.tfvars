@@ -3,6 +3,8 @@ name   = "queuefront"
 region = "eu-west-1"
 tags   = { owner = "platform", cost-center = "retail" }
 
+availability_zones = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
+
 image              = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/queuefront:1.0.0"
 ecr_repository_arn = "arn:aws:ecr:eu-west-1:123456789012:repository/queuefront"
 
@@ -11,7 +13,7 @@ backend_url             = "https://legacy.internal.example.com"
 backend_max_concurrency = 400
 
 settings = {
-  routes_file        = "examples/routes.toml"
+  routes_file        = "/app/config/routes.toml"
   worker_concurrency = 32
   rate_limit_rps     = 20
   rate_limit_burst   = 40
@@ -31,7 +33,10 @@ services = {
 }
 
 # Backlog targets: acceptable latency / processing time per message per task.
-# worker: 5 s / (1.6 s / 32) = 100 messages per task. 12 x 32 = 384 <= 400 backend slots.
+# worker: 5 s / (1.6 s / 32) = 100 messages per task. 12 x 32 = 384 <= 400 backend slots,
+# during deploys too (worker_deployment_maximum_percent = 100: no overlap).
+# writer: 30 s / 0.0175 s = 1,714 messages per task (the ingest benchmark: 57 messages/s of
+# up to 50 items each per writer).
 api_min_tasks               = 3
 api_max_tasks               = 30
 worker_min_tasks            = 3
@@ -41,7 +46,7 @@ worker_processing_time_s    = 0.05
 writer_min_tasks            = 0
 writer_max_tasks            = 4
 writer_acceptable_latency_s = 30
-writer_processing_time_s    = 0.0001
+writer_processing_time_s    = 0.0175
 writer_idle_minutes         = 15
 
 redis_node_type   = "cache.r7g.large"
@@ -57,4 +62,5 @@ route_throttles = {
   "POST /api/polls/{poll_id}/votes" = { burst = 5000, rate = 2000 }
 }
 
-alarm_emails = ["oncall@example.com"]
+alarm_emails     = ["oncall@example.com"]
+runbook_base_url = "https://github.com/example/queuefront/blob/main/docs/runbooks"

@@ -7,8 +7,14 @@
 # per message per task: the backlog one task clears within the latency you accept.
 #
 # writer to and from zero: target tracking cannot leave zero tasks (backlog / 0 tasks has no
-# value), so two step policies on alarms do it: "messages waiting and no task running" adds
-# one task; "queue empty for writer_idle_minutes" sets the count to zero.
+# value), so two step policies on alarms do it: "messages waiting and the desired count is
+# zero" sets exactly one task; "queue empty for writer_idle_minutes" sets the count to zero.
+# Keyed on the desired count, not the running one: a crash-looping writer has a desired
+# count of 1 and a running count of 0, and must not be ratcheted up to its maximum.
+#
+# worker on admission rejections: the api's 503s mean the high queue is backed up past
+# QF_ADMISSION_THRESHOLD; a step policy adds workers while they last, on top of target
+# tracking (which sees the backlog a little later).
 #
 # api: target tracking on CPU and on ALB requests per target.
 
@@ -27,6 +33,10 @@ locals {
   writer_queue_queries = [
     for j, m in local.backlog_metrics : { id = "q0${j == 0 ? "v" : "n"}", queue = var.writer_queue_name, metric = m }
   ]
+
+  # During a deploy at full scale ECS runs up to max_tasks x maximum percent / 100 tasks.
+  worker_peak_tasks         = ceil(var.worker_max_tasks * var.worker_deployment_maximum_percent / 100)
+  worker_peak_backend_calls = local.worker_peak_tasks * var.worker_concurrency
 
   worker_resource_id = "service/${var.cluster_name}/${var.worker_service_name}"
   writer_resource_id = "service/${var.cluster_name}/${var.writer_service_name}"
@@ -91,8 +101,8 @@ resource "aws_appautoscaling_target" "worker" {
 
   lifecycle {
     precondition {
-      condition     = var.worker_max_tasks * var.worker_concurrency <= var.backend_max_concurrency
-      error_message = "worker_max_tasks x worker_concurrency exceeds backend_max_concurrency: at full scale the workers would overload the legacy backend."
+      condition     = local.worker_peak_backend_calls <= var.backend_max_concurrency
+      error_message = "worker_max_tasks x worker_deployment_maximum_percent / 100 x worker_concurrency exceeds backend_max_concurrency: at full scale, during a deploy, the workers would overload the legacy backend."
     }
 
     precondition {
@@ -257,7 +267,7 @@ resource "aws_appautoscaling_policy" "writer_backlog" {
   }
 }
 
-# 0 -> 1: messages are waiting and no writer runs.
+# 0 -> 1: messages are waiting and the writer's desired count is zero.
 resource "aws_appautoscaling_policy" "writer_from_zero" {
   name               = "${var.name}-writer-from-zero"
   policy_type        = "StepScaling"
@@ -266,20 +276,21 @@ resource "aws_appautoscaling_policy" "writer_from_zero" {
   resource_id        = aws_appautoscaling_target.writer.resource_id
 
   step_scaling_policy_configuration {
-    adjustment_type         = "ChangeInCapacity"
+    # exactly one task, whatever the alarm's repeats: never a ratchet
+    adjustment_type         = "ExactCapacity"
     cooldown                = 180
     metric_aggregation_type = "Maximum"
 
     step_adjustment {
       metric_interval_lower_bound = 0
-      scaling_adjustment          = 1
+      scaling_adjustment          = max(1, var.writer_min_tasks)
     }
   }
 }
 
 resource "aws_cloudwatch_metric_alarm" "writer_from_zero" {
   alarm_name          = "${var.name}-writer-messages-waiting-no-task"
-  alarm_description   = "Ingest messages are waiting and no writer task runs: start one (target tracking takes over from one task)."
+  alarm_description   = "Ingest messages are waiting and the writer's desired count is 0: set it to 1 (target tracking takes over from one task). Runbook: ${var.runbook_base_url}/writer-scaling.md"
   comparison_operator = "GreaterThanOrEqualToThreshold"
   threshold           = 1
   evaluation_periods  = 1
@@ -301,12 +312,12 @@ resource "aws_cloudwatch_metric_alarm" "writer_from_zero" {
   }
 
   metric_query {
-    id          = "tasks"
+    id          = "desired"
     return_data = false
 
     metric {
       namespace   = "ECS/ContainerInsights"
-      metric_name = "RunningTaskCount"
+      metric_name = "DesiredTaskCount"
       dimensions  = { ClusterName = var.cluster_name, ServiceName = var.writer_service_name }
       stat        = "Maximum"
       period      = 60
@@ -315,8 +326,8 @@ resource "aws_cloudwatch_metric_alarm" "writer_from_zero" {
 
   metric_query {
     id          = "start_writer"
-    label       = "ingest waiting with no writer"
-    expression  = "IF(visible > 0 AND FILL(tasks, 0) == 0, 1, 0)"
+    label       = "ingest waiting, writer desired count 0"
+    expression  = "IF(visible > 0 AND FILL(desired, 0) == 0, 1, 0)"
     return_data = true
   }
 }
@@ -343,7 +354,7 @@ resource "aws_appautoscaling_policy" "writer_to_zero" {
 
 resource "aws_cloudwatch_metric_alarm" "writer_to_zero" {
   alarm_name          = "${var.name}-writer-ingest-idle"
-  alarm_description   = "The ingest queue was empty (nothing visible, nothing in flight) for ${var.writer_idle_minutes} minutes: scale the writer to ${var.writer_min_tasks}."
+  alarm_description   = "The ingest queue was empty (nothing visible, nothing in flight) for ${var.writer_idle_minutes} minutes: scale the writer to ${var.writer_min_tasks}. Runbook: ${var.runbook_base_url}/writer-scaling.md"
   comparison_operator = "LessThanOrEqualToThreshold"
   threshold           = 0
   evaluation_periods  = var.writer_idle_minutes
@@ -383,4 +394,50 @@ resource "aws_cloudwatch_metric_alarm" "writer_to_zero" {
     expression  = "visible + in_flight"
     return_data = true
   }
+}
+
+# --- worker on admission rejections ------------------------------------------------------------
+
+resource "aws_appautoscaling_policy" "worker_admission" {
+  name               = "${var.name}-worker-admission-rejections"
+  policy_type        = "StepScaling"
+  service_namespace  = aws_appautoscaling_target.worker.service_namespace
+  scalable_dimension = aws_appautoscaling_target.worker.scalable_dimension
+  resource_id        = aws_appautoscaling_target.worker.resource_id
+
+  step_scaling_policy_configuration {
+    adjustment_type          = "PercentChangeInCapacity"
+    min_adjustment_magnitude = 1
+    cooldown                 = var.scale_out_cooldown_s
+    metric_aggregation_type  = "Maximum"
+
+    # up to 5x the threshold: +25%; beyond: +50% (bounded by worker_max_tasks)
+    step_adjustment {
+      metric_interval_lower_bound = 0
+      metric_interval_upper_bound = 4 * var.admission_rejections_per_minute
+      scaling_adjustment          = 25
+    }
+
+    step_adjustment {
+      metric_interval_lower_bound = 4 * var.admission_rejections_per_minute
+      scaling_adjustment          = 50
+    }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "worker_admission" {
+  alarm_name          = "${var.name}-worker-scale-out-on-admission-rejections"
+  alarm_description   = "The api refuses normal requests (503) because the high queue is backed up: add workers. Runbook: ${var.runbook_base_url}/admission-rejections.md"
+  namespace           = var.admission_metrics_namespace
+  metric_name         = "queuefront_admission_rejections_total"
+  dimensions          = { process = "api" }
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = 2
+  datapoints_to_alarm = 2
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  threshold           = var.admission_rejections_per_minute
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_appautoscaling_policy.worker_admission.arn]
+  tags                = var.tags
 }

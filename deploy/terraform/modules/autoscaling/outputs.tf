@@ -17,5 +17,11 @@ output "policy_arns" {
     writer_backlog   = aws_appautoscaling_policy.writer_backlog.arn
     writer_from_zero = aws_appautoscaling_policy.writer_from_zero.arn
     writer_to_zero   = aws_appautoscaling_policy.writer_to_zero.arn
+    worker_admission = aws_appautoscaling_policy.worker_admission.arn
   }
+}
+
+output "worker_peak_backend_calls" {
+  description = "Most concurrent calls the workers can make on the legacy backend: at full scale, during a deploy."
+  value       = local.worker_peak_backend_calls
 }

@@ -115,6 +115,12 @@ variable "alarm_topic_arn" {
   description = "SNS topic for the memory alarm."
 }
 
+variable "runbook_base_url" {
+  type        = string
+  description = "Where docs/runbooks is published; each alarm's description links <runbook_base_url>/<alarm>.md."
+  default     = "docs/runbooks"
+}
+
 variable "tags" {
   type        = map(string)
   description = "Tags added to every resource."

@@ -8,91 +8,116 @@ data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
 
 locals {
-  region = data.aws_region.current.name
+  region     = data.aws_region.current.name
+  account_id = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
 
-  # The command picks the process; the image is the same.
+  # The image's ENTRYPOINT is ["queuefront"]: the command is the role alone
+  # (queuefront.cli.ROLES; tests/terraform/test_entrypoints.py checks both). The admin
+  # task's command is replaced at run-task (admin_run_task_commands); its default only
+  # prints the usage.
   processes = {
-    api     = { command = ["python", "-m", "service"], metrics_port = var.settings.http_port }
-    worker  = { command = ["python", "-m", "workers.priority"], metrics_port = var.settings.metrics_port }
-    writer  = { command = ["python", "-m", "workers.ingest"], metrics_port = var.settings.metrics_port }
-    migrate = { command = ["python", "-m", "queuefront.migrate"], metrics_port = null }
+    api     = { command = ["api"], size = "api" }
+    worker  = { command = ["worker"], size = "worker" }
+    writer  = { command = ["writer"], size = "writer" }
+    migrate = { command = ["migrate"], size = "migrate" }
+    admin   = { command = ["admin", "--help"], size = "migrate" }
   }
 
-  # Long-running processes get an ECS service; migrate is run with `aws ecs run-task`.
-  services = { for k, v in local.processes : k => v if k != "migrate" }
+  # Long-running processes get an ECS service; migrate and admin are run with
+  # `aws ecs run-task` (the migrate_run_task_command and admin_run_task_commands outputs).
+  services = { for k, v in local.processes : k => v if !contains(["migrate", "admin"], k) }
+
+  # Deployment overlap: the worker's maximum percent bounds the calls the legacy backend
+  # gets during a deploy (the autoscaling module's precondition uses the same number).
+  deployment = {
+    api    = { minimum_healthy_percent = 100, maximum_percent = 200 }
+    worker = { minimum_healthy_percent = var.worker_deployment_minimum_healthy_percent, maximum_percent = var.worker_deployment_maximum_percent }
+    writer = { minimum_healthy_percent = 100, maximum_percent = 200 }
+  }
+
+  # The user of the image (Dockerfile: USER 10001): said again so that no task can run as
+  # root whatever the image's metadata.
+  container_user = "10001:10001"
 
   # --- QF_* settings per process -------------------------------------------------------------
   # Every name here is a field of queuefront.settings.Settings (tests/terraform checks it).
   # Values are strings: ECS passes environment variables as strings.
+  common_environment = {
+    QF_AWS_REGION       = local.region
+    QF_SQS_ENDPOINT_URL = "" # empty: real AWS
+    QF_DLQ_SUFFIX       = var.dlq_suffix
+    QF_ROUTES_FILE      = var.settings.routes_file
+    QF_LOG_LEVEL        = var.settings.log_level
+    QF_LOG_FORMAT       = "json"
+  }
+
+  # What the long-running processes share: the probe port (/healthz, /readyz, /metrics; the
+  # collector scrapes it), the Redis pool and the SQS message limit the queues are made with.
+  service_environment = merge(local.common_environment, {
+    QF_METRICS_PORT          = tostring(var.settings.metrics_port)
+    QF_REDIS_MAX_CONNECTIONS = tostring(var.settings.redis_max_connections)
+    QF_MAX_MESSAGE_BYTES     = tostring(var.settings.max_message_bytes)
+  })
+
   environment = {
-    api = {
-      QF_AWS_REGION            = local.region
-      QF_SQS_ENDPOINT_URL      = ""
-      QF_QUEUE_HIGH            = var.queue_names["high"]
-      QF_QUEUE_NORMAL          = var.queue_names["normal"]
-      QF_QUEUE_INGEST          = var.queue_names["ingest"]
-      QF_DLQ_SUFFIX            = var.dlq_suffix
-      QF_HTTP_PORT             = tostring(var.settings.http_port)
-      QF_ROUTES_FILE           = var.settings.routes_file
-      QF_REDIS_MAX_CONNECTIONS = tostring(var.settings.redis_max_connections)
-      QF_ADMISSION_THRESHOLD   = tostring(var.settings.admission_threshold)
-      QF_ADMISSION_WAIT_S      = tostring(var.settings.admission_wait_s)
-      QF_BACKLOG_POLL_S        = tostring(var.settings.backlog_poll_s)
-      QF_REPLY_TTL_S           = tostring(var.settings.reply_ttl_s)
-      QF_RATE_LIMIT_RPS        = tostring(var.settings.rate_limit_rps)
-      QF_RATE_LIMIT_BURST      = tostring(var.settings.rate_limit_burst)
-      QF_AUTH_JWT_AUDIENCE     = var.settings.auth_jwt_audience
-      QF_LOG_LEVEL             = var.settings.log_level
-      QF_LOG_FORMAT            = "json"
-    }
-    worker = {
-      QF_AWS_REGION            = local.region
-      QF_SQS_ENDPOINT_URL      = ""
-      QF_QUEUE_HIGH            = var.queue_names["high"]
-      QF_QUEUE_NORMAL          = var.queue_names["normal"]
-      QF_DLQ_SUFFIX            = var.dlq_suffix
-      QF_MAX_RECEIVE_COUNT     = tostring(var.max_receive_count)
-      QF_VISIBILITY_TIMEOUT_S  = tostring(var.visibility_timeout_s.worker)
-      QF_BACKEND_URL           = var.backend_url
-      QF_ROUTES_FILE           = var.settings.routes_file
-      QF_REDIS_MAX_CONNECTIONS = tostring(var.settings.redis_max_connections)
-      QF_WORKER_CONCURRENCY    = tostring(var.settings.worker_concurrency)
-      QF_REPLY_TTL_S           = tostring(var.settings.reply_ttl_s)
-      QF_SHUTDOWN_TIMEOUT_S    = tostring(var.settings.shutdown_timeout_s)
-      QF_METRICS_PORT          = tostring(var.settings.metrics_port)
-      QF_LOG_LEVEL             = var.settings.log_level
-      QF_LOG_FORMAT            = "json"
-    }
-    writer = {
-      QF_AWS_REGION            = local.region
-      QF_SQS_ENDPOINT_URL      = ""
-      QF_QUEUE_INGEST          = var.queue_names["ingest"]
-      QF_DLQ_SUFFIX            = var.dlq_suffix
-      QF_MAX_RECEIVE_COUNT     = tostring(var.max_receive_count)
-      QF_VISIBILITY_TIMEOUT_S  = tostring(var.visibility_timeout_s.writer)
-      QF_ROUTES_FILE           = var.settings.routes_file
-      QF_REDIS_MAX_CONNECTIONS = tostring(var.settings.redis_max_connections)
-      QF_BATCH_SIZE            = tostring(var.settings.batch_size)
-      QF_BATCH_MAX_WAIT_S      = tostring(var.settings.batch_max_wait_s)
-      QF_SHUTDOWN_TIMEOUT_S    = tostring(var.settings.shutdown_timeout_s)
-      QF_METRICS_PORT          = tostring(var.settings.metrics_port)
-      QF_LOG_LEVEL             = var.settings.log_level
-      QF_LOG_FORMAT            = "json"
-    }
-    migrate = {
-      QF_ROUTES_FILE = var.settings.routes_file
-      QF_LOG_LEVEL   = var.settings.log_level
-      QF_LOG_FORMAT  = "json"
-    }
+    api = merge(local.service_environment, {
+      QF_QUEUE_HIGH                = var.queue_names["high"]
+      QF_QUEUE_NORMAL              = var.queue_names["normal"]
+      QF_QUEUE_INGEST              = var.queue_names["ingest"]
+      QF_HTTP_PORT                 = tostring(var.settings.http_port)
+      QF_ADMISSION_THRESHOLD       = tostring(var.settings.admission_threshold)
+      QF_ADMISSION_WAIT_S          = tostring(var.settings.admission_wait_s)
+      QF_BACKLOG_POLL_S            = tostring(var.settings.backlog_poll_s)
+      QF_REPLY_TTL_S               = tostring(var.settings.reply_ttl_s)
+      QF_RATE_LIMIT_RPS            = tostring(var.settings.rate_limit_rps)
+      QF_RATE_LIMIT_BURST          = tostring(var.settings.rate_limit_burst)
+      QF_AUTH_JWT_AUDIENCE         = var.settings.auth_jwt_audience
+      QF_AUTH_JWT_INVALIDATE_SCOPE = var.settings.auth_jwt_invalidate_scope
+      QF_AUTH_DISABLED             = tostring(var.auth_disabled)
+      # set by CloudFront (a function replaces any client value); only CloudFront reaches
+      # the origin, so it is the one address the api may trust
+      QF_CLIENT_IP_HEADER = var.client_ip_header
+      # one api process per vCPU of the task (a fractional task: one). Said here rather
+      # than counted inside: Fargate may show a task more CPUs than its size.
+      QF_API_PROCESSES = tostring(max(1, floor(var.services["api"].cpu / 1024)))
+    })
+    worker = merge(local.service_environment, {
+      QF_QUEUE_HIGH           = var.queue_names["high"]
+      QF_QUEUE_NORMAL         = var.queue_names["normal"]
+      QF_MAX_RECEIVE_COUNT    = tostring(var.max_receive_count)
+      QF_VISIBILITY_TIMEOUT_S = tostring(var.visibility_timeout_s.worker)
+      QF_BACKEND_URL          = var.backend_url
+      QF_WORKER_CONCURRENCY   = tostring(var.settings.worker_concurrency)
+      QF_REPLY_TTL_S          = tostring(var.settings.reply_ttl_s)
+      QF_SHUTDOWN_TIMEOUT_S   = tostring(var.settings.shutdown_timeout_s)
+    })
+    writer = merge(local.service_environment, {
+      QF_QUEUE_INGEST         = var.queue_names["ingest"]
+      QF_MAX_RECEIVE_COUNT    = tostring(var.max_receive_count)
+      QF_VISIBILITY_TIMEOUT_S = tostring(var.visibility_timeout_s.writer)
+      QF_BATCH_SIZE           = tostring(var.settings.batch_size)
+      QF_BATCH_MAX_WAIT_S     = tostring(var.settings.batch_max_wait_s)
+      QF_SHUTDOWN_TIMEOUT_S   = tostring(var.settings.shutdown_timeout_s)
+    })
+    migrate = local.common_environment
+    # redrive (any queue back from its DLQ) and reconcile (tallies from Postgres)
+    admin = merge(local.common_environment, {
+      QF_QUEUE_HIGH        = var.queue_names["high"]
+      QF_QUEUE_NORMAL      = var.queue_names["normal"]
+      QF_QUEUE_INGEST      = var.queue_names["ingest"]
+      QF_MAX_MESSAGE_BYTES = tostring(var.settings.max_message_bytes)
+    })
   }
 
   # Secrets Manager ARNs injected by ECS (`secrets` in the container definition); a null
   # ARN leaves the variable out.
   secrets = {
     api = {
-      QF_REDIS_URL       = var.redis_url_secret_arn
-      QF_AUTH_API_KEYS   = var.auth_api_keys_secret_arn
-      QF_AUTH_JWT_SECRET = var.auth_jwt_secret_arn
+      QF_REDIS_URL            = var.redis_url_secret_arn
+      QF_AUTH_API_KEYS        = var.auth_api_keys_secret_arn
+      QF_AUTH_JWT_SECRET      = var.auth_jwt_secret_arn
+      QF_AUTH_INVALIDATE_KEYS = var.auth_invalidate_keys_secret_arn
     }
     worker = {
       QF_REDIS_URL = var.redis_url_secret_arn
@@ -104,29 +129,44 @@ locals {
     migrate = {
       QF_DATABASE_URL = var.database_url_secret_arn
     }
+    admin = {
+      QF_REDIS_URL    = var.redis_url_secret_arn
+      QF_DATABASE_URL = var.database_url_secret_arn
+    }
   }
 
   secret_arns = distinct(compact(flatten([for p in values(local.secrets) : values(p)])))
 
   security_groups = {
     api     = [var.tasks_security_group_id, aws_security_group.api.id]
-    worker  = [var.tasks_security_group_id]
+    worker  = [var.tasks_security_group_id, aws_security_group.worker.id]
     writer  = [var.tasks_security_group_id, var.db_clients_security_group_id]
     migrate = [var.tasks_security_group_id, var.db_clients_security_group_id]
+    admin   = [var.tasks_security_group_id, var.db_clients_security_group_id]
   }
 
-  # Liveness: /healthz on the api, /metrics on the workers' metrics port.
-  health_urls = {
-    api     = "http://127.0.0.1:${var.settings.http_port}/healthz"
-    worker  = "http://127.0.0.1:${var.settings.metrics_port}/metrics"
-    writer  = "http://127.0.0.1:${var.settings.metrics_port}/metrics"
-    migrate = null
-  }
+  # Liveness of every long-running process: `queuefront healthcheck` asks /healthz on the
+  # api's public port or the probe port (queuefront.cli.probe_ports), with the image's own
+  # Python, so the check is the same as the image's HEALTHCHECK.
+  health_check_command = ["CMD", "queuefront", "healthcheck"]
 
   metrics_log_group = "/ecs/${var.name}/metrics"
 
-  # ADOT collector: scrape the process's /metrics on localhost every 30 s, keep queuefront_*
-  # series only (bounded CloudWatch cost), write them as embedded-metric-format logs.
+  # The queuefront metrics that dashboards and alarms read, and the dimensions each is
+  # published with. `process` is a scrape label (api, worker, writer) that every series
+  # carries; rolling the other labels up (route, queue, table) keeps one CloudWatch series
+  # per process and outcome, whatever the number of routes or tasks.
+  metric_declarations = [
+    { dimensions = [["process"], ["process", "status"]], metric_name_selectors = ["^queuefront_http_requests_total$"] },
+    { dimensions = [["process", "outcome"]], metric_name_selectors = ["^queuefront_replies_total$"] },
+    { dimensions = [["process"]], metric_name_selectors = ["^queuefront_admission_rejections_total$", "^queuefront_rate_limited_total$", "^queuefront_http_request_duration_seconds$", "^queuefront_ingest_lag_seconds$", "^queuefront_ingest_accepted_total$", "^queuefront_ingest_rows_inserted_total$", "^queuefront_expired_messages_total$", "^queuefront_writer_db_retries_total$"] },
+    { dimensions = [["process", "queue"]], metric_name_selectors = ["^queuefront_dlq_messages$", "^queuefront_message_age_seconds$"] },
+    { dimensions = [["process", "outcome"]], metric_name_selectors = ["^queuefront_worker_messages_total$"] },
+  ]
+
+  # ADOT collector: scrape the process's probe port on localhost every 30 s, keep
+  # queuefront_* series only (bounded CloudWatch cost), write them as embedded-metric-format
+  # logs with the dimensions above (counters arrive as per-interval deltas).
   collector_config = {
     for k, p in local.services : k => yamlencode({
       extensions = { health_check = {} }
@@ -137,7 +177,7 @@ locals {
               job_name        = k
               scrape_interval = "30s"
               metrics_path    = "/metrics"
-              static_configs  = [{ targets = ["127.0.0.1:${p.metrics_port}"] }]
+              static_configs  = [{ targets = ["127.0.0.1:${var.settings.metrics_port}"], labels = { process = k } }]
             }]
           }
         }
@@ -156,6 +196,7 @@ locals {
           region                           = local.region
           dimension_rollup_option          = "NoDimensionRollup"
           resource_to_telemetry_conversion = { enabled = false }
+          metric_declarations              = local.metric_declarations
         }
       }
       service = {
@@ -232,152 +273,162 @@ resource "aws_cloudwatch_log_group" "metrics" {
   tags              = var.tags
 }
 
-# --- IAM: execution role (pull the image, write logs, read the secrets) -----------------
+# --- IAM --------------------------------------------------------------------------------------
+# The documents are rendered with jsonencode, not aws_iam_policy_document: what a role may do
+# is then a planned value that `terraform test` sees (a mocked data source would hide it).
 
-data "aws_iam_policy_document" "ecs_tasks_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
+locals {
+  ecs_tasks_assume_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Action    = "sts:AssumeRole"
+      Principal = { Service = "ecs-tasks.amazonaws.com" }
+      Condition = { StringEquals = { "aws:SourceAccount" = local.account_id } }
+    }]
+  })
 
-    principals {
-      type        = "Service"
-      identifiers = ["ecs-tasks.amazonaws.com"]
-    }
+  execution_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = concat(
+      [
+        for statement in [
+          {
+            Sid      = "EcrToken"
+            Effect   = "Allow"
+            Action   = ["ecr:GetAuthorizationToken"]
+            Resource = ["*"] # the action has no resource-level permissions
+          },
+          {
+            Sid      = "PullImage"
+            Effect   = "Allow"
+            Action   = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+            Resource = [var.ecr_repository_arn]
+          },
+        ] : statement if var.ecr_repository_arn != null
+      ],
+      [
+        {
+          Sid      = "WriteTaskLogs"
+          Effect   = "Allow"
+          Action   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+          Resource = [for g in aws_cloudwatch_log_group.process : "${g.arn}:*"]
+        },
+        {
+          Sid      = "ReadInjectedSecrets"
+          Effect   = "Allow"
+          Action   = ["secretsmanager:GetSecretValue"]
+          Resource = local.secret_arns
+        },
+        {
+          Sid      = "DecryptSecrets"
+          Effect   = "Allow"
+          Action   = ["kms:Decrypt"]
+          Resource = [var.kms_key_arn]
+        },
+      ],
+    )
+  })
 
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [data.aws_caller_identity.current.account_id]
-    }
+  # --- what each process does with SQS ----------------------------------------------------
+  # The queues each process opens (tests/terraform/test_queue_access.py runs the code's
+  # start-up against a recording client and compares): the api sends to its three queues
+  # and reads their backlog (admission); the worker and the writer consume theirs and read
+  # their DLQs' depth (queuefront_dlq_messages); admin redrives any DLQ back to its queue;
+  # migrate talks to Postgres only.
+  sqs_actions = {
+    send     = ["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+    consume  = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+    depth    = ["sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+    redrive  = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+    send_url = ["sqs:SendMessage", "sqs:GetQueueUrl"]
+  }
+
+  queue_access = {
+    api     = { queues = { send = ["high", "normal", "ingest"] }, dlqs = {} }
+    worker  = { queues = { consume = ["high", "normal"] }, dlqs = { depth = ["high", "normal"] } }
+    writer  = { queues = { consume = ["ingest"] }, dlqs = { depth = ["ingest"] } }
+    migrate = { queues = {}, dlqs = {} }
+    admin   = { queues = { send_url = ["high", "normal", "ingest"] }, dlqs = { redrive = ["high", "normal", "ingest"] } }
+  }
+
+  # SSE-KMS queues: a sender needs a data key, a receiver decrypts.
+  queue_kms_actions = {
+    api     = ["kms:GenerateDataKey", "kms:Decrypt"]
+    worker  = ["kms:Decrypt"]
+    writer  = ["kms:Decrypt"]
+    migrate = []
+    admin   = ["kms:GenerateDataKey", "kms:Decrypt"]
+  }
+
+  task_policy_statements = {
+    for p, access in local.queue_access : p => concat(
+      [for use, keys in access.queues : {
+        Sid      = "Queues${title(replace(use, "_", ""))}"
+        Effect   = "Allow"
+        Action   = local.sqs_actions[use]
+        Resource = [for k in keys : var.queue_arns[k]]
+      }],
+      [for use, keys in access.dlqs : {
+        Sid      = "DeadLetterQueues${title(replace(use, "_", ""))}"
+        Effect   = "Allow"
+        Action   = local.sqs_actions[use]
+        Resource = [for k in keys : var.dlq_arns[k]]
+      }],
+      [
+        for statement in [{
+          Sid      = "QueueEncryption"
+          Effect   = "Allow"
+          Action   = local.queue_kms_actions[p]
+          Resource = [var.kms_key_arn]
+        }] : statement if length(local.queue_kms_actions[p]) > 0
+      ],
+      [
+        for statement in [{
+          Sid      = "CollectorWritesMetrics"
+          Effect   = "Allow"
+          Action   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
+          Resource = ["${aws_cloudwatch_log_group.metrics.arn}:*"]
+        }] : statement if var.enable_metrics_collector && contains(keys(local.services), p)
+      ],
+    )
+  }
+
+  # Rendered per process; a process with nothing to do on AWS (migrate) gets no policy.
+  task_policies = {
+    for p, statements in local.task_policy_statements : p => jsonencode({
+      Version   = "2012-10-17"
+      Statement = statements
+    }) if length(statements) > 0
   }
 }
 
 resource "aws_iam_role" "execution" {
   name               = "${var.name}-ecs-execution"
-  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+  assume_role_policy = local.ecs_tasks_assume_policy
   tags               = var.tags
-}
-
-data "aws_iam_policy_document" "execution" {
-  dynamic "statement" {
-    for_each = var.ecr_repository_arn == null ? [] : [1]
-    content {
-      sid       = "EcrToken"
-      actions   = ["ecr:GetAuthorizationToken"]
-      resources = ["*"] # the action has no resource-level permissions
-    }
-  }
-
-  dynamic "statement" {
-    for_each = var.ecr_repository_arn == null ? [] : [var.ecr_repository_arn]
-    content {
-      sid       = "PullImage"
-      actions   = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
-      resources = [statement.value]
-    }
-  }
-
-  statement {
-    sid       = "WriteTaskLogs"
-    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = [for g in aws_cloudwatch_log_group.process : "${g.arn}:*"]
-  }
-
-  statement {
-    sid       = "ReadInjectedSecrets"
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = local.secret_arns
-  }
-
-  statement {
-    sid       = "DecryptSecrets"
-    actions   = ["kms:Decrypt"]
-    resources = [var.kms_key_arn]
-  }
 }
 
 resource "aws_iam_role_policy" "execution" {
   name   = "pull-log-secrets"
   role   = aws_iam_role.execution.id
-  policy = data.aws_iam_policy_document.execution.json
-}
-
-# --- IAM: task roles (what the process itself may do) --------------------------------------
-# api: send to its queues and read their backlog (admission); worker: consume high and
-# normal; writer: consume ingest; migrate: no AWS API at all (it only talks to Postgres).
-
-locals {
-  consume_actions = [
-    "sqs:ReceiveMessage",
-    "sqs:DeleteMessage",
-    "sqs:ChangeMessageVisibility",
-    "sqs:GetQueueAttributes",
-    "sqs:GetQueueUrl",
-  ]
-
-  queue_permissions = {
-    api = {
-      actions = ["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
-      queues  = ["high", "normal", "ingest"]
-      kms     = ["kms:GenerateDataKey", "kms:Decrypt"]
-    }
-    worker = {
-      actions = local.consume_actions
-      queues  = ["high", "normal"]
-      kms     = ["kms:Decrypt"]
-    }
-    writer = {
-      actions = local.consume_actions
-      queues  = ["ingest"]
-      kms     = ["kms:Decrypt"]
-    }
-  }
+  policy = local.execution_policy
 }
 
 resource "aws_iam_role" "task" {
-  for_each = local.services
+  for_each = local.processes
 
   name               = "${var.name}-${each.key}-task"
-  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+  assume_role_policy = local.ecs_tasks_assume_policy
   tags               = var.tags
-}
-
-data "aws_iam_policy_document" "task" {
-  for_each = local.services
-
-  statement {
-    sid       = "Queues"
-    actions   = local.queue_permissions[each.key].actions
-    resources = [for q in local.queue_permissions[each.key].queues : var.queue_arns[q]]
-  }
-
-  statement {
-    sid       = "QueueEncryption"
-    actions   = local.queue_permissions[each.key].kms
-    resources = [var.kms_key_arn]
-  }
-
-  dynamic "statement" {
-    for_each = var.enable_metrics_collector ? [1] : []
-    content {
-      sid       = "CollectorWritesMetrics"
-      actions   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
-      resources = ["${aws_cloudwatch_log_group.metrics.arn}:*"]
-    }
-  }
 }
 
 resource "aws_iam_role_policy" "task" {
-  for_each = local.services
+  for_each = local.task_policies
 
   name   = "${each.key}-least-privilege"
   role   = aws_iam_role.task[each.key].id
-  policy = data.aws_iam_policy_document.task[each.key].json
-}
-
-resource "aws_iam_role" "migrate" {
-  name               = "${var.name}-migrate-task"
-  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
-  tags               = var.tags
+  policy = each.value
 }
 
 # --- task definitions ------------------------------------------------------------------------
@@ -388,10 +439,10 @@ resource "aws_ecs_task_definition" "this" {
   family                   = "${var.name}-${each.key}"
   requires_compatibilities = ["FARGATE"]
   network_mode             = "awsvpc"
-  cpu                      = tostring(var.services[each.key].cpu)
-  memory                   = tostring(var.services[each.key].memory)
+  cpu                      = tostring(var.services[each.value.size].cpu)
+  memory                   = tostring(var.services[each.value.size].memory)
   execution_role_arn       = aws_iam_role.execution.arn
-  task_role_arn            = each.key == "migrate" ? aws_iam_role.migrate.arn : aws_iam_role.task[each.key].arn
+  task_role_arn            = aws_iam_role.task[each.key].arn
 
   runtime_platform {
     operating_system_family = "LINUX"
@@ -408,12 +459,15 @@ resource "aws_ecs_task_definition" "this" {
       name                   = each.key
       image                  = var.image
       command                = each.value.command
+      user                   = local.container_user
       essential              = true
       readonlyRootFilesystem = true
       stopTimeout            = var.stop_timeout_s
       linuxParameters        = { initProcessEnabled = true }
       mountPoints            = [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }]
-      portMappings           = each.key == "api" ? [{ containerPort = var.settings.http_port, protocol = "tcp" }] : []
+      # Only the api's public port is mapped (the ALB's target); the probe port is reached
+      # from inside the task (health check, collector) and nothing admits it from outside.
+      portMappings = each.key == "api" ? [{ containerPort = var.settings.http_port, protocol = "tcp" }] : []
 
       environment = [
         for k in sort(keys(local.environment[each.key])) : { name = k, value = local.environment[each.key][k] }
@@ -423,16 +477,13 @@ resource "aws_ecs_task_definition" "this" {
         if local.secrets[each.key][k] != null
       ]
 
-      healthCheck = local.health_urls[each.key] == null ? null : {
-        command = [
-          "CMD", "python", "-c",
-          "import sys, urllib.request; sys.exit(urllib.request.urlopen('${local.health_urls[each.key]}', timeout=3).status != 200)",
-        ]
+      healthCheck = contains(keys(local.services), each.key) ? {
+        command     = local.health_check_command
         interval    = 15
         timeout     = 5
         retries     = 3
         startPeriod = 30
-      }
+      } : null
 
       logConfiguration = {
         logDriver = "awslogs"
@@ -445,7 +496,7 @@ resource "aws_ecs_task_definition" "this" {
         }
       }
     }],
-    var.enable_metrics_collector && each.key != "migrate" ? [{
+    var.enable_metrics_collector && contains(keys(local.services), each.key) ? [{
       name                   = "otel-collector"
       image                  = var.collector_image
       essential              = false
@@ -473,7 +524,7 @@ resource "aws_ecs_task_definition" "this" {
   }
 }
 
-# --- services --------------------------------------------------------------------------------
+# --- security groups ---------------------------------------------------------------------------
 
 resource "aws_security_group" "api" {
   name = "${var.name}-api"
@@ -492,6 +543,69 @@ resource "aws_vpc_security_group_ingress_rule" "api_from_alb" {
   referenced_security_group_id = var.alb_security_group_id
 }
 
+# ... and its health check, the probe port (/healthz).
+resource "aws_vpc_security_group_ingress_rule" "api_probe_from_alb" {
+  security_group_id            = aws_security_group.api.id
+  description                  = "health checks from the internal ALB"
+  ip_protocol                  = "tcp"
+  from_port                    = var.settings.metrics_port
+  to_port                      = var.settings.metrics_port
+  referenced_security_group_id = var.alb_security_group_id
+}
+
+# The ALB may reach the api tasks' public port and probe port, and nothing else.
+resource "aws_vpc_security_group_egress_rule" "alb_to_api_probe" {
+  security_group_id            = var.alb_security_group_id
+  description                  = "to the api tasks' probe port (health checks)"
+  ip_protocol                  = "tcp"
+  from_port                    = var.settings.metrics_port
+  to_port                      = var.settings.metrics_port
+  referenced_security_group_id = aws_security_group.api.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "alb_to_api" {
+  security_group_id            = var.alb_security_group_id
+  description                  = "to the api tasks' public port"
+  ip_protocol                  = "tcp"
+  from_port                    = var.settings.http_port
+  to_port                      = var.settings.http_port
+  referenced_security_group_id = aws_security_group.api.id
+}
+
+resource "aws_security_group" "worker" {
+  name = "${var.name}-worker"
+  #checkov:skip=CKV2_AWS_5:attached to the worker service through local.security_groups
+  description = "worker tasks: to the legacy backend"
+  vpc_id      = var.vpc_id
+  tags        = var.tags
+}
+
+# Only the worker calls the legacy backend (QF_BACKEND_URL), on its port.
+resource "aws_vpc_security_group_egress_rule" "worker_to_backend" {
+  for_each = toset(var.backend_cidr_blocks)
+
+  security_group_id = aws_security_group.worker.id
+  description       = "to the legacy backend"
+  ip_protocol       = "tcp"
+  from_port         = local.backend_port
+  to_port           = local.backend_port
+  cidr_ipv4         = each.value
+}
+
+locals {
+  # https://host[:port]/... -> port (443 / 80 by default)
+  backend_url_parts = regex("^(https?)://[^/:]+(?::([0-9]+))?", var.backend_url)
+  backend_port      = local.backend_url_parts[1] != null ? tonumber(local.backend_url_parts[1]) : (local.backend_url_parts[0] == "https" ? 443 : 80)
+}
+
+# --- services --------------------------------------------------------------------------------
+
+# The api's service registers with the ALB's target group, which ECS refuses until a
+# listener forwards to the group: the services wait for the listener (var.api_listener_arn).
+resource "terraform_data" "api_listener" {
+  input = var.api_listener_arn
+}
+
 resource "aws_ecs_service" "this" {
   for_each = local.services
 
@@ -503,13 +617,17 @@ resource "aws_ecs_service" "this" {
   propagate_tags          = "SERVICE"
   enable_ecs_managed_tags = true
 
-  deployment_minimum_healthy_percent = 100
-  deployment_maximum_percent         = 200
+  deployment_minimum_healthy_percent = local.deployment[each.key].minimum_healthy_percent
+  deployment_maximum_percent         = local.deployment[each.key].maximum_percent
 
+  # A deployment whose tasks do not become healthy is rolled back, and (wait_for_steady_state)
+  # `terraform apply` waits for the tasks to run and fails instead of reporting success over
+  # a crash loop. The observability module also alarms on failed deployments.
   deployment_circuit_breaker {
     enable   = true
     rollback = true
   }
+  wait_for_steady_state = var.wait_for_steady_state
 
   # api: always regular Fargate. worker and writer: on_demand_base tasks on Fargate, the
   # rest on Fargate Spot (a reclaimed task gets SIGTERM and drains like a scale-in).
@@ -549,5 +667,5 @@ resource "aws_ecs_service" "this" {
     ignore_changes = [desired_count]
   }
 
-  depends_on = [aws_ecs_cluster_capacity_providers.this]
+  depends_on = [aws_ecs_cluster_capacity_providers.this, terraform_data.api_listener]
 }

@@ -70,6 +70,50 @@ variable "alb_security_group_id" {
   description = "The internal ALB's group; the api admits it on the HTTP port."
 }
 
+variable "api_listener_arn" {
+  type        = string
+  description = "The ALB listener that forwards to api_target_group_arn: the services are created after it (ECS refuses a target group no listener uses)."
+}
+
+variable "wait_for_steady_state" {
+  type        = bool
+  description = "terraform apply waits until each service's tasks run (and fails when the deployment circuit breaker rolls back) instead of succeeding over crash-looping tasks."
+  default     = true
+}
+
+variable "worker_deployment_maximum_percent" {
+  type        = number
+  description = "deployment_maximum_percent of the worker service: the overlap during a deploy, which multiplies the calls the legacy backend can get (100: none)."
+  default     = 100
+
+  validation {
+    condition     = var.worker_deployment_maximum_percent >= 100 && var.worker_deployment_maximum_percent <= 200
+    error_message = "worker_deployment_maximum_percent must be between 100 and 200."
+  }
+}
+
+variable "worker_deployment_minimum_healthy_percent" {
+  type        = number
+  description = "deployment_minimum_healthy_percent of the worker service: with no overlap, a deploy replaces the tasks above this share at a time."
+  default     = 50
+
+  validation {
+    condition     = var.worker_deployment_minimum_healthy_percent >= 0 && var.worker_deployment_minimum_healthy_percent < 100
+    error_message = "worker_deployment_minimum_healthy_percent must be between 0 and 99 (100 with no overlap would never deploy)."
+  }
+}
+
+variable "backend_cidr_blocks" {
+  type        = list(string)
+  description = "Where the legacy backend (backend_url) is: the worker's only egress besides AWS APIs, Redis and the VPC."
+  default     = ["0.0.0.0/0"]
+
+  validation {
+    condition     = length(var.backend_cidr_blocks) > 0 && alltrue([for c in var.backend_cidr_blocks : can(cidrhost(c, 0))])
+    error_message = "backend_cidr_blocks must list one or more CIDR blocks."
+  }
+}
+
 variable "api_target_group_arn" {
   type        = string
   description = "ALB target group the api service registers with."
@@ -92,6 +136,16 @@ variable "queue_arns" {
   validation {
     condition     = toset(keys(var.queue_arns)) == toset(["high", "normal", "ingest"])
     error_message = "queue_arns must have exactly the keys high, normal and ingest."
+  }
+}
+
+variable "dlq_arns" {
+  type        = map(string)
+  description = "Dead-letter queue ARNs by key (high, normal, ingest): the worker and writer read their depth, admin redrives them."
+
+  validation {
+    condition     = toset(keys(var.dlq_arns)) == toset(["high", "normal", "ingest"])
+    error_message = "dlq_arns must have exactly the keys high, normal and ingest."
   }
 }
 
@@ -132,6 +186,24 @@ variable "auth_jwt_secret_arn" {
   default     = null
 }
 
+variable "auth_invalidate_keys_secret_arn" {
+  type        = string
+  description = "Secret holding QF_AUTH_INVALIDATE_KEYS (keys allowed to invalidate the cache); null: none."
+  default     = null
+}
+
+variable "auth_disabled" {
+  type        = bool
+  description = "QF_AUTH_DISABLED: run the api without authentication (the root module refuses it without intent)."
+  default     = false
+}
+
+variable "client_ip_header" {
+  type        = string
+  description = "QF_CLIENT_IP_HEADER: the header the edge sets to the client's address (empty: the TCP peer)."
+  default     = ""
+}
+
 variable "backend_url" {
   type        = string
   description = "QF_BACKEND_URL: the legacy backend the worker calls."
@@ -149,22 +221,24 @@ variable "kms_key_arn" {
 
 variable "settings" {
   type = object({
-    http_port             = number
-    metrics_port          = number
-    routes_file           = string
-    log_level             = string
-    redis_max_connections = number
-    worker_concurrency    = number
-    batch_size            = number
-    batch_max_wait_s      = number
-    admission_threshold   = number
-    admission_wait_s      = number
-    backlog_poll_s        = number
-    reply_ttl_s           = number
-    shutdown_timeout_s    = number
-    rate_limit_rps        = number
-    rate_limit_burst      = number
-    auth_jwt_audience     = string
+    http_port                 = number
+    metrics_port              = number
+    routes_file               = string
+    log_level                 = string
+    redis_max_connections     = number
+    worker_concurrency        = number
+    batch_size                = number
+    batch_max_wait_s          = number
+    admission_threshold       = number
+    admission_wait_s          = number
+    backlog_poll_s            = number
+    reply_ttl_s               = number
+    shutdown_timeout_s        = number
+    rate_limit_rps            = number
+    rate_limit_burst          = number
+    auth_jwt_audience         = string
+    auth_jwt_invalidate_scope = string
+    max_message_bytes         = number
   })
   description = "Process settings passed as QF_* environment variables (see the root module's settings variable)."
 }

@@ -66,10 +66,27 @@ variable "password_version" {
   }
 }
 
-variable "engine_version" {
+variable "engine_major_version" {
   type        = string
-  description = "PostgreSQL major.minor version."
-  default     = "16.4"
+  description = "PostgreSQL major version (e.g. \"16\"); RDS applies the minor versions (auto_minor_version_upgrade)."
+  default     = "16"
+
+  validation {
+    condition     = can(regex("^[0-9]+$", var.engine_major_version))
+    error_message = "engine_major_version is the major version alone, such as \"16\": a minor one would show as drift after RDS's automatic minor upgrades."
+  }
+}
+
+variable "ca_cert_identifier" {
+  type        = string
+  description = "The RDS CA that signs the server certificate; the image's bundle (ca_bundle_path) holds it."
+  default     = "rds-ca-rsa2048-g1"
+}
+
+variable "ca_bundle_path" {
+  type        = string
+  description = "Path, inside the image, of the RDS CA bundle the clients verify the server with (sslrootcert)."
+  default     = "/app/certs/rds-global-bundle.pem"
 }
 
 variable "instance_class" {
@@ -141,6 +158,12 @@ variable "kms_key_arn" {
 variable "alarm_topic_arn" {
   type        = string
   description = "SNS topic for the database alarms."
+}
+
+variable "runbook_base_url" {
+  type        = string
+  description = "Where docs/runbooks is published; each alarm's description links <runbook_base_url>/<alarm>.md."
+  default     = "docs/runbooks"
 }
 
 variable "tags" {

@@ -43,14 +43,8 @@ resource "aws_vpc_security_group_ingress_rule" "alb_from_vpc_link" {
   referenced_security_group_id = aws_security_group.vpc_link.id
 }
 
-resource "aws_vpc_security_group_egress_rule" "alb_to_tasks" {
-  security_group_id = aws_security_group.alb.id
-  description       = "to the api tasks"
-  ip_protocol       = "tcp"
-  from_port         = var.api_port
-  to_port           = var.api_port
-  cidr_ipv4         = var.vpc_cidr
-}
+# The ALB's egress (to the api tasks' port only) is made by the compute module, which owns
+# the api tasks' group.
 
 resource "aws_lb" "api" {
   #checkov:skip=CKV_AWS_91:access logs need an S3 bucket with ALB's log-delivery policy; requests are logged at API Gateway (access log) and CloudFront already
@@ -67,6 +61,7 @@ resource "aws_lb" "api" {
 }
 
 resource "aws_lb_target_group" "api" {
+  #checkov:skip=CKV_AWS_378:HTTP from the internal ALB to the api tasks inside the VPC (security groups: ALB to the api port only); TLS ends at CloudFront and API Gateway
   name                 = "${var.name}-api"
   port                 = var.api_port
   protocol             = "HTTP"
@@ -74,9 +69,12 @@ resource "aws_lb_target_group" "api" {
   vpc_id               = var.vpc_id
   deregistration_delay = var.deregistration_delay_s
 
-  # Liveness, not readiness: if Redis is down every pod's /readyz fails together and ECS
-  # would replace healthy tasks in a loop; /readyz answers 503 itself.
+  # Liveness on the probe port (the public port has no probes the public may see):
+  # /healthz fails for pod-local faults a restart cures (its reply listener is gone while
+  # Redis answers); not readiness, since a Redis outage makes every pod unready at once
+  # and ECS would replace healthy tasks in a loop. /readyz answers 503 itself.
   health_check {
+    port                = tostring(var.api_probe_port)
     path                = "/healthz"
     matcher             = "200"
     interval            = 10
@@ -88,6 +86,57 @@ resource "aws_lb_target_group" "api" {
   tags = var.tags
 }
 
+# --- origin verification --------------------------------------------------------------------
+# API Gateway's execute-api endpoint is public: without a check, callers could skip
+# CloudFront and the WAF. CloudFront adds a secret header to every origin request; the ALB
+# forwards only requests that carry it (API Gateway passes request headers through) and
+# answers everything else 403. The value lives in Secrets Manager; rotating it is two applies
+# (docs/runbooks/rotate-origin-secret.md): a new origin_secret_version with
+# origin_secret_accept_previous = true (the ALB takes both while CloudFront deploys the new
+# one), then origin_secret_accept_previous = false.
+
+data "aws_secretsmanager_random_password" "origin" {
+  password_length     = 48
+  exclude_punctuation = true
+}
+
+resource "aws_secretsmanager_secret" "origin" {
+  name                    = "${var.name}/edge/origin-verify"
+  description             = "${var.origin_header_name}: the header CloudFront adds and the ALB requires"
+  kms_key_id              = var.kms_key_arn
+  recovery_window_in_days = 7
+  tags                    = var.tags
+  #checkov:skip=CKV2_AWS_57:rotated by bumping origin_secret_version (two applies, so that no request is refused while CloudFront deploys); a rotation Lambda could not update CloudFront and the ALB in that order
+}
+
+resource "aws_secretsmanager_secret_version" "origin" {
+  secret_id                = aws_secretsmanager_secret.origin.id
+  secret_string_wo         = data.aws_secretsmanager_random_password.origin.random_password
+  secret_string_wo_version = var.origin_secret_version
+}
+
+data "aws_secretsmanager_secret_version" "origin" {
+  secret_id  = aws_secretsmanager_secret.origin.id
+  depends_on = [aws_secretsmanager_secret_version.origin]
+}
+
+data "aws_secretsmanager_secret_version" "origin_previous" {
+  count = var.origin_secret_accept_previous ? 1 : 0
+
+  secret_id     = aws_secretsmanager_secret.origin.id
+  version_stage = "AWSPREVIOUS"
+  depends_on    = [aws_secretsmanager_secret_version.origin]
+}
+
+locals {
+  origin_secret          = data.aws_secretsmanager_secret_version.origin.secret_string
+  origin_secrets_allowed = concat([local.origin_secret], data.aws_secretsmanager_secret_version.origin_previous[*].secret_string)
+
+  # The probe routes are the operators' (queuefront serves them on QF_METRICS_PORT only);
+  # the edge refuses them whatever the api does.
+  blocked_paths = ["/metrics", "/metrics/*", "/readyz", "/readyz/*"]
+}
+
 resource "aws_lb_listener" "api" {
   #checkov:skip=CKV_AWS_2:HTTP only when no alb_certificate_arn is given: the ALB is internal, reachable from the VPC link only, and TLS ends at API Gateway
   #checkov:skip=CKV_AWS_103:same listener; with alb_certificate_arn it uses ELBSecurityPolicy-TLS13-1-2-2021-06
@@ -97,9 +146,57 @@ resource "aws_lb_listener" "api" {
   ssl_policy        = local.alb_https ? "ELBSecurityPolicy-TLS13-1-2-2021-06" : null
   certificate_arn   = var.alb_certificate_arn
 
+  # Anything that did not come through CloudFront.
   default_action {
+    type = "fixed-response"
+
+    fixed_response {
+      content_type = "application/json"
+      status_code  = "403"
+      message_body = jsonencode({ error = "forbidden", message = "Requests are served through the public endpoint only" })
+    }
+  }
+
+  tags = var.tags
+}
+
+resource "aws_lb_listener_rule" "probes_not_public" {
+  listener_arn = aws_lb_listener.api.arn
+  priority     = 1
+
+  action {
+    type = "fixed-response"
+
+    fixed_response {
+      content_type = "application/json"
+      status_code  = "404"
+      message_body = jsonencode({ error = "not_found", message = "No route" })
+    }
+  }
+
+  condition {
+    path_pattern {
+      values = local.blocked_paths
+    }
+  }
+
+  tags = var.tags
+}
+
+resource "aws_lb_listener_rule" "from_cloudfront" {
+  listener_arn = aws_lb_listener.api.arn
+  priority     = 10
+
+  action {
     type             = "forward"
     target_group_arn = aws_lb_target_group.api.arn
+  }
+
+  condition {
+    http_header {
+      http_header_name = var.origin_header_name
+      values           = local.origin_secrets_allowed
+    }
   }
 
   tags = var.tags
@@ -223,7 +320,7 @@ resource "aws_cloudfront_cache_policy" "origin_controlled" {
     headers_config {
       header_behavior = "whitelist"
       headers {
-        items = ["Authorization", "X-Api-Key"]
+        items = var.credential_headers
       }
     }
 
@@ -262,6 +359,16 @@ resource "aws_cloudfront_cache_policy" "edge_public" {
       query_string_behavior = "all"
     }
   }
+}
+
+# The client's address for the api's rate limits and idempotency scopes: set by CloudFront,
+# never taken from the client (the api reads it as QF_CLIENT_IP_HEADER; see the .js file).
+resource "aws_cloudfront_function" "viewer_address" {
+  name    = "${var.name}-viewer-address"
+  runtime = "cloudfront-js-2.0"
+  comment = "X-Qf-Viewer-Address: the viewer's IP as CloudFront saw it (client values replaced)"
+  publish = true
+  code    = file("${path.module}/viewer_address.js")
 }
 
 # The proxy routes pass request headers on to the legacy backend, so the default behaviour
@@ -338,6 +445,13 @@ resource "aws_cloudfront_distribution" "this" {
     origin_id   = local.origin_id
     domain_name = trimprefix(aws_apigatewayv2_api.this.api_endpoint, "https://")
 
+    # what the ALB requires (origin verification above); a viewer's own header of that
+    # name is replaced
+    custom_header {
+      name  = var.origin_header_name
+      value = local.origin_secret
+    }
+
     custom_origin_config {
       http_port                = 80
       https_port               = 443
@@ -357,6 +471,11 @@ resource "aws_cloudfront_distribution" "this" {
     cache_policy_id            = aws_cloudfront_cache_policy.origin_controlled.id
     origin_request_policy_id   = aws_cloudfront_origin_request_policy.api.id
     response_headers_policy_id = aws_cloudfront_response_headers_policy.security.id
+
+    function_association {
+      event_type   = "viewer-request"
+      function_arn = aws_cloudfront_function.viewer_address.arn
+    }
   }
 
   dynamic "ordered_cache_behavior" {
@@ -400,34 +519,30 @@ resource "aws_cloudfront_distribution" "this" {
 
 # --- WAF (CloudFront scope: us-east-1) -------------------------------------------------------
 
-data "aws_iam_policy_document" "waf_logs_key" {
-  #checkov:skip=CKV_AWS_111:a key policy: Resource "*" means this key only; the account statement delegates its use to IAM policies
-  #checkov:skip=CKV_AWS_356:a key policy: Resource "*" means this key only
-  #checkov:skip=CKV_AWS_109:a key policy must let the account administer the key, or the key becomes unmanageable
-  statement {
-    sid       = "AccountAdministersKeyThroughIam"
-    actions   = ["kms:*"]
-    resources = ["*"]
-    principals {
-      type        = "AWS"
-      identifiers = ["arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root"]
-    }
-  }
+locals {
+  account_id = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
 
-  statement {
-    sid       = "CloudWatchLogsInUsEast1"
-    actions   = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
-    resources = ["*"]
-    principals {
-      type        = "Service"
-      identifiers = ["logs.us-east-1.amazonaws.com"]
-    }
-    condition {
-      test     = "ArnLike"
-      variable = "kms:EncryptionContext:aws:logs:arn"
-      values   = ["arn:${data.aws_partition.current.partition}:logs:us-east-1:${data.aws_caller_identity.current.account_id}:log-group:*"]
-    }
-  }
+  waf_logs_key_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "AccountAdministersKeyThroughIam"
+        Effect    = "Allow"
+        Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
+        Action    = "kms:*"
+        Resource  = "*"
+      },
+      {
+        Sid       = "CloudWatchLogsInUsEast1"
+        Effect    = "Allow"
+        Principal = { Service = "logs.us-east-1.amazonaws.com" }
+        Action    = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
+        Resource  = "*"
+        Condition = { ArnLike = { "kms:EncryptionContext:aws:logs:arn" = "arn:${local.partition}:logs:us-east-1:${local.account_id}:log-group:*" } }
+      },
+    ]
+  })
 }
 
 resource "aws_kms_key" "waf_logs" {
@@ -436,7 +551,7 @@ resource "aws_kms_key" "waf_logs" {
   description             = "${var.name}: WAF logs (us-east-1)"
   enable_key_rotation     = true
   deletion_window_in_days = 30
-  policy                  = data.aws_iam_policy_document.waf_logs_key.json
+  policy                  = local.waf_logs_key_policy
   tags                    = var.tags
 }
 
@@ -550,7 +665,7 @@ resource "aws_wafv2_web_acl" "this" {
         vendor_name = "AWS"
         name        = "AWSManagedRulesCommonRuleSet"
 
-        # Bodies up to QF_MAX_BODY_BYTES (256 KiB, SQS's limit) are legitimate; the rule
+        # Bodies up to QF_MAX_MESSAGE_BYTES (1 MiB, SQS's limit) are legitimate; the rule
         # set blocks anything over 8 KiB.
         rule_action_override {
           name = "SizeRestrictions_BODY"
@@ -614,6 +729,12 @@ resource "aws_wafv2_web_acl_logging_configuration" "this" {
   redacted_fields {
     single_header {
       name = "x-api-key"
+    }
+  }
+
+  redacted_fields {
+    single_header {
+      name = lower(var.origin_header_name)
     }
   }
 }

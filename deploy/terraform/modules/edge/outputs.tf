@@ -1,3 +1,18 @@
+output "client_ip_header" {
+  description = "Header CloudFront sets to the viewer's address on every request it forwards (the api's QF_CLIENT_IP_HEADER)."
+  value       = "X-Qf-Viewer-Address"
+}
+
+output "viewer_address_function_arn" {
+  description = "The CloudFront Function that sets the client's address header."
+  value       = aws_cloudfront_function.viewer_address.arn
+}
+
+output "default_behavior_functions" {
+  description = "Function associations of the distribution's default behaviour."
+  value       = one(aws_cloudfront_distribution.this.default_cache_behavior).function_association
+}
+
 output "cloudfront_domain_name" {
   description = "Domain name of the distribution: the public entry point."
   value       = aws_cloudfront_distribution.this.domain_name
@@ -46,4 +61,14 @@ output "alb_request_count_resource_label" {
 output "web_acl_arn" {
   description = "WAF web ACL on the distribution."
   value       = aws_wafv2_web_acl.this.arn
+}
+
+output "listener_arn" {
+  description = "The ALB listener (the api service registers with its target group after it exists)."
+  value       = aws_lb_listener.api.arn
+}
+
+output "origin_secret_arn" {
+  description = "Secrets Manager secret with the origin header's value."
+  value       = aws_secretsmanager_secret.origin.arn
 }

@@ -13,11 +13,6 @@ variable "vpc_id" {
   description = "VPC of the ALB and the VPC link."
 }
 
-variable "vpc_cidr" {
-  type        = string
-  description = "CIDR of the VPC (the ALB forwards to targets inside it)."
-}
-
 variable "subnet_ids" {
   type        = list(string)
   description = "Private subnets of the internal ALB and the VPC link."
@@ -32,6 +27,12 @@ variable "api_port" {
   type        = number
   description = "Port the api containers listen on (QF_HTTP_PORT)."
   default     = 8080
+}
+
+variable "api_probe_port" {
+  type        = number
+  description = "The api containers' probe port (QF_METRICS_PORT): /healthz, /readyz, /metrics; the ALB health-checks /healthz there."
+  default     = 9100
 }
 
 variable "alb_certificate_arn" {
@@ -146,6 +147,40 @@ variable "waf_rate_limit" {
     condition     = var.waf_rate_limit >= 10 && var.waf_rate_limit <= 2000000000
     error_message = "waf_rate_limit must be between 10 and 2000000000."
   }
+}
+
+variable "credential_headers" {
+  type        = list(string)
+  description = "Request headers that carry credentials (queuefront's auth: X-Api-Key, Authorization). The default behaviour forwards every viewer header to the origin, so each of these must be in its cache key, or one client's authenticated answer could be replayed to another."
+  default     = ["Authorization", "X-Api-Key"]
+
+  validation {
+    condition     = length(var.credential_headers) > 0
+    error_message = "credential_headers must name the headers credentials come in."
+  }
+}
+
+variable "origin_header_name" {
+  type        = string
+  description = "Header CloudFront adds to every origin request with the origin secret; the ALB forwards only requests that carry it."
+  default     = "X-Origin-Verify"
+}
+
+variable "origin_secret_version" {
+  type        = number
+  description = "Bump to generate a new origin secret (with origin_secret_accept_previous = true for that apply)."
+  default     = 1
+
+  validation {
+    condition     = var.origin_secret_version >= 1 && floor(var.origin_secret_version) == var.origin_secret_version
+    error_message = "origin_secret_version must be a positive integer."
+  }
+}
+
+variable "origin_secret_accept_previous" {
+  type        = bool
+  description = "The ALB also accepts the secret's previous value (AWSPREVIOUS): on during a rotation, until CloudFront sends the new one."
+  default     = false
 }
 
 variable "kms_key_arn" {

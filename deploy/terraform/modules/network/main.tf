@@ -5,24 +5,20 @@
 
 data "aws_region" "current" {}
 
-data "aws_availability_zones" "available" {
-  #checkov:skip=CKV_AWS_394:only the first az_count zone names in sorted order are used (local.azs); a zone AWS adds later sorts after them and is not picked up
-  state = "available"
-}
-
 data "aws_vpc" "existing" {
   count = var.create_vpc ? 0 : 1
   id    = var.vpc_id
 }
 
 locals {
-  azs = slice(data.aws_availability_zones.available.names, 0, var.az_count)
+  azs      = var.availability_zones
+  az_count = length(var.availability_zones)
 
   vpc_id             = var.create_vpc ? aws_vpc.this[0].id : var.vpc_id
   vpc_cidr           = var.create_vpc ? aws_vpc.this[0].cidr_block : data.aws_vpc.existing[0].cidr_block
   private_subnet_ids = var.create_vpc ? aws_subnet.private[*].id : var.private_subnet_ids
 
-  nat_count = var.create_vpc ? (var.single_nat_gateway ? 1 : var.az_count) : 0
+  nat_count = var.create_vpc ? (var.single_nat_gateway ? 1 : local.az_count) : 0
 
   interface_endpoints = var.create_vpc && var.enable_vpc_endpoints ? toset([
     "sqs", "ecr.api", "ecr.dkr", "logs", "monitoring", "secretsmanager", "kms",
@@ -31,6 +27,13 @@ locals {
 
 resource "aws_vpc" "this" {
   count = var.create_vpc ? 1 : 0
+
+  lifecycle {
+    precondition {
+      condition     = length(var.availability_zones) >= 2
+      error_message = "A new VPC needs availability_zones: two or more zone names of the region."
+    }
+  }
 
   cidr_block           = var.vpc_cidr
   enable_dns_support   = true
@@ -46,7 +49,7 @@ resource "aws_default_security_group" "this" {
 }
 
 resource "aws_subnet" "public" {
-  count = var.create_vpc ? var.az_count : 0
+  count = var.create_vpc ? local.az_count : 0
 
   vpc_id            = aws_vpc.this[0].id
   availability_zone = local.azs[count.index]
@@ -55,7 +58,7 @@ resource "aws_subnet" "public" {
 }
 
 resource "aws_subnet" "private" {
-  count = var.create_vpc ? var.az_count : 0
+  count = var.create_vpc ? local.az_count : 0
 
   vpc_id            = aws_vpc.this[0].id
   availability_zone = local.azs[count.index]
@@ -100,14 +103,14 @@ resource "aws_route" "public_internet" {
 }
 
 resource "aws_route_table_association" "public" {
-  count = var.create_vpc ? var.az_count : 0
+  count = var.create_vpc ? local.az_count : 0
 
   subnet_id      = aws_subnet.public[count.index].id
   route_table_id = aws_route_table.public[0].id
 }
 
 resource "aws_route_table" "private" {
-  count  = var.create_vpc ? var.az_count : 0
+  count  = var.create_vpc ? local.az_count : 0
   vpc_id = aws_vpc.this[0].id
   tags   = merge(var.tags, { Name = "${var.name}-private-${local.azs[count.index]}" })
 }
@@ -115,7 +118,7 @@ resource "aws_route_table" "private" {
 # Egress for the legacy backend (QF_BACKEND_URL may be outside the VPC) and any AWS API
 # without an endpoint.
 resource "aws_route" "private_nat" {
-  count = var.create_vpc ? var.az_count : 0
+  count = var.create_vpc ? local.az_count : 0
 
   route_table_id         = aws_route_table.private[count.index].id
   destination_cidr_block = "0.0.0.0/0"
@@ -123,7 +126,7 @@ resource "aws_route" "private_nat" {
 }
 
 resource "aws_route_table_association" "private" {
-  count = var.create_vpc ? var.az_count : 0
+  count = var.create_vpc ? local.az_count : 0
 
   subnet_id      = aws_subnet.private[count.index].id
   route_table_id = aws_route_table.private[count.index].id
@@ -140,39 +143,30 @@ resource "aws_cloudwatch_log_group" "flow" {
   tags              = var.tags
 }
 
-data "aws_iam_policy_document" "flow_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["vpc-flow-logs.amazonaws.com"]
-    }
-  }
-}
-
 resource "aws_iam_role" "flow" {
   count = var.create_vpc ? 1 : 0
 
-  name               = "${var.name}-vpc-flow-logs"
-  assume_role_policy = data.aws_iam_policy_document.flow_assume.json
-  tags               = var.tags
-}
-
-data "aws_iam_policy_document" "flow" {
-  count = var.create_vpc ? 1 : 0
-
-  statement {
-    actions   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
-    resources = ["${aws_cloudwatch_log_group.flow[0].arn}:*"]
-  }
+  name = "${var.name}-vpc-flow-logs"
+  assume_role_policy = jsonencode({
+    Version   = "2012-10-17"
+    Statement = [{ Effect = "Allow", Action = "sts:AssumeRole", Principal = { Service = "vpc-flow-logs.amazonaws.com" } }]
+  })
+  tags = var.tags
 }
 
 resource "aws_iam_role_policy" "flow" {
   count = var.create_vpc ? 1 : 0
 
-  name   = "write-flow-logs"
-  role   = aws_iam_role.flow[0].id
-  policy = data.aws_iam_policy_document.flow[0].json
+  name = "write-flow-logs"
+  role = aws_iam_role.flow[0].id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect   = "Allow"
+      Action   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
+      Resource = "${aws_cloudwatch_log_group.flow[0].arn}:*"
+    }]
+  })
 }
 
 resource "aws_flow_log" "this" {
@@ -233,17 +227,21 @@ resource "aws_vpc_endpoint" "s3" {
 resource "aws_security_group" "tasks" {
   name = "${var.name}-tasks"
   #checkov:skip=CKV2_AWS_5:attached to every ECS service and the migrate task by the compute module (local.security_groups)
-  description = "Every queuefront task (api, worker, writer, migrate): Redis admits this group"
+  description = "Every queuefront task (api, worker, writer, migrate, admin): Redis admits this group"
   vpc_id      = local.vpc_id
   tags        = var.tags
+}
 
-  egress {
-    description = "HTTPS to AWS APIs and the legacy backend, Redis, Postgres inside the VPC"
-    from_port   = 0
-    to_port     = 0
-    protocol    = "-1"
-    cidr_blocks = ["0.0.0.0/0"] #checkov:skip=CKV_AWS_382:the worker calls QF_BACKEND_URL, which may be anywhere; ingress is what the data stores restrict
-  }
+# Egress is what each task needs and no more: HTTPS to the AWS APIs (VPC endpoints or NAT)
+# and ECR here; Redis and Postgres from the cache and database modules (to their groups
+# only); the legacy backend from the compute module (the worker's group only).
+resource "aws_vpc_security_group_egress_rule" "tasks_https" {
+  security_group_id = aws_security_group.tasks.id
+  description       = "HTTPS to the AWS APIs (SQS, Secrets Manager, logs, ECR) through the endpoints or NAT"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = "0.0.0.0/0"
 }
 
 resource "aws_security_group" "db_clients" {

@@ -22,3 +22,8 @@ output "db_clients_security_group_id" {
   description = "Security group attached to the writer and the migrate task; the database admits it."
   value       = aws_security_group.db_clients.id
 }
+
+output "availability_zones" {
+  description = "AZs of the private subnets (the new VPC's; empty for an existing VPC)."
+  value       = local.azs
+}

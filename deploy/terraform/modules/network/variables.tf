@@ -47,14 +47,14 @@ variable "vpc_cidr" {
   }
 }
 
-variable "az_count" {
-  type        = number
-  description = "Availability zones used by the new VPC (create_vpc = true)."
-  default     = 3
+variable "availability_zones" {
+  type        = list(string)
+  description = "The AZs of the new VPC, by name (e.g. eu-west-1a): named, not taken from whatever the account lists, so a plan never moves subnets when AWS adds or retires a zone."
+  default     = []
 
   validation {
-    condition     = var.az_count >= 2 && var.az_count <= 4
-    error_message = "az_count must be 2, 3 or 4 (Multi-AZ needs at least two)."
+    condition     = length(var.availability_zones) == 0 || (length(var.availability_zones) >= 2 && length(var.availability_zones) <= 6 && length(distinct(var.availability_zones)) == length(var.availability_zones))
+    error_message = "availability_zones must name 2 to 6 distinct zones."
   }
 }
 

@@ -1,13 +1,67 @@
 # CloudWatch is the observability backend (README: why not Amazon Managed Prometheus):
-# the alarm topic every module's alarms go to, and the alarms that concern the whole path
-# (edge errors, api health, no worker). The queue, cache and database alarms live next to
-# what they watch. queuefront_* application metrics arrive through the ADOT sidecars in the
-# compute module, as CloudWatch metrics in the queuefront namespace.
+# the alarm topic every module's alarms go to, the alarms that concern the whole path (edge
+# errors, reply timeouts, admission rejections, ingest lag, no healthy task, failed
+# deployments) and the SLA dashboard. The queue, cache and database alarms live next to what
+# they watch. queuefront_* application metrics arrive through the ADOT sidecars of the
+# compute module, in the metrics_namespace namespace, with a `process` dimension.
+#
+# Every alarm's description links its runbook: <runbook_base_url>/<name>.md, the files in
+# docs/runbooks (tests/terraform checks that each link has its file).
+
+data "aws_region" "current" {}
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  region     = data.aws_region.current.name
+  account_id = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
+  runbook    = "${var.runbook_base_url}/%s.md"
+
+  api_gateway_dimensions = { ApiId = var.api_id, Stage = "$default" }
+  service_arn_prefix     = "arn:${local.partition}:ecs:${local.region}:${local.account_id}:service/${var.cluster_name}/"
+}
+
+# --- the alarm topic -------------------------------------------------------------------------
 
 resource "aws_sns_topic" "alarms" {
   name              = "${var.name}-alarms"
   kms_master_key_id = var.kms_key_arn
   tags              = var.tags
+}
+
+# Who may publish: the account (as SNS's default policy), CloudWatch alarms of this
+# account, and the deployment-failure rule (EventBridge) below.
+resource "aws_sns_topic_policy" "alarms" {
+  arn = aws_sns_topic.alarms.arn
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "AccountOwner"
+        Effect    = "Allow"
+        Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
+        Action    = ["sns:GetTopicAttributes", "sns:SetTopicAttributes", "sns:Subscribe", "sns:ListSubscriptionsByTopic", "sns:Publish"]
+        Resource  = aws_sns_topic.alarms.arn
+      },
+      {
+        Sid       = "CloudWatchAlarms"
+        Effect    = "Allow"
+        Principal = { Service = "cloudwatch.amazonaws.com" }
+        Action    = "sns:Publish"
+        Resource  = aws_sns_topic.alarms.arn
+        Condition = { ArnLike = { "aws:SourceArn" = "arn:${local.partition}:cloudwatch:${local.region}:${local.account_id}:alarm:*" } }
+      },
+      {
+        Sid       = "EcsDeploymentFailures"
+        Effect    = "Allow"
+        Principal = { Service = "events.amazonaws.com" }
+        Action    = "sns:Publish"
+        Resource  = aws_sns_topic.alarms.arn
+        Condition = { ArnEquals = { "aws:SourceArn" = aws_cloudwatch_event_rule.deployment_failed.arn } }
+      },
+    ]
+  })
 }
 
 resource "aws_sns_topic_subscription" "email" {
@@ -18,9 +72,40 @@ resource "aws_sns_topic_subscription" "email" {
   endpoint  = each.value
 }
 
+# --- failed deployments ----------------------------------------------------------------------
+# The services' circuit breaker rolls a failed deployment back; ECS says so on EventBridge.
+
+resource "aws_cloudwatch_event_rule" "deployment_failed" {
+  name        = "${var.name}-ecs-deployment-failed"
+  description = "A deployment of a ${var.name} service failed and was rolled back. Runbook: ${format(local.runbook, "deployment-failed")}"
+  event_pattern = jsonencode({
+    source        = ["aws.ecs"]
+    "detail-type" = ["ECS Deployment State Change"]
+    resources     = [{ prefix = local.service_arn_prefix }]
+    detail        = { eventName = ["SERVICE_DEPLOYMENT_FAILED"] }
+  })
+  tags = var.tags
+}
+
+resource "aws_cloudwatch_event_target" "deployment_failed" {
+  rule = aws_cloudwatch_event_rule.deployment_failed.name
+  arn  = aws_sns_topic.alarms.arn
+
+  input_transformer {
+    input_paths = {
+      service = "$.resources[0]"
+      reason  = "$.detail.reason"
+      time    = "$.time"
+    }
+    input_template = "\"${var.name}: deployment of <service> failed at <time> and was rolled back: <reason>. Runbook: ${format(local.runbook, "deployment-failed")}\""
+  }
+}
+
+# --- edge and api ----------------------------------------------------------------------------
+
 resource "aws_cloudwatch_metric_alarm" "api_5xx_rate" {
   alarm_name          = "${var.name}-api-5xx-rate"
-  alarm_description   = "Over ${var.api_5xx_threshold_percent}% of API Gateway responses are 5xx (timeouts, overload or the api failing)."
+  alarm_description   = "Over ${var.api_5xx_threshold_percent}% of API Gateway responses are 5xx (timeouts, overload or the api failing). Runbook: ${format(local.runbook, "api-5xx-rate")}"
   comparison_operator = "GreaterThanThreshold"
   threshold           = var.api_5xx_threshold_percent
   evaluation_periods  = 5
@@ -37,7 +122,7 @@ resource "aws_cloudwatch_metric_alarm" "api_5xx_rate" {
     metric {
       namespace   = "AWS/ApiGateway"
       metric_name = "5xx"
-      dimensions  = { ApiId = var.api_id, Stage = "$default" }
+      dimensions  = local.api_gateway_dimensions
       stat        = "Sum"
       period      = 60
     }
@@ -50,7 +135,7 @@ resource "aws_cloudwatch_metric_alarm" "api_5xx_rate" {
     metric {
       namespace   = "AWS/ApiGateway"
       metric_name = "Count"
-      dimensions  = { ApiId = var.api_id, Stage = "$default" }
+      dimensions  = local.api_gateway_dimensions
       stat        = "Sum"
       period      = 60
     }
@@ -64,9 +149,123 @@ resource "aws_cloudwatch_metric_alarm" "api_5xx_rate" {
   }
 }
 
+# 504 {"error":"timeout"}: the reply did not come within the route's window.
+resource "aws_cloudwatch_metric_alarm" "reply_timeout_rate" {
+  alarm_name          = "${var.name}-reply-timeout-rate"
+  alarm_description   = "Over ${var.reply_timeout_threshold_percent}% of the api's answers are 504 (no reply within the route's window). Runbook: ${format(local.runbook, "reply-timeout-rate")}"
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.reply_timeout_threshold_percent
+  evaluation_periods  = 5
+  datapoints_to_alarm = 3
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+  tags                = var.tags
+
+  metric_query {
+    id          = "timeouts"
+    return_data = false
+
+    metric {
+      namespace   = var.metrics_namespace
+      metric_name = "queuefront_http_requests_total"
+      dimensions  = { process = "api", status = "504" }
+      stat        = "Sum"
+      period      = 60
+    }
+  }
+
+  metric_query {
+    id          = "requests"
+    return_data = false
+
+    metric {
+      namespace   = var.metrics_namespace
+      metric_name = "queuefront_http_requests_total"
+      dimensions  = { process = "api" }
+      stat        = "Sum"
+      period      = 60
+    }
+  }
+
+  metric_query {
+    id          = "rate"
+    label       = "504 percent"
+    expression  = "IF(requests > 0, 100 * FILL(timeouts, 0) / requests, 0)"
+    return_data = true
+  }
+}
+
+# 503 from admission: normal work shed because the high queue is backed up. Scaling reacts
+# first (the autoscaling module adds workers); this pages when it lasts.
+resource "aws_cloudwatch_metric_alarm" "admission_rejections" {
+  alarm_name          = "${var.name}-admission-rejections"
+  alarm_description   = "Over ${var.admission_rejection_threshold_percent}% of the api's requests are refused with 503 by admission for 10 minutes, although workers were added. Runbook: ${format(local.runbook, "admission-rejections")}"
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.admission_rejection_threshold_percent
+  evaluation_periods  = 10
+  datapoints_to_alarm = 8
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+  tags                = var.tags
+
+  metric_query {
+    id          = "rejected"
+    return_data = false
+
+    metric {
+      namespace   = var.metrics_namespace
+      metric_name = "queuefront_admission_rejections_total"
+      dimensions  = { process = "api" }
+      stat        = "Sum"
+      period      = 60
+    }
+  }
+
+  metric_query {
+    id          = "requests"
+    return_data = false
+
+    metric {
+      namespace   = var.metrics_namespace
+      metric_name = "queuefront_http_requests_total"
+      dimensions  = { process = "api" }
+      stat        = "Sum"
+      period      = 60
+    }
+  }
+
+  metric_query {
+    id          = "rate"
+    label       = "admission 503 percent"
+    expression  = "IF(requests > 0, 100 * FILL(rejected, 0) / requests, 0)"
+    return_data = true
+  }
+}
+
+# From the api accepting an item to the commit that stored it (queuefront_ingest_lag_seconds).
+resource "aws_cloudwatch_metric_alarm" "ingest_lag" {
+  alarm_name          = "${var.name}-ingest-lag"
+  alarm_description   = "Ingested items take over ${var.ingest_lag_threshold_s}s on average to reach Postgres (and the tallies). Runbook: ${format(local.runbook, "ingest-lag")}"
+  namespace           = var.metrics_namespace
+  metric_name         = "queuefront_ingest_lag_seconds"
+  dimensions          = { process = "writer" }
+  statistic           = "Average"
+  period              = 60
+  evaluation_periods  = 5
+  datapoints_to_alarm = 3
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.ingest_lag_threshold_s
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+  tags                = var.tags
+}
+
 resource "aws_cloudwatch_metric_alarm" "api_unhealthy_hosts" {
   alarm_name          = "${var.name}-api-no-healthy-task"
-  alarm_description   = "The internal ALB has no healthy api task."
+  alarm_description   = "The internal ALB has no healthy api task: every request fails. Runbook: ${format(local.runbook, "no-healthy-task")}"
   namespace           = "AWS/ApplicationELB"
   metric_name         = "HealthyHostCount"
   dimensions          = { LoadBalancer = var.alb_arn_suffix, TargetGroup = var.target_group_arn_suffix }
@@ -83,7 +282,7 @@ resource "aws_cloudwatch_metric_alarm" "api_unhealthy_hosts" {
 
 resource "aws_cloudwatch_metric_alarm" "worker_not_running" {
   alarm_name          = "${var.name}-worker-not-running"
-  alarm_description   = "No worker task runs: proxied requests will all time out."
+  alarm_description   = "No worker task runs: proxied requests will all time out. Runbook: ${format(local.runbook, "no-healthy-task")}"
   namespace           = "ECS/ContainerInsights"
   metric_name         = "RunningTaskCount"
   dimensions          = { ClusterName = var.cluster_name, ServiceName = var.service_names["worker"] }
@@ -96,4 +295,105 @@ resource "aws_cloudwatch_metric_alarm" "worker_not_running" {
   alarm_actions       = [aws_sns_topic.alarms.arn]
   ok_actions          = [aws_sns_topic.alarms.arn]
   tags                = var.tags
+}
+
+# --- the SLA dashboard -----------------------------------------------------------------------
+# The kiosk seed's view: requests by outcome, reply latency percentiles, backlog and the age
+# of the oldest message, then the queuefront metrics that explain them.
+
+locals {
+  queue_keys = sort(keys(var.queue_names))
+
+  widgets = [
+    {
+      title = "Requests by outcome (API Gateway)"
+      metrics = [
+        ["AWS/ApiGateway", "Count", "ApiId", var.api_id, "Stage", "$default", { stat = "Sum", label = "requests" }],
+        ["AWS/ApiGateway", "4xx", "ApiId", var.api_id, "Stage", "$default", { stat = "Sum", label = "4xx" }],
+        ["AWS/ApiGateway", "5xx", "ApiId", var.api_id, "Stage", "$default", { stat = "Sum", label = "5xx" }],
+      ]
+    },
+    {
+      title = "Answers by status (api)"
+      metrics = [[{
+        expression = "SEARCH('{${var.metrics_namespace},process,status} MetricName=\"queuefront_http_requests_total\" process=\"api\"', 'Sum', 60)"
+        label      = ""
+        id         = "status"
+      }]]
+    },
+    {
+      title = "Reply latency percentiles (API Gateway, seconds to the viewer's answer)"
+      metrics = [
+        for p in ["p50", "p90", "p99"] :
+        ["AWS/ApiGateway", "Latency", "ApiId", var.api_id, "Stage", "$default", { stat = p, label = p }]
+      ]
+    },
+    {
+      title = "Replies awaited by the api (ok, timeout, late)"
+      metrics = [
+        for o in ["ok", "timeout", "late"] :
+        [var.metrics_namespace, "queuefront_replies_total", "process", "api", "outcome", o, { stat = "Sum", label = o }]
+      ]
+    },
+    {
+      title = "Backlog (visible + in flight)"
+      metrics = flatten([
+        for k in local.queue_keys : [
+          ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.queue_names[k], { stat = "Maximum", label = "${k} visible" }],
+          ["AWS/SQS", "ApproximateNumberOfMessagesNotVisible", "QueueName", var.queue_names[k], { stat = "Maximum", label = "${k} in flight" }],
+        ]
+      ])
+    },
+    {
+      title = "Age of the oldest message (seconds)"
+      metrics = [
+        for k in local.queue_keys :
+        ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", var.queue_names[k], { stat = "Maximum", label = k }]
+      ]
+    },
+    {
+      title = "Admission rejections (503) and reply timeouts (504) per minute"
+      metrics = [
+        [var.metrics_namespace, "queuefront_admission_rejections_total", "process", "api", { stat = "Sum", label = "admission 503" }],
+        [var.metrics_namespace, "queuefront_http_requests_total", "process", "api", "status", "504", { stat = "Sum", label = "504" }],
+      ]
+    },
+    {
+      title = "Dead-letter queues and ingest lag"
+      metrics = concat(
+        [for k in local.queue_keys : ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.dlq_names[k], { stat = "Maximum", label = "${k} DLQ" }]],
+        [[var.metrics_namespace, "queuefront_ingest_lag_seconds", "process", "writer", { stat = "Average", label = "ingest lag (s)", yAxis = "right" }]],
+      )
+    },
+    {
+      title = "Running tasks"
+      metrics = [
+        for p in sort(keys(var.service_names)) :
+        ["ECS/ContainerInsights", "RunningTaskCount", "ClusterName", var.cluster_name, "ServiceName", var.service_names[p], { stat = "Maximum", label = p }]
+      ]
+    },
+  ]
+}
+
+resource "aws_cloudwatch_dashboard" "sla" {
+  dashboard_name = "${var.name}-sla"
+  dashboard_body = jsonencode({
+    widgets = [
+      for i, w in local.widgets : {
+        type   = "metric"
+        x      = (i % 2) * 12
+        y      = floor(i / 2) * 6
+        width  = 12
+        height = 6
+        properties = {
+          title   = w.title
+          metrics = w.metrics
+          region  = local.region
+          period  = 60
+          view    = "timeSeries"
+          stacked = false
+        }
+      }
+    ]
+  })
 }

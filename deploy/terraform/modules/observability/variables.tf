@@ -55,6 +55,61 @@ variable "api_5xx_threshold_percent" {
   }
 }
 
+variable "queue_names" {
+  type        = map(string)
+  description = "Queue names by key (high, normal, ingest), for the dashboard."
+}
+
+variable "dlq_names" {
+  type        = map(string)
+  description = "Dead-letter queue names by key (high, normal, ingest), for the dashboard."
+}
+
+variable "metrics_namespace" {
+  type        = string
+  description = "CloudWatch namespace of the queuefront_* metrics (the compute module's collector)."
+  default     = "queuefront"
+}
+
+variable "reply_timeout_threshold_percent" {
+  type        = number
+  description = "Share of the api's answers that may be 504 (no reply within the route's window) before the alarm fires."
+  default     = 1
+
+  validation {
+    condition     = var.reply_timeout_threshold_percent > 0 && var.reply_timeout_threshold_percent <= 100
+    error_message = "reply_timeout_threshold_percent must be between 0 and 100."
+  }
+}
+
+variable "admission_rejection_threshold_percent" {
+  type        = number
+  description = "Share of the api's requests that admission may refuse with 503 for 10 minutes before the alarm fires."
+  default     = 5
+
+  validation {
+    condition     = var.admission_rejection_threshold_percent > 0 && var.admission_rejection_threshold_percent <= 100
+    error_message = "admission_rejection_threshold_percent must be between 0 and 100."
+  }
+}
+
+variable "ingest_lag_threshold_s" {
+  type        = number
+  description = "Average seconds from the api accepting an ingest item to its commit before the alarm fires."
+  default     = 60
+
+  validation {
+    condition     = var.ingest_lag_threshold_s > 0
+    error_message = "ingest_lag_threshold_s must be positive."
+  }
+}
+
+variable "runbook_base_url" {
+  type        = string
+  description = "Where docs/runbooks is published (a repository URL); each alarm's description links <runbook_base_url>/<alarm>.md."
+  default     = "docs/runbooks"
+}
+
 variable "tags" {
   type        = map(string)
   description = "Tags added to every resource."

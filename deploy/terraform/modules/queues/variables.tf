@@ -64,6 +64,17 @@ variable "max_receive_count" {
   }
 }
 
+variable "max_message_bytes" {
+  type        = number
+  description = "MaximumMessageSize of every queue and DLQ, QF_MAX_MESSAGE_BYTES of the processes (SQS allows up to 1 MiB)."
+  default     = 1048576
+
+  validation {
+    condition     = var.max_message_bytes >= 1024 && var.max_message_bytes <= 1048576
+    error_message = "max_message_bytes must be between 1024 and 1048576 (SQS's limit)."
+  }
+}
+
 variable "kms_key_arn" {
   type        = string
   description = "KMS key for server-side encryption of every queue."
@@ -82,6 +93,12 @@ variable "alarm_topic_arn" {
     condition     = can(regex("^arn:aws[a-z-]*:sns:", var.alarm_topic_arn))
     error_message = "alarm_topic_arn must be an SNS topic ARN."
   }
+}
+
+variable "runbook_base_url" {
+  type        = string
+  description = "Where docs/runbooks is published; each alarm's description links <runbook_base_url>/<alarm>.md."
+  default     = "docs/runbooks"
 }
 
 variable "tags" {

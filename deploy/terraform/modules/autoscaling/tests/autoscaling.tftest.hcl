@@ -1,0 +1,212 @@
+# The autoscaling module, planned with a mocked AWS provider: the numbers the services
+# scale on, and the alarms that move the writer to and from zero and add workers.
+
+mock_provider "aws" {
+  override_during = plan
+  source          = "../../tests/mocks"
+}
+
+override_resource {
+  target          = aws_appautoscaling_policy.writer_from_zero
+  override_during = plan
+  values          = { arn = "arn:aws:autoscaling:eu-west-1:123456789012:scalingPolicy:1:resource/ecs/service/qf/qf-writer:policyName/qf-writer-from-zero" }
+}
+
+override_resource {
+  target          = aws_appautoscaling_policy.worker_admission
+  override_during = plan
+  values          = { arn = "arn:aws:autoscaling:eu-west-1:123456789012:scalingPolicy:2:resource/ecs/service/qf/qf-worker:policyName/qf-worker-admission" }
+}
+
+variables {
+  name                = "qf"
+  cluster_name        = "qf"
+  api_service_name    = "qf-api"
+  worker_service_name = "qf-worker"
+  writer_service_name = "qf-writer"
+  worker_queue_names  = ["qf-high", "qf-normal"]
+  writer_queue_name   = "qf-ingest"
+  alb_resource_label  = "app/qf-api/1/targetgroup/qf-api/2"
+
+  worker_min_tasks            = 3
+  worker_max_tasks            = 12
+  worker_concurrency          = 32
+  backend_max_concurrency     = 400
+  worker_acceptable_latency_s = 5
+  worker_processing_time_s    = 0.05
+
+  writer_min_tasks            = 0
+  writer_max_tasks            = 4
+  writer_acceptable_latency_s = 30
+  writer_processing_time_s    = 0.0175
+  runbook_base_url            = "https://example.com/runbooks"
+}
+
+run "backlog_targets_are_messages_per_task" {
+  command = plan
+
+  assert {
+    condition     = one(aws_appautoscaling_policy.worker_backlog.target_tracking_scaling_policy_configuration).target_value == 100
+    error_message = "worker: 5 s acceptable wait / 0.05 s per message per task = 100 messages per task"
+  }
+
+  assert {
+    condition     = one(aws_appautoscaling_policy.writer_backlog.target_tracking_scaling_policy_configuration).target_value == 1714
+    error_message = "writer: 30 s / 0.0175 s per message = 1,714 messages per task"
+  }
+
+  assert {
+    condition     = aws_appautoscaling_target.worker.min_capacity == 3 && aws_appautoscaling_target.worker.max_capacity == 12
+    error_message = "worker: between worker_min_tasks and worker_max_tasks"
+  }
+
+  assert {
+    condition     = aws_appautoscaling_target.worker.resource_id == "service/qf/qf-worker" && aws_appautoscaling_target.writer.resource_id == "service/qf/qf-writer"
+    error_message = "the scalable targets are the worker and writer services"
+  }
+}
+
+run "backlog_is_visible_plus_in_flight_over_running_tasks" {
+  command = plan
+
+  assert {
+    condition = toset([
+      for m in [
+        for x in one(one(aws_appautoscaling_policy.worker_backlog.target_tracking_scaling_policy_configuration).customized_metric_specification).metrics : x
+        if length(x.metric_stat) > 0
+      ] :
+      "${one(one(m.metric_stat).metric).metric_name}:${one(one(one(m.metric_stat).metric).dimensions).value}" if one(one(m.metric_stat).metric).namespace == "AWS/SQS"
+      ]) == toset([
+      "ApproximateNumberOfMessagesVisible:qf-high", "ApproximateNumberOfMessagesNotVisible:qf-high",
+      "ApproximateNumberOfMessagesVisible:qf-normal", "ApproximateNumberOfMessagesNotVisible:qf-normal",
+    ])
+    error_message = "the worker's backlog is high + normal, visible and in flight"
+  }
+
+  assert {
+    condition = [
+      for m in one(one(aws_appautoscaling_policy.worker_backlog.target_tracking_scaling_policy_configuration).customized_metric_specification).metrics :
+      m.expression if m.return_data
+    ] == ["(q0v + q0n + q1v + q1n) / tasks"]
+    error_message = "the worker's metric is the sum of its queues' backlog divided by its running tasks"
+  }
+
+  assert {
+    condition = [
+      for m in one(one(aws_appautoscaling_policy.writer_backlog.target_tracking_scaling_policy_configuration).customized_metric_specification).metrics :
+      m.expression if m.return_data
+    ] == ["(q0v + q0n) / tasks"]
+    error_message = "the writer's metric is the ingest backlog divided by its running tasks"
+  }
+}
+
+run "writer_starts_from_zero_once" {
+  command = plan
+
+  assert {
+    condition     = one(aws_appautoscaling_policy.writer_from_zero.step_scaling_policy_configuration).adjustment_type == "ExactCapacity" && one(one(aws_appautoscaling_policy.writer_from_zero.step_scaling_policy_configuration).step_adjustment).scaling_adjustment == 1
+    error_message = "from zero: exactly one task (a repeated alarm cannot ratchet a crash-looping writer up)"
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.writer_from_zero.alarm_actions == toset([aws_appautoscaling_policy.writer_from_zero.arn])
+    error_message = "the alarm triggers the from-zero policy"
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.writer_from_zero.threshold == 1 && aws_cloudwatch_metric_alarm.writer_from_zero.comparison_operator == "GreaterThanOrEqualToThreshold"
+    error_message = "the alarm fires when its expression is 1"
+  }
+
+  assert {
+    condition = { for q in aws_cloudwatch_metric_alarm.writer_from_zero.metric_query : q.id => q.expression if q.return_data } == {
+      start_writer = "IF(visible > 0 AND FILL(desired, 0) == 0, 1, 0)"
+    }
+    error_message = "the alarm's value is 1 exactly when ingest messages wait and the desired count is 0"
+  }
+
+  assert {
+    condition = { for q in aws_cloudwatch_metric_alarm.writer_from_zero.metric_query : q.id => "${one(q.metric).namespace}/${one(q.metric).metric_name}" if !q.return_data } == {
+      visible = "AWS/SQS/ApproximateNumberOfMessagesVisible"
+      desired = "ECS/ContainerInsights/DesiredTaskCount"
+    }
+    error_message = "keyed on the ingest queue and the writer's desired count, not its lagging running count"
+  }
+
+  assert {
+    condition     = [for q in aws_cloudwatch_metric_alarm.writer_from_zero.metric_query : one(q.metric).dimensions if q.id == "desired"] == [tomap({ ClusterName = "qf", ServiceName = "qf-writer" })]
+    error_message = "the writer's service"
+  }
+}
+
+run "writer_returns_to_zero_when_idle" {
+  command = plan
+
+  assert {
+    condition     = one(aws_appautoscaling_policy.writer_to_zero.step_scaling_policy_configuration).adjustment_type == "ExactCapacity" && one(one(aws_appautoscaling_policy.writer_to_zero.step_scaling_policy_configuration).step_adjustment).scaling_adjustment == 0
+    error_message = "to zero: exactly writer_min_tasks (0)"
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.writer_to_zero.evaluation_periods == 15 && aws_cloudwatch_metric_alarm.writer_to_zero.threshold == 0
+    error_message = "after writer_idle_minutes of nothing visible or in flight"
+  }
+}
+
+run "admission_rejections_add_workers" {
+  command = plan
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.worker_admission.metric_name == "queuefront_admission_rejections_total" && aws_cloudwatch_metric_alarm.worker_admission.dimensions == tomap({ process = "api" })
+    error_message = "the api's admission 503s drive the worker"
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.worker_admission.alarm_actions == toset([aws_appautoscaling_policy.worker_admission.arn]) && aws_cloudwatch_metric_alarm.worker_admission.threshold == 10
+    error_message = "10 rejections a minute trigger the worker's step policy"
+  }
+
+  assert {
+    condition     = alltrue([for s in one(aws_appautoscaling_policy.worker_admission.step_scaling_policy_configuration).step_adjustment : s.scaling_adjustment > 0]) && aws_appautoscaling_policy.worker_admission.resource_id == "service/qf/qf-worker"
+    error_message = "the policy adds worker tasks"
+  }
+}
+
+run "peak_backend_calls" {
+  command = plan
+
+  assert {
+    condition     = output.worker_peak_backend_calls == 384
+    error_message = "12 tasks x 32 slots with no deploy overlap"
+  }
+}
+
+run "a_deploy_overlap_past_the_backend_is_refused" {
+  command = plan
+
+  variables {
+    worker_deployment_maximum_percent = 200
+  }
+
+  expect_failures = [aws_appautoscaling_target.worker]
+}
+
+run "too_many_workers_for_the_backend_are_refused" {
+  command = plan
+
+  variables {
+    worker_max_tasks = 13
+  }
+
+  expect_failures = [aws_appautoscaling_target.worker]
+}
+
+run "a_per_row_writer_time_is_refused" {
+  command = plan
+
+  variables {
+    writer_processing_time_s = 0.0001
+  }
+
+  expect_failures = [var.writer_processing_time_s]
+}

@@ -1,0 +1,110 @@
+# The whole stack as examples/production.tfvars describes it (`terraform test
+# -var-file=examples/production.tfvars`), planned with a mocked AWS provider: the numbers
+# that decide whether it runs and scales, read from the planned values.
+
+mock_provider "aws" {
+  source = "./tests/mocks"
+}
+
+mock_provider "aws" {
+  alias  = "us_east_1"
+  source = "./tests/mocks"
+}
+
+# mocked value, so the documents that embed ARNs can be read whole.
+run "production" {
+  command = apply
+
+  # --- tasks --------------------------------------------------------------------------------
+  assert {
+    condition = alltrue([
+      for p, cmd in { api = ["api"], worker = ["worker"], writer = ["writer"], migrate = ["migrate"] } :
+      jsondecode(module.compute.container_definitions[p])[0].command == cmd
+    ])
+    error_message = "the task commands are the image's roles (ENTRYPOINT queuefront)"
+  }
+
+  assert {
+    condition     = jsondecode(module.compute.container_definitions["worker"])[0].image == var.image
+    error_message = "the tasks run the given image"
+  }
+
+  # --- who the client is, and that auth is on -----------------------------------------------
+  assert {
+    condition     = { for e in jsondecode(module.compute.container_definitions["api"])[0].environment : e.name => e.value }["QF_CLIENT_IP_HEADER"] == "X-Qf-Viewer-Address"
+    error_message = "the api takes the client's address from the header CloudFront sets"
+  }
+
+  assert {
+    condition     = { for e in jsondecode(module.compute.container_definitions["api"])[0].environment : e.name => e.value }["QF_AUTH_DISABLED"] == "false"
+    error_message = "auth is on in production"
+  }
+
+  assert {
+    condition = anytrue([
+      for f in module.edge.default_behavior_functions : f.event_type == "viewer-request" && f.function_arn == module.edge.viewer_address_function_arn
+    ])
+    error_message = "every request through the default behaviour gets X-Qf-Viewer-Address from CloudFront"
+  }
+
+  assert {
+    condition = alltrue([
+      for p in ["api", "worker", "writer"] :
+      { for e in jsondecode(module.compute.container_definitions[p])[0].environment : e.name => e.value }["QF_MAX_MESSAGE_BYTES"] == "1048576"
+    ])
+    error_message = "the processes get the queues' 1 MiB message limit"
+  }
+
+  # --- IAM: each process its own queues and DLQs -------------------------------------------
+  assert {
+    condition = toset(flatten([
+      for st in jsondecode(module.compute.task_policies["worker"]).Statement : st.Resource if startswith(st.Action[0], "sqs:")
+      ])) == toset([
+      "arn:aws:sqs:eu-west-1:123456789012:queuefront-high", "arn:aws:sqs:eu-west-1:123456789012:queuefront-normal",
+      "arn:aws:sqs:eu-west-1:123456789012:queuefront-high-dlq", "arn:aws:sqs:eu-west-1:123456789012:queuefront-normal-dlq",
+    ])
+    error_message = "worker: high, normal and their DLQs"
+  }
+
+  assert {
+    condition = toset(flatten([
+      for st in jsondecode(module.compute.task_policies["writer"]).Statement : st.Resource if startswith(st.Action[0], "sqs:")
+    ])) == toset(["arn:aws:sqs:eu-west-1:123456789012:queuefront-ingest", "arn:aws:sqs:eu-west-1:123456789012:queuefront-ingest-dlq"])
+    error_message = "writer: ingest and its DLQ"
+  }
+
+  # --- queues ---------------------------------------------------------------------------------
+  assert {
+    condition     = module.queues.max_message_bytes == 1048576
+    error_message = "the queues are made for 1 MiB messages"
+  }
+
+  # --- scaling ---------------------------------------------------------------------------------
+  assert {
+    condition     = module.autoscaling.worker_backlog_target == 100
+    error_message = "worker: 5 s / (1.6 s / 32 slots) = 100 messages per task"
+  }
+
+  assert {
+    condition     = module.autoscaling.writer_backlog_target == 1714
+    error_message = "writer: 30 s / 0.0175 s per message = 1,714 messages per task (not 300,000: per message, not per row)"
+  }
+
+  assert {
+    condition     = module.autoscaling.worker_peak_backend_calls == 384 && module.autoscaling.worker_peak_backend_calls <= var.backend_max_concurrency
+    error_message = "12 workers x 32 slots, no deploy overlap: 384 calls at most, within the backend's 400"
+  }
+}
+
+# Auth fails closed: a stack without any credential secret is refused at plan time unless
+# auth_disabled says it is intended.
+run "no_credentials_is_refused" {
+  command = plan
+
+  variables {
+    auth_api_keys_secret_arn = null
+    auth_jwt_secret_arn      = null
+  }
+
+  expect_failures = [var.auth_disabled]
+}

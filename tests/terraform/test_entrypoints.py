@@ -1,0 +1,246 @@
+"""What the tasks run, against what the image can run.
+
+A task's command is appended to the image's ENTRYPOINT: with ``ENTRYPOINT ["queuefront"]``,
+``["python", "-m", "service"]`` becomes ``queuefront python -m service`` and the task dies
+with "unknown role 'python'". So each command in deploy/terraform (task definitions, health
+checks, the run-task overrides) is put behind the Dockerfile's ENTRYPOINT and resolved the
+way the image resolves it: the console script in pyproject.toml, then queuefront.cli's roles.
+The config the image ships (route table, RDS CA bundle) is checked against what Terraform
+points the processes at.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from queuefront import cli
+from queuefront.routes import load_routes
+from queuefront.settings import Settings
+from tests.terraform.tfmodel import MODULES_DIR, REPO, TF_ROOT, load_module, parse_file, unquote
+
+DOCKERFILE = REPO / "Dockerfile"
+
+
+def stages() -> dict[str, list[tuple[str, str]]]:
+    """Dockerfile stages by name: their (instruction, arguments), continuation lines joined."""
+    text = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
+    out: dict[str, list[tuple[str, str]]] = {}
+    current = ""
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        instruction, _, args = line.partition(" ")
+        if instruction.upper() == "FROM":
+            current = args.split(" AS ")[-1].strip() if " AS " in args else args
+            out[current] = []
+        out[current].append((instruction.upper(), args.strip()))
+    return out
+
+
+def default_target() -> str:
+    """`docker build .` builds the last stage."""
+    return list(stages())[-1]
+
+
+def effective(stage: str, instruction: str) -> list[str]:
+    """Every value of ``instruction`` in ``stage`` and the stages it is built FROM."""
+    chain = []
+    all_stages = stages()
+    while stage in all_stages:
+        chain.append(stage)
+        stage = all_stages[stage][0][1].split(" AS ")[0].strip()
+    values = []
+    for name in reversed(chain):
+        values += [args for ins, args in all_stages[name] if ins == instruction]
+    return values
+
+
+def entrypoint(stage: str) -> list[str]:
+    values = effective(stage, "ENTRYPOINT")
+    assert values, f"stage {stage} has no ENTRYPOINT"
+    parsed = json.loads(values[-1])
+    assert isinstance(parsed, list)
+    return [str(p) for p in parsed]
+
+
+def env(stage: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for args in effective(stage, "ENV"):
+        for key, value in re.findall(r"([A-Z_][A-Z0-9_]*)=(\S+)", args):
+            out[key] = value
+    return out
+
+
+def console_script(name: str) -> str:
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    return str(scripts[name])
+
+
+def resolve(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs ``argv`` (entrypoint + command) as the image would, up to the role's entry
+    point, and returns the role that ran; SystemExit (unknown role) propagates."""
+    program, *args = argv
+    target = console_script(program)
+    module, _, func = target.partition(":")
+    assert (module, func) == ("queuefront.cli", "main"), target
+    ran: list[str] = []
+
+    def recorder(role: str) -> cli.Main:
+        return lambda: ran.append(role)
+
+    def fake_healthcheck(settings: Settings | None = None) -> int:
+        ran.append("healthcheck")
+        return 0
+
+    for role in cli.ROLES:
+        monkeypatch.setitem(cli.ROLES, role, recorder(role))
+    monkeypatch.setattr(cli, "healthcheck", fake_healthcheck)
+    try:
+        cli.main(args)
+    except SystemExit as exc:
+        if ran == ["healthcheck"] and exc.code == 0:
+            return "healthcheck"
+        raise
+    assert len(ran) == 1, ran
+    return ran[0]
+
+
+def task_commands() -> dict[str, list[str]]:
+    processes = load_module(MODULES_DIR / "compute").locals["processes"]
+    return {p: [unquote(c) for c in body["command"]] for p, body in processes.items()}
+
+
+def test_the_default_image_is_the_production_one() -> None:
+    assert default_target() == "production"
+    prod = effective("production", "COPY") + effective("production", "ADD")
+    assert not [c for c in prod if "examples" in c], f"demo code in the production image: {prod}"
+    assert any("examples" in c for c in effective("demo", "COPY")), "the demo target has examples/"
+
+
+def test_entrypoint_is_the_console_script() -> None:
+    for stage in ("production", "demo"):
+        assert entrypoint(stage) == ["queuefront"]
+    assert console_script("queuefront") == "queuefront.cli:main"
+
+
+@pytest.mark.parametrize("process", sorted(task_commands()))
+def test_task_command_runs_its_role(process: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    command = task_commands()[process]
+    role = resolve([*entrypoint("production"), *command], monkeypatch)
+    assert role == process, f"{process}'s task runs the role {role!r}"
+
+
+def test_health_check_command_is_a_role(monkeypatch: pytest.MonkeyPatch) -> None:
+    locals_ = load_module(MODULES_DIR / "compute").locals
+    check = [unquote(c) for c in locals_["health_check_command"]]
+    assert check[0] == "CMD", check  # exec form: no ENTRYPOINT, the binary itself
+    assert resolve(check[1:], monkeypatch) == "healthcheck"
+    healthcheck = effective("production", "HEALTHCHECK")[-1]
+    assert json.loads(healthcheck.split("CMD", 1)[1].strip()) == ["queuefront", "healthcheck"]
+
+
+def test_run_task_overrides_run_the_admin_role(monkeypatch: pytest.MonkeyPatch) -> None:
+    outputs = (MODULES_DIR / "compute" / "outputs.tf").read_text()
+    overrides = re.findall(r"command = \[([^\]]*)\]", outputs)
+    assert len(overrides) == 2, overrides  # redrive_<queue> and reconcile
+    for raw in overrides:
+        # a variable (the queue name) stands for a real queue's name
+        command = [
+            unquote(c.strip()) if c.strip().startswith('"') else "queuefront-high"
+            for c in raw.split(",")
+        ]
+        assert command[1] in {"redrive", "reconcile"}, command
+        assert resolve([*entrypoint("production"), *command], monkeypatch) == "admin"
+
+
+def test_the_old_commands_would_not_start() -> None:
+    """The defect this guards: a python -m command behind the queuefront ENTRYPOINT."""
+    with pytest.raises(SystemExit, match="unknown role 'python'"):
+        cli.main(["python", "-m", "service"])
+
+
+@pytest.mark.parametrize("role", sorted(cli.ENTRY_MODULES))
+def test_every_role_imports_its_entry_point(role: str) -> None:
+    module = importlib.import_module(cli.ENTRY_MODULES[role])
+    assert callable(module.main), f"{cli.ENTRY_MODULES[role]} has no main()"
+    assert role in cli.ROLES
+
+
+def test_production_image_leaves_the_demo_backend_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing(name: str) -> Any:
+        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+    monkeypatch.setattr(importlib, "import_module", missing)
+    with pytest.raises(SystemExit, match="not in this image"):
+        cli.main(["backend"])
+
+
+def test_healthcheck_reads_its_ports_from_settings() -> None:
+    ports = cli.probe_ports(Settings(http_port=18080, metrics_port=19100, demo_port=19000))
+    assert ports == [18080, 19100, 19000]
+    assert "os.environ" not in Path(cli.__file__).read_text()
+
+
+# --- the config the image ships, and what Terraform points the processes at --------------
+
+
+def test_terraform_reads_the_route_table_the_image_ships() -> None:
+    image_routes = env("production")["QF_ROUTES_FILE"]
+    assert image_routes == "/app/config/routes.toml"
+    copies = effective("production", "COPY")
+    assert "config/routes.toml /app/config/routes.toml" in copies
+    root = load_module(TF_ROOT).variables["settings"]["type"]
+    assert f'routes_file = optional(string, "{image_routes}")' in str(root).replace("'", '"')
+    tfvars = parse_file(TF_ROOT / "examples" / "production.tfvars")
+    assert unquote(tfvars["settings"]["routes_file"]) == image_routes
+    # the default, whatever this shell exports (make exports the demo table for make run)
+    assert Settings.model_fields["routes_file"].default == "config/routes.toml"
+
+
+def production_routes() -> Any:
+    return load_routes(REPO / "config" / "routes.toml")
+
+
+def test_reply_window_covers_the_longest_route() -> None:
+    longest = max(r.timeout_s for r in production_routes().routes)
+    default = float(load_module(TF_ROOT).variables["reply_window_s"]["default"])
+    tfvars = parse_file(TF_ROOT / "examples" / "production.tfvars")
+    assert longest <= default
+    assert longest <= float(tfvars["reply_window_s"])
+
+
+def test_edge_cached_paths_are_the_public_edge_ttl_routes() -> None:
+    expected = sorted(
+        re.sub(r"\{[^}]+\}", "*", r.path)
+        for r in production_routes().routes
+        if r.edge_ttl_s and r.method == "GET" and r.public
+    )
+    for path in (TF_ROOT, MODULES_DIR / "edge"):
+        default = load_module(path).variables["edge_cached_paths"]["default"]
+        assert sorted(unquote(p) for p in default) == expected
+
+
+def test_credential_headers_are_the_ones_auth_reads() -> None:
+    auth = (REPO / "service" / "auth.py").read_text()
+    read = set(re.findall(r'request\.headers\.get\("([A-Za-z-]+)"', auth)) - {"X-Forwarded-For"}
+    default = load_module(MODULES_DIR / "edge").variables["credential_headers"]["default"]
+    assert {unquote(h) for h in default} == read, (
+        "CloudFront's cache key must list every credential"
+    )
+    suite = (MODULES_DIR / "edge" / "tests" / "edge.tftest.hcl").read_text()
+    assert all(f'"{h}"' in suite for h in read)
+
+
+def test_rds_ca_bundle_is_where_the_database_url_says() -> None:
+    adds = effective("production", "ADD")
+    assert any(a.endswith("/app/certs/rds-global-bundle.pem") for a in adds), adds
+    default = load_module(MODULES_DIR / "database").variables["ca_bundle_path"]["default"]
+    assert unquote(default) == "/app/certs/rds-global-bundle.pem"
