@@ -2,11 +2,15 @@
 
 Every outcome becomes a reply the api can pass on at once: the backend's own answer
 (any status), 504 when it did not answer before the request's deadline, 502 when it
-could not be reached. The client never waits out its window because of an error here.
+could not be reached or the request could not be sent at all. No exception leaves
+``call``: the worker holds an SQS message while it waits here, and an exception would
+leave that message without an owner. A 502's body never names the backend's host,
+address or port (the client has no business knowing them); the log does.
 """
 
 from __future__ import annotations
 
+import re
 import time
 
 import aiohttp
@@ -15,9 +19,23 @@ import yarl
 
 from queuefront import metrics
 from queuefront.envelope import Reply, RequestEnvelope
+from queuefront.failures import FailureLog
 from queuefront.headers import response_headers_to_return
+from queuefront.telemetry import get_logger
+
+log = get_logger(__name__)
+FAILURES = FailureLog(log)
 
 _JSON = [("Content-Type", "application/json")]
+MIN_TIMEOUT_S = 0.001
+_TARGET = re.compile(r"/[\x21-\x7e]*")
+"""An upstream target as it may go on the request line: encoded, printable ASCII, no
+spaces. The api builds only such targets; anything else is refused here, unsent,
+rather than risk a request line the backend (or a proxy on the way) reads otherwise."""
+
+
+class Unforwardable(ValueError):
+    """The request cannot be sent as it is (a bad target)."""
 
 
 def error_reply(request_id: str, status: int, code: str, message: str) -> Reply:
@@ -32,30 +50,41 @@ class Backend:
 
     async def call(self, env: RequestEnvelope) -> Reply:
         started = time.perf_counter()
-        url = yarl.URL(self._base + env.path, encoded=True)
         try:
-            async with self._session.request(
-                env.method,
-                url,
-                headers=env.headers,
-                data=env.body_bytes() or None,
-                timeout=aiohttp.ClientTimeout(total=max(env.seconds_left(), 0.001)),
-                allow_redirects=False,
-            ) as resp:
-                body = await resp.read()
-                reply = Reply(
-                    id=env.id,
-                    status=resp.status,
-                    headers=response_headers_to_return(resp.headers.items()),
-                    body=body,
-                )
+            reply = await self._request(env)
         except TimeoutError:
             reply = error_reply(
                 env.id, 504, "timeout", "Request processing timed out (backend too slow)"
             )
         except aiohttp.ClientError as exc:
-            reply = error_reply(env.id, 502, "bad_gateway", f"backend unreachable: {exc}")
+            FAILURES.note("backend unreachable", exc, route=env.route)
+            reply = error_reply(env.id, 502, "bad_gateway", "the backend could not be reached")
+        except Exception as exc:  # a request that cannot even be sent (bad URL, headers)
+            FAILURES.note("request not forwardable", exc, traceback=True, route=env.route)
+            reply = error_reply(
+                env.id, 502, "bad_gateway", "the request could not be forwarded to the backend"
+            )
         metrics.BACKEND_DURATION.labels(env.route, f"{reply.status // 100}xx").observe(
             time.perf_counter() - started
         )
         return reply
+
+    async def _request(self, env: RequestEnvelope) -> Reply:
+        if not _TARGET.fullmatch(env.path):
+            raise Unforwardable(f"target is not a printable, encoded path: {env.path!r}")
+        url = yarl.URL(self._base + env.path, encoded=True)
+        async with self._session.request(
+            env.method,
+            url,
+            headers=env.headers,
+            data=env.body_bytes() or None,
+            timeout=aiohttp.ClientTimeout(total=max(env.seconds_left(), MIN_TIMEOUT_S)),
+            allow_redirects=False,
+        ) as resp:
+            body = await resp.read()
+            return Reply(
+                id=env.id,
+                status=resp.status,
+                headers=response_headers_to_return(resp.headers.items()),
+                body=body,
+            )

@@ -17,7 +17,11 @@ per ``RECEIVERS_PER_SLOTS`` slots): one loop's round trips would otherwise cap i
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import socket
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal
@@ -25,23 +29,42 @@ from typing import Any, Literal
 import aiohttp
 import structlog
 import uvloop
-from redis.asyncio import Redis
 
-from queuefront import cache, metrics
+from queuefront import metrics, tasks
 from queuefront.consumer import Held, Poller, VisibilityKeeper, serve, visibility_timeouts
-from queuefront.envelope import Reply, RequestEnvelope, decode_request, encode_reply
+from queuefront.drain import DrainReporter
+from queuefront.envelope import RequestEnvelope, decode_request
+from queuefront.failures import FailureLog
 from queuefront.keys import Keys
 from queuefront.redis import open_redis
 from queuefront.settings import Settings
 from queuefront.sqs import QueueOps, open_client
 from queuefront.telemetry import configure_logging, get_logger
 from workers.backend import Backend
+from workers.handback import Expired, HandBack
 
 log = get_logger(__name__)
+FAILURES = FailureLog(log)
 
 Priority = Literal["high", "normal"]
 RECEIVERS_PER_SLOTS = 32
 MAX_RECEIVERS_PER_QUEUE = 4
+FAILED_RETRY_S = 5
+"""Visibility given back to a message whose handling failed unexpectedly: it is retried
+soon, and after maxReceiveCount it is in the DLQ for an operator."""
+CLAIMED_RECHECK_S = 5
+"""When a request is claimed by another worker, its duplicate looks again this much later."""
+WORKER_OUTCOMES = (
+    "ok",
+    "backend_error",
+    "expired",
+    "released",
+    "duplicate",
+    "in_progress_elsewhere",
+    "publish_failed",
+    "failed",
+    "invalid",
+)
 
 
 class PriorityWorker:
@@ -49,20 +72,22 @@ class PriorityWorker:
         self,
         settings: Settings,
         queues: dict[Priority, QueueOps],
-        redis: Redis,
+        handback: HandBack,
+        reporter: DrainReporter,
         backend: Backend,
         keeper: VisibilityKeeper,
     ) -> None:
         self._settings = settings
         self._queues = queues
-        self._redis = redis
+        self._handback = handback
+        self._reporter = reporter
         self._backend = backend
         self._keeper = keeper
-        self._keys = Keys(settings.key_prefix)
         self._capacity = settings.worker_concurrency
         self._buffers: dict[Priority, deque[Held]] = {"high": deque(), "normal": deque()}
         self._running: dict[asyncio.Task[None], Held] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._claimed: dict[Held, RequestEnvelope] = {}
         self._receivers = max(
             1, min(MAX_RECEIVERS_PER_QUEUE, settings.worker_concurrency // RECEIVERS_PER_SLOTS)
         )
@@ -153,52 +178,93 @@ class PriorityWorker:
     # --- handle -------------------------------------------------------------------------
 
     async def _handle(self, held: Held) -> None:
+        """Whatever happens, the message ends deleted (after its reply), released, or
+        left to reach its DLQ — never held without an owner."""
         queue_name = held.queue.name
         try:
             env = decode_request(held.message.body)
         except Exception as exc:
             # left undeleted: after maxReceiveCount receives SQS moves it to the DLQ
             self._keeper.untrack(held)
-            log.error("invalid message", message_id=held.message.message_id, error=str(exc))
+            FAILURES.note("invalid message", exc, message_id=held.message.message_id)
             metrics.WORKER_MESSAGES.labels(queue_name, "invalid").inc()
             return
         structlog.contextvars.bind_contextvars(request_id=env.id, route=env.route)
+        called = False
+        try:
+            called = await self._process(held, env)
+        except asyncio.CancelledError:
+            raise  # shutdown: run() releases what it cancels
+        except Exception as exc:
+            FAILURES.note("message handling failed", exc, traceback=True)
+            metrics.WORKER_MESSAGES.labels(queue_name, "failed").inc()
+            if not called:
+                await self._handback.unclaim(env)
+            self._keeper.untrack(held)
+            # visible again soon: retried, and after maxReceiveCount in the DLQ
+            self._spawn(held.release(FAILED_RETRY_S))
+
+    async def _process(self, held: Held, env: RequestEnvelope) -> bool:
+        """Handles one decoded message; True once the backend has been called."""
+        queue_name = held.queue.name
         metrics.MESSAGE_AGE.labels(queue_name).observe(max(0.0, time.time() - env.enqueued_at))
         if env.seconds_left() <= 0:
             # the client already has its 504: calling the backend would only add load
-            metrics.EXPIRED_MESSAGES.labels(queue_name).inc()
-            metrics.WORKER_MESSAGES.labels(queue_name, "expired").inc()
-            log.info("expired message dropped", late_by_s=round(-env.seconds_left(), 3))
+            self._expired(held, env)
+            return False
+        try:
+            claim = await self._handback.claim(env)
+        except Expired:
+            self._expired(held, env)
+            return False
+        if claim.outcome == "replied":
+            # settled already (a duplicate delivery, or the api's tombstone): no second
+            # backend call; publishing again costs nothing and may still reach its pod
+            assert claim.stored is not None
+            metrics.WORKER_MESSAGES.labels(queue_name, "duplicate").inc()
+            with contextlib.suppress(Expired):
+                await self._handback.publish(env, claim.stored)
             self._done(held)
-            return
+            return False
+        if claim.outcome == "mine":
+            self._claimed[held] = env
+        if claim.outcome == "elsewhere":
+            # another worker calls (or called) the backend for it: look again later;
+            # after the deadline the copy is dropped as expired
+            metrics.WORKER_MESSAGES.labels(queue_name, "in_progress_elsewhere").inc()
+            self._keeper.untrack(held)
+            self._spawn(held.release(min(CLAIMED_RECHECK_S, max(1, int(env.seconds_left())))))
+            return False
+        held.backend_started = True
+        started = time.monotonic()
         reply = await self._backend.call(env)
         try:
-            await self._publish(env, reply)
-        except Exception as exc:
-            # not deleted: redelivered after the visibility timeout if still in its window
+            await self._handback.hand_back(env, reply)
+        except Expired:
+            # the deadline passed with Redis unavailable: nobody waits for it any more
             self._keeper.untrack(held)
-            log.warning("reply publish failed", error=str(exc))
             metrics.WORKER_MESSAGES.labels(queue_name, "publish_failed").inc()
-            return
+            self._done(held)
+            return True
+        self._reporter.record(time.monotonic() - started)
         outcome = "ok" if reply.status < 500 else "backend_error"
         metrics.WORKER_MESSAGES.labels(queue_name, outcome).inc()
         log.debug("replied", status=reply.status)
         self._done(held)
+        return True
+
+    def _expired(self, held: Held, env: RequestEnvelope) -> None:
+        metrics.EXPIRED_MESSAGES.labels(held.queue.name).inc()
+        metrics.WORKER_MESSAGES.labels(held.queue.name, "expired").inc()
+        # counted in queuefront_expired_messages_total; logged once per interval
+        FAILURES.note("expired message dropped", late_by_s=round(-env.seconds_left(), 3))
+        self._done(held)
 
     def _done(self, held: Held) -> None:
         """Deleted in the background: the slot is free as soon as the reply is out."""
+        self._claimed.pop(held, None)
         self._keeper.untrack(held)
         self._spawn(held.delete())
-
-    async def _publish(self, env: RequestEnvelope, reply: Reply) -> None:
-        """Store, publish and (2xx of a cached route) cache the reply: one round trip."""
-        payload = encode_reply(reply)
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.set(self._keys.reply(env.id), payload, ex=self._settings.reply_ttl_s)
-        pipe.publish(env.reply_to, payload)
-        if env.cache is not None and 200 <= reply.status < 300:
-            cache.store(pipe, env.cache, reply)
-        await pipe.execute()
 
     def _release(self, held: Held) -> None:
         self._keeper.untrack(held)
@@ -229,23 +295,31 @@ class PriorityWorker:
             _, late = await asyncio.wait(
                 set(self._running), timeout=self._settings.shutdown_timeout_s
             )
+            cut_short = [self._running[t] for t in late if t in self._running]
             for task in late:
-                held = self._running.get(task)
                 task.cancel()
-                if held is not None:
-                    self._release(held)
             await asyncio.gather(*late, return_exceptions=True)
+            for held in cut_short:
+                env = self._claimed.pop(held, None)
+                if env is not None and not held.backend_started:
+                    await self._handback.unclaim(env)  # another worker may take it at once
+                # a call cut short may or may not have reached the backend: its claim
+                # stays, so no second call is made for it
+                self._release(held)
         keeper.cancel()
         await asyncio.gather(dispatcher, keeper, return_exceptions=True)
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
         for ops in self._queues.values():
             await ops.close()
+        await self._handback.close()
         log.info("worker stopped", drain_s=round(time.monotonic() - started, 3))
 
 
 async def main_async(settings: Settings) -> None:
     redis = open_redis(settings)
+    keys = Keys(settings.key_prefix)
+    worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     linger_s = settings.send_linger_ms / 1000
     connector = aiohttp.TCPConnector(limit=settings.worker_concurrency, ttl_dns_cache=60)
     async with (
@@ -256,16 +330,18 @@ async def main_async(settings: Settings) -> None:
             "high": await QueueOps.open(client, settings.queue_high, linger_s),
             "normal": await QueueOps.open(client, settings.queue_normal, linger_s),
         }
-        metrics.prime_consumer(
-            [q.name for q in queues.values()], ("ok", "backend_error", "expired", "released")
-        )
+        metrics.prime_consumer([q.name for q in queues.values()], WORKER_OUTCOMES)
         keeper = VisibilityKeeper(await visibility_timeouts(*queues.values()))
         dlqs = [await QueueOps.open(client, settings.dlq_name(q.name), 0) for q in queues.values()]
         backend = Backend(settings.backend_url, http)
-        worker = PriorityWorker(settings, queues, redis, backend, keeper)
+        handback = HandBack(redis, keys, worker_id, settings.reply_ttl_s)
+        reporter = DrainReporter(redis, keys, worker_id, settings.worker_concurrency)
+        worker = PriorityWorker(settings, queues, handback, reporter, backend, keeper)
+        reporting = asyncio.create_task(reporter.run(), name="drain-report")
         try:
             await serve(worker, settings=settings, redis=redis, dlqs=dlqs)
         finally:
+            await tasks.stop(reporting)
             await redis.aclose()
 
 

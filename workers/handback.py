@@ -1,0 +1,172 @@
+"""The worker's side of Redis: one backend call per request, and every reply delivered.
+
+Claim. Before calling the backend for a request, the worker sets ``claim:<id>`` (NX,
+until the request's deadline) and reads ``reply:<id>`` in the same round trip. A request
+that already has a reply (a duplicate SQS delivery, or the api gave up on its send and
+left a tombstone) is settled: the stored reply is published again and the message
+deleted. A request claimed by someone else is in progress elsewhere (or died with its
+worker, mid-call): the backend is not called a second time, the message comes back
+later and is dropped once its deadline passes.
+
+Hand back. A computed reply is kept until it is stored and published: if Redis is down
+for a moment, the worker retries with back-off until the request's deadline, so a
+Redis restart of a few seconds loses no answer. The api recovers replies stored while
+its subscription was down with one MGET.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from queuefront.batcher import Batcher
+from queuefront.cache import CacheStore, cacheable
+from queuefront.envelope import Reply, RequestEnvelope, encode_reply
+from queuefront.failures import FailureLog
+from queuefront.keys import Keys
+from queuefront.telemetry import get_logger
+
+log = get_logger(__name__)
+FAILURES = FailureLog(log)
+
+RETRY_BACKOFF_S = (0.05, 0.1, 0.2, 0.5, 1.0)
+CALL_TIMEOUT_S = 2.0
+"""One Redis round trip; a longer silence counts as a failure and is retried."""
+CLAIM_GRACE_S = 60
+"""A claim outlives the request's deadline by this much (late duplicates stay settled)."""
+CACHE_STORE_TIMEOUT_S = 1.0
+PIPELINE_ENTRIES = 64
+"""Claims (or replies) sent in one pipeline at most."""
+
+T = TypeVar("T")
+
+
+class Expired(Exception):
+    """The request's deadline passed before Redis answered."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    outcome: Literal["mine", "replied", "elsewhere"]
+    stored: bytes | None = None
+    """The stored reply, when ``replied``."""
+
+
+class HandBack:
+    def __init__(self, redis: Redis, keys: Keys, worker_id: str, reply_ttl_s: int) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._worker_id = worker_id
+        self._reply_ttl_s = reply_ttl_s
+        self._cache = CacheStore(redis, keys)
+        # linger 0: whatever is submitted in one turn of the event loop (the messages of
+        # one receive are dispatched together) shares one pipeline
+        self._claims: Batcher[tuple[str, int], Claim] = Batcher(
+            self._claim_batch, linger_s=0, max_entries=PIPELINE_ENTRIES
+        )
+        self._replies: Batcher[tuple[str, str, bytes], None] = Batcher(
+            self._reply_batch, linger_s=0, max_entries=PIPELINE_ENTRIES
+        )
+
+    async def claim(self, env: RequestEnvelope) -> Claim:
+        """Claims the request for this worker, or says why not (retried until expiry)."""
+        ttl_s = max(1, int(env.seconds_left()) + CLAIM_GRACE_S)
+        return await self._until_deadline(
+            env, "claim", lambda: self._claims.submit((env.id, ttl_s))
+        )
+
+    async def _claim_batch(self, items: Sequence[tuple[str, int]]) -> list[Claim | BaseException]:
+        """The claims of messages handled at the same moment: one round trip for all."""
+        pipe = self._redis.pipeline(transaction=False)
+        for request_id, ttl_s in items:
+            pipe.set(self._keys.claim(request_id), self._worker_id, nx=True, ex=ttl_s)
+            pipe.get(self._keys.reply(request_id))
+        results = await pipe.execute(raise_on_error=False)
+        outcomes: list[Claim | BaseException] = []
+        for won, stored in zip(results[::2], results[1::2], strict=True):
+            if isinstance(won, BaseException) or isinstance(stored, BaseException):
+                outcomes.append(won if isinstance(won, BaseException) else stored)
+            elif stored is not None:
+                raw = stored if isinstance(stored, bytes) else str(stored).encode()
+                outcomes.append(Claim("replied", raw))
+            else:
+                outcomes.append(Claim("mine" if won else "elsewhere"))
+        return outcomes
+
+    async def unclaim(self, env: RequestEnvelope) -> None:
+        """Gives a request back before its backend call began (another worker takes it)."""
+        try:
+            async with asyncio.timeout(CALL_TIMEOUT_S):
+                await self._redis.delete(self._keys.claim(env.id))
+        except (RedisError, OSError, TimeoutError) as exc:
+            FAILURES.note("unclaim failed", exc)
+
+    async def hand_back(self, env: RequestEnvelope, reply: Reply) -> Reply:
+        """Caches (when allowed), stores and publishes ``reply``; retried until the
+        request's deadline. Returns the reply as published (``cached`` set)."""
+        if env.cache is not None:
+            reply = await self._cache_reply(env, reply)
+        payload = encode_reply(reply)
+        await self.publish(env, payload)
+        return reply
+
+    async def publish(self, env: RequestEnvelope, payload: bytes) -> None:
+        await self._until_deadline(
+            env, "reply store", lambda: self._replies.submit((env.id, env.reply_to, payload))
+        )
+
+    async def _reply_batch(
+        self, items: Sequence[tuple[str, str, bytes]]
+    ) -> list[BaseException | None]:
+        """Replies finished at the same moment: stored and published in one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        for request_id, channel, payload in items:
+            pipe.set(self._keys.reply(request_id), payload, ex=self._reply_ttl_s)
+            pipe.publish(channel, payload)
+        results = await pipe.execute(raise_on_error=False)
+        outcomes: list[BaseException | None] = []
+        for stored, published in zip(results[::2], results[1::2], strict=True):
+            failed = [r for r in (stored, published) if isinstance(r, BaseException)]
+            outcomes.append(failed[0] if failed else None)
+        return outcomes
+
+    async def close(self) -> None:
+        await self._claims.close()
+        await self._replies.close()
+
+    async def _cache_reply(self, env: RequestEnvelope, reply: Reply) -> Reply:
+        """Best effort: a reply that cannot be cached is still delivered."""
+        spec = env.cache
+        assert spec is not None
+        try:
+            async with asyncio.timeout(CACHE_STORE_TIMEOUT_S):
+                if cacheable(reply, frozenset(spec.forwarded)):
+                    if await self._cache.store(spec, reply):
+                        return msgspec.structs.replace(reply, cached=True)
+                else:
+                    await self._cache.not_stored(spec)
+        except (RedisError, OSError, TimeoutError) as exc:
+            FAILURES.note("cache store failed", exc)
+        return reply
+
+    async def _until_deadline(
+        self, env: RequestEnvelope, what: str, attempt: Callable[[], Awaitable[T]]
+    ) -> T:
+        tries = 0
+        while True:
+            try:
+                async with asyncio.timeout(min(CALL_TIMEOUT_S, max(0.05, env.seconds_left()))):
+                    return await attempt()
+            except (RedisError, OSError, TimeoutError) as exc:
+                FAILURES.note(f"redis {what} failed, retrying", exc)
+            delay = RETRY_BACKOFF_S[min(tries, len(RETRY_BACKOFF_S) - 1)]
+            tries += 1
+            if env.seconds_left() <= delay:
+                raise Expired(f"{what}: the deadline passed while Redis was unavailable")
+            await asyncio.sleep(delay)

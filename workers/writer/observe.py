@@ -1,0 +1,31 @@
+"""What the writer reports about each batch: per-table counts, commit time, ingest lag.
+
+Kept out of the store so the insert transaction reads as SQL and nothing else.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from queuefront import metrics
+
+
+def table_outcome(table: str, *, inserted: int, duplicates: int, rejected: int) -> None:
+    metrics.ROWS_INSERTED.labels(table).inc(inserted)
+    metrics.DUPLICATES_SKIPPED.labels(table).inc(duplicates)
+    metrics.POISON_ROWS.labels(table).inc(rejected)
+
+
+def committed(started: float, items: Iterable[list[dict[str, Any]]]) -> None:
+    """After a commit: its duration, its size and each item's time since the api took it."""
+    metrics.COMMITS.inc()
+    metrics.INSERT_DURATION.observe(time.perf_counter() - started)
+    committed_at = time.time()
+    total = 0
+    for group in items:
+        total += len(group)
+        for item in group:
+            metrics.INGEST_LAG.observe(max(0.0, committed_at - item.get("received_at", 0)))
+    metrics.BATCH_ROWS.observe(total)

@@ -1,0 +1,70 @@
+"""The writer process: wires the writer to SQS, Postgres and Redis, and serves it."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import asyncpg
+import uvloop
+from redis.asyncio import Redis
+
+from queuefront import metrics
+from queuefront.consumer import VisibilityKeeper, serve, visibility_timeouts
+from queuefront.keys import Keys
+from queuefront.outbox import TallyOutbox
+from queuefront.redis import open_redis
+from queuefront.routes import load_routes
+from queuefront.settings import Settings
+from queuefront.sqs import QueueOps, open_client
+from queuefront.tally import TallyStore
+from queuefront.telemetry import configure_logging, get_logger
+from workers.writer.check import SinkMismatch, check_sinks
+from workers.writer.loop import Writer
+from workers.writer.store import BatchStore
+
+log = get_logger(__name__)
+
+
+async def main_async(settings: Settings) -> None:
+    routes = load_routes(settings.routes_file)
+    redis: Redis = open_redis(settings)
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
+    try:
+        await check_sinks(pool, routes)
+        async with open_client(settings) as client:
+            queue = await QueueOps.open(
+                client, settings.queue_ingest, settings.send_linger_ms / 1000
+            )
+            dlq = await QueueOps.open(client, settings.dlq_name(settings.queue_ingest), 0)
+            tables = tuple(r.sink.table for r in routes.sinks.values() if r.sink is not None)
+            metrics.prime_consumer([queue.name], ("released",), tables)
+            keeper = VisibilityKeeper(await visibility_timeouts(queue))
+            keys = Keys(settings.key_prefix)
+            outbox = TallyOutbox(pool, TallyStore(redis, keys))
+            store = BatchStore(pool, outbox, keys)
+            writer = Writer(settings, queue, store, outbox, routes, keeper)
+            await serve(
+                writer,
+                settings=settings,
+                redis=redis,
+                dlqs=[dlq],
+                also_down=writer.down,
+            )
+    finally:
+        await pool.close()
+        await redis.aclose()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        uvloop.run(main_async(settings))
+    except SinkMismatch as exc:
+        log.error("the route table's sinks do not match the database", problems=str(exc))
+        sys.exit(f"writer not started: {exc}")
+
+
+if __name__ == "__main__":
+    main()

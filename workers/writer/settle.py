@@ -1,0 +1,63 @@
+"""Settling a stored batch: delete each message whose items are all committed, give the
+others back (a short visibility) so SQS counts their receives towards the DLQ."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from queuefront import metrics
+from queuefront.consumer import Held, VisibilityKeeper
+from queuefront.telemetry import get_logger
+from workers.writer.gather import Parsed
+from workers.writer.store import BatchResult
+
+log = get_logger(__name__)
+
+POISON_RETRY_S = 1
+"""Visibility given back to a message with an unstorable item: it reaches the DLQ soon."""
+
+
+async def settle(
+    batch: list[Parsed], result: BatchResult, keeper: VisibilityKeeper, max_receive_count: int
+) -> None:
+    """Deletes every message whose items are all stored; gives the others back."""
+    done: list[Held] = []
+    failed: list[Held] = []
+    for parsed in batch:
+        bad = parsed.poison or any(i.get("id") in result.bad_ids for i in parsed.items)
+        (failed if bad else done).append(parsed.held)
+        if bad:
+            final = parsed.held.message.receive_count >= max_receive_count
+            metrics.POISON_MESSAGES.labels(str(final).lower()).inc()
+            log.warning(
+                "message kept for retry or DLQ",
+                poison=parsed.poison or "row",
+                receive_count=parsed.held.message.receive_count,
+                final=final,
+            )
+    keeper.untrack(*done, *failed)
+    await asyncio.gather(*(h.delete() for h in done), *(h.release(POISON_RETRY_S) for h in failed))
+
+
+async def give_back(batch: list[Parsed], keeper: VisibilityKeeper, *, error: str) -> None:
+    """A batch the database refuses for a reason that is no row's (a missing table or
+    column, a privilege): said loudly, and given back so that SQS counts the receive —
+    its messages wait in the DLQ for the fix and a redrive instead of stalling the writer."""
+    metrics.WRITER_BATCH_FAILURES.inc()
+    log.error(
+        "batch cannot be stored: the database refuses it; its messages go back to the queue"
+        " and reach the DLQ after maxReceiveCount receives (fix, then redrive)",
+        error=error,
+        messages=len(batch),
+    )
+    held = [p.held for p in batch]
+    keeper.untrack(*held)
+    await asyncio.gather(*(h.release(POISON_RETRY_S) for h in held))
+
+
+async def release(held: Iterable[Held], keeper: VisibilityKeeper) -> None:
+    """Gives messages back at once (visibility 0): another writer may take them now."""
+    messages = list(held)
+    keeper.untrack(*messages)
+    await asyncio.gather(*(h.release() for h in messages))
