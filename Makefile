@@ -9,13 +9,19 @@ SQS_DIR := deploy/local/sqs
 # it lives in a venv of its own, used only by tests/terraform
 CHECKOV_VENV := .venv-checkov
 CHECKOV_REQS := tests/terraform/requirements-checkov.txt
-PACKAGES := queuefront service workers examples
+PACKAGES := queuefront service workers examples devstack
 
 export QF_SQS_ENDPOINT_URL ?= http://127.0.0.1:9324
 export QF_REDIS_URL ?= redis://127.0.0.1:6379/0
 export QF_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/queuefront
+# the demo route table (the image and Settings default to config/routes.toml, production's)
+export QF_ROUTES_FILE ?= examples/routes.toml
+# auth fails closed: the api refuses to start without credentials unless told that is
+# intended. `make run` says so only when no credentials are given, so
+# `QF_AUTH_API_KEYS=… make run` enforces them.
+export QF_AUTH_DISABLED ?= $(if $(QF_AUTH_API_KEYS)$(QF_AUTH_INVALIDATE_KEYS)$(QF_AUTH_JWT_SECRET),false,true)
 
-.PHONY: run test lint unit bench deps test-deps clean
+.PHONY: run test lint unit bench sla deps test-deps tf-test tf-mutations clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,8 +62,24 @@ test: test-deps lint
 unit: $(BIN)/.installed
 	$(BIN)/pytest -q tests/unit
 
+# deploy/terraform: `terraform test` of the root (examples/production.tfvars) and of every
+# module with mocked AWS providers, offline: tests/terraform/tfcli.py points terraform at the
+# provider mirror (TF_PLUGIN_MIRROR, default /opt/tf-plugins). `make test` runs it too.
+tf-test: $(BIN)/.installed
+	$(BIN)/pytest -q tests/terraform/test_terraform_test.py tests/terraform/test_terraform_validate.py
+
+# Proof of the terraform suites: each regression in tests/terraform/mutate.py is applied to
+# a scratch copy and must make a suite fail (minutes; not part of `make test`).
+tf-mutations: $(BIN)/.installed
+	$(BIN)/python -m tests.terraform.mutate
+
 bench: deps
 	$(BIN)/python -m bench.proxy
+
+# the kiosk's SLA table (old architecture, queued route, cached route); about 40 minutes.
+# SLA_ARGS=--quick for a smoke run (under 2 minutes); see README "SLA benchmark"
+sla: deps
+	$(BIN)/python -m bench.sla $(SLA_ARGS)
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) $(SQS_DIR)/node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -26,9 +25,9 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
+from devstack import Proc, Stack, free_port, metric, new_stack_env, spawn, start_emulator
 from queuefront.migrate import migrate
 from queuefront.queues import delete_queues, ensure_queues
-from tests.harness import SQS_DIR, Proc, Stack, free_port, metric, new_stack_env, spawn
 
 PG = os.environ.get("QF_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("QF_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -146,7 +145,7 @@ async def run_queuefront(
     try:
         await stack.start_api(QF_INGEST_PACK_MAX=str(pack))
         writer = await stack.start_writer(QF_BATCH_MAX_WAIT_S=str(batch_wait_s))
-        urls = [f"{stack.api_url}/metrics", writer.metrics_url]
+        urls = [stack.api_metrics_url, writer.metrics_url]
         sqs_before = sum([await metric(u, "queuefront_sqs_calls_total") for u in urls])
         started = time.perf_counter()
         send_s, errors = await send_votes(stack.api_url, "p", n, conc)
@@ -174,13 +173,9 @@ async def run_queuefront(
 
 async def main_async(args: argparse.Namespace) -> None:
     log_dir = Path(tempfile.mkdtemp(prefix="qf-bench-ingest-"))
-    node = shutil.which("node")
-    assert node
-    sqs_port = free_port()
-    sqs = spawn("sqs", [node, str(SQS_DIR / "server.mjs")], {"SQS_PORT": str(sqs_port)}, log_dir)
-    await asyncio.sleep(1)
+    sqs_url, sqs = await start_emulator(log_dir)
     base = {
-        "QF_SQS_ENDPOINT_URL": f"http://127.0.0.1:{sqs_port}",
+        "QF_SQS_ENDPOINT_URL": sqs_url,
         "QF_REDIS_URL": REDIS_URL,
         "QF_ROUTES_FILE": "examples/routes.toml",
     }

@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import statistics
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +20,8 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from bench.loadgen import LoadResult, run_load
+from devstack import Stack, metric, new_stack_env, start_backend, start_emulator
 from queuefront.queues import delete_queues, ensure_queues
-from tests.harness import SQS_DIR, Stack, free_port, metric, new_stack_env, spawn, wait_http
 
 REDIS_URL = os.environ.get("QF_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -59,7 +57,7 @@ async def one_round(
 ) -> tuple[LoadResult, LoadResult, float, float]:
     paths = [f"/items/{round_no}-{i}" for i in range(n)]
     direct = await run_load(backend_url, paths, concurrency=conc)
-    metrics_urls = [f"{stack.api_url}/metrics", worker_metrics]
+    metrics_urls = [stack.api_metrics_url, worker_metrics]
     sqs_before, redis_before = await sqs_calls(metrics_urls), await redis_commands(redis)
     proxied = await run_load(stack.api_url, ["/api" + p for p in paths], concurrency=conc)
     sqs_after, redis_after = await sqs_calls(metrics_urls), await redis_commands(redis)
@@ -74,27 +72,16 @@ async def one_round(
 
 async def main_async(args: argparse.Namespace) -> None:
     log_dir = Path(tempfile.mkdtemp(prefix="qf-bench-"))
-    node = shutil.which("node")
-    assert node, "node is needed for the SQS emulator"
-    sqs_port, backend_port = free_port(), free_port()
-    procs = [
-        spawn("sqs", [node, str(SQS_DIR / "server.mjs")], {"SQS_PORT": str(sqs_port)}, log_dir),
-        spawn(
-            "backend",
-            [sys.executable, "-m", "examples.legacy_backend"],
-            {
-                "QF_DEMO_PORT": str(backend_port),
-                "QF_DEMO_LATENCY_MS": "20",
-                "QF_DEMO_CONCURRENCY": str(args.backend_concurrency),
-                "QF_LOG_LEVEL": "WARNING",
-            },
-            log_dir,
-        ),
-    ]
-    backend_url = f"http://127.0.0.1:{backend_port}"
-    await wait_http(f"{backend_url}/__stats", proc=procs[1])
+    sqs_url, sqs = await start_emulator(log_dir)
+    backend_url, backend = await start_backend(
+        log_dir,
+        QF_DEMO_LATENCY_MS="20",
+        QF_DEMO_CONCURRENCY=str(args.backend_concurrency),
+        QF_LOG_LEVEL="WARNING",
+    )
+    procs = [sqs, backend]
     base = {
-        "QF_SQS_ENDPOINT_URL": f"http://127.0.0.1:{sqs_port}",
+        "QF_SQS_ENDPOINT_URL": sqs_url,
         "QF_REDIS_URL": REDIS_URL,
         "QF_BACKEND_URL": backend_url,
         "QF_LOG_LEVEL": "WARNING",

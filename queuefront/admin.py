@@ -18,12 +18,14 @@ from collections import defaultdict
 
 import asyncpg
 
+from queuefront import outbox
 from queuefront.keys import Keys
 from queuefront.redis import open_redis
 from queuefront.routes import load_routes
 from queuefront.settings import Settings
+from queuefront.sink import quote_ident
 from queuefront.sqs import QueueOps, open_client
-from queuefront.tally import TALLY_LOCK, TallyStore
+from queuefront.tally import TallyStore
 from queuefront.telemetry import configure_logging, get_logger
 
 log = get_logger(__name__)
@@ -39,17 +41,16 @@ async def reconcile(settings: Settings) -> dict[str, int]:
     conn = await asyncpg.connect(settings.database_url)
     try:
         async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", TALLY_LOCK)
-            for row in await conn.fetch("SELECT batch_id FROM tally_outbox"):
-                await store.mark_applied(str(row["batch_id"]))
-            await conn.execute("DELETE FROM tally_outbox")
+            await outbox.lock_exclusive(conn)
+            for batch_id in await outbox.take_all(conn):
+                await store.mark_applied(batch_id)
             for route in routes.sinks.values():
                 if route.tally is None or route.sink is None:
                     continue
-                group, count = route.tally.group, route.tally.count
+                group, count = quote_ident(route.tally.group), quote_ident(route.tally.count)
                 rows = await conn.fetch(
                     f"SELECT {group}::text AS g, {count}::text AS c, count(*) AS n "
-                    f'FROM "{route.sink.table}" GROUP BY 1, 2'
+                    f"FROM {quote_ident(route.sink.table)} GROUP BY 1, 2"
                 )
                 counts: dict[str, dict[str, int]] = defaultdict(dict)
                 for r in rows:

@@ -72,8 +72,13 @@ class Batcher(Generic[T, R]):
             self._flush()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._linger_s, self._flush)
-        # shield: a cancelled caller (client went away) must not cancel its batch-mates' call
-        return await asyncio.shield(fut)
+        # shield: a cancelled caller (client went away, deadline passed) must not cancel its
+        # batch-mates' call; its own entry is dropped if its batch has not been sent yet
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            fut.cancel()
+            raise
 
     def _flush(self) -> None:
         if self._timer is not None:
@@ -89,6 +94,13 @@ class Batcher(Generic[T, R]):
 
     async def _send(self, items: list[T], futures: list[asyncio.Future[R]]) -> None:
         async with self._slots:
+            # entries whose callers gave up while the batch waited for a slot are not sent
+            live = [i for i, fut in enumerate(futures) if not fut.done()]
+            if not live:
+                return
+            if len(live) < len(items):
+                items = [items[i] for i in live]
+                futures = [futures[i] for i in live]
             try:
                 outcomes = await self._flush_fn(items)
             except BaseException as exc:  # the whole call failed: every entry fails with it

@@ -1,37 +1,123 @@
 """``queuefront <role>``: one entry point for every process of the one image.
 
-The container's command picks the role (api, worker, writer, migrate, init, backend,
-admin); ``healthcheck`` is the image's HEALTHCHECK, which does not know the role, so
-it asks whichever of the process ports answers.
+The container's command picks the role. Each role is a real import of its entry point's
+``main`` (not a module string run with ``runpy``), so a renamed or missing module fails
+``mypy`` and the tests instead of the container's start-up in production.
+
+``backend`` (the demo stand-in for the legacy server) lives in ``examples``, which only
+the image's ``demo`` target and a development checkout carry: in the production image
+the role answers that it is not installed. ``healthcheck`` is the image's HEALTHCHECK,
+which does not know the role, so it asks whichever of the process ports answers.
 """
 
 from __future__ import annotations
 
-import os
-import runpy
+import importlib
 import sys
 import urllib.request
+from collections.abc import Callable, Sequence
 
-ROLES = {
-    "api": "service",
+from queuefront.settings import Settings
+
+Main = Callable[[], None]
+
+DEMO_BACKEND_MODULE = "examples.legacy_backend"
+"""Optional: absent from the production image (Dockerfile target ``production``)."""
+
+HEALTHCHECK_TIMEOUT_S = 2.0
+
+
+def _api() -> None:
+    from service.__main__ import main
+
+    main()
+
+
+def _worker() -> None:
+    from workers.priority import main
+
+    main()
+
+
+def _writer() -> None:
+    from workers.writer import main
+
+    main()
+
+
+def _migrate() -> None:
+    from queuefront.migrate import main
+
+    main()
+
+
+def _queues() -> None:
+    from queuefront.queues import main
+
+    main()
+
+
+def _admin() -> None:
+    from queuefront.admin import main
+
+    main()
+
+
+def _backend() -> None:
+    try:
+        module = importlib.import_module(DEMO_BACKEND_MODULE)
+    except ModuleNotFoundError as exc:
+        sys.exit(
+            f"role 'backend' (the demo backend) is not in this image ({exc}); "
+            "build the Dockerfile's 'demo' target or run it from a checkout"
+        )
+    main: Main = module.main
+    main()
+
+
+def _init() -> None:
+    """The compose init service: queues and migrations, then exit."""
+    for step in (_queues, _migrate):
+        sys.argv = sys.argv[:1]
+        step()
+
+
+ROLES: dict[str, Main] = {
+    "api": _api,
+    "worker": _worker,
+    "writer": _writer,
+    "migrate": _migrate,
+    "queues": _queues,
+    "admin": _admin,
+    "init": _init,
+    "backend": _backend,
+}
+"""Role name -> entry point. The imports happen inside, so ``queuefront writer`` does not
+load aiohttp's server or the api's modules."""
+
+ENTRY_MODULES = {
+    "api": "service.__main__",
     "worker": "workers.priority",
-    "writer": "workers.ingest",
+    "writer": "workers.writer",
     "migrate": "queuefront.migrate",
     "queues": "queuefront.queues",
     "admin": "queuefront.admin",
-    "backend": "examples.legacy_backend",
+    "backend": DEMO_BACKEND_MODULE,
 }
+"""The module each role runs (tests derive each process's SQS access from it)."""
 
 
-def healthcheck() -> int:
-    ports = [
-        os.environ.get("QF_HTTP_PORT", "8080"),
-        os.environ.get("QF_METRICS_PORT", "9100"),
-        os.environ.get("QF_DEMO_PORT", "9000"),
-    ]
-    for port in ports:
+def probe_ports(settings: Settings) -> list[int]:
+    """Where a process of any role answers ``/healthz``: the api's public port, every
+    process's probe port, the demo backend's port."""
+    return [settings.http_port, settings.metrics_port, settings.demo_port]
+
+
+def healthcheck(settings: Settings | None = None) -> int:
+    for port in probe_ports(settings or Settings()):
+        url = f"http://127.0.0.1:{port}/healthz"
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+            with urllib.request.urlopen(url, timeout=HEALTHCHECK_TIMEOUT_S) as resp:
                 if resp.status == 200:
                     return 0
         except OSError:
@@ -39,25 +125,17 @@ def healthcheck() -> int:
     return 1
 
 
-def init() -> int:
-    """The compose init service: queues and migrations, then exit."""
-    for module in ("queuefront.queues", "queuefront.migrate"):
-        sys.argv = [module]
-        runpy.run_module(module, run_name="__main__")
-    return 0
-
-
-def main() -> None:
-    role = sys.argv[1] if len(sys.argv) > 1 else "api"
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    role = args[0] if args else "api"
     if role == "healthcheck":
         sys.exit(healthcheck())
-    if role == "init":
-        sys.exit(init())
     if role not in ROLES:
-        names = ", ".join([*ROLES, "init", "healthcheck"])
+        names = ", ".join([*ROLES, "healthcheck"])
         sys.exit(f"unknown role {role!r}; one of: {names}")
-    sys.argv = [ROLES[role], *sys.argv[2:]]
-    runpy.run_module(ROLES[role], run_name="__main__", alter_sys=True)
+    # the entry points parse their own arguments (admin redrive <queue>, queues --wait-s)
+    sys.argv = [f"queuefront {role}", *args[1:]]
+    ROLES[role]()
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from prometheus_client import Gauge
 from redis.asyncio import Redis
 
 from queuefront import metrics
+from queuefront.failures import FailureLog
 from queuefront.limits import MAX_RECEIVE_MESSAGES
 from queuefront.probes import start_probe_server
 from queuefront.redis import redis_down
@@ -31,6 +32,7 @@ from queuefront.sqs import Message, QueueOps
 from queuefront.telemetry import get_logger
 
 log = get_logger(__name__)
+FAILURES = FailureLog(log)
 
 RECEIVE_ERROR_BACKOFF_S = 1.0
 HEARTBEAT_S = 1.0
@@ -45,12 +47,14 @@ class Held:
     queue: QueueOps
     message: Message
     extended_at: float = field(default_factory=time.monotonic)
+    backend_started: bool = False
+    """Set once work on it may have had effects (the backend was called)."""
 
     async def delete(self) -> None:
         try:
             await self.queue.delete(self.message.receipt_handle)
         except Exception as exc:
-            log.warning("delete failed", queue=self.queue.name, error=str(exc))
+            FAILURES.note("delete failed", exc, queue=self.queue.name)
 
     async def release(self, after_s: int = 0) -> None:
         """Visible again after ``after_s`` (0: another consumer may take it at once)."""
@@ -58,7 +62,7 @@ class Held:
         try:
             await self.queue.change_visibility(self.message.receipt_handle, after_s)
         except Exception as exc:
-            log.warning("release failed", queue=self.queue.name, error=str(exc))
+            FAILURES.note("release failed", exc, queue=self.queue.name)
 
 
 class Poller:
@@ -82,12 +86,25 @@ class Poller:
         try:
             messages = await self.queue.receive(want, self._wait_s if long_poll else 0)
         except Exception as exc:
-            log.warning("receive failed", queue=self.queue.name, error=str(exc))
+            FAILURES.note("receive failed", exc, queue=self.queue.name)
             await asyncio.sleep(RECEIVE_ERROR_BACKOFF_S)
             return None
         self.last_ok = time.monotonic()
         self._long = not messages
         return [Held(self.queue, m) for m in messages]
+
+    async def receive_fanout(self, calls: int) -> list[Held]:
+        """``calls`` short polls of up to 10 messages at once, for a consumer that fills a
+        batch: one round trip brings up to ``10 * calls`` messages. A failed call only
+        brings nothing (the next fill tries again); the long-poll state is left alone."""
+        results = await asyncio.gather(
+            *(self.queue.receive(MAX_RECEIVE_MESSAGES, 0) for _ in range(max(1, calls))),
+            return_exceptions=True,
+        )
+        received = [m for r in results if isinstance(r, list) for m in r]
+        if any(isinstance(r, list) for r in results):
+            self.last_ok = time.monotonic()
+        return [Held(self.queue, m) for m in received]
 
 
 class VisibilityKeeper:
@@ -137,7 +154,7 @@ async def watch_depth(queues: list[QueueOps], gauge: Gauge, interval_s: float) -
             try:
                 gauge.labels(queue.name).set(await queue.backlog())
             except Exception as exc:
-                log.warning("depth read failed", queue=queue.name, error=str(exc))
+                FAILURES.note("depth read failed", exc, queue=queue.name)
         await asyncio.sleep(interval_s)
 
 

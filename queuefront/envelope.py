@@ -1,7 +1,7 @@
 """The messages that cross process boundaries, and their codecs.
 
 Requests travel through SQS, whose bodies must be text: they are JSON, with the HTTP
-body kept as text when it is valid UTF-8 (the usual case, and it keeps the full 256 KiB
+body kept as text when it is valid UTF-8 (the usual case, and it keeps the whole message size
 for JSON bodies) and base64 otherwise. Replies travel through Redis, which takes bytes:
 they are msgpack, so a binary body costs nothing extra.
 """
@@ -20,12 +20,20 @@ Headers = list[tuple[str, str]]
 _SQS_FORBIDDEN = ("\ufffe", "\uffff")
 
 
-class CacheSpec(msgspec.Struct, frozen=True, kw_only=True):
-    """Where the worker stores a successful reply of a cached route."""
+class CacheSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Where the worker stores a shareable reply of a cached route (``queuefront.cache``)."""
 
     key: str
     field: str
     ttl_s: int
+    stale_s: int = 0
+    """How long past ``ttl_s`` the entry may still be served while it is refreshed."""
+    generation_key: str = ""
+    generation: int = 0
+    """The serial's generation when the api looked the field up: the store is skipped
+    if an invalidation has bumped it since."""
+    forwarded: list[str] = []
+    """Lower-case names of the request headers the route forwards (and keys on)."""
 
 
 class RequestEnvelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -51,11 +59,13 @@ class RequestEnvelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
         return self.deadline - (time.time() if now is None else now)
 
 
-class Reply(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+class Reply(msgspec.Struct, frozen=True, kw_only=True, array_like=True, omit_defaults=True):
     id: str
     status: int
     headers: Headers
     body: bytes
+    cached: bool = False
+    """Set by the worker when it stored this reply in the shared cache."""
 
 
 class CachedReply(msgspec.Struct, frozen=True, array_like=True):
@@ -63,6 +73,14 @@ class CachedReply(msgspec.Struct, frozen=True, array_like=True):
 
     expires_at: float
     reply: Reply
+    stale_until: float = 0.0
+    """Unix time until which the entry may be served stale while one refresh runs."""
+
+    def fresh(self, now: float) -> bool:
+        return now < self.expires_at
+
+    def usable_stale(self, now: float) -> bool:
+        return self.expires_at <= now < self.stale_until
 
 
 def pack_body(raw: bytes) -> tuple[str, bool]:

@@ -25,6 +25,26 @@ class Keys:
         invalidates them all, whatever the number of routes or query variants."""
         return f"{self.prefix}cache:{serial}"
 
+    def cache_generation(self, serial: str) -> str:
+        """Bumped by every invalidation of ``serial`` (see ``queuefront.cache``)."""
+        return f"{self.prefix}cachegen:{serial}"
+
+    def cache_lease(self, digest: str) -> str:
+        """Who is fetching a missing cached response right now (one backend call)."""
+        return f"{self.prefix}cachelease:{digest}"
+
+    def cache_events(self) -> str:
+        """Channel of invalidations and fills, heard by every api pod's in-process tier."""
+        return f"{self.prefix}cache-events"
+
+    def claim(self, request_id: str) -> str:
+        """Set by the worker that calls the backend for a request: one call per request."""
+        return f"{self.prefix}claim:{request_id}"
+
+    def workers(self) -> str:
+        """Hash of every worker's drain report (``queuefront.drain``)."""
+        return f"{self.prefix}workers"
+
     def rate(self, client: str, route: str) -> str:
         return f"{self.prefix}rate:{route}:{client}"
 

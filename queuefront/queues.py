@@ -30,7 +30,11 @@ async def ensure_queue(client: SQSClient, settings: Settings, name: str) -> str:
     dlq_url = (
         await client.create_queue(
             QueueName=settings.dlq_name(name),
-            Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_S)},
+            Attributes={
+                "MessageRetentionPeriod": str(DLQ_RETENTION_S),
+                # a dead letter is the message as it was: the DLQ must take what the queue took
+                "MaximumMessageSize": str(settings.max_message_bytes),
+            },
         )
     )["QueueUrl"]
     dlq_arn = (await client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"]))[
@@ -39,6 +43,7 @@ async def ensure_queue(client: SQSClient, settings: Settings, name: str) -> str:
     redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": settings.max_receive_count}
     attrs: dict[Any, str] = {
         "VisibilityTimeout": str(settings.visibility_timeout_s),
+        "MaximumMessageSize": str(settings.max_message_bytes),
         "RedrivePolicy": json.dumps(redrive),
     }
     try:

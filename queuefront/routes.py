@@ -24,11 +24,26 @@ class CacheRule(BaseModel):
 
     key: str = Field(description="the path parameter whose value keys the cache (the serial)")
     ttl_s: int = Field(gt=0)
+    stale_while_revalidate_s: int = Field(
+        default=0, ge=0, description="serve an expired entry this long while one refresh runs"
+    )
+    headers: list[str] = Field(
+        default_factory=list,
+        description="request headers forwarded to the backend; their values are part of "
+        "the cache key (no other header reaches the backend on a cached route)",
+    )
+
+    @property
+    def forwarded(self) -> frozenset[str]:
+        return frozenset(h.lower() for h in self.headers)
 
 
 FieldType = Literal["int", "bigint", "text", "bool", "uuid", "timestamptz", "jsonb"]
 IDENTIFIER = r"^[a-z_][a-z0-9_]{0,62}$"
 """SQL identifiers a sink may name: plain lower-case Postgres names, nothing to escape."""
+
+MAX_TALLY_VALUES = 1000
+"""Most distinct values a tallied field may take: the fields of one tally hash."""
 
 RESERVED_COLUMNS = ("id", "received_at")
 """Every sink table has them: the item id (primary key) and the api's arrival time."""
@@ -40,13 +55,27 @@ class SinkField(BaseModel):
     type: FieldType
     required: bool = True
     max_length: int | None = Field(default=None, gt=0, description="text only")
+    min: int | None = Field(default=None, description="int and bigint only: smallest value")
+    max: int | None = Field(default=None, description="int and bigint only: largest value")
     source: Literal["body", "path"] = "body"
 
     @model_validator(mode="after")
     def _check(self) -> SinkField:
         if self.max_length is not None and self.type != "text":
             raise ValueError("max_length applies to text fields only")
+        if (self.min is not None or self.max is not None) and self.type not in ("int", "bigint"):
+            raise ValueError("min and max apply to int and bigint fields only")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min is larger than max")
         return self
+
+    def distinct_values(self) -> int | None:
+        """How many values the field can take, when that is bounded (tallies need it)."""
+        if self.type == "bool":
+            return 2
+        if self.type in ("int", "bigint") and self.min is not None and self.max is not None:
+            return self.max - self.min + 1
+        return None
 
 
 class Sink(BaseModel):
@@ -108,6 +137,14 @@ class Route(BaseModel):
             for counted in (self.tally.group, self.tally.count):
                 if counted not in self.sink.fields:
                     raise ValueError(f"tally field {counted!r} is not a sink field")
+            # every counted value is a field of a Redis hash: arbitrary values would let
+            # any client grow a hash without end
+            values = self.sink.fields[self.tally.count].distinct_values()
+            if values is None or values > MAX_TALLY_VALUES:
+                raise ValueError(
+                    f"tally count field {self.tally.count!r} needs a bounded domain: bool, or "
+                    f"int with min and max at most {MAX_TALLY_VALUES} values apart"
+                )
         if self.sink is not None:
             for name, f in self.sink.fields.items():
                 if f.source == "path" and name not in self.params:
@@ -116,16 +153,13 @@ class Route(BaseModel):
             raise ValueError("a tally route needs a source, and only a tally route has one")
         if self.cache is not None and self.cache.key not in self.params:
             raise ValueError(f"cache.key {self.cache.key!r} is not a parameter of {self.path}")
+        if self.cache is not None and self.method != "GET":
+            raise ValueError("only GET routes can be cached (a body is not part of the key)")
         if self.upstream is not None:
             unknown = set(_PARAM.findall(self.upstream)) - set(self.params)
             if unknown:
                 raise ValueError(f"upstream uses unknown parameters {sorted(unknown)}")
         return self
-
-    def upstream_path(self, params: dict[str, str], request_path: str) -> str:
-        if self.upstream is None:
-            return request_path.removeprefix("/api") or "/"
-        return _PARAM.sub(lambda m: params[m.group(1)], self.upstream)
 
 
 class RouteTable(BaseModel):

@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from queuefront.limits import MAX_MESSAGE_BYTES
+
 
 class Settings(BaseSettings):
     """Settings shared by every process; each process reads the fields it needs."""
@@ -24,6 +26,9 @@ class Settings(BaseSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/queuefront"
     sqs_endpoint_url: str = ""  # empty: real AWS, endpoint from the region
     aws_region: str = "us-east-1"
+    # the per-message SQS calls: "lean" (queuefront.sqswire, JSON over aiohttp, signed with
+    # botocore's SigV4) or "botocore" (aiobotocore's pipeline, several times the CPU)
+    sqs_data_plane: Literal["lean", "botocore"] = "lean"
     backend_url: str = "http://127.0.0.1:9000"
 
     # --- queues --------------------------------------------------------------------------
@@ -35,29 +40,60 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(default=30, ge=1, le=43_200)
     # an idle loop's long poll; a stopping worker waits for it, so it bounds the drain
     receive_wait_s: int = Field(default=10, ge=0, le=20)
+    # the queues' MaximumMessageSize (created so by queuefront.queues and Terraform); larger
+    # request bodies and ingest items get 413
+    max_message_bytes: int = Field(default=MAX_MESSAGE_BYTES, ge=1024, le=MAX_MESSAGE_BYTES)
 
     # --- api ---------------------------------------------------------------------------------
     http_port: int = 8080
-    routes_file: str = "examples/routes.toml"
+    # every process's probe port: /healthz, /readyz, /metrics (the api's public port
+    # serves /healthz only)
+    metrics_port: int = 9100
+    # where the demo backend (examples.legacy_backend, not in the production image) listens
+    demo_port: int = 9000
+    routes_file: str = "config/routes.toml"  # production table; make run and compose: the demo one
     pod_id: str = ""  # empty: a random id per process start
     key_prefix: str = ""  # prepended to every Redis key and channel (tests isolate with it)
     send_linger_ms: float = Field(default=2.0, ge=0)
     admission_threshold: int = Field(default=100, ge=1)
     admission_wait_s: float = Field(default=5.0, ge=0)
     backlog_poll_s: float = Field(default=1.0, gt=0)
-    auth_api_keys: str = ""  # comma-separated; empty with no JWT secret: auth off
-    auth_jwt_secret: str = ""  # HS256 bearer tokens
-    auth_jwt_audience: str = ""
+    # refuse (503) what could not be answered in its window: backlog / workers' drain rate
+    admission_predictive: bool = True
+    max_pending_replies: int = Field(default=4096, ge=1)  # per pod; beyond: 503 at once
+    listen_backlog: int = Field(default=4096, ge=128)  # the kernel caps it at somaxconn
+    # api processes sharing the public port (SO_REUSEPORT), each with its own reply
+    # subscription; 0: one per CPU this container may use (its cgroup quota and CPU
+    # affinity); 1: one process and no supervisor (make run, the tests)
+    api_processes: int = Field(default=0, ge=0, le=64)
+    local_cache_entries: int = Field(default=10_000, ge=0)  # in-process tier; 0: off
+    local_cache_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    auth_api_keys: str = ""  # comma-separated; keys that may call the non-public routes
+    auth_invalidate_keys: str = ""  # comma-separated; keys that may invalidate the cache
+    auth_jwt_secret: str = ""  # HS256 bearer tokens (claims sub and exp required)
+    auth_jwt_audience: str = ""  # when set, the aud claim is required and must match
+    auth_jwt_invalidate_scope: str = "cache:invalidate"  # JWT scope that may invalidate
+    # with no credentials configured the api refuses to start unless this is true;
+    # configured credentials are enforced whatever it says
+    auth_disabled: bool = False
+    # proxies in front of the api that append to X-Forwarded-For (compose's edge: 1);
+    # 0: the TCP peer is the client
+    trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
+    # a header a trusted edge writes with the viewer's address (CloudFront-Viewer-Address);
+    # set only when the api cannot be reached without passing that edge
+    client_ip_header: str = ""
     rate_limit_rps: float = Field(default=0.0, ge=0)  # per client; 0: off
     rate_limit_burst: int = Field(default=20, ge=1)
     idempotency_ttl_s: int = Field(default=86_400, ge=60)
+    # records of anonymous clients (public routes without credentials): a shorter life,
+    # since anyone can create them
+    idempotency_anon_ttl_s: int = Field(default=600, ge=60)
     ingest_pack_max: int = Field(default=50, ge=1, le=1000)  # items per SQS message; 1: off
 
     # --- worker ------------------------------------------------------------------------------
     worker_concurrency: int = Field(default=32, ge=1)
     reply_ttl_s: int = Field(default=120, ge=1)
     shutdown_timeout_s: float = Field(default=20.0, ge=0)
-    metrics_port: int = 9100
 
     # --- writer (ingest) -------------------------------------------------------------------------
     batch_size: int = Field(default=300, ge=1, le=10_000)
@@ -71,9 +107,14 @@ class Settings(BaseSettings):
     def api_keys(self) -> frozenset[str]:
         return frozenset(k.strip() for k in self.auth_api_keys.split(",") if k.strip())
 
+    @cached_property
+    def invalidate_keys(self) -> frozenset[str]:
+        return frozenset(k.strip() for k in self.auth_invalidate_keys.split(",") if k.strip())
+
     @property
     def auth_enabled(self) -> bool:
-        return bool(self.api_keys or self.auth_jwt_secret)
+        """Any credential configured: auth is on (``QF_AUTH_DISABLED`` cannot turn it off)."""
+        return bool(self.api_keys or self.invalidate_keys or self.auth_jwt_secret)
 
     def dlq_name(self, queue: str) -> str:
         return f"{queue}{self.dlq_suffix}"

@@ -3,19 +3,20 @@
 Validation happens at the api, before the 202, so a bad item is refused to its sender
 with the field and the problem named — instead of travelling to the writer and ending
 in a dead-letter queue. The writer trusts nothing it cannot store, though: a row the
-database still rejects is isolated there (see ``workers.ingest``).
+database still rejects is isolated there (see ``workers.writer``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
 
-from queuefront.routes import FieldType, Sink
+from queuefront.routes import FieldType, Sink, SinkField
 
 INT_RANGE = {"int": (-(2**31), 2**31 - 1), "bigint": (-(2**63), 2**63 - 1)}
 PG_ARRAY_TYPE: dict[FieldType, str] = {
@@ -27,6 +28,8 @@ PG_ARRAY_TYPE: dict[FieldType, str] = {
     "timestamptz": "timestamptz[]",
     "jsonb": "jsonb[]",
 }
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of a jsonb value (arrays and objects), the value itself counting 1."""
 ITEM_NAMESPACE = uuid.UUID("6f1c2f55-7b0e-4d57-9a0f-2f8c1e0c9a41")
 """uuid5 namespace of item ids derived from Idempotency-Key headers."""
 
@@ -35,21 +38,29 @@ class Invalid(ValueError):
     """An ingest body that does not fit its sink; the message names field and problem."""
 
 
-def item_id(route: str, idempotency_key: str | None) -> str:
-    """A client's retry with the same Idempotency-Key becomes the same row (same id)."""
+def item_id(route: str, idempotency_key: str | None, *, client: str) -> str:
+    """A client's retry with the same Idempotency-Key becomes the same row (same id).
+
+    The key is the client's own: another client using the same key is another row.
+    """
     if idempotency_key:
-        return str(uuid.uuid5(ITEM_NAMESPACE, f"{route}\x00{idempotency_key}"))
+        return str(uuid.uuid5(ITEM_NAMESPACE, f"{route}\x00{client}\x00{idempotency_key}"))
     return str(uuid.uuid4())
 
 
-def _check_value(name: str, kind: FieldType, value: Any, max_length: int | None) -> Any:
+def _check_value(name: str, spec: SinkField, value: Any) -> Any:
     """The value as it travels in the message (JSON-safe), or Invalid."""
+    kind, max_length = spec.type, spec.max_length
     if kind in INT_RANGE:
         if not isinstance(value, int) or isinstance(value, bool):
             raise Invalid(f"{name}: expected an integer, got {type(value).__name__}")
         low, high = INT_RANGE[kind]
         if not low <= value <= high:
             raise Invalid(f"{name}: {value} is out of range for {kind}")
+        if spec.min is not None and value < spec.min:
+            raise Invalid(f"{name}: {value} is out of range (at least {spec.min})")
+        if spec.max is not None and value > spec.max:
+            raise Invalid(f"{name}: {value} is out of range (at most {spec.max})")
         return value
     if kind == "text":
         if not isinstance(value, str):
@@ -57,7 +68,7 @@ def _check_value(name: str, kind: FieldType, value: Any, max_length: int | None)
         if max_length is not None and len(value) > max_length:
             raise Invalid(f"{name}: longer than {max_length} characters")
         if "\x00" in value:
-            raise Invalid(f"{name}: NUL characters are not allowed")
+            raise Invalid(f"{name}: NUL characters (\\u0000) are not allowed")
         return value
     if kind == "bool":
         if not isinstance(value, bool):
@@ -76,10 +87,45 @@ def _check_value(name: str, kind: FieldType, value: Any, max_length: int | None)
         if parsed.tzinfo is None:
             raise Invalid(f"{name}: timestamp needs a UTC offset")
         return parsed.isoformat()
-    return value  # jsonb: any JSON value
+    _check_json(name, value)  # jsonb: any JSON value Postgres can store
+    return value
+
+
+def _check_json(name: str, value: Any) -> None:
+    """A jsonb value Postgres will take: no NUL in any string or key (jsonb refuses
+    ``\u0000``), nesting bounded (deep values cost stack at every hop)."""
+    todo: list[tuple[Any, int]] = [(value, 1)]
+    while todo:
+        node, depth = todo.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise Invalid(f"{name}: nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(node, str):
+            if "\x00" in node:
+                raise Invalid(f"{name}: NUL characters (\\u0000) are not allowed")
+        elif isinstance(node, dict):
+            for key, child in node.items():
+                if "\x00" in key:
+                    raise Invalid(f"{name}: NUL characters (\\u0000) are not allowed in keys")
+                todo.append((child, depth + 1))
+        elif isinstance(node, list):
+            todo.extend((child, depth + 1) for child in node)
 
 
 _object_decoder = msgspec.json.Decoder(dict[str, Any])
+_INTEGER = re.compile(r"-?[0-9]{1,20}")
+
+
+def path_value(name: str, spec: SinkField, raw: str) -> Any:
+    """A path parameter (always text) as its field's type; Invalid when it is not one."""
+    if spec.type in INT_RANGE:
+        if not _INTEGER.fullmatch(raw):
+            raise Invalid(f"{name}: expected an integer, got {raw[:40]!r}")
+        return _check_value(name, spec, int(raw))
+    if spec.type == "bool":
+        if raw not in ("true", "false"):
+            raise Invalid(f"{name}: expected true or false")
+        return raw == "true"
+    return _check_value(name, spec, raw)
 
 
 def validate(
@@ -96,19 +142,24 @@ def validate(
         body = _object_decoder.decode(raw_body) if raw_body.strip() else {}
     except msgspec.DecodeError as exc:
         raise Invalid(f"body is not a JSON object: {exc}") from None
+    except RecursionError:  # the decoder's own stack limit (about 1,000 levels)
+        raise Invalid(f"body is nested deeper than {MAX_JSON_DEPTH} levels") from None
     body_fields = {n for n, f in sink.fields.items() if f.source == "body"}
     unknown = sorted(set(body) - body_fields)
     if unknown:
         raise Invalid(f"unknown fields: {', '.join(unknown)}")
     out: dict[str, Any] = {"id": item, "received_at": received_at}
     for name, spec in sink.fields.items():
-        value = path_params.get(name) if spec.source == "path" else body.get(name)
+        if spec.source == "path" and name in path_params:
+            out[name] = path_value(name, spec, path_params[name])
+            continue
+        value = body.get(name)
         if value is None:
             if spec.required:
                 raise Invalid(f"{name}: required")
             out[name] = None
             continue
-        out[name] = _check_value(name, spec.type, value, spec.max_length)
+        out[name] = _check_value(name, spec, value)
     return out
 
 
@@ -127,20 +178,46 @@ def _to_db(kind: FieldType, value: Any) -> Any:
     return value
 
 
-def insert_sql(sink: Sink) -> str:
-    """ONE statement for a whole batch: unnest the column arrays, skip known ids.
+def quote_ident(name: str) -> str:
+    """A Postgres identifier, always quoted: a column may be called ``user`` or ``order``.
 
-    Identifiers come from the validated route table (plain lower-case names), never
-    from messages.
+    Names come from the validated route table, never from messages; quoting is what
+    keeps a reserved word from turning every insert into a syntax error.
     """
-    columns = ["id", "received_at", *sink.fields]
+    return '"' + name.replace('"', '""') + '"'
+
+
+def insert_sql(sink: Sink) -> str:
+    """ONE statement for a whole batch: unnest the column arrays, skip known ids."""
+    columns = ", ".join(quote_ident(c) for c in ("id", "received_at", *sink.fields))
     types = ["uuid[]", "timestamptz[]", *(PG_ARRAY_TYPE[f.type] for f in sink.fields.values())]
     params = ", ".join(f"${i}::{t}" for i, t in enumerate(types, start=1))
     return (
-        f'INSERT INTO "{sink.table}" ({", ".join(columns)}) '
+        f"INSERT INTO {quote_ident(sink.table)} ({columns}) "
         f"SELECT * FROM unnest({params}) "
         f"ON CONFLICT (id) DO NOTHING RETURNING id"
     )
+
+
+def first_occurrences(
+    items: Sequence[Mapping[str, Any]],
+) -> tuple[list[Mapping[str, Any]], int]:
+    """The items with an id not seen earlier in ``items``, and how many repeats were dropped.
+
+    One batch can hold one id several times (a client's retries with one
+    Idempotency-Key, a message delivered twice): the insert stores it once, and only
+    that first occurrence may count in the tallies.
+    """
+    seen: set[str] = set()
+    unique = []
+    for item in items:
+        item_id = item.get("id")
+        if isinstance(item_id, str):
+            if item_id in seen:
+                continue
+            seen.add(item_id)
+        unique.append(item)
+    return unique, len(items) - len(unique)
 
 
 def columns(sink: Sink, items: Sequence[Mapping[str, Any]]) -> list[list[Any]]:

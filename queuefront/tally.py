@@ -1,7 +1,7 @@
 """Live tallies in Redis, applied exactly once per committed batch.
 
 A batch's deltas are committed to ``tally_outbox`` in the same transaction as its rows
-(see ``workers.ingest``); applying them here is idempotent — a marker per batch id is
+(see ``queuefront.outbox``); applying them here is idempotent — a marker per batch id is
 set in the same Lua call that increments — so a writer that dies after committing, or
 a sweep that replays an outbox row another writer was about to apply, never counts a
 row twice or not at all.

@@ -1,41 +1,97 @@
-"""Admission control for normal-priority requests, driven by the high queue's backlog.
+"""Admission: a request is queued only if it can still be answered within its window.
 
-The backlog is read by one background task per pod, at most once per ``backlog_poll_s``,
-never per request: a GetQueueAttributes call costs a round trip and ~2 ms of CPU, and
-a burst of thousands of requests must not turn into thousands of them.
+Each pod keeps an estimate of every queue's wait — the backlog ahead of a new request
+divided by the rate at which the workers drain the queues — and refuses at once, with
+``503`` and a ``Retry-After`` derived from the estimate, a request whose predicted wait
+plus service time would not fit in ``ADMISSION_HEADROOM`` of its window. Refusing
+early is the point: a request queued past its window costs a queue slot, a worker slot
+and a backend call and still ends in a 504, and those costs are what turn an overload
+into a collapse.
 
-Why gate normal work on the *high* queue: the kiosk's logins (high) must keep their
-reply window while catalogue browsing (normal) waits or is shed; normal requests that
-would only sit behind a full high queue and time out are refused early with 503 and
-``Retry-After``, which clients and CloudFront understand.
+Where the numbers come from:
+- backlog: ``ApproximateNumberOfMessages`` of the high and normal queues, read by one
+  task per pod once per ``QF_BACKLOG_POLL_S`` (never per request: a GetQueueAttributes
+  call costs a round trip and ~2 ms of CPU), plus what this pod admitted since;
+- drain rate and service time: the workers' reports in Redis (``queuefront.drain``),
+  read in the same poll.
+
+High priority keeps its precedence without a rule of its own: workers take high work
+first, so a high request waits only for the high backlog while a normal one waits for
+both — under overload normal work is refused first. The older rule stays for normal
+routes: while the high backlog is at or above ``QF_ADMISSION_THRESHOLD``, a normal
+request waits up to ``QF_ADMISSION_WAIT_S`` for it to drop, then gets a 503.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from dataclasses import dataclass
+from typing import Literal
 
-from queuefront import metrics
+from redis.asyncio import Redis
+
+from queuefront import drain, metrics, tasks
+from queuefront.failures import FailureLog
+from queuefront.keys import Keys
 from queuefront.sqs import QueueOps
 from queuefront.telemetry import get_logger
 
 log = get_logger(__name__)
+FAILURES = FailureLog(log)
+
+Priority = Literal["high", "normal"]
+
+ADMISSION_HEADROOM = 0.8
+"""Share of a request's window that its predicted wait and service time may use: the
+rest absorbs estimation error (the backlog is up to one poll old) and jitter."""
+SATURATED_POLLS = 2
+"""Consecutive polls with more messages than worker slots before the measured drain rate
+is trusted as the capacity (until then, the workers' potential counts too)."""
+POLL_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    admitted: bool
+    predicted_wait_s: float
+    retry_after_s: int = 0
 
 
 class BacklogMonitor:
     def __init__(
-        self, high: QueueOps, normal: QueueOps, *, threshold: int, wait_s: float, poll_s: float
+        self,
+        queues: dict[Priority, QueueOps],
+        redis: Redis,
+        keys: Keys,
+        *,
+        threshold: int,
+        wait_s: float,
+        poll_s: float,
+        predictive: bool,
     ) -> None:
-        self._high = high
-        self._normal = normal
+        self._queues = queues
+        self._redis = redis
+        self._keys = keys
         self.threshold = threshold
         self.wait_s = wait_s
         self.poll_s = poll_s
-        self.high_backlog = 0
+        self.predictive = predictive
+        self.backlog: dict[Priority, int] = {"high": 0, "normal": 0}
+        self._admitted_since_read: dict[Priority, int] = {"high": 0, "normal": 0}
+        self.estimate = drain.DrainEstimate()
+        self._saturated_polls = 0
+        self._worker_slots = 0
         self.last_ok = 0.0
-        """Monotonic time of the last successful read (readiness uses it)."""
+        """Monotonic time of the last successful backlog read (readiness uses it)."""
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def high_backlog(self) -> int:
+        return self.backlog["high"]
 
     @property
     def healthy(self) -> bool:
@@ -46,11 +102,47 @@ class BacklogMonitor:
         self._task = asyncio.create_task(self._run(), name="backlog-monitor")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        self._stopping = True
+        await tasks.stop(self._task)
 
-    async def admit(self) -> bool:
+    # --- the decision ---------------------------------------------------------------
+
+    def drain_rate(self) -> float:
+        return self.estimate.drain_rate(saturated=self._saturated_polls >= SATURATED_POLLS)
+
+    def predicted_wait_s(self, priority: Priority) -> float:
+        """Seconds a request queued now would wait before a worker takes it."""
+        ahead = self.backlog["high"] + self._admitted_since_read["high"]
+        if priority == "normal":
+            ahead += self.backlog["normal"] + self._admitted_since_read["normal"]
+        if ahead <= 0:
+            return 0.0
+        rate = self.drain_rate()
+        if rate > 0:
+            return ahead / rate
+        if self.estimate.live_workers == 0 and self._saturated_polls < SATURATED_POLLS:
+            # no worker report yet (a pod or worker just started): refuse only once
+            # messages have been seen standing in the queue with nobody draining them
+            return 0.0
+        return math.inf
+
+    def judge(self, priority: Priority, window_s: float) -> Verdict:
+        """Admit now, or refuse with the seconds after which a retry could be admitted."""
+        wait = self.predicted_wait_s(priority)
+        if not self.predictive:
+            return Verdict(True, wait)
+        allowed = ADMISSION_HEADROOM * window_s - self.estimate.service_s
+        if wait <= allowed:
+            return Verdict(True, wait)
+        if math.isinf(wait):  # nothing drains the queue (no live worker): check back soon
+            return Verdict(False, wait, max(1, math.ceil(self.poll_s)))
+        return Verdict(False, wait, max(1, math.ceil(wait - max(allowed, 0.0))))
+
+    def admitted(self, priority: Priority) -> None:
+        """Counts a request this pod queued, until the next backlog read includes it."""
+        self._admitted_since_read[priority] += 1
+
+    async def high_backlog_clear(self) -> bool:
         """True at once while the high backlog is under the threshold; else waits up to
         ``wait_s`` for it to drop and returns False if it does not."""
         if self.high_backlog < self.threshold:
@@ -65,20 +157,48 @@ class BacklogMonitor:
         except TimeoutError:
             return False
 
+    # --- the poll ----------------------------------------------------------------------
+
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.poll_s)
             await self._poll_once()
 
     async def _poll_once(self) -> None:
         try:
-            high, normal = await asyncio.gather(self._high.backlog(), self._normal.backlog())
+            async with asyncio.timeout(POLL_TIMEOUT_S):
+                high, normal = await asyncio.gather(
+                    self._queues["high"].backlog(), self._queues["normal"].backlog()
+                )
         except Exception as exc:
-            log.warning("backlog read failed", error=str(exc))
+            FAILURES.note("backlog read failed", exc)
             return
-        metrics.QUEUE_BACKLOG.labels(self._high.name).set(high)
-        metrics.QUEUE_BACKLOG.labels(self._normal.name).set(normal)
+        await self._read_drain()
+        # this read includes what the pod admitted before it (or workers took it already)
+        self._admitted_since_read = {"high": 0, "normal": 0}
+        busy = high + normal > self._worker_slots
+        self._saturated_polls = self._saturated_polls + 1 if busy else 0
+        for priority, queue in self._queues.items():
+            metrics.QUEUE_BACKLOG.labels(queue.name).set(high if priority == "high" else normal)
         self.last_ok = time.monotonic()
         async with self._changed:
-            self.high_backlog = high
+            self.backlog = {"high": high, "normal": normal}
             self._changed.notify_all()
+        metrics.DRAIN_RATE.set(self.drain_rate())
+        for priority in ("high", "normal"):
+            wait = self.predicted_wait_s(priority)
+            metrics.ADMISSION_PREDICTED_WAIT.labels(priority).set(min(wait, 1e6))
+
+    async def _read_drain(self) -> None:
+        try:
+            async with asyncio.timeout(POLL_TIMEOUT_S):
+                reports = await drain.read_reports(self._redis, self._keys)
+                gone = self.estimate.update(reports, time.time())
+                await drain.forget(self._redis, self._keys, gone)
+        except Exception as exc:
+            FAILURES.note("drain report read failed", exc)
+            return
+        now = time.time()
+        self._worker_slots = sum(
+            r.slots for r in reports.values() if now - r.at < drain.STALE_AFTER_S
+        )

@@ -8,18 +8,25 @@ from functools import partial
 
 from aiohttp import web
 
-from queuefront import metrics
+from queuefront import metrics, probes
+from queuefront.cache import decode_event
 from queuefront.keys import Keys
-from queuefront.limits import MAX_MESSAGE_BYTES
 from queuefront.redis import open_redis
 from queuefront.routes import Route, load_routes
 from queuefront.settings import Settings
-from queuefront.sqs import QueueOps, open_client
+from queuefront.sqs import (
+    API_ATTEMPTS,
+    API_CONNECT_TIMEOUT_S,
+    API_READ_TIMEOUT_S,
+    QueueOps,
+    open_client,
+)
 from queuefront.tally import TallyStore
 from queuefront.telemetry import get_logger
-from service import handlers, ingest, proxy
+from service import auth, handlers, ingest, openapi, proxy
 from service.admission import BacklogMonitor
 from service.context import (
+    HOTCACHE,
     IDEMPOTENCY,
     KEYS,
     LIMITER,
@@ -34,10 +41,11 @@ from service.context import (
     WAITER,
 )
 from service.errors import request_context
+from service.hotcache import HotCache, LocalTier
 from service.idempotency import Idempotency
-from service.ingest import Packer
+from service.packer import Packer
 from service.ratelimit import RateLimiter
-from service.replies import ReplyWaiter
+from service.replies import Channel, ReplyWaiter
 
 log = get_logger(__name__)
 
@@ -46,7 +54,9 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[REDIS] = open_redis(settings)
     app[TALLIES] = TallyStore(app[REDIS], app[KEYS])
-    app[IDEMPOTENCY] = Idempotency(app[REDIS], app[KEYS], settings.idempotency_ttl_s)
+    app[IDEMPOTENCY] = Idempotency(
+        app[REDIS], app[KEYS], settings.idempotency_ttl_s, settings.idempotency_anon_ttl_s
+    )
     app[LIMITER] = (
         RateLimiter(app[REDIS], settings.rate_limit_rps, settings.rate_limit_burst)
         if settings.rate_limit_rps > 0
@@ -59,7 +69,14 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 async def sqs_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     linger_s = settings.send_linger_ms / 1000
-    async with open_client(settings) as client:
+    # the api only sends and reads attributes: short timeouts, no retry that could
+    # outlive a request's wait for SQS (service.deps.SQS_SEND_S)
+    async with open_client(
+        settings,
+        connect_timeout_s=API_CONNECT_TIMEOUT_S,
+        read_timeout_s=API_READ_TIMEOUT_S,
+        attempts=API_ATTEMPTS,
+    ) as client:
         app[QUEUES] = {
             "high": await QueueOps.open(client, settings.queue_high, linger_s),
             "normal": await QueueOps.open(client, settings.queue_normal, linger_s),
@@ -69,16 +86,22 @@ async def sqs_ctx(app: web.Application) -> AsyncIterator[None]:
             app[QUEUES]["ingest"] = await QueueOps.open(client, settings.queue_ingest, linger_s)
         app[PACKERS] = {
             name: Packer(
-                name, app[QUEUES]["ingest"], max_items=settings.ingest_pack_max, linger_s=linger_s
+                name,
+                app[QUEUES]["ingest"],
+                max_items=settings.ingest_pack_max,
+                max_bytes=settings.max_message_bytes,
+                linger_s=linger_s,
             )
             for name in ingest_routes
         }
         monitor = BacklogMonitor(
-            app[QUEUES]["high"],
-            app[QUEUES]["normal"],
+            {"high": app[QUEUES]["high"], "normal": app[QUEUES]["normal"]},
+            app[REDIS],
+            app[KEYS],
             threshold=settings.admission_threshold,
             wait_s=settings.admission_wait_s,
             poll_s=settings.backlog_poll_s,
+            predictive=settings.admission_predictive,
         )
         await monitor.start()
         app[MONITOR] = monitor
@@ -90,21 +113,53 @@ async def sqs_ctx(app: web.Application) -> AsyncIterator[None]:
             await ops.close()
 
 
+async def probes_ctx(app: web.Application) -> AsyncIterator[None]:
+    """``/readyz`` and ``/metrics`` on the probe port, away from the public one."""
+    runner = await probes.start_probe_server(
+        app[SETTINGS].metrics_port,
+        partial(handlers.ready, app),
+        partial(handlers.live, app),
+        unix_path=app.get(probes.PROBE_SOCKET),  # one of several processes: its supervisor's
+    )
+    yield
+    await runner.cleanup()
+
+
 async def replies_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The pod's one subscription: its reply channel and the cache's events."""
     settings, keys, pod_id = app[SETTINGS], app[KEYS], app[POD_ID]
-    subscriber = open_redis(settings, client_name=keys.subscriber_name(pod_id))
-    waiter = ReplyWaiter(app[REDIS], subscriber, keys, pod_id, settings.reply_ttl_s)
+    subscriber = open_redis(
+        settings, client_name=keys.subscriber_name(pod_id), socket_timeout_s=None
+    )
+    hot = HotCache(
+        app[REDIS],
+        keys,
+        pod_id,
+        LocalTier(settings.local_cache_entries, settings.local_cache_bytes),
+    )
+    app[HOTCACHE] = hot
+    events = Channel(
+        on_message=lambda data: hot.on_event(decode_event(data)),
+        on_subscribed=hot.on_resubscribe,
+    )
+    waiter = ReplyWaiter(
+        app[REDIS],
+        subscriber,
+        keys,
+        pod_id,
+        settings.reply_ttl_s,
+        channels={keys.cache_events(): events},
+    )
     await waiter.start()
     app[WAITER] = waiter
     yield
     await waiter.stop()
+    await hot.close()
     await subscriber.aclose()
 
 
 def add_routes(app: web.Application, routes: list[Route]) -> None:
-    app.router.add_get("/healthz", handlers.healthz, name="healthz")
-    app.router.add_get("/readyz", handlers.readyz, name="readyz")
-    app.router.add_get("/metrics", handlers.metrics_endpoint, name="metrics")
+    app.router.add_get("/healthz", probes.healthz, name="healthz")  # the same liveness
     app.router.add_post("/api/cache/invalidate", handlers.invalidate, name="invalidate_data")
     handler_of = {
         "proxy": proxy.handle,
@@ -120,15 +175,19 @@ def init_app(settings: Settings | None = None) -> web.Application:
     settings = settings or Settings()
     table = load_routes(settings.routes_file)
     # the largest body that can still fit in one SQS message; bigger ones get 413 early
-    app = web.Application(middlewares=[request_context], client_max_size=MAX_MESSAGE_BYTES)
+    app = web.Application(
+        middlewares=[request_context], client_max_size=settings.max_message_bytes
+    )
     app[SETTINGS] = settings
     app[ROUTES] = table
     app[KEYS] = Keys(settings.key_prefix)
     app[POD_ID] = settings.pod_id or uuid.uuid4().hex[:12]
-    app.cleanup_ctx.extend([redis_ctx, sqs_ctx, replies_ctx])
+    live: probes.LiveCheck = partial(handlers.live, app)
+    app[probes.LIVE_CHECK] = live
+    app.cleanup_ctx.extend([redis_ctx, replies_ctx, sqs_ctx, probes_ctx])
     add_routes(app, table.routes)
+    openapi.install(app, table, settings)
     metrics.prime_api([(r.name, r.kind, r.priority, r.cache is not None) for r in table.routes])
-    if not settings.auth_enabled:
-        log.warning("auth is off: set QF_AUTH_API_KEYS or QF_AUTH_JWT_SECRET in production")
+    auth.check_configuration(settings)
     log.info("api configured", pod_id=app[POD_ID], routes=[r.name for r in table.routes])
     return app

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 from redis.asyncio import Redis
 
@@ -13,12 +11,11 @@ from queuefront.settings import Settings
 from queuefront.sqs import QueueOps
 from queuefront.tally import TallyStore
 from service.admission import BacklogMonitor
+from service.hotcache import HotCache
 from service.idempotency import Idempotency
+from service.packer import Packer
 from service.ratelimit import RateLimiter
 from service.replies import ReplyWaiter
-
-if TYPE_CHECKING:
-    from service.ingest import Packer
 
 SETTINGS = web.AppKey("settings", Settings)
 ROUTES = web.AppKey("routes", RouteTable)
@@ -31,6 +28,7 @@ WAITER = web.AppKey("waiter", ReplyWaiter)
 MONITOR = web.AppKey("monitor", BacklogMonitor)
 LIMITER: web.AppKey[RateLimiter | None] = web.AppKey("limiter")
 TALLIES = web.AppKey("tallies", TallyStore)
+HOTCACHE = web.AppKey("hotcache", HotCache)
 IDEMPOTENCY = web.AppKey("idempotency", Idempotency)
 PACKERS: web.AppKey[dict[str, Packer]] = web.AppKey("packers")
 """By ingest route name."""

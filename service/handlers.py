@@ -1,43 +1,50 @@
-"""Built-in routes: health, readiness, metrics and cache invalidation."""
+"""Built-in routes of the public port: liveness and cache invalidation.
+
+Readiness and metrics are on the probe port (``queuefront.probes``); ``ready`` is the
+api's readiness check that port runs.
+"""
 
 from __future__ import annotations
 
 import msgspec
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from queuefront import cache, metrics
+from queuefront import metrics
 from queuefront.redis import redis_down
-from service.context import KEYS, MONITOR, REDIS, WAITER
+from service.auth import INVALIDATE
+from service.context import HOTCACHE, MONITOR, REDIS, WAITER
+from service.deps import REDIS_CALL_S, Deadline, bounded
 from service.errors import ApiError
-from service.proxy import check_access
+from service.gates import check_access
 
 
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    """503 naming every dependency that does not answer, so an operator knows where to look."""
-    app = request.app
+async def ready(app: web.Application) -> list[str]:
+    """Every dependency that does not answer, so an operator knows where to look."""
     down = await redis_down(app[REDIS])
     if not app[WAITER].connected:
         down.append("redis-pubsub")
     if not app[MONITOR].healthy:
         down.append("sqs")
-    if down:
-        raise ApiError(
-            503,
-            "not_ready",
-            f"dependencies down: {', '.join(down)}",
-            headers={"Retry-After": "5"},
-            extra={"down": down},
-        )
-    return web.json_response({"status": "ready"})
+    return down
 
 
-async def metrics_endpoint(request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+INVALIDATE_WINDOW_S = 2.0
+
+
+LISTENER_GRACE_S = 30.0
+"""How long the reply listener may stay disconnected, with Redis answering, before the
+pod counts as broken (reconnects take well under a second)."""
+
+
+async def live(app: web.Application) -> list[str]:
+    """Pod-local faults that a restart cures: the reply listener is gone, or has been
+    away for long while Redis itself answers (a shared outage is readiness's business)."""
+    waiter = app[WAITER]
+    if waiter.listener_dead:
+        return ["reply-listener"]
+    if waiter.disconnected_for_s() > LISTENER_GRACE_S and not await redis_down(app[REDIS]):
+        return ["reply-listener"]
+    return []
 
 
 class InvalidateBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -48,13 +55,20 @@ _invalidate_decoder = msgspec.json.Decoder(InvalidateBody)
 
 
 async def invalidate(request: web.Request) -> web.Response:
-    await check_access(request, "invalidate_data", public=False)
+    await check_access(request, "invalidate_data", public=False, permission=INVALIDATE)
     try:
         body = _invalidate_decoder.decode(await request.read())
     except msgspec.DecodeError as exc:
         raise ApiError(400, "bad_request", f'body must be {{"serial": "…"}}: {exc}') from exc
     if not body.serial:
         raise ApiError(400, "bad_request", "serial must not be empty")
-    dropped = await cache.invalidate(request.app[REDIS], request.app[KEYS], body.serial)
+    app = request.app
+    deadline = Deadline(INVALIDATE_WINDOW_S)
+    dropped = await bounded(
+        "redis",
+        "invalidation",
+        deadline.bound(REDIS_CALL_S),
+        app[HOTCACHE].invalidate(body.serial),
+    )
     metrics.CACHE_INVALIDATIONS.inc()
     return web.json_response({"serial": body.serial, "invalidated": dropped})

@@ -1,70 +1,36 @@
-"""The write path at the api: validate, pack, enqueue, 202 — and tally reads.
-
-Packing: items of one route that arrive within the send linger share one SQS message
-(up to ``QF_INGEST_PACK_MAX`` items and 256 KiB). Each item's 202 still waits until SQS
-has accepted the message that carries it, so an acknowledged item is never only in
-memory. The writer deletes a message only once every item in it is committed.
-"""
+"""The write path at the api: validate, pack (``service.packer``), enqueue, 202 — and
+tally reads."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 
 from queuefront import metrics, sink
-from queuefront.batcher import Batcher
-from queuefront.envelope import IngestMessage, encode_ingest, encode_json
-from queuefront.limits import MAX_MESSAGE_BYTES
+from queuefront.envelope import IngestMessage, encode_ingest
 from queuefront.routes import Route
-from queuefront.sqs import QueueOps
 from queuefront.telemetry import get_logger
-from service.context import PACKERS, ROUTES, TALLIES
-from service.errors import ApiError
-from service.proxy import RETRY_AFTER_S, check_access
+from service.context import IDEMPOTENCY, PACKERS, ROUTES, SETTINGS, TALLIES
+from service.deps import REDIS_CALL_S, bounded
+from service.errors import RETRY_AFTER_S, ApiError
+from service.gates import check_access
+from service.idempotency import fingerprint
 
 log = get_logger(__name__)
-
-ENVELOPE_ALLOWANCE_BYTES = 1024
-"""Room kept in a packed message for its JSON wrapping."""
-
-
-class Packer:
-    """Packs one ingest route's items into SQS messages; ``submit`` returns the message id."""
-
-    def __init__(self, route: str, queue: QueueOps, *, max_items: int, linger_s: float) -> None:
-        self._route = route
-        self._queue = queue
-        self._batcher: Batcher[dict[str, Any], str] = Batcher(
-            self._send,
-            linger_s=linger_s,
-            max_entries=max_items,
-            max_bytes=MAX_MESSAGE_BYTES - ENVELOPE_ALLOWANCE_BYTES,
-            size_of=lambda item: len(encode_json(item)) + 1,
-        )
-
-    async def submit(self, item: dict[str, Any]) -> str:
-        return await self._batcher.submit(item)
-
-    async def _send(self, items: Sequence[dict[str, Any]]) -> list[str | BaseException]:
-        body = encode_ingest(IngestMessage(route=self._route, items=list(items)))
-        message_id = await self._queue.send(body)
-        return [message_id] * len(items)
-
-    async def close(self) -> None:
-        await self._batcher.close()
 
 
 async def handle_ingest(request: web.Request, route: Route) -> web.Response:
     assert route.sink is not None
-    await check_access(request, route.name, public=route.public)
-    item_id = sink.item_id(route.name, request.headers.get("Idempotency-Key"))
+    client = await check_access(request, route.name, public=route.public)
+    key = request.headers.get("Idempotency-Key")
+    body = await request.read()
+    item_id = sink.item_id(route.name, key, client=client.name)
     try:
         item = sink.validate(
             route.sink,
-            await request.read(),
+            body,
             request.match_info,
             route=route.name,
             item=item_id,
@@ -73,6 +39,22 @@ async def handle_ingest(request: web.Request, route: Route) -> web.Response:
     except sink.Invalid as exc:
         metrics.INGEST_REJECTED.labels(route.name).inc()
         raise ApiError(400, "bad_request", str(exc)) from None
+    limit = request.app[SETTINGS].max_message_bytes
+    if len(encode_ingest(IngestMessage(route=route.name, items=[item])).encode()) > limit:
+        # even alone in its message it could never be sent: SQS would refuse it
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"the item does not fit in one {limit}-byte queue message (QF_MAX_MESSAGE_BYTES)",
+        )
+    if key is not None:
+        print_ = fingerprint(request.method, request.raw_path, body)
+        await bounded(
+            "redis",
+            "idempotency record",
+            REDIS_CALL_S,
+            request.app[IDEMPOTENCY].bind(route.name, client, key, print_),
+        )
     try:
         await request.app[PACKERS][route.name].submit(item)
     except Exception as exc:
@@ -103,7 +85,12 @@ async def handle_tally(request: web.Request, route: Route) -> web.Response:
     assert source.tally is not None and source.sink is not None
     rule = source.tally
     group_value = request.match_info[rule.group]
-    counts = await request.app[TALLIES].results(source, group_value)
+    try:
+        group = sink.path_value(rule.group, source.sink.fields[rule.group], group_value)
+    except sink.Invalid as exc:
+        raise ApiError(400, "bad_request", str(exc)) from None
+    # the key as the writer derives it: str() of the stored value
+    counts = await request.app[TALLIES].results(source, str(group))
     kind = source.sink.fields[rule.count].type
     numeric = kind in ("int", "bigint")
     results = sorted(
@@ -111,7 +98,7 @@ async def handle_tally(request: web.Request, route: Route) -> web.Response:
         key=lambda kv: kv[0] if numeric else str(kv[0]),
     )
     body = {
-        rule.group: _typed(source.sink.fields[rule.group].type, group_value),
+        rule.group: group,
         "results": [{rule.count: k, rule.label: n} for k, n in results],
     }
     response = web.json_response(body)

@@ -1,51 +1,50 @@
-"""The proxy path: route → auth → rate limit → cache → admission → enqueue → await reply."""
+"""The proxy path: route → gates → cache → admission → enqueue → await the reply.
+
+Every step runs under the request's deadline (its route's window, ``timeout_s``): Redis
+and SQS calls through ``service.deps.bounded``, the reply wait for whatever is left.
+A dependency that is slow or down answers 503 fast, an overloaded queue 503 at once
+(``service.admission``), a reply that does not come in time 504 — never a 500.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+import uuid
 
 from aiohttp import web
 
 from queuefront import cache, metrics
-from queuefront.envelope import CacheSpec, Reply, RequestEnvelope, encode_request, pack_body
-from queuefront.headers import request_headers_to_forward, response_headers_to_return
-from queuefront.limits import MAX_MESSAGE_BYTES
+from queuefront.envelope import (
+    CacheSpec,
+    Reply,
+    RequestEnvelope,
+    encode_reply,
+    encode_request,
+    pack_body,
+)
+from queuefront.failures import FailureLog
+from queuefront.headers import request_headers_to_forward
 from queuefront.routes import Route
 from queuefront.telemetry import get_logger
-from service.auth import AuthError, authenticate
-from service.context import IDEMPOTENCY, KEYS, LIMITER, MONITOR, QUEUES, REDIS, SETTINGS, WAITER
+from queuefront.upstream import Unforwardable, request_target
+from service.context import HOTCACHE, IDEMPOTENCY, KEYS, MONITOR, QUEUES, REDIS, SETTINGS, WAITER
+from service.deps import REDIS_CALL_S, SQS_SEND_S, Deadline, bounded, guarded
 from service.errors import PRIORITY, REQUEST_ID, ApiError
-from service.idempotency import UNSAFE_METHODS
+from service.gates import check_access
+from service.hotcache import Target
+from service.idempotency import UNSAFE_METHODS, fingerprint
 
 log = get_logger(__name__)
+FAILURES = FailureLog(log)
 
-RETRY_AFTER_S = "1"
-
-
-async def check_access(request: web.Request, route_name: str, *, public: bool) -> None:
-    """Auth, then the rate limit: the two gates every route passes first."""
-    app = request.app
-    try:
-        client = authenticate(request, app[SETTINGS], public=public)
-    except AuthError as exc:
-        raise ApiError(
-            401, "unauthorized", str(exc), headers={"WWW-Authenticate": "Bearer"}
-        ) from exc
-    limiter = app[LIMITER]
-    if limiter is not None:
-        wait_s = await limiter.retry_after_s(app[KEYS].rate(client, route_name))
-        if wait_s:
-            metrics.RATE_LIMITED.labels(route_name).inc()
-            raise ApiError(
-                429, "rate_limited", "too many requests", headers={"Retry-After": str(wait_s)}
-            )
+TOMBSTONE_TIMEOUT_S = 0.5
 
 
 def reply_response(reply: Reply, route: Route, cache_state: str | None) -> web.Response:
-    response = web.Response(
-        status=reply.status, body=reply.body, headers=response_headers_to_return(reply.headers)
-    )
+    # the worker kept only the headers that may be returned (workers/backend.py)
+    response = web.Response(status=reply.status, body=reply.body, headers=reply.headers)
     if cache_state is not None:
         response.headers["X-Cache"] = cache_state
     if route.edge_ttl_s is not None and 200 <= reply.status < 300:
@@ -55,89 +54,186 @@ def reply_response(reply: Reply, route: Route, cache_state: str | None) -> web.R
 
 async def handle(request: web.Request, route: Route) -> web.Response:
     request[PRIORITY] = route.priority
-    await check_access(request, route.name, public=route.public)
+    client = await check_access(request, route.name, public=route.public)
+    deadline = Deadline(route.timeout_s)
     key = request.headers.get("Idempotency-Key")
     if key is None or request.method not in UNSAFE_METHODS:
-        response, _ = await _proxy(request, route)
+        response, _ = await _serve(request, route, deadline)
         return response
     store = request.app[IDEMPOTENCY]
-    earlier = await store.claim(route.name, key, route.timeout_s)
-    if earlier is not None:
+    print_ = fingerprint(request.method, request.raw_path, await request.read())
+    claim = await bounded(
+        "redis",
+        "idempotency claim",
+        deadline.bound(REDIS_CALL_S),
+        store.claim(route.name, client, key, print_, request[REQUEST_ID], route.timeout_s),
+    )
+    if claim.replay is not None:
         metrics.IDEMPOTENT_REPLAYS.labels(route.name).inc()
-        response = reply_response(earlier, route, None)
+        response = reply_response(claim.replay, route, None)
         response.headers["Idempotent-Replayed"] = "true"
         return response
+    # a retry after a 504 runs under the first try's id, so the backend is not called twice
+    request[REQUEST_ID] = claim.request_id
     reply: Reply | None = None
+    failure: BaseException | None = None
     try:
-        response, reply = await _proxy(request, route)
+        response, reply = await _serve(request, route, deadline)
         return response
+    except BaseException as exc:
+        failure = exc
+        raise
     finally:
-        await store.finish(route.name, key, reply)
+        try:
+            async with asyncio.timeout(REDIS_CALL_S):
+                await store.finish(claim, reply, failure)
+        except Exception as exc:  # the claim expires by itself after the window
+            FAILURES.note("idempotency record not updated", exc)
 
 
-async def _proxy(request: web.Request, route: Route) -> tuple[web.Response, Reply]:
-    """The proxy path proper; returns the response and the reply it was made from."""
+async def _serve(
+    request: web.Request, route: Route, deadline: Deadline
+) -> tuple[web.Response, Reply]:
+    """Answers from the cache (cached routes) or through the queue."""
     app = request.app
     body = await request.read()
     params = dict(request.match_info)
+    try:
+        upstream = request_target(
+            route, request.rel_url.raw_path, request.rel_url.raw_query_string, params
+        )
+    except Unforwardable as exc:
+        raise ApiError(400, "bad_request", str(exc)) from None
+    if route.cache is None:
+        headers = request_headers_to_forward(request.headers.items())
+        reply = await _queue(request, route, upstream, headers, body, deadline, None)
+        return reply_response(reply, route, None), reply
+    # a cached route forwards only the headers it names, and keys on their values: an
+    # answer shared with everyone must not depend on anything else the client sent
+    named = route.cache.forwarded
+    headers = [(str(k), v) for k, v in request.headers.items() if k.lower() in named]
+    serial = params[route.cache.key]
+    target = Target(
+        serial=serial,
+        key=app[KEYS].cache(serial),
+        field=cache.field(route.name, upstream, sorted((k.lower(), v) for k, v in headers)),
+        ttl_s=route.cache.ttl_s,
+        stale_s=route.cache.stale_while_revalidate_s,
+        forwarded=sorted(named),
+    )
 
-    cache_spec: CacheSpec | None = None
-    if route.cache is not None:
-        key = app[KEYS].cache(params[route.cache.key])
-        field = cache.field(route.name, request.path_qs)
-        hit = await cache.lookup(app[REDIS], key, field)
-        metrics.CACHE_REQUESTS.labels(route.name, "hit" if hit else "miss").inc()
-        if hit is not None:
-            return reply_response(hit, route, "HIT"), hit
-        cache_spec = CacheSpec(key=key, field=field, ttl_s=route.cache.ttl_s)
-
-    if route.priority == "normal" and not await app[MONITOR].admit():
-        metrics.ADMISSION_REJECTIONS.labels(route.name).inc()
-        raise ApiError(
-            503,
-            "overloaded",
-            "high-priority backlog is over the admission threshold; retry later",
-            headers={"Retry-After": RETRY_AFTER_S},
+    async def fetch(spec: CacheSpec) -> Reply:
+        # a flight may start after this request (a refresh), so it gets its own window
+        return await _queue(
+            request, route, upstream, headers, body, Deadline(route.timeout_s), spec
         )
 
-    request_id = request[REQUEST_ID]
+    try:
+        reply, state = await app[HOTCACHE].get(target, deadline, fetch, route.name)
+    except TimeoutError:
+        metrics.REPLIES.labels("timeout").inc()
+        raise ApiError(504, "timeout", "Request processing timed out") from None
+    return reply_response(reply, route, state), reply
+
+
+def _admit(request: web.Request, route: Route, deadline: Deadline) -> None:
+    """Refuses, at once, what could not be answered in time or would overfill the pod."""
+    app = request.app
+    settings = app[SETTINGS]
+    if app[WAITER].pending >= settings.max_pending_replies:
+        raise _refused(route, "pending_limit", "this pod has too many requests waiting for replies")
+    verdict = app[MONITOR].judge(route.priority, deadline.left())
+    if not verdict.admitted:
+        if verdict.predicted_wait_s == float("inf"):
+            why = "no worker is draining the queue"
+        else:
+            why = (
+                f"the predicted wait ({verdict.predicted_wait_s:.1f} s) leaves no room "
+                f"in the {route.timeout_s:g} s window"
+            )
+        raise _refused(
+            route,
+            "predicted_wait",
+            why,
+            retry_after_s=verdict.retry_after_s,
+            predicted_wait_s=round(min(verdict.predicted_wait_s, 1e6), 3),
+        )
+    # counted now, not once SQS has it: the requests of a burst are judged before any
+    # of their sends completes, and each must see the ones admitted before it
+    app[MONITOR].admitted(route.priority)
+
+
+def _refused(
+    route: Route,
+    reason: str,
+    why: str,
+    *,
+    retry_after_s: int = 1,
+    predicted_wait_s: float | None = None,
+) -> ApiError:
+    """503 before anything was queued, counted by reason."""
+    metrics.ADMISSION_REJECTIONS.labels(route.name, reason).inc()
+    extra = {} if predicted_wait_s is None else {"predicted_wait_s": predicted_wait_s}
+    return ApiError(
+        503,
+        "overloaded",
+        f"{why}; retry later",
+        headers={"Retry-After": str(retry_after_s)},
+        extra=extra,
+    )
+
+
+async def _queue(
+    request: web.Request,
+    route: Route,
+    upstream: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    deadline: Deadline,
+    cache_spec: CacheSpec | None,
+) -> Reply:
+    """Admission, enqueue, and the wait for the reply; raises ApiError (503, 504, 413)."""
+    app = request.app
+    _admit(request, route, deadline)
+    if route.priority == "normal" and not await app[MONITOR].high_backlog_clear():
+        raise _refused(route, "high_backlog", "the high-priority backlog is over its threshold")
+    request_id = request[REQUEST_ID] if cache_spec is None else _flight_id(request)
     now = time.time()
-    upstream = route.upstream_path(params, request.path)
-    if request.query_string:
-        upstream += "?" + request.query_string
     text, is_b64 = pack_body(body)
     envelope = RequestEnvelope(
         id=request_id,
         route=route.name,
         method=request.method,
         path=upstream,
-        headers=request_headers_to_forward(request.headers.items()),
+        headers=headers,
         body=text,
         body_b64=is_b64,
         reply_to=app[WAITER].channel,
-        deadline=now + route.timeout_s,
+        deadline=now + deadline.left(),
         enqueued_at=now,
         cache=cache_spec,
     )
     encoded = encode_request(envelope)
-    if len(encoded.encode()) > MAX_MESSAGE_BYTES:
-        raise ApiError(413, "payload_too_large", "request exceeds the 256 KiB message limit")
+    limit = app[SETTINGS].max_message_bytes
+    if len(encoded.encode()) > limit:
+        raise ApiError(
+            413, "payload_too_large", f"request exceeds the {limit}-byte queue message limit"
+        )
 
     waiter = app[WAITER]
     future = waiter.expect(request_id)
     try:
-        await app[QUEUES][route.priority].send(encoded)
-    except Exception as exc:
+        async with guarded("sqs", "enqueue", deadline.bound(SQS_SEND_S)):
+            await app[QUEUES][route.priority].send(encoded)
+    except BaseException:
         waiter.forget(request_id, timed_out=False)
-        log.warning("enqueue failed", route=route.name, error=str(exc))
-        raise ApiError(
-            503,
-            "unavailable",
-            "the queue did not accept the request",
-            headers={"Retry-After": RETRY_AFTER_S},
-        ) from exc
+        # the send may still complete after we gave up: a stored answer tells the worker
+        # that this request is settled, so it never calls the backend for it
+        await _tombstone(request, request_id)
+        raise
     try:
-        reply = await asyncio.wait_for(future, envelope.seconds_left())
+        async with asyncio.timeout(max(0.001, deadline.left())):
+            return await future
     except TimeoutError:
         waiter.forget(request_id, timed_out=True)
         metrics.REPLIES.labels("timeout").inc()
@@ -145,4 +241,22 @@ async def _proxy(request: web.Request, route: Route) -> tuple[web.Response, Repl
     except asyncio.CancelledError:  # the client went away
         waiter.forget(request_id, timed_out=False)
         raise
-    return reply_response(reply, route, "MISS" if route.cache else None), reply
+
+
+def _flight_id(request: web.Request) -> str:
+    """A cached route's fetch may serve other requests (or none): its own id."""
+    return uuid.uuid4().hex
+
+
+async def _tombstone(request: web.Request, request_id: str) -> None:
+    app = request.app
+    reply = Reply(id=request_id, status=503, headers=[], body=b"")
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(TOMBSTONE_TIMEOUT_S):
+            await app[REDIS].set(
+                app[KEYS].reply(request_id),
+                encode_reply(reply),
+                nx=True,
+                ex=app[SETTINGS].reply_ttl_s,
+            )
+

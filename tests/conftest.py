@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import aiohttp
 import asyncpg
 import pytest
 from redis.asyncio import Redis
 
+from devstack import Stack, new_stack_env, start_backend, start_emulator
 from queuefront.migrate import migrate
 from queuefront.queues import delete_queues, ensure_queues
-from tests.harness import SQS_DIR, Stack, free_port, new_stack_env, spawn, wait_http
 
 REDIS_URL = os.environ.get("QF_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_URL = os.environ.get("QF_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
@@ -33,40 +30,16 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def sqs_endpoint(log_dir: Path) -> Iterator[str]:
-    node = shutil.which("node")
-    assert node, "node is needed for the SQS emulator (make test installs its package)"
-    assert (SQS_DIR / "node_modules").exists(), "run `make test` (it installs the emulator)"
-    port = free_port()
-    proc = spawn("sqs", [node, str(SQS_DIR / "server.mjs")], {"SQS_PORT": str(port)}, log_dir)
-    url = f"http://127.0.0.1:{port}"
-    asyncio.run(_wait_sqs(url))
+    url, proc = asyncio.run(start_emulator(log_dir))
     yield url
     proc.stop()
 
 
-async def _wait_sqs(url: str) -> None:
-    for _ in range(100):
-        try:
-            async with aiohttp.ClientSession() as http, http.get(url) as resp:
-                if resp.status < 500:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    raise TimeoutError("SQS emulator did not start")
-
-
 @pytest.fixture(scope="session")
 def backend_url(log_dir: Path) -> Iterator[str]:
-    port = free_port()
-    proc = spawn(
-        "backend",
-        [sys.executable, "-m", "examples.legacy_backend"],
-        {"QF_DEMO_PORT": str(port), "QF_DEMO_LATENCY_MS": "20", "QF_DEMO_CONCURRENCY": "64"},
-        log_dir,
+    url, proc = asyncio.run(
+        start_backend(log_dir, QF_DEMO_LATENCY_MS="20", QF_DEMO_CONCURRENCY="64")
     )
-    url = f"http://127.0.0.1:{port}"
-    asyncio.run(wait_http(f"{url}/__stats", proc=proc))
     yield url
     proc.stop()
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pytest
 from testcontainers.compose import DockerCompose
 
-from tests.harness import ROOT, free_port
+from devstack import ROOT, free_port
 
 SERVICES = [
     "redis",
@@ -105,6 +105,10 @@ def compose_stack() -> Iterator[ComposeStack]:
             "QF_EDGE_PORT": str(edge_port),
             "QF_PROMETHEUS_PORT": str(prometheus_port),
             "TESTCONTAINERS_RYUK_DISABLED": "true",
+            # these tests stop the worker on purpose to build a queue (priority, the 504
+            # window, restarts); admission's own job would be to refuse that queue — it
+            # is tested against real processes in tests/integration/test_overload.py
+            "QF_ADMISSION_PREDICTIVE": "false",
         }
     )
     compose = DockerCompose(

@@ -14,8 +14,8 @@ from pathlib import Path
 import aiohttp
 from multidict import CIMultiDict
 
+from devstack import ROOT, eventually
 from tests.containers.conftest import ComposeStack
-from tests.harness import ROOT, eventually
 
 
 async def get(

@@ -7,8 +7,8 @@ import time
 
 import aiohttp
 
+from devstack import Stack, metric
 from queuefront.sqs import QueueOps, open_client
-from tests.harness import Stack, metric
 
 
 async def wait_backlog(ops: QueueOps, count: int, timeout_s: float = 10.0) -> None:
@@ -56,8 +56,13 @@ async def test_high_priority_overtakes_queued_normal_work(stack: Stack) -> None:
 async def test_admission_rejects_normal_work_while_high_backlog_is_at_threshold(
     stack: Stack,
 ) -> None:
+    # the threshold rule alone: with no worker running, the predictive rule would refuse
+    # everything once messages stand in the queue (tests/integration/test_overload.py)
     await stack.start_api(
-        QF_ADMISSION_THRESHOLD="5", QF_ADMISSION_WAIT_S="1", QF_BACKLOG_POLL_S="0.2"
+        QF_ADMISSION_THRESHOLD="5",
+        QF_ADMISSION_WAIT_S="1",
+        QF_BACKLOG_POLL_S="0.2",
+        QF_ADMISSION_PREDICTIVE="false",
     )
     settings = stack.settings()
     async with (
@@ -91,5 +96,5 @@ async def test_admission_rejects_normal_work_while_high_backlog_is_at_threshold(
         assert resp.status == 504  # admitted and enqueued; no worker runs, so no reply
         resp.release()
         await high.close()
-    rejected = await metric(f"{stack.api_url}/metrics", "queuefront_admission_rejections_total")
+    rejected = await metric(stack.api_metrics_url, "queuefront_admission_rejections_total")
     assert rejected == 1

@@ -7,18 +7,10 @@ import asyncio
 import aiohttp
 from redis.asyncio import Redis
 
+from devstack import Stack, kill_clients, metric
 from queuefront.envelope import Reply, decode_request, encode_reply
 from queuefront.keys import Keys
 from queuefront.sqs import QueueOps, open_client
-from tests.harness import Stack, metric
-
-
-async def kill_subscriber(redis: Redis, name: str) -> int:
-    clients = await redis.client_list()
-    ids = [c["id"] for c in clients if c.get("name") == name]
-    for client_id in ids:
-        await redis.client_kill_filter(_id=client_id)
-    return len(ids)
 
 
 async def test_replies_stored_while_unsubscribed_are_recovered(stack: Stack, redis: Redis) -> None:
@@ -44,14 +36,14 @@ async def test_replies_stored_while_unsubscribed_are_recovered(stack: Stack, red
         await asyncio.sleep(0.2)
         assert not any(t.done() for t in waiting)  # nothing was published
 
-        assert await kill_subscriber(redis, keys.subscriber_name(settings.pod_id)) == 1
+        assert await kill_clients(redis, keys.subscriber_name(settings.pod_id)) == 1
         responses = await asyncio.wait_for(asyncio.gather(*waiting), 5)
         bodies = sorted([(await r.read()).decode() for r in responses])
         assert [r.status for r in responses] == [200] * 5
         assert bodies == [f"/items/{i}" for i in range(5)]
-    recovered = await metric(f"{stack.api_url}/metrics", "queuefront_replies_recovered_total")
+    recovered = await metric(stack.api_metrics_url, "queuefront_replies_recovered_total")
     assert recovered == 5
-    subscribes = await metric(f"{stack.api_url}/metrics", "queuefront_pubsub_subscribes_total")
+    subscribes = await metric(stack.api_metrics_url, "queuefront_pubsub_subscribes_total")
     assert subscribes >= 2
 
 
@@ -71,7 +63,7 @@ async def test_client_kill_during_traffic_loses_no_reply(stack: Stack, redis: Re
         calls = [asyncio.create_task(call(i)) for i in range(40)]
         kills = 0
         for _ in range(60):
-            kills += await kill_subscriber(redis, name)
+            kills += await kill_clients(redis, name)
             await asyncio.sleep(0.02)
         statuses = await asyncio.wait_for(asyncio.gather(*calls), 15)
     assert kills >= 2

@@ -8,9 +8,9 @@ import uuid
 
 import aiohttp
 
+from devstack import Stack, metric
 from queuefront.queues import ensure_queues
 from queuefront.sqs import QueueOps, open_client
-from tests.harness import Stack, metric
 
 
 async def test_sigterm_drains_and_leaves_nothing_invisible(stack: Stack) -> None:

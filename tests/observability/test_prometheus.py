@@ -36,7 +36,7 @@ def _scrape_jobs() -> dict[str, str]:
     return {block.split()[0]: block for block in jobs[1:]}
 
 
-@pytest.mark.parametrize(("service", "port"), [("api", 8080), ("worker", 9100), ("writer", 9100)])
+@pytest.mark.parametrize(("service", "port"), [("api", 9100), ("worker", 9100), ("writer", 9100)])
 def test_every_compose_service_is_scraped_per_replica(service: str, port: int) -> None:
     job = _scrape_jobs().get(service)
     assert job is not None, f"no scrape job {service!r}"

@@ -19,6 +19,7 @@ from queuefront.envelope import (
 )
 from queuefront.headers import request_headers_to_forward, response_headers_to_return
 from queuefront.routes import RouteTable, load_routes
+from queuefront.upstream import Unforwardable, request_target
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,7 +89,7 @@ def test_demo_route_table_loads() -> None:
     assert by_name["products_and_promotions"].cache is not None
     assert by_name["products_and_promotions"].cache.ttl_s == 300
     assert by_name["polls"].edge_ttl_s == 3
-    assert by_name["item"].upstream_path({"item_id": "7"}, "/api/items/7") == "/items/7"
+    assert request_target(by_name["item"], "/api/items/7", "", {"item_id": "7"}) == "/items/7"
 
 
 def route(**fields: object) -> dict[str, object]:
@@ -103,6 +104,32 @@ def route(**fields: object) -> dict[str, object]:
         ({"priority": "urgent"}, "priority"),
         ({"upstream": "/legacy/{other}"}, "unknown parameters"),
         ({"colour": "red"}, "colour"),
+        (
+            {
+                "kind": "ingest",
+                "sink": {"table": "t", "fields": {"serial": {"type": "text", "source": "path"}}},
+                "tally": {"group": "serial", "count": "serial"},
+            },
+            "bounded domain",
+        ),
+        (
+            {
+                "kind": "ingest",
+                "sink": {
+                    "table": "t",
+                    "fields": {
+                        "serial": {"type": "text", "source": "path"},
+                        "n": {"type": "int", "min": 0, "max": 5000},
+                    },
+                },
+                "tally": {"group": "serial", "count": "n"},
+            },
+            "bounded domain",
+        ),
+        (
+            {"kind": "ingest", "sink": {"table": "t", "fields": {"x": {"type": "text", "min": 1}}}},
+            "int and bigint fields only",
+        ),
     ],
 )
 def test_bad_route_tables_name_the_problem(fields: dict[str, object], problem: str) -> None:
@@ -112,7 +139,40 @@ def test_bad_route_tables_name_the_problem(fields: dict[str, object], problem: s
 
 def test_upstream_template() -> None:
     table = RouteTable.model_validate({"routes": [route(upstream="/legacy/p/{serial}")]})
-    assert table.routes[0].upstream_path({"serial": "S1"}, "/api/x/S1") == "/legacy/p/S1"
+    only = table.routes[0]
+    assert request_target(only, "/api/x/S1", "", {"serial": "S1"}) == "/legacy/p/S1"
+    # the client's encoding is kept; what would change the target's shape is encoded
+    encoded = request_target(only, "/api/x/a%2Fb%3F", "q=red%20shoes", {})
+    assert encoded == "/legacy/p/a%2Fb%3F?q=red%20shoes"
+    assert request_target(only, "/api/x/%C3%A9t%C3%A9", "", {}) == "/legacy/p/%C3%A9t%C3%A9"
+    assert request_target(only, "/api/x/a|b%zz", "x={y}", {}) == "/legacy/p/a%7Cb%25zz?x=%7By%7D"
+
+
+def test_upstream_template_with_a_query() -> None:
+    table = RouteTable.model_validate({"routes": [route(upstream="/find?sku={serial}")]})
+    only = table.routes[0]
+    # a parameter placed in a query value cannot add parameters of its own
+    assert request_target(only, "/api/x/a&b=c+d", "page=2", {}) == "/find?sku=a%26b%3Dc%2Bd&page=2"
+
+
+@pytest.mark.parametrize(
+    ("raw_path", "raw_query"),
+    [
+        ("/api/x/a%01b", ""),
+        ("/api/x/a%00", ""),
+        ("/api/x/%7F", ""),
+        ("/api/x/%C2%85", ""),
+        ("/api/x/ok", "q=%0A"),
+        ("/api/x/%2E%2E", ""),
+        ("/api/x/%2e", ""),
+        ("/api/x/..%2Fadmin", ""),
+        ("/api/x/a%5C..%5Cb", ""),
+    ],
+)
+def test_unforwardable_input_is_refused(raw_path: str, raw_query: str) -> None:
+    table = RouteTable.model_validate({"routes": [route()]})
+    with pytest.raises(Unforwardable):
+        request_target(table.routes[0], raw_path, raw_query, {})
 
 
 def test_duplicate_route_names_are_refused() -> None:
