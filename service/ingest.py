@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from queuefront import metrics, sink
-from queuefront.envelope import IngestMessage, encode_ingest
+from queuefront.envelope import encode_json
 from queuefront.routes import Route
 from queuefront.telemetry import get_logger
 from service.context import IDEMPOTENCY, PACKERS, ROUTES, SETTINGS, TALLIES
@@ -40,7 +40,9 @@ async def handle_ingest(request: web.Request, route: Route) -> web.Response:
         metrics.INGEST_REJECTED.labels(route.name).inc()
         raise ApiError(400, "bad_request", str(exc)) from None
     limit = request.app[SETTINGS].max_message_bytes
-    if len(encode_ingest(IngestMessage(route=route.name, items=[item])).encode()) > limit:
+    encoded = encode_json(item)
+    packer = request.app[PACKERS][route.name]
+    if not packer.fits(encoded):
         # even alone in its message it could never be sent: SQS would refuse it
         raise ApiError(
             413,
@@ -56,7 +58,7 @@ async def handle_ingest(request: web.Request, route: Route) -> web.Response:
             request.app[IDEMPOTENCY].bind(route.name, client, key, print_),
         )
     try:
-        await request.app[PACKERS][route.name].submit(item)
+        await packer.submit(encoded)
     except Exception as exc:
         log.warning("ingest enqueue failed", route=route.name, error=str(exc))
         raise ApiError(

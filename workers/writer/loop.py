@@ -11,7 +11,7 @@ from queuefront.settings import Settings
 from queuefront.sqs import QueueOps
 from queuefront.telemetry import get_logger
 from workers.writer import settle
-from workers.writer.gather import Gatherer
+from workers.writer.gather import Gatherer, Parsed
 from workers.writer.store import BatchStore, Unstorable
 
 log = get_logger(__name__)
@@ -53,6 +53,27 @@ class Writer:
     def stop(self) -> None:
         self._stopping.set()
 
+    async def _store_batch(self, batch: list[Parsed]) -> bool:
+        """Stores and settles one batch; False when stopping with the batch given back
+        (Postgres down at shutdown), so the loop ends."""
+        try:
+            result = await self._store.store_until_done(batch, self._stopping)
+        except Unstorable as exc:
+            await settle.give_back(batch, self._keeper, error=repr(exc.__cause__))
+            return True
+        if result is None:  # stopping while Postgres is down: give the batch back
+            await settle.release((p.held for p in batch), self._keeper)
+            return False
+        await settle.settle(batch, result, self._keeper, self._settings.max_receive_count)
+        log.debug(
+            "batch stored",
+            messages=len(batch),
+            rows=result.new_rows,
+            duplicates=result.duplicates,
+            poison=len(result.bad_ids),
+        )
+        return True
+
     async def run(self) -> None:
         keeper = asyncio.create_task(self._keeper.run(), name="visibility")
         # at start-up, everything in the outbox is a leftover: apply it now
@@ -62,26 +83,18 @@ class Writer:
             log.warning("start-up outbox sweep failed", error=str(exc))
         sweeper = asyncio.create_task(self._outbox.sweep_forever(), name="outbox-sweep")
         log.info("writer started", batch_size=self._settings.batch_size)
+        # pipelined: the next batch is gathered while the current one is stored, so
+        # receiving and inserting overlap; stores stay one at a time and in order
+        storing: asyncio.Task[bool] | None = None
         while not self._stopping.is_set():
             batch = await self._gatherer.gather()
-            if not batch:
-                continue
-            try:
-                result = await self._store.store_until_done(batch, self._stopping)
-            except Unstorable as exc:
-                await settle.give_back(batch, self._keeper, error=repr(exc.__cause__))
-                continue
-            if result is None:  # stopping while Postgres is down: give the batch back
+            if storing is not None and not await storing:
+                storing = None
                 await settle.release((p.held for p in batch), self._keeper)
                 break
-            await settle.settle(batch, result, self._keeper, self._settings.max_receive_count)
-            log.debug(
-                "batch stored",
-                messages=len(batch),
-                rows=result.new_rows,
-                duplicates=result.duplicates,
-                poison=len(result.bad_ids),
-            )
+            storing = asyncio.create_task(self._store_batch(batch), name="store") if batch else None
+        if storing is not None:
+            await storing
         await settle.release(self._gatherer.carried(), self._keeper)
         for task in (keeper, sweeper):
             task.cancel()

@@ -1,0 +1,304 @@
+"""Throughput and CPU per request, issue-style: ``python -m bench.throughput``.
+
+The table that the README's "Throughput and CPU per request" section shows, measured
+the way a user of ``make run`` would: a C load generator that costs little CPU (``wrk
+-t1 -c64``, Debian's package) against one stack started here on free ports — the SQS
+emulator, the demo backend (20 ms per request, 64 at once), one api, one worker, one
+writer on a fresh database — and four paths in turn, each round in the same order:
+
+- ``direct``: straight to the demo backend (the reference of the proxy ratio);
+- ``proxied``: a queued route (``/api/items/{n}``) through api, SQS, worker, backend;
+- ``cached``: a cached route, warm (``/api/products/SER-1``);
+- ``votes``: the write path (``POST /api/polls/{p}/votes``), then a check that every
+  accepted vote is in Postgres within ``STORED_WITHIN_S``.
+
+CPU per request comes from ``/proc`` (utime + stime of each process and its children)
+read before and after each run, divided by the requests answered; the Fargate price is
+``ms of CPU x 1e6 / 1000`` vCPU-seconds per million requests at ``VCPU_HOUR_USD``.
+Rounds are repeated and medians quoted, since the load generator shares the cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+
+from devstack import Proc, Stack, new_stack_env, start_backend, start_emulator
+from queuefront.migrate import migrate
+from queuefront.queues import delete_queues, ensure_queues
+
+PG = os.environ.get("QF_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
+REDIS_URL = os.environ.get("QF_REDIS_URL", "redis://127.0.0.1:6379/0")
+BACKEND_LATENCY_MS = 20
+BACKEND_CONCURRENCY = 64
+STORED_WITHIN_S = 10.0
+"""The issue's check: every accepted vote is stored this long after the last answer."""
+VCPU_HOUR_USD = 0.04048
+"""Fargate Linux/x86 price per vCPU-hour (us-east-1, on demand, 2026)."""
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+VOTE_SCRIPT = """
+local n = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  n = n + 1
+  local body = string.format('{"choice":%d,"voter":"viewer-%d"}', n % 5, n)
+  return wrk.format(nil, "/api/polls/bench/votes", nil, body)
+end
+"""
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    socket_errors: int
+
+
+@dataclass
+class Sample:
+    wrk: WrkResult
+    cpu_ms: dict[str, float]
+    """ms of CPU per answered request, per process group."""
+    stored_ok: bool | None = None
+
+
+@dataclass
+class Series:
+    samples: list[Sample] = field(default_factory=list)
+
+    def med(self, pick: str) -> float:
+        return statistics.median(getattr(s.wrk, pick) for s in self.samples)
+
+    def cpu(self, group: str) -> float:
+        return statistics.median(s.cpu_ms.get(group, 0.0) for s in self.samples)
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def parse_wrk(out: str) -> WrkResult:
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    pct = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return WrkResult(
+        requests=total,
+        rps=rps,
+        p50_ms=_ms(pct["50"]),
+        p99_ms=_ms(pct["99"]),
+        non_2xx=int(non2xx.group(1)) if non2xx else 0,
+        socket_errors=sum(int(g) for g in sock.groups()) if sock else 0,
+    )
+
+
+def run_wrk(url: str, seconds: int, connections: int, script: Path | None) -> WrkResult:
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script is not None:
+        args += ["-s", str(script)]
+    out = subprocess.run(
+        [*args, url], capture_output=True, text=True, check=True, timeout=seconds + 30
+    ).stdout
+    return parse_wrk(out)
+
+
+def _tree(pid: int) -> list[int]:
+    """The process and its descendants (an api with several processes is a tree)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    total = 0
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLK_TCK
+
+
+class Meter:
+    """CPU of named process groups over one run."""
+
+    def __init__(self, procs: dict[str, Proc]) -> None:
+        self.procs = procs
+        self._start = {k: cpu_seconds(p.popen.pid) for k, p in procs.items()}
+
+    def per_request_ms(self, answered: int) -> dict[str, float]:
+        used = {k: cpu_seconds(p.popen.pid) - self._start[k] for k, p in self.procs.items()}
+        return {k: 1000.0 * v / max(answered, 1) for k, v in used.items()}
+
+
+async def count_rows(db_url: str) -> int:
+    conn = await asyncpg.connect(db_url)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM votes"))
+    finally:
+        await conn.close()
+
+
+async def stored_within(db_url: str, expected: int, limit_s: float) -> bool:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if await count_rows(db_url) >= expected:
+            return True
+        await asyncio.sleep(0.1)
+    return await count_rows(db_url) >= expected
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    assert shutil.which("wrk"), "wrk is needed (apt-get install wrk)"
+    log_dir = Path(tempfile.mkdtemp(prefix="qf-bench-throughput-"))
+    script = log_dir / "votes.lua"
+    script.write_text(VOTE_SCRIPT)
+    sqs_url, sqs = await start_emulator(log_dir)
+    backend_url, backend = await start_backend(
+        log_dir,
+        QF_DEMO_LATENCY_MS=str(BACKEND_LATENCY_MS),
+        QF_DEMO_CONCURRENCY=str(BACKEND_CONCURRENCY),
+    )
+    db_name = f"qfbench_{uuid.uuid4().hex[:8]}"
+    db_url = f"{PG}/{db_name}"
+    await migrate(db_url)
+    base = {
+        "QF_SQS_ENDPOINT_URL": sqs_url,
+        "QF_REDIS_URL": REDIS_URL,
+        "QF_BACKEND_URL": backend_url,
+        "QF_ROUTES_FILE": "examples/routes.toml",
+        "QF_DATABASE_URL": db_url,
+    }
+    stack = Stack(env={**new_stack_env(base), "QF_LOG_LEVEL": "WARNING"}, log_dir=log_dir)
+    settings = stack.settings()
+    await ensure_queues(settings, wait_s=10)
+    series: dict[str, Series] = {}
+    try:
+        api = await stack.start_api(QF_API_PROCESSES=str(args.api_processes))
+        worker = await stack.start_worker()
+        writer = await stack.start_writer()
+        groups = {"api": api, "worker": worker, "writer": writer, "emulator": sqs}
+        # warm: the cached serial is filled once, every path has been used once
+        for path in ("/api/products/SER-1", "/api/items/warm"):
+            run_wrk(stack.api_url + path, 1, 4, None)
+        targets: dict[str, tuple[str, Path | None]] = {
+            "direct": (backend_url + "/api/items/1", None),
+            "proxied": (stack.api_url + "/api/items/1", None),
+            "cached": (stack.api_url + "/api/products/SER-1", None),
+            "votes": (stack.api_url, script),
+        }
+        chosen = {k: v for k, v in targets.items() if k in args.paths}
+        for _ in range(args.rounds):
+            for name, (url, lua) in chosen.items():
+                meters = {"direct": {"backend": backend}}.get(name, groups)
+                rows_before = await count_rows(db_url) if name == "votes" else 0
+                meter = Meter(meters)
+                result = run_wrk(url, args.seconds, args.connections, lua)
+                answered = result.requests - result.non_2xx
+                sample = Sample(result, {})
+                if name == "votes":
+                    sample.stored_ok = await stored_within(
+                        db_url, rows_before + answered, STORED_WITHIN_S
+                    )
+                # writer CPU includes the storing that runs after wrk stops
+                sample.cpu_ms = meter.per_request_ms(answered)
+                series.setdefault(name, Series()).samples.append(sample)
+                await asyncio.sleep(args.pause_s)
+    finally:
+        stack.stop_all()
+        await delete_queues(settings)
+        backend.stop()
+        sqs.stop()
+        conn = await asyncpg.connect(f"{PG}/postgres")
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+    report(series, args)
+
+
+def report(series: dict[str, Series], args: argparse.Namespace) -> None:
+    load = os.getloadavg()
+    print(
+        f"\nwrk -t1 -c{args.connections} -d{args.seconds}s, {args.rounds} rounds (medians), "
+        f"{os.cpu_count()} cores, {args.api_processes} api process(es), backend "
+        f"{BACKEND_LATENCY_MS} ms x {BACKEND_CONCURRENCY}; load average after: "
+        f"{load[0]:.2f} {load[1]:.2f}"
+    )
+    direct = series["direct"].med("rps") if "direct" in series else None
+    print(
+        "| path | req/s | x direct | p50 ms | p99 ms | non-2xx | socket errors "
+        "| CPU ms/req api | worker | writer | emulator | vCPU-s per 1M (api+worker+writer) "
+        "| USD per 1M |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, s in series.items():
+        rps = s.med("rps")
+        ratio = f"{rps / direct:.2f}" if direct and name != "direct" else "1.00"
+        ours = sum(s.cpu(g) for g in ("api", "worker", "writer"))
+        stored = ""
+        if name == "votes":
+            ok = all(x.stored_ok for x in s.samples)
+            stored = f" (all stored within {STORED_WITHIN_S:.0f} s: {'yes' if ok else 'NO'})"
+        cpu_cells = (
+            f"{s.cpu('backend'):.2f} (backend) | – | – | –"
+            if name == "direct"
+            else f"{s.cpu('api'):.2f} | {s.cpu('worker'):.2f} | {s.cpu('writer'):.2f} | "
+            f"{s.cpu('emulator'):.2f}"
+        )
+        vcpu_s = ours * 1e6 / 1000.0
+        price = "–" if name == "direct" else f"{vcpu_s * VCPU_HOUR_USD / 3600:.4f}"
+        print(
+            f"| {name}{stored} | {rps:.0f} | {ratio} | {s.med('p50_ms'):.1f} | "
+            f"{s.med('p99_ms'):.1f} | {sum(x.wrk.non_2xx for x in s.samples)} | "
+            f"{sum(x.wrk.socket_errors for x in s.samples)} | {cpu_cells} | "
+            f"{'–' if name == 'direct' else f'{vcpu_s:.0f}'} | {price} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--api-processes", type=int, default=1)
+    parser.add_argument("--pause-s", type=float, default=2.0)
+    parser.add_argument(
+        "--paths", nargs="+", default=["direct", "proxied", "cached", "votes"]
+    )
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
