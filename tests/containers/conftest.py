@@ -7,6 +7,7 @@ collides with a stack a developer has running.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -47,13 +48,17 @@ class ComposeStack:
     project: str
     edge_url: str
     prometheus_url: str
+    env: dict[str, str]
+    """The environment of every compose command of this stack (never the session's own:
+    a setting meant for the containers must not leak into the processes that later
+    tests start, e.g. QF_ADMISSION_PREDICTIVE=false into tests/integration)."""
 
     def run(self, *args: str, timeout_s: float = 120) -> str:
         """``docker compose ARGS`` on this stack; returns stdout, raises on failure."""
         result = subprocess.run(
             ["docker", "compose", "-f", str(ROOT / "compose.yaml"), *args],
             cwd=ROOT,
-            env=os.environ.copy(),
+            env=self.env,
             capture_output=True,
             text=True,
             timeout=timeout_s,
@@ -93,14 +98,28 @@ class ComposeStack:
         return calls
 
 
+@contextlib.contextmanager
+def environ(env: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` is ``env`` inside, and exactly what it was before outside."""
+    saved = os.environ.copy()
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def compose_stack() -> Iterator[ComposeStack]:
     if not docker_answers():
         pytest.skip("no Docker engine answers (../shared/containers/build-offline-images.sh)")
     project = f"qftest{uuid.uuid4().hex[:6]}"
     edge_port, prometheus_port = free_port(), free_port()
-    os.environ.update(
-        {
+    env = {
+        **os.environ,
+        **{
             "COMPOSE_PROJECT_NAME": project,
             "QF_EDGE_PORT": str(edge_port),
             "QF_PROMETHEUS_PORT": str(prometheus_port),
@@ -109,8 +128,8 @@ def compose_stack() -> Iterator[ComposeStack]:
             # window, restarts); admission's own job would be to refuse that queue — it
             # is tested against real processes in tests/integration/test_overload.py
             "QF_ADMISSION_PREDICTIVE": "false",
-        }
-    )
+        },
+    }
     compose = DockerCompose(
         ROOT,
         compose_file_name="compose.yaml",
@@ -120,16 +139,19 @@ def compose_stack() -> Iterator[ComposeStack]:
         quiet_build=True,
     )
     try:
-        compose.start()
+        with environ(env):  # testcontainers reads os.environ
+            compose.start()
     except Exception:
         logs = subprocess.run(
             ["docker", "compose", "-f", str(ROOT / "compose.yaml"), "logs", "--tail", "40"],
             cwd=ROOT,
+            env=env,
             capture_output=True,
             text=True,
             check=False,
         )
-        compose.stop()
+        with environ(env):
+            compose.stop()
         raise AssertionError(f"compose up failed:\n{logs.stdout[-6000:]}") from None
     try:
         yield ComposeStack(
@@ -137,9 +159,11 @@ def compose_stack() -> Iterator[ComposeStack]:
             project,
             f"http://127.0.0.1:{edge_port}",
             f"http://127.0.0.1:{prometheus_port}",
+            env,
         )
     finally:
-        compose.stop(down=True)
+        with environ(env):
+            compose.stop(down=True)
         subprocess.run(
             [
                 "docker",
@@ -151,6 +175,7 @@ def compose_stack() -> Iterator[ComposeStack]:
                 "--remove-orphans",
             ],
             cwd=ROOT,
+            env=env,
             capture_output=True,
             check=False,
         )
