@@ -57,7 +57,7 @@ lint: $(BIN)/.installed
 	$(BIN)/mypy $(PACKAGES)
 
 test: test-deps lint
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -q
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -q --durations=15
 
 unit: $(BIN)/.installed
 	$(BIN)/pytest -q tests/unit

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +26,20 @@ ROOT = Path(__file__).resolve().parent.parent
 SQS_DIR = ROOT / "deploy" / "local" / "sqs"
 
 
+_GIVEN_PORTS: deque[int] = deque(maxlen=512)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on, and not one this process handed out recently: the
+    kernel can give the same free port to two binds in a row, and an api whose public
+    and probe ports came out equal would fail to start."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.append(port)
+            return port
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
