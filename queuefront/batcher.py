@@ -32,13 +32,21 @@ class Batcher(Generic[T, R]):
     A batch is flushed when it is full or ``linger_s`` after its first item; up to
     ``max_in_flight`` batches are in flight at once, so a slow call never stalls the
     next batch.
+
+    ``linger_s=None`` is group commit instead of a timer: while no call is in flight a
+    batch leaves at once (with whatever arrived in the same turn of the event loop);
+    while one is, items gather and leave together when it returns (or when full). The
+    batch size then follows the load by itself — one item when idle, at no added
+    latency, and as many as arrive during one round trip under load — where a fixed
+    linger adds its delay to every request and still caps the rate at what fits in one
+    linger per call.
     """
 
     def __init__(
         self,
         flush: FlushFn[T, R],
         *,
-        linger_s: float,
+        linger_s: float | None,
         max_entries: int = MAX_BATCH_ENTRIES,
         max_bytes: int = MAX_BATCH_BYTES,
         size_of: Callable[[T], int] = lambda _: 0,
@@ -53,7 +61,8 @@ class Batcher(Generic[T, R]):
         self._items: list[T] = []
         self._futures: list[asyncio.Future[R]] = []
         self._bytes = 0
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -71,7 +80,11 @@ class Batcher(Generic[T, R]):
         if len(self._items) >= self._max_entries:
             self._flush()
         elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._linger_s, self._flush)
+            loop = asyncio.get_running_loop()
+            if self._linger_s is not None:
+                self._timer = loop.call_later(self._linger_s, self._flush)
+            elif self._in_flight == 0:  # group commit: idle, so this turn's items go now
+                self._timer = loop.call_soon(self._flush)
         # shield: a cancelled caller (client went away, deadline passed) must not cancel its
         # batch-mates' call; its own entry is dropped if its batch has not been sent yet
         try:
@@ -88,9 +101,17 @@ class Batcher(Generic[T, R]):
             return
         items, futures = self._items, self._futures
         self._items, self._futures, self._bytes = [], [], 0
+        self._in_flight += 1
         task = asyncio.get_running_loop().create_task(self._send(items, futures))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._in_flight -= 1
+        # group commit: what gathered during the call leaves now
+        if self._linger_s is None and self._items and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_soon(self._flush)
 
     async def _send(self, items: list[T], futures: list[asyncio.Future[R]]) -> None:
         async with self._slots:

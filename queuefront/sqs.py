@@ -197,7 +197,8 @@ class QueueOps:
     client: SQSClient
     name: str
     url: str
-    linger_s: float = 0.002
+    linger_s: float | None = 0.002
+    """Send linger; None: group commit (``queuefront.batcher``)."""
     _sender: Batcher[str, str] = field(init=False)
     _deleter: Batcher[str, None] = field(init=False)
     _visibility: Batcher[tuple[str, int], None] = field(init=False)
@@ -206,12 +207,12 @@ class QueueOps:
     def __post_init__(self) -> None:
         self._call = data_plane_of(self.client)
         self._sender = Batcher(self._send_batch, linger_s=self.linger_s, size_of=_utf8_len)
-        slow = max(self.linger_s, SLOW_LINGER_S)
+        slow = max(self.linger_s or 0.0, SLOW_LINGER_S)
         self._deleter = Batcher(self._delete_batch, linger_s=slow)
         self._visibility = Batcher(self._visibility_batch, linger_s=slow)
 
     @classmethod
-    async def open(cls, client: SQSClient, name: str, linger_s: float) -> QueueOps:
+    async def open(cls, client: SQSClient, name: str, linger_s: float | None) -> QueueOps:
         return cls(client, name, await queue_url(client, name), linger_s)
 
     async def send(self, body: str) -> str:

@@ -83,14 +83,15 @@ async def sqs_ctx(app: web.Application) -> AsyncIterator[None]:
         }
         ingest_routes = [r.name for r in app[ROUTES].routes if r.kind == "ingest"]
         if ingest_routes:
-            app[QUEUES]["ingest"] = await QueueOps.open(client, settings.queue_ingest, linger_s)
+            # group commit, not a linger: an item's 202 waits for its send, so a linger
+            # would be added to every vote while capping how many one call can carry
+            app[QUEUES]["ingest"] = await QueueOps.open(client, settings.queue_ingest, None)
         app[PACKERS] = {
             name: Packer(
                 name,
                 app[QUEUES]["ingest"],
                 max_items=settings.ingest_pack_max,
                 max_bytes=settings.max_message_bytes,
-                linger_s=linger_s,
             )
             for name in ingest_routes
         }

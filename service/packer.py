@@ -1,7 +1,8 @@
 """Packing ingest items into SQS messages.
 
-Items of one route that arrive within the send linger share one SQS message (up to
-``QF_INGEST_PACK_MAX`` items and ``QF_MAX_MESSAGE_BYTES``). Each item's 202 still waits
+Items of one route that arrive while the previous message is being sent share the next
+one (group commit, up to ``QF_INGEST_PACK_MAX`` items and ``QF_MAX_MESSAGE_BYTES``): one
+item per message when idle, many under load, no timer either way. Each item's 202 still waits
 until SQS has accepted the message that carries it, so an acknowledged item is never
 only in memory. The writer deletes a message only once every item in it is committed.
 """
@@ -27,15 +28,13 @@ class Packer:
     without each item being encoded again for its size and again for the message.
     """
 
-    def __init__(
-        self, route: str, queue: QueueOps, *, max_items: int, max_bytes: int, linger_s: float
-    ) -> None:
+    def __init__(self, route: str, queue: QueueOps, *, max_items: int, max_bytes: int) -> None:
         self._head = b'{"v":1,"route":' + encode_json(route) + b',"items":['
         self._queue = queue
         self._max_bytes = max_bytes
         self._batcher: Batcher[bytes, str] = Batcher(
             self._send,
-            linger_s=linger_s,
+            linger_s=None,  # group commit: see queuefront.batcher
             max_entries=max_items,
             max_bytes=max_bytes - ENVELOPE_ALLOWANCE_BYTES,
             size_of=lambda item: len(item) + 1,

@@ -86,3 +86,31 @@ async def test_close_flushes_pending_items() -> None:
     assert await pending == "LATE"
     with pytest.raises(RuntimeError):
         await batcher.submit("after")
+
+
+async def test_group_commit_sends_at_once_when_idle_and_gathers_during_a_call() -> None:
+    """linger_s=None: an idle batcher sends at once (no linger added); what arrives
+    while a call is in flight leaves together when it returns."""
+    rec = Recorder(delay_s=0.05)
+    batcher: Batcher[str, str] = Batcher(rec, linger_s=None)
+    first = asyncio.create_task(batcher.submit("a"))
+    await asyncio.sleep(0.01)
+    assert rec.calls == [["a"]]  # sent before any linger would have passed
+    rest = [asyncio.create_task(batcher.submit(x)) for x in "bcd"]
+    await asyncio.sleep(0.01)
+    assert rec.calls == [["a"]]  # gathering while "a" is in flight
+    assert await first == "A"
+    assert await asyncio.gather(*rest) == ["B", "C", "D"]
+    assert rec.calls == [["a"], ["b", "c", "d"]]
+    # idle again: the next one goes at once, alone
+    assert await batcher.submit("e") == "E"
+    assert rec.calls[-1] == ["e"]
+
+
+async def test_group_commit_still_splits_full_batches() -> None:
+    rec = Recorder(delay_s=0.02)
+    batcher: Batcher[str, str] = Batcher(rec, linger_s=None, max_entries=3)
+    first = asyncio.create_task(batcher.submit("x"))
+    await asyncio.sleep(0)
+    await asyncio.gather(first, *(batcher.submit(f"m{i}") for i in range(7)))
+    assert [len(c) for c in rec.calls] == [1, 3, 3, 1]
