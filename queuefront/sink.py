@@ -9,9 +9,11 @@ database still rejects is isolated there (see ``workers.writer``).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import os
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -45,7 +47,21 @@ def item_id(route: str, idempotency_key: str | None, *, client: str) -> str:
     """
     if idempotency_key:
         return str(uuid.uuid5(ITEM_NAMESPACE, f"{route}\x00{client}\x00{idempotency_key}"))
-    return str(uuid.uuid4())
+    return next(_fresh_ids)
+
+
+def _uuids() -> Iterator[str]:
+    """Fresh item ids in UUID form: a random 64-bit half per process and a counter, so
+    unique across pods and restarts like uuid4 (a collision needs two processes to draw
+    the same 64 random bits), without a system call and a UUID object per vote."""
+    head = os.urandom(8).hex()
+    prefix = f"{head[:8]}-{head[8:12]}-{head[12:16]}-"
+    for n in itertools.count():
+        tail = f"{n:016x}"
+        yield f"{prefix}{tail[:4]}-{tail[4:]}"
+
+
+_fresh_ids = _uuids()
 
 
 def _check_value(name: str, spec: SinkField, value: Any) -> Any:

@@ -68,7 +68,11 @@ async def handle_ingest(request: web.Request, route: Route) -> web.Response:
             headers={"Retry-After": RETRY_AFTER_S},
         ) from exc
     metrics.INGEST_ACCEPTED.labels(route.name).inc()
-    return web.json_response({"id": item_id, "status": "accepted"}, status=202)
+    return web.Response(
+        body=b'{"id":"' + item_id.encode() + b'","status":"accepted"}',
+        status=202,
+        content_type="application/json",
+    )
 
 
 def _typed(kind: str, raw: str) -> Any:
