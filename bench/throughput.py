@@ -13,7 +13,9 @@ writer on a fresh database — and four paths in turn, each round in the same or
   accepted vote is in Postgres within ``STORED_WITHIN_S``.
 
 CPU per request comes from ``/proc`` (utime + stime of each process and its children)
-read before and after each run, divided by the requests answered; the Fargate price is
+read before and after each run, divided by the requests answered (and the whole
+machine's busy time from ``/proc/stat``, which includes Postgres, Redis, the kernel and
+wrk itself); the Fargate price is
 ``ms of CPU x 1e6 / 1000`` vCPU-seconds per million requests at ``VCPU_HOUR_USD``.
 Rounds are repeated and medians quoted, since the load generator shares the cores.
 """
@@ -150,15 +152,24 @@ def cpu_seconds(pid: int) -> float:
     return total / CLK_TCK
 
 
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine spent busy (all cores, everything but idle and iowait):
+    what a request costs including Postgres, Redis, the kernel and the load generator."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
+
+
 class Meter:
-    """CPU of named process groups over one run."""
+    """CPU of named process groups (and of the whole machine) over one run."""
 
     def __init__(self, procs: dict[str, Proc]) -> None:
         self.procs = procs
         self._start = {k: cpu_seconds(p.popen.pid) for k, p in procs.items()}
+        self._machine = machine_busy_seconds()
 
     def per_request_ms(self, answered: int) -> dict[str, float]:
         used = {k: cpu_seconds(p.popen.pid) - self._start[k] for k, p in self.procs.items()}
+        used["machine"] = machine_busy_seconds() - self._machine
         return {k: 1000.0 * v / max(answered, 1) for k, v in used.items()}
 
 
@@ -259,31 +270,31 @@ def report(series: dict[str, Series], args: argparse.Namespace) -> None:
     direct = series["direct"].med("rps") if "direct" in series else None
     print(
         "| path | req/s | x direct | p50 ms | p99 ms | non-2xx | socket errors "
-        "| CPU ms/req api | worker | writer | emulator | vCPU-s per 1M (api+worker+writer) "
-        "| USD per 1M |"
+        "| CPU ms/req api | worker | writer | emulator | whole machine "
+        "| vCPU-s per 1M (api+worker+writer) | USD per 1M |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, s in series.items():
         rps = s.med("rps")
-        ratio = f"{rps / direct:.2f}" if direct and name != "direct" else "1.00"
+        ratio = f"{rps / direct:.2f}" if direct and name in ("proxied", "cached") else "-"
         ours = sum(s.cpu(g) for g in ("api", "worker", "writer"))
         stored = ""
         if name == "votes":
             ok = all(x.stored_ok for x in s.samples)
             stored = f" (all stored within {STORED_WITHIN_S:.0f} s: {'yes' if ok else 'NO'})"
         cpu_cells = (
-            f"{s.cpu('backend'):.2f} (backend) | – | – | –"
+            f"{s.cpu('backend'):.2f} (backend) | - | - | -"
             if name == "direct"
             else f"{s.cpu('api'):.2f} | {s.cpu('worker'):.2f} | {s.cpu('writer'):.2f} | "
             f"{s.cpu('emulator'):.2f}"
-        )
+        ) + f" | {s.cpu('machine'):.2f}"
         vcpu_s = ours * 1e6 / 1000.0
-        price = "–" if name == "direct" else f"{vcpu_s * VCPU_HOUR_USD / 3600:.4f}"
+        price = "-" if name == "direct" else f"{vcpu_s * VCPU_HOUR_USD / 3600:.4f}"
         print(
             f"| {name}{stored} | {rps:.0f} | {ratio} | {s.med('p50_ms'):.1f} | "
             f"{s.med('p99_ms'):.1f} | {sum(x.wrk.non_2xx for x in s.samples)} | "
             f"{sum(x.wrk.socket_errors for x in s.samples)} | {cpu_cells} | "
-            f"{'–' if name == 'direct' else f'{vcpu_s:.0f}'} | {price} |"
+            f"{'-' if name == 'direct' else f'{vcpu_s:.0f}'} | {price} |"
         )
 
 
@@ -294,9 +305,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--api-processes", type=int, default=1)
     parser.add_argument("--pause-s", type=float, default=2.0)
-    parser.add_argument(
-        "--paths", nargs="+", default=["direct", "proxied", "cached", "votes"]
-    )
+    parser.add_argument("--paths", nargs="+", default=["direct", "proxied", "cached", "votes"])
     asyncio.run(main_async(parser.parse_args()))
 
 
