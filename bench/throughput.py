@@ -86,7 +86,7 @@ class Series:
     samples: list[Sample] = field(default_factory=list)
 
     def med(self, pick: str) -> float:
-        return statistics.median(getattr(s.wrk, pick) for s in self.samples)
+        return float(statistics.median(getattr(s.wrk, pick) for s in self.samples))
 
     def cpu(self, group: str) -> float:
         return statistics.median(s.cpu_ms.get(group, 0.0) for s in self.samples)
