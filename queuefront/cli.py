@@ -13,11 +13,12 @@ which does not know the role, so it asks whichever of the process ports answers.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from queuefront.settings import Settings
+from queuefront import ports
 
 Main = Callable[[], None]
 
@@ -107,14 +108,10 @@ ENTRY_MODULES = {
 """The module each role runs (tests derive each process's SQS access from it)."""
 
 
-def probe_ports(settings: Settings) -> list[int]:
-    """Where a process of any role answers ``/healthz``: the api's public port, every
-    process's probe port, the demo backend's port."""
-    return [settings.http_port, settings.metrics_port, settings.demo_port]
-
-
-def healthcheck(settings: Settings | None = None) -> int:
-    for port in probe_ports(settings or Settings()):
+def healthcheck(environ: Mapping[str, str] | None = None) -> int:
+    """0 if any process port of this container answers ``/healthz`` with 200. Light on
+    purpose (no settings import): see ``queuefront.ports``."""
+    for port in ports.probe_ports(os.environ if environ is None else environ):
         url = f"http://127.0.0.1:{port}/healthz"
         try:
             with urllib.request.urlopen(url, timeout=HEALTHCHECK_TIMEOUT_S) as resp:

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from queuefront import ports
 from queuefront.limits import MAX_MESSAGE_BYTES
 
 
@@ -45,12 +46,12 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(default=MAX_MESSAGE_BYTES, ge=1024, le=MAX_MESSAGE_BYTES)
 
     # --- api ---------------------------------------------------------------------------------
-    http_port: int = 8080
+    http_port: int = ports.HTTP_PORT
     # every process's probe port: /healthz, /readyz, /metrics (the api's public port
     # serves /healthz only)
-    metrics_port: int = 9100
+    metrics_port: int = ports.METRICS_PORT
     # where the demo backend (examples.legacy_backend, not in the production image) listens
-    demo_port: int = 9000
+    demo_port: int = ports.DEMO_PORT
     routes_file: str = "config/routes.toml"  # production table; make run and compose: the demo one
     pod_id: str = ""  # empty: a random id per process start
     key_prefix: str = ""  # prepended to every Redis key and channel (tests isolate with it)

@@ -141,7 +141,15 @@ def compose_stack() -> Iterator[ComposeStack]:
     try:
         with environ(env):  # testcontainers reads os.environ
             compose.start()
-    except Exception:
+    except Exception as exc:
+        states = subprocess.run(
+            ["docker", "compose", "-f", str(ROOT / "compose.yaml"), "ps", "-a"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         logs = subprocess.run(
             ["docker", "compose", "-f", str(ROOT / "compose.yaml"), "logs", "--tail", "40"],
             cwd=ROOT,
@@ -152,7 +160,9 @@ def compose_stack() -> Iterator[ComposeStack]:
         )
         with environ(env):
             compose.stop()
-        raise AssertionError(f"compose up failed:\n{logs.stdout[-6000:]}") from None
+        raise AssertionError(
+            f"compose up failed: {exc!r}\n{states.stdout}\n{logs.stdout[-6000:]}"
+        ) from None
     try:
         yield ComposeStack(
             compose,
