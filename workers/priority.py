@@ -288,8 +288,10 @@ class PriorityWorker:
         log.info("worker started", concurrency=self._capacity, receivers=self._receivers)
         await self._stopping.wait()
         started = time.monotonic()
-        await asyncio.gather(*receivers, return_exceptions=True)
         dispatcher.cancel()  # no new work starts from here on
+        # what waits in the buffers goes back at once, not after a receiver's long poll
+        self._release_buffered()
+        await asyncio.gather(*receivers, return_exceptions=True)
         self._release_buffered()
         if self._running:
             _, late = await asyncio.wait(
