@@ -272,18 +272,18 @@ def report(series: dict[str, Series], args: argparse.Namespace) -> None:
             ok = all(x.stored_ok for x in s.samples)
             stored = f" (all stored within {STORED_WITHIN_S:.0f} s: {'yes' if ok else 'NO'})"
         cpu_cells = (
-            f"{s.cpu('backend'):.2f} (backend) | – | – | –"
+            f"{s.cpu('backend'):.2f} (backend) | - | - | -"
             if name == "direct"
             else f"{s.cpu('api'):.2f} | {s.cpu('worker'):.2f} | {s.cpu('writer'):.2f} | "
             f"{s.cpu('emulator'):.2f}"
         )
         vcpu_s = ours * 1e6 / 1000.0
-        price = "–" if name == "direct" else f"{vcpu_s * VCPU_HOUR_USD / 3600:.4f}"
+        price = "-" if name == "direct" else f"{vcpu_s * VCPU_HOUR_USD / 3600:.4f}"
         print(
             f"| {name}{stored} | {rps:.0f} | {ratio} | {s.med('p50_ms'):.1f} | "
             f"{s.med('p99_ms'):.1f} | {sum(x.wrk.non_2xx for x in s.samples)} | "
             f"{sum(x.wrk.socket_errors for x in s.samples)} | {cpu_cells} | "
-            f"{'–' if name == 'direct' else f'{vcpu_s:.0f}'} | {price} |"
+            f"{'-' if name == 'direct' else f'{vcpu_s:.0f}'} | {price} |"
         )
 
 
