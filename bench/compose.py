@@ -38,7 +38,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,19 +109,38 @@ def containers(project: str) -> dict[str, list[str]]:
     return out
 
 
-def _cgroup_dir(container_id: str) -> Path | None:
+def _cgroup_reader(container_id: str) -> Callable[[], tuple[float, float]] | None:
+    """Reads (CPU seconds used, seconds throttled) of one container: cgroup v2
+    (``cpu.stat``) or v1 (``cpuacct.usage`` and ``cpu.stat``), whichever the engine uses."""
     full = subprocess.run(
         ["docker", "inspect", "--format", "{{.Id}}", container_id],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
-    for candidate in (
+
+    def stat(path: Path) -> dict[str, int]:
+        return {k: int(v) for k, v in (line.split() for line in path.read_text().splitlines())}
+
+    for v2 in (
         Path(f"/sys/fs/cgroup/system.slice/docker-{full}.scope"),
         Path(f"/sys/fs/cgroup/docker/{full}"),
     ):
-        if (candidate / "cpu.stat").exists():
-            return candidate
+        if (v2 / "cpu.stat").exists() and "usage_usec" in (v2 / "cpu.stat").read_text():
+
+            def read_v2(d2: Path = v2) -> tuple[float, float]:
+                s = stat(d2 / "cpu.stat")
+                return s["usage_usec"] / 1e6, s.get("throttled_usec", 0) / 1e6
+
+            return read_v2
+    acct = Path(f"/sys/fs/cgroup/cpuacct/docker/{full}/cpuacct.usage")
+    cpu = Path(f"/sys/fs/cgroup/cpu/docker/{full}/cpu.stat")
+    if acct.exists() and cpu.exists():
+
+        def read_v1() -> tuple[float, float]:
+            return int(acct.read_text()) / 1e9, stat(cpu).get("throttled_time", 0) / 1e9
+
+        return read_v1
     return None
 
 
@@ -129,21 +148,20 @@ class CpuMeter:
     """CPU seconds used and seconds throttled by each compose service over one check."""
 
     def __init__(self, project: str) -> None:
-        self._dirs = {
-            service: [d for d in (_cgroup_dir(c) for c in ids) if d is not None]
+        self._readers = {
+            service: [r for r in (_cgroup_reader(c) for c in ids) if r is not None]
             for service, ids in containers(project).items()
         }
         self._start = self._read()
 
     def _read(self) -> dict[str, tuple[float, float]]:
         out = {}
-        for service, dirs in self._dirs.items():
+        for service, readers in self._readers.items():
             used = throttled = 0.0
-            for d in dirs:
+            for read in readers:
                 with contextlib.suppress(OSError):
-                    stat = dict(line.split() for line in (d / "cpu.stat").read_text().splitlines())
-                    used += int(stat["usage_usec"]) / 1e6
-                    throttled += int(stat.get("throttled_usec", 0)) / 1e6
+                    u, t = read()
+                    used, throttled = used + u, throttled + t
             out[service] = (used, throttled)
         return out
 
