@@ -1,0 +1,485 @@
+"""The compose stack's two issue checks: ``python -m bench.compose``.
+
+Measures what a user of ``docker compose up`` gets, through the edge (nginx) on
+``--url`` (default http://127.0.0.1:8080), against a stack that is already running
+under the compose project ``--project`` — or, with ``--up``, one this command brings up
+itself (``docker compose -p <project> up -d --build --wait``, without Grafana, whose
+image is not needed here) and takes down again (``down -v``) at the end.
+
+- **votes**: ``wrk -t1 -c64 -d15s`` POSTs ``{"choice":N,"voter":"viewer-N"}`` to
+  ``/api/polls/<poll>/votes`` (the Lua script of ``bench.throughput``, a new poll per
+  round), counts the answers that are not 2xx, then checks that every accepted vote is
+  in Postgres (``docker compose exec postgres psql``) within ``STORED_WITHIN_S``.
+- **priority**: ``--normals`` slow normal requests (``GET /api/items/{n}`` with
+  ``X-Demo-Delay-Ms: 500``) sent at once, then, from ``--high-after-s`` on, ``--highs``
+  high requests (``POST /api/login``) one every ``--high-gap-ms``; each high's latency
+  is measured from its own send. The normals' outcome: answers by status, p50/p99 and
+  when the last one came.
+
+Every check is repeated ``--rounds`` times and the medians are printed as markdown
+rows, with the CPU each compose service used during the check and how long the kernel
+held it back at its CPU limit (cgroup ``cpu.stat``: ``usage_usec``, ``throttled_usec``).
+With ``--lock PATH`` each check's load runs under ``flock(PATH)`` (the machine's shared
+benchmark lock), and nothing else does. Load goes to 127.0.0.1 only, bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from bench.throughput import VOTE_SCRIPT, WrkResult, run_wrk
+from devstack import ROOT
+
+STORED_WITHIN_S = 10.0
+"""The issue's check: every accepted vote is in Postgres this long after wrk ends."""
+SERVICES = [
+    "redis",
+    "postgres",
+    "sqs",
+    "init",
+    "backend",
+    "api",
+    "worker",
+    "writer",
+    "edge",
+    "prometheus",
+]
+CLIENT_TIMEOUT_S = 60.0
+
+
+# --- the compose project ------------------------------------------------------------------
+
+
+def compose(project: str, *args: str, timeout_s: float = 600) -> str:
+    result = subprocess.run(
+        ["docker", "compose", "-f", str(ROOT / "compose.yaml"), "-p", project, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"docker compose {' '.join(args)}: {result.stderr[-2000:]}")
+    return result.stdout
+
+
+def psql(project: str, sql: str) -> str:
+    return compose(
+        project,
+        "exec",
+        "-T",
+        "postgres",
+        "psql",
+        "-U",
+        "queuefront",
+        "-d",
+        "queuefront",
+        "-At",
+        "-c",
+        sql,
+        timeout_s=30,
+    ).strip()
+
+
+def containers(project: str) -> dict[str, list[str]]:
+    """Running container ids by compose service."""
+    out: dict[str, list[str]] = {}
+    for line in compose(project, "ps", "--format", "json").splitlines():
+        entries = json.loads(line)
+        for c in entries if isinstance(entries, list) else [entries]:
+            out.setdefault(c["Service"], []).append(c["ID"])
+    return out
+
+
+def _cgroup_reader(container_id: str) -> Callable[[], tuple[float, float]] | None:
+    """Reads (CPU seconds used, seconds throttled) of one container: cgroup v2
+    (``cpu.stat``) or v1 (``cpuacct.usage`` and ``cpu.stat``), whichever the engine uses."""
+    full = subprocess.run(
+        ["docker", "inspect", "--format", "{{.Id}}", container_id],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+    def stat(path: Path) -> dict[str, int]:
+        return {k: int(v) for k, v in (line.split() for line in path.read_text().splitlines())}
+
+    for v2 in (
+        Path(f"/sys/fs/cgroup/system.slice/docker-{full}.scope"),
+        Path(f"/sys/fs/cgroup/docker/{full}"),
+    ):
+        if (v2 / "cpu.stat").exists() and "usage_usec" in (v2 / "cpu.stat").read_text():
+
+            def read_v2(d2: Path = v2) -> tuple[float, float]:
+                s = stat(d2 / "cpu.stat")
+                return s["usage_usec"] / 1e6, s.get("throttled_usec", 0) / 1e6
+
+            return read_v2
+    acct = Path(f"/sys/fs/cgroup/cpuacct/docker/{full}/cpuacct.usage")
+    cpu = Path(f"/sys/fs/cgroup/cpu/docker/{full}/cpu.stat")
+    if acct.exists() and cpu.exists():
+
+        def read_v1() -> tuple[float, float]:
+            return int(acct.read_text()) / 1e9, stat(cpu).get("throttled_time", 0) / 1e9
+
+        return read_v1
+    return None
+
+
+class CpuMeter:
+    """CPU seconds used and seconds throttled by each compose service over one check."""
+
+    def __init__(self, project: str) -> None:
+        self._readers = {
+            service: [r for r in (_cgroup_reader(c) for c in ids) if r is not None]
+            for service, ids in containers(project).items()
+        }
+        self._start = self._read()
+
+    def _read(self) -> dict[str, tuple[float, float]]:
+        out = {}
+        for service, readers in self._readers.items():
+            used = throttled = 0.0
+            for read in readers:
+                with contextlib.suppress(OSError):
+                    u, t = read()
+                    used, throttled = used + u, throttled + t
+            out[service] = (used, throttled)
+        return out
+
+    def stop(self) -> dict[str, tuple[float, float]]:
+        end = self._read()
+        return {
+            s: (end[s][0] - self._start[s][0], end[s][1] - self._start[s][1])
+            for s in end
+            if s in self._start
+        }
+
+
+METRICS_SNIPPET = (
+    "import urllib.request;"
+    "print(urllib.request.urlopen('http://127.0.0.1:9100/metrics').read().decode())"
+)
+
+
+def api_route_time(project: str, route: str) -> tuple[float, float]:
+    """(seconds, requests) the api replicas' handlers spent on ``route`` so far: the sum
+    and count of ``queuefront_http_request_duration_seconds``, over every replica."""
+    total = count = 0.0
+    for index in range(1, len(containers(project).get("api", [])) + 1):
+        out = compose(
+            project,
+            "exec",
+            "-T",
+            "--index",
+            str(index),
+            "api",
+            "python",
+            "-c",
+            METRICS_SNIPPET,
+            timeout_s=30,
+        )
+        for line in out.splitlines():
+            if f'route="{route}"' not in line or line.startswith("#"):
+                continue
+            if line.startswith("queuefront_http_request_duration_seconds_sum"):
+                total += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("queuefront_http_request_duration_seconds_count"):
+                count += float(line.rsplit(" ", 1)[1])
+    return total, count
+
+
+@contextlib.contextmanager
+def bench_lock(path: str | None) -> Iterator[None]:
+    if path is None:
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+# --- the checks -----------------------------------------------------------------------
+
+
+@dataclass
+class VotesSample:
+    wrk: WrkResult
+    accepted: int
+    stored_s: float | None
+    """Seconds after wrk ended until every accepted vote was in Postgres (None: not in
+    ``STORED_WITHIN_S``)."""
+    cpu: dict[str, tuple[float, float]]
+    seconds: float
+    load: float
+
+
+@dataclass
+class PrioritySample:
+    high_ms: list[float]
+    high_status: Counter[str]
+    normal_ms: list[float]
+    normal_status: Counter[str]
+    last_normal_s: float
+    cpu: dict[str, tuple[float, float]]
+    seconds: float
+    load: float
+    high_api_ms: float = float("nan")
+    """Mean time of a high request inside the api's handler (the rest of what the
+    client saw is the edge, the api's accept and parsing, and the network)."""
+
+
+@dataclass
+class Results:
+    votes: list[VotesSample] = field(default_factory=list)
+    priority: list[PrioritySample] = field(default_factory=list)
+
+
+def stored_count(project: str, poll: str) -> int:
+    return int(psql(project, f"SELECT count(*) FROM votes WHERE poll_id = '{poll}'") or 0)
+
+
+def votes_check(args: argparse.Namespace, script_dir: Path) -> VotesSample:
+    poll = f"bench-{uuid.uuid4().hex[:8]}"
+    script = script_dir / f"{poll}.lua"
+    script.write_text(VOTE_SCRIPT.replace("/api/polls/bench/votes", f"/api/polls/{poll}/votes"))
+    with bench_lock(args.lock):
+        load = os.getloadavg()[0]
+        meter = CpuMeter(args.project)
+        started = time.monotonic()
+        result = run_wrk(args.url, args.seconds, args.connections, script)
+        ended = time.monotonic()
+        accepted = result.requests - result.non_2xx
+        stored_s: float | None = None
+        while time.monotonic() - ended <= STORED_WITHIN_S:
+            if stored_count(args.project, poll) >= accepted:
+                stored_s = time.monotonic() - ended
+                break
+            time.sleep(0.25)
+        cpu = meter.stop()
+        seconds = time.monotonic() - started
+    return VotesSample(result, accepted, stored_s, cpu, seconds, load)
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+async def _priority(args: argparse.Namespace) -> PrioritySample:
+    tag = uuid.uuid4().hex[:8]
+    normal_ms: list[float] = []
+    normal_status: Counter[str] = Counter()
+    high_ms: list[float] = []
+    high_status: Counter[str] = Counter()
+    last_normal = 0.0
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        t0 = time.monotonic()
+
+        async def one(method: str, path: str, headers: dict[str, str], high: bool) -> None:
+            nonlocal last_normal
+            sent = time.monotonic()
+            try:
+                async with http.request(method, args.url + path, headers=headers) as resp:
+                    await resp.read()
+                    status = str(resp.status)
+            except TimeoutError:
+                status = "client_timeout"
+            except aiohttp.ClientError as exc:
+                status = type(exc).__name__
+            took = (time.monotonic() - sent) * 1000
+            if high:
+                high_status[status] += 1
+                if status.startswith("2"):
+                    high_ms.append(took)
+            else:
+                normal_status[status] += 1
+                last_normal = max(last_normal, time.monotonic() - t0)
+                if status.startswith("2"):
+                    normal_ms.append(took)
+
+        slow = {"X-Demo-Delay-Ms": str(args.normal_delay_ms)}
+        normals = [
+            asyncio.create_task(one("GET", f"/api/items/{tag}-{i}", slow, False))
+            for i in range(args.normals)
+        ]
+        await asyncio.sleep(args.high_after_s)
+        highs = []
+        for _ in range(args.highs):
+            highs.append(asyncio.create_task(one("POST", "/api/login", {}, True)))
+            await asyncio.sleep(args.high_gap_ms / 1000)
+        await asyncio.gather(*normals, *highs)
+    return PrioritySample(high_ms, high_status, normal_ms, normal_status, last_normal, {}, 0, 0)
+
+
+def priority_check(args: argparse.Namespace) -> PrioritySample:
+    with bench_lock(args.lock):
+        load = os.getloadavg()[0]
+        meter = CpuMeter(args.project)
+        api_before = api_route_time(args.project, "login")
+        started = time.monotonic()
+        sample = asyncio.run(_priority(args))
+        sample.cpu = meter.stop()
+        api_after = api_route_time(args.project, "login")
+        spent, answered = (a - b for a, b in zip(api_after, api_before, strict=True))
+        sample.high_api_ms = 1000 * spent / answered if answered else float("nan")
+        sample.seconds = time.monotonic() - started
+        sample.load = load
+    return sample
+
+
+# --- report -------------------------------------------------------------------------------
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def cpu_cells(samples: list[VotesSample] | list[PrioritySample], services: list[str]) -> str:
+    cells = []
+    for s in services:
+        used = med([x.cpu.get(s, (0.0, 0.0))[0] / x.seconds for x in samples])
+        thr = med([x.cpu.get(s, (0.0, 0.0))[1] / x.seconds for x in samples])
+        cells.append(f"{used:.2f} ({thr:.2f})")
+    return " | ".join(cells)
+
+
+def report(results: Results, args: argparse.Namespace, label: str) -> None:
+    services = ["edge", "api", "worker", "writer", "sqs", "backend", "redis", "postgres"]
+    cpu_head = " | ".join(services)
+    print(
+        f"\n{args.rounds} rounds, medians; {os.cpu_count()} cores; load average "
+        f"(1 min) before each check: "
+        + ", ".join(
+            f"{x:.2f}" for x in [s.load for s in results.votes] + [s.load for s in results.priority]
+        )
+    )
+    if results.votes:
+        v = results.votes
+        stored = [x.stored_s for x in v]
+        print(
+            f"\nvotes: wrk -t1 -c{args.connections} -d{args.seconds}s POST "
+            f"/api/polls/<poll>/votes through the edge\n"
+        )
+        print(
+            "| stack | votes/s accepted | p50 ms | p99 ms | non-2xx | socket errors "
+            f"| all stored ≤{STORED_WITHIN_S:.0f} s (s after wrk) |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        print(
+            f"| {label} | {med([x.accepted / args.seconds for x in v]):.0f} | "
+            f"{med([x.wrk.p50_ms for x in v]):.1f} | {med([x.wrk.p99_ms for x in v]):.1f} | "
+            f"{sum(x.wrk.non_2xx for x in v)} | {sum(x.wrk.socket_errors for x in v)} | "
+            + ("yes" if all(s is not None for s in stored) else "NO")
+            + f" ({', '.join('-' if s is None else f'{s:.1f}' for s in stored)}) |"
+        )
+    if results.priority:
+        p = results.priority
+        print(
+            f"\npriority: {args.normals} x GET /api/items/{{n}} ({args.normal_delay_ms} ms at the "
+            f"backend) at once, then {args.highs} x POST /api/login from "
+            f"{args.high_after_s:g} s on, one per {args.high_gap_ms:g} ms\n"
+        )
+        print(
+            "| stack | high p50 ms | high p99 ms | high mean ms (in the api handler) "
+            "| high non-2xx | normals 2xx | normals other "
+            "| normal p50 ms | normal p99 ms | last normal s |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        other: Counter[str] = Counter()
+        for x in p:
+            other.update({k: n for k, n in x.normal_status.items() if not k.startswith("2")})
+        high_bad: Counter[str] = Counter()
+        for x in p:
+            high_bad.update({k: n for k, n in x.high_status.items() if not k.startswith("2")})
+        print(
+            f"| {label} | {med([pct(x.high_ms, 0.5) for x in p]):.0f} | "
+            f"{med([pct(x.high_ms, 0.99) for x in p]):.0f} | "
+            f"{med([statistics.fmean(x.high_ms) for x in p if x.high_ms]):.0f} "
+            f"({med([x.high_api_ms for x in p]):.0f}) | {dict(high_bad) or 0} | "
+            f"{med([float(len(x.normal_ms)) for x in p]):.0f} / {args.normals} | "
+            f"{dict(other) or 0} | {med([pct(x.normal_ms, 0.5) for x in p]):.0f} | "
+            f"{med([pct(x.normal_ms, 0.99) for x in p]):.0f} | "
+            f"{med([x.last_normal_s for x in p]):.1f} |"
+        )
+    print(
+        "\nCPU of each compose service during the check, in cores "
+        "(in brackets: seconds per second held back at its CPU limit)\n"
+    )
+    print(f"| check | {cpu_head} |")
+    print("|---|" + "---|" * len(services))
+    if results.votes:
+        print(f"| votes | {cpu_cells(results.votes, services)} |")
+    if results.priority:
+        print(f"| priority | {cpu_cells(results.priority, services)} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--url", default="http://127.0.0.1:8080", help="the edge")
+    parser.add_argument("--project", default="qfcompose", help="compose project name")
+    parser.add_argument("--up", action="store_true", help="bring the stack up, and down -v after")
+    parser.add_argument(
+        "--checks", nargs="+", default=["votes", "priority"], choices=["votes", "priority"]
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--normals", type=int, default=800)
+    parser.add_argument("--normal-delay-ms", type=int, default=500)
+    parser.add_argument("--highs", type=int, default=20)
+    parser.add_argument("--high-after-s", type=float, default=1.0)
+    parser.add_argument("--high-gap-ms", type=float, default=100.0)
+    parser.add_argument("--pause-s", type=float, default=3.0)
+    parser.add_argument("--label", default="compose")
+    parser.add_argument("--lock", default=None, help="flock this file around each check's load")
+    args = parser.parse_args()
+    assert shutil.which("wrk"), "wrk is needed (apt-get install wrk)"
+    assert args.url.startswith(("http://127.0.0.1", "http://localhost")), "local stacks only"
+    if args.up:
+        compose(args.project, "up", "-d", "--build", "--wait", *SERVICES)
+    results = Results()
+    try:
+        script_dir = Path(tempfile.mkdtemp(prefix="qf-bench-compose-"))
+        for _ in range(args.rounds):
+            if "votes" in args.checks:
+                results.votes.append(votes_check(args, script_dir))
+                time.sleep(args.pause_s)
+            if "priority" in args.checks:
+                results.priority.append(priority_check(args))
+                time.sleep(args.pause_s)
+    finally:
+        if args.up:
+            compose(args.project, "down", "-v")
+    report(results, args, args.label)
+
+
+if __name__ == "__main__":
+    main()
