@@ -2,7 +2,9 @@
 image is not available offline; its dashboards are checked against Prometheus instead).
 
 The stack runs under its own compose project name and on free host ports, so it never
-collides with a stack a developer has running.
+collides with a stack a developer has running. It lives as long as this package's tests
+(package scope): left up for the rest of the session, its ten idle containers (health
+checks every 5 s, scrapes, polls) took CPU from every test after them.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ def environ(env: dict[str, str]) -> Iterator[None]:
         os.environ.update(saved)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def compose_stack() -> Iterator[ComposeStack]:
     if not docker_answers():
         pytest.skip("no Docker engine answers (../shared/containers/build-offline-images.sh)")
