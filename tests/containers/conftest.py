@@ -21,19 +21,7 @@ import pytest
 from testcontainers.compose import DockerCompose
 
 from devstack import ROOT, free_port
-
-SERVICES = [
-    "redis",
-    "postgres",
-    "sqs",
-    "init",
-    "backend",
-    "api",
-    "worker",
-    "writer",
-    "edge",
-    "prometheus",
-]
+from devstack.compose import COMPOSE_SERVICES as SERVICES
 
 
 def docker_answers() -> bool:
