@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from queuefront.batcher import Batcher
-from queuefront.envelope import encode_json
+from queuefront.envelope import encode_ingest_items, ingest_overhead_bytes
 from queuefront.sqs import QueueOps
 
 ENVELOPE_ALLOWANCE_BYTES = 1024
@@ -29,7 +29,8 @@ class Packer:
     """
 
     def __init__(self, route: str, queue: QueueOps, *, max_items: int, max_bytes: int) -> None:
-        self._head = b'{"v":1,"route":' + encode_json(route) + b',"items":['
+        self._route = route
+        self._overhead = ingest_overhead_bytes(route)
         self._queue = queue
         self._max_bytes = max_bytes
         self._batcher: Batcher[bytes, str] = Batcher(
@@ -42,13 +43,13 @@ class Packer:
 
     def fits(self, encoded_item: bytes) -> bool:
         """Whether the item, alone in its message, is within the queue's limit."""
-        return len(self._head) + len(encoded_item) + len(b"]}") <= self._max_bytes
+        return self._overhead + len(encoded_item) <= self._max_bytes
 
     async def submit(self, encoded_item: bytes) -> str:
         return await self._batcher.submit(encoded_item)
 
     async def _send(self, items: Sequence[bytes]) -> list[str | BaseException]:
-        body = (self._head + b",".join(items) + b"]}").decode()
+        body = encode_ingest_items(self._route, items)
         message_id = await self._queue.send(body)
         return [message_id] * len(items)
 

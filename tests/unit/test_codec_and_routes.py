@@ -178,3 +178,24 @@ def test_unforwardable_input_is_refused(raw_path: str, raw_query: str) -> None:
 def test_duplicate_route_names_are_refused() -> None:
     with pytest.raises(ValidationError, match="duplicate"):
         RouteTable.model_validate({"routes": [route(), route()]})
+
+
+def test_ingest_items_joined_as_encoded_equal_the_encoded_message() -> None:
+    """The api joins items it encoded once; the writer must read exactly the message
+    `encode_ingest` would have written, for any route name."""
+    from queuefront.envelope import (
+        IngestMessage,
+        decode_ingest,
+        encode_ingest,
+        encode_ingest_items,
+        encode_json,
+        ingest_overhead_bytes,
+    )
+
+    items = [{"id": "a", "choice": 1}, {"id": "b", "voter": 'q"uote\u00e9'}]
+    for route in ("vote", 'odd "route" \u00e9'):
+        joined = encode_ingest_items(route, [encode_json(i) for i in items])
+        assert joined == encode_ingest(IngestMessage(route=route, items=items))
+        assert decode_ingest(joined) == IngestMessage(route=route, items=items)
+        alone = encode_ingest_items(route, [encode_json(items[0])])
+        assert len(alone.encode()) == ingest_overhead_bytes(route) + len(encode_json(items[0]))
