@@ -72,6 +72,10 @@ class Poller:
         self._long = False
         self.last_ok = time.monotonic()
 
+    def wants(self, free: int) -> int:
+        """What the next ``receive(free)`` asks for: one on a long poll, else up to 10."""
+        return 1 if self._long else max(1, min(MAX_RECEIVE_MESSAGES, free))
+
     async def receive(self, want: int) -> list[Held] | None:
         """Up to ``want`` messages; None when the call failed (logged, after a back-off).
 
@@ -82,7 +86,7 @@ class Poller:
         at most one long poll (``QF_RECEIVE_WAIT_S``).
         """
         long_poll = self._long
-        want = 1 if long_poll else max(1, min(MAX_RECEIVE_MESSAGES, want))
+        want = self.wants(want)
         try:
             messages = await self.queue.receive(want, self._wait_s if long_poll else 0)
         except Exception as exc:

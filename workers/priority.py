@@ -12,6 +12,17 @@ queue never holds normal work back and normal work never crowds out high work.
 Receiving follows ``queuefront.consumer.Poller`` (drain with short polls, long-poll for
 one message when empty). A worker with many slots runs several loops per queue (one
 per ``RECEIVERS_PER_SLOTS`` slots): one loop's round trips would otherwise cap intake.
+
+Prefetch. A slot that frees up would sit idle for a whole receive round trip (10-15 ms
+on the emulator, which answers a poll no sooner than its first 10 ms check, and about
+as much on SQS) if the next message were fetched only then; with a 20 ms backend that
+idles a third of the slots. So the loops keep up to ``PREFETCH_PER_RECEIVER`` messages
+per loop (never more than the slots) received ahead, ready for the next free slot.
+Measured (wrk -c64, 32 slots, 20 ms backend, 2 cores): 622-705 req/s without prefetch,
+963-1,025 with 20-32 ready; messages waited 66 ms in the queue before, 16-26 ms after.
+Receives already in flight count against the limit, so several loops never overshoot.
+A prefetched message is held like a running one (its visibility is kept, it is
+released at shutdown); high work still starts before any buffered normal work.
 """
 
 from __future__ import annotations
@@ -47,8 +58,10 @@ log = get_logger(__name__)
 FAILURES = FailureLog(log)
 
 Priority = Literal["high", "normal"]
-RECEIVERS_PER_SLOTS = 32
+RECEIVERS_PER_SLOTS = 16
 MAX_RECEIVERS_PER_QUEUE = 4
+PREFETCH_PER_RECEIVER = 10
+"""Messages received ahead of free slots, per receive loop (one receive's worth)."""
 FAILED_RETRY_S = 5
 """Visibility given back to a message whose handling failed unexpectedly: it is retried
 soon, and after maxReceiveCount it is in the DLQ for an operator."""
@@ -98,6 +111,8 @@ class PriorityWorker:
             for _ in range(self._receivers)
         ]
         self._high_busy = self._receivers  # high loops whose last receive was not empty
+        self._prefetch = min(self._capacity, PREFETCH_PER_RECEIVER * self._receivers)
+        self._asked = 0  # messages asked for by receives in flight
         self._changed = asyncio.Event()
         self._stopping = asyncio.Event()
 
@@ -108,8 +123,11 @@ class PriorityWorker:
     # --- state ------------------------------------------------------------------------
 
     def _free(self) -> int:
+        """Messages the loops may still ask for: slots plus prefetch, less what is held
+        (running or buffered) and what receives in flight may bring."""
         buffered = len(self._buffers["high"]) + len(self._buffers["normal"])
-        return self._capacity - len(self._running) - buffered
+        held = len(self._running) + buffered + self._asked
+        return self._capacity + self._prefetch - held
 
     def _may_receive(self, priority: Priority) -> bool:
         if self._stopping.is_set() or self._free() <= 0:
@@ -141,7 +159,12 @@ class PriorityWorker:
             await self._until(lambda: self._may_receive(priority) or self._stopping.is_set())
             if self._stopping.is_set():
                 return
-            received = await poller.receive(self._free())
+            want = poller.wants(self._free())
+            self._asked += want
+            try:
+                received = await poller.receive(want)
+            finally:
+                self._asked -= want
             if received is None:  # an error, already logged
                 continue
             empty = not received

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 import aiohttp
 
@@ -98,3 +99,41 @@ async def test_admission_rejects_normal_work_while_high_backlog_is_at_threshold(
         await high.close()
     rejected = await metric(stack.api_metrics_url, "queuefront_admission_rejections_total")
     assert rejected == 1
+
+
+async def test_a_worker_holds_at_most_its_slots_plus_its_prefetch(
+    stack: Stack, backend_url: str
+) -> None:
+    """32 slots: two receive loops per queue, 20 messages received ahead. With 100 slow
+    requests queued the worker holds 52 less the two high-queue long polls' reservations
+    (one message each) — loops asking at once never overshoot — and never has more than
+    32 backend calls in flight."""
+    await stack.start_api()
+    await stack.start_worker(QF_WORKER_CONCURRENCY="32")
+    settings = stack.settings()
+    async with (
+        aiohttp.ClientSession(base_url=stack.api_url) as http,
+        aiohttp.ClientSession() as probe,
+        open_client(settings) as sqs,
+    ):
+        normal = await QueueOps.open(sqs, settings.queue_normal, 0)
+        tag = uuid.uuid4().hex[:8]
+
+        async def call(i: int) -> int:
+            headers = {"X-Demo-Delay-Ms": "2500"}
+            async with http.get(f"/api/items/{tag}-{i}", headers=headers) as r:
+                return r.status
+
+        calls = [asyncio.create_task(call(i)) for i in range(100)]
+        held: list[int] = []
+        in_flight: list[int] = []
+        for _ in range(8):  # within the first 2.5 s backend call
+            await asyncio.sleep(0.25)
+            attrs = await normal.attributes("ApproximateNumberOfMessagesNotVisible")
+            held.append(int(attrs["ApproximateNumberOfMessagesNotVisible"]))
+            async with probe.get(f"{backend_url}/__stats") as r:
+                in_flight.append(int((await r.json())["in_flight"]))
+        assert 32 + 20 - 2 <= max(held) <= 32 + 20, held
+        assert max(in_flight) <= 32, in_flight
+        assert await asyncio.wait_for(asyncio.gather(*calls), 20) == [200] * 100
+        await normal.close()
