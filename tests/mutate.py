@@ -1,0 +1,680 @@
+"""Proof that the regression tests of the hardening (issue 9) can fail.
+
+``python -m tests.mutate [NAME ...]`` applies each mutation — the smallest literal edit
+that reverts one fix; it must match exactly once — to a scratch copy of the work tree
+(the main tree is never edited), runs the tests that guard that fix there with this
+interpreter, and prints a table: the mutation, the tests that failed, the seconds it took.
+A mutation that no test notices is a hole in the tests, and the command exits 1.
+
+Before the mutations, the guarding tests run once on an unmutated copy: a test that fails
+there proves nothing when a mutation makes it fail (``--no-baseline`` skips that run).
+
+The copy shares what the tests need from outside the tree: this interpreter (its venv,
+whose editable install would otherwise import the main tree: ``PYTHONPATH`` points at the
+copy, for the test processes and every process they start) and the SQS emulator's
+``node_modules`` (a symlink). It is not part of ``make test`` (each mutation starts its
+processes again, 20 to 40 minutes in all): ``make mutations`` runs it. Select mutations
+by substrings of their names (``NAME``) or of their tests (``-k``); ``--list`` shows them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SQS_MODULES = "deploy/local/sqs/node_modules"
+PYTEST_TIMEOUT_S = 900
+"""A mutated run that has not ended by then is stopped and reported as TIMEOUT."""
+
+IDENTITY = "tests/integration/test_identity.py"
+IDEMPOTENCY = "tests/integration/test_idempotency.py"
+INGEST = "tests/integration/test_ingest.py"
+HOTCACHE = "tests/integration/test_hotcache.py"
+WRITER_DB = "tests/integration/test_writer_database.py"
+OWNERSHIP = "tests/integration/test_ownership.py"
+PROXY = "tests/integration/test_proxy.py"
+FORWARDING = "tests/integration/test_forwarding.py"
+CACHE_BOUNDS = "tests/integration/test_cache_bounds.py"
+FAULTS = "tests/integration/test_faults.py"
+UNIT_ROUTES = "tests/unit/test_codec_and_routes.py"
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    file: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+    """pytest node ids, relative to the repository; at least one must fail."""
+
+
+MUTATIONS = [
+    # --- identity and credentials (service/auth.py, service/handlers.py) ---------------
+    Mutation(
+        "auth: API key compared as str (a non-ASCII key raises)",
+        "service/auth.py",
+        "found |= hmac.compare_digest(sent, candidate.encode())",
+        "found |= hmac.compare_digest(key, candidate)",
+        (f"{IDENTITY}::test_credentials_are_checked_strictly",),
+    ),
+    Mutation(
+        "auth: JWT without exp accepted",
+        "service/auth.py",
+        'required = ["sub", "exp", *(',
+        'required = ["sub", *(',
+        (f"{IDENTITY}::test_credentials_are_checked_strictly",),
+    ),
+    Mutation(
+        "auth: JWT audience not verified",
+        "service/auth.py",
+        '"verify_aud": bool(settings.auth_jwt_audience)',
+        '"verify_aud": False',
+        (f"{IDENTITY}::test_credentials_are_checked_strictly",),
+    ),
+    Mutation(
+        "auth: no credentials and not disabled, the api starts anyway",
+        "service/auth.py",
+        "        raise SystemExit(message)",
+        "        return",
+        (f"{IDENTITY}::test_auth_fails_closed",),
+    ),
+    Mutation(
+        "auth: QF_AUTH_DISABLED=true turns configured credentials off",
+        "service/auth.py",
+        "    if not settings.auth_enabled:\n        return Identity(",
+        "    if not settings.auth_enabled or settings.auth_disabled:\n        return Identity(",
+        (f"{IDENTITY}::test_auth_fails_closed",),
+    ),
+    Mutation(
+        "auth: invalidation needs only the call permission",
+        "service/handlers.py",
+        'check_access(request, "invalidate_data", public=False, permission=INVALIDATE)',
+        'check_access(request, "invalidate_data", public=False)',
+        (f"{IDENTITY}::test_invalidation_is_a_permission_of_its_own",),
+    ),
+    Mutation(
+        "auth: an invalidate key may call every route",
+        "service/auth.py",
+        "            permissions.add(INVALIDATE)",
+        "            permissions.update(EVERYTHING)",
+        (f"{IDENTITY}::test_invalidation_is_a_permission_of_its_own",),
+    ),
+    Mutation(
+        "auth: invalidate scope matched as a prefix",
+        "service/auth.py",
+        "if settings.auth_jwt_invalidate_scope in _scopes(claims):",
+        "if any(s.startswith(settings.auth_jwt_invalidate_scope) for s in _scopes(claims)):",
+        (f"{IDENTITY}::test_invalidation_is_a_permission_of_its_own",),
+    ),
+    Mutation(
+        "identity: X-Forwarded-For read without a trusted proxy",
+        "service/auth.py",
+        "    if hops > 0:",
+        "    if True:",
+        (f"{IDENTITY}::test_a_made_up_x_forwarded_for_does_not_escape_the_rate_limit",),
+    ),
+    Mutation(
+        "identity: the leftmost (client-written) X-Forwarded-For entry",
+        "service/auth.py",
+        "entries[-hops] if len(entries) >= hops else entries[0]",
+        "entries[0]",
+        (f"{IDENTITY}::test_behind_one_trusted_proxy_its_entry_is_the_client",),
+    ),
+    Mutation(
+        "identity: CloudFront's unbracketed v6:port not parsed",
+        "service/auth.py",
+        'request.headers.get(settings.client_ip_header, ""), with_port=True)',
+        'request.headers.get(settings.client_ip_header, ""), with_port=False)',
+        (f"{IDENTITY}::test_cloudfront_viewer_address_names_the_client",),
+    ),
+    Mutation(
+        "identity: an IPv6 client is its address, not its /64",
+        "service/auth.py",
+        'return str(ipaddress.ip_network(f"{address}/64", strict=False))',
+        "return str(address)",
+        (f"{IDENTITY}::test_cloudfront_viewer_address_names_the_client",),
+    ),
+    # --- idempotency keys (service/idempotency.py, service/proxy.py, queuefront/sink.py) -
+    Mutation(
+        "idempotency: the record is not the client's own",
+        "service/idempotency.py",
+        r'hashlib.sha256(f"{client.name}\x00{key}".encode(',
+        r'hashlib.sha256(f"{key}".encode(',
+        (f"{IDEMPOTENCY}::test_a_key_belongs_to_one_client_and_one_request",),
+    ),
+    Mutation(
+        "idempotency: the record is not the route's own",
+        "service/idempotency.py",
+        "return self._keys.idempotency(route, scope.hexdigest()[:32])",
+        'return self._keys.idempotency("any", scope.hexdigest()[:32])',
+        (f"{IDEMPOTENCY}::test_a_key_belongs_to_one_client_and_one_request",),
+    ),
+    Mutation(
+        "idempotency: a key reused with another request replays (no 422)",
+        "service/idempotency.py",
+        "            if earlier.fingerprint != print_:",
+        "            if False:",
+        (f"{IDEMPOTENCY}::test_a_key_belongs_to_one_client_and_one_request",),
+    ),
+    Mutation(
+        "idempotency: the fingerprint ignores the target (path and query)",
+        "service/idempotency.py",
+        "for part in (method.encode(), raw_target.encode(), body):",
+        "for part in (method.encode(), body):",
+        (f"{IDEMPOTENCY}::test_a_key_belongs_to_one_client_and_one_request",),
+    ),
+    Mutation(
+        "idempotency: an ingest key reused with another body is accepted",
+        "service/idempotency.py",
+        "if raw is not None and _decode(raw).fingerprint != print_:",
+        "if False:",
+        (f"{IDEMPOTENCY}::test_ingest_keys_are_per_client_and_per_body",),
+    ),
+    Mutation(
+        "idempotency: an ingest item id is not the client's own",
+        "queuefront/sink.py",
+        r'f"{route}\x00{client}\x00{idempotency_key}"',
+        r'f"{route}\x00{idempotency_key}"',
+        (f"{IDEMPOTENCY}::test_ingest_keys_are_per_client_and_per_body",),
+    ),
+    Mutation(
+        "idempotency: the stored answer is never replayed",
+        "service/proxy.py",
+        "    if claim.replay is not None:",
+        "    if False:",
+        (
+            f"{INGEST}::test_idempotency_keys",
+            f"{IDEMPOTENCY}::test_a_key_belongs_to_one_client_and_one_request",
+        ),
+    ),
+    Mutation(
+        "idempotency: a replay still sends the request to the backend",
+        "service/proxy.py",
+        "    if claim.replay is not None:",
+        "    if claim.replay is not None and await _serve(request, route, deadline):",
+        (
+            f"{INGEST}::test_idempotency_keys",
+            f"{IDEMPOTENCY}::test_a_key_belongs_to_one_client_and_one_request",
+        ),
+    ),
+    Mutation(
+        "idempotency: a 504 frees the key (the retry runs afresh)",
+        "service/idempotency.py",
+        "                unknown = Record(UNKNOWN, claim.request_id, claim.fingerprint)\n"
+        "                await self._redis.set(claim.name, _encode(unknown), ex=claim.ttl_s)",
+        "                await self._redis.delete(claim.name)",
+        (f"{IDEMPOTENCY}::test_a_retry_after_a_504_never_calls_the_backend_again",),
+    ),
+    Mutation(
+        "idempotency: the worker's 504 is no answer (the retry runs afresh)",
+        "service/idempotency.py",
+        "return reply.status < 500 or reply.status == 504",
+        "return reply.status < 500",
+        (f"{IDEMPOTENCY}::test_a_retry_after_a_504_never_calls_the_backend_again",),
+    ),
+    Mutation(
+        "idempotency: a retry after a 504 runs under a new request id",
+        "service/idempotency.py",
+        "        run_as = earlier.request_id",
+        "        run_as = mine.request_id",
+        (f"{IDEMPOTENCY}::test_a_retry_while_the_first_call_has_no_outcome_re_submits_it",),
+    ),
+    Mutation(
+        "proxy: a send given up leaves no tombstone",
+        "service/proxy.py",
+        "        await _tombstone(request, request_id)",
+        "        pass",
+        (f"{FAULTS}::test_frozen_sqs_gives_503_within_3_s_and_200_once_it_thaws",),
+    ),
+    # --- what crosses the queue (queuefront/headers.py, service/proxy.py) --------------
+    Mutation(
+        "headers: credentials forwarded to the backend",
+        "queuefront/headers.py",
+        "_REQUEST_DROP = HOP_BY_HOP | CREDENTIALS | FRAMING",
+        "_REQUEST_DROP = HOP_BY_HOP | FRAMING",
+        (f"{PROXY}::test_round_trip_forwards_request_and_strips_credentials",),
+    ),
+    Mutation(
+        "headers: Cookie forwarded to the backend",
+        "queuefront/headers.py",
+        'CREDENTIALS = frozenset({"authorization", "cookie", "x-api-key"})',
+        'CREDENTIALS = frozenset({"authorization", "x-api-key"})',
+        (f"{PROXY}::test_round_trip_forwards_request_and_strips_credentials",),
+    ),
+    Mutation(
+        "cache: a cached route forwards every header",
+        "service/proxy.py",
+        "headers = [(str(k), v) for k, v in request.headers.items() if k.lower() in named]",
+        "headers = request_headers_to_forward(request.headers.items())",
+        (f"{HOTCACHE}::test_a_cached_route_forwards_only_the_headers_it_names",),
+    ),
+    # --- what may be shared (queuefront/cache.py) ---------------------------------------
+    Mutation(
+        "cache: an answer with Set-Cookie is shared",
+        "queuefront/cache.py",
+        '        if lower == "set-cookie":\n            return False',
+        '        if lower == "set-cookie":\n            pass',
+        (f"{HOTCACHE}::test_answers_that_must_not_be_shared_are_never_cached",),
+    ),
+    Mutation(
+        "cache: private / no-store answers are shared",
+        "queuefront/cache.py",
+        "            if directives & UNCACHEABLE_CONTROL:",
+        "            if False:",
+        (f"{HOTCACHE}::test_answers_that_must_not_be_shared_are_never_cached",),
+    ),
+    Mutation(
+        "cache: Vary on a header the key does not hold is ignored",
+        "queuefront/cache.py",
+        'if "*" in varied or not varied <= forwarded:',
+        'if "*" in varied:',
+        (f"{HOTCACHE}::test_answers_that_must_not_be_shared_are_never_cached",),
+    ),
+    Mutation(
+        "cache bounds: a serial's hash holds any number of fields",
+        "queuefront/cache.py",
+        "if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[5]) then\n"
+        "  redis.call('DEL', KEYS[1])\n"
+        "end\n",
+        "",
+        (f"{CACHE_BOUNDS}::test_a_serial_holds_a_bounded_number_of_responses",),
+    ),
+    Mutation(
+        "cache bounds: a serial's hash never expires",
+        "queuefront/cache.py",
+        "if ttl < tonumber(ARGV[4]) then\n  redis.call('EXPIRE', KEYS[1], ARGV[4])\nend\n",
+        "",
+        (f"{CACHE_BOUNDS}::test_a_serial_expires_with_its_longest_lived_response",),
+    ),
+    Mutation(
+        "cache bounds: a short-lived response shortens its serial's hash",
+        "queuefront/cache.py",
+        "if ttl < tonumber(ARGV[4]) then",
+        "if true then",
+        (f"{CACHE_BOUNDS}::test_a_serial_expires_with_its_longest_lived_response",),
+    ),
+    # --- the writer and its database (queuefront/sink.py, workers/writer/) -------------
+    Mutation(
+        "writer: identifiers unquoted",
+        "queuefront/sink.py",
+        """    return '"' + name.replace('"', '""') + '"'""",
+        "    return name",
+        (f"{WRITER_DB}::test_reserved_words_as_table_and_column_names",),
+    ),
+    Mutation(
+        "writer: sinks not checked at start",
+        "workers/writer/run.py",
+        "        await check_sinks(pool, routes)\n",
+        "",
+        (f"{WRITER_DB}::test_writer_refuses_to_start_when_a_sink_does_not_match",),
+    ),
+    Mutation(
+        "writer: a schema error is retried for ever",
+        "workers/writer/store.py",
+        "                elif attempt >= SCHEMA_ATTEMPTS:",
+        "                elif False:",
+        (f"{WRITER_DB}::test_a_table_gone_at_run_time_gives_batches_back_to_the_dlq",),
+    ),
+    Mutation(
+        "writer: a schema error is taken for an outage",
+        "workers/writer/store.py",
+        "return state[:2] in OUTAGE_SQLSTATE_CLASSES or state in OUTAGE_SQLSTATES",
+        "return True",
+        (f"{WRITER_DB}::test_a_table_gone_at_run_time_gives_batches_back_to_the_dlq",),
+    ),
+    Mutation(
+        "writer: one id in one batch counts each time",
+        "queuefront/sink.py",
+        "            if item_id in seen:\n                continue",
+        "            if item_id in seen:\n                pass",
+        (f"{INGEST}::test_retries_with_one_key_in_one_batch_count_once",),
+    ),
+    Mutation(
+        "writer: a retry that stored nothing still counts",
+        "workers/writer/store.py",
+        'new_items = [i for i in unique if i["id"] in new_ids]',
+        "new_items = list(unique)",
+        (f"{INGEST}::test_idempotency_keys",),
+    ),
+    Mutation(
+        "outbox: a batch's deltas applied again on replay (no marker)",
+        "queuefront/tally.py",
+        "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end",
+        "redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])",
+        (f"{INGEST}::test_deltas_committed_but_never_applied_are_swept_in_once",),
+    ),
+    # --- ingest bodies (queuefront/sink.py, service/ingest.py, service/proxy.py) -------
+    Mutation(
+        "sink: a body deeper than the decoder's stack is a 500",
+        "queuefront/sink.py",
+        "    except RecursionError:  # the decoder's own stack limit (about 1,000 levels)\n"
+        '        raise Invalid(f"body is nested deeper than {MAX_JSON_DEPTH} levels") from None\n',
+        "",
+        (f"{INGEST}::test_bad_ingest_bodies_get_400_naming_the_problem",),
+    ),
+    Mutation(
+        "sink: jsonb nesting unbounded",
+        "queuefront/sink.py",
+        "        if depth > MAX_JSON_DEPTH:",
+        "        if False:",
+        (f"{WRITER_DB}::test_jsonb_values_postgres_would_refuse_get_400",),
+    ),
+    Mutation(
+        "sink: NUL allowed in text",
+        "queuefront/sink.py",
+        r'        if "\x00" in value:',
+        "        if False:",
+        (f"{INGEST}::test_bad_ingest_bodies_get_400_naming_the_problem",),
+    ),
+    Mutation(
+        "sink: NUL allowed in jsonb strings",
+        "queuefront/sink.py",
+        r'            if "\x00" in node:',
+        "            if False:",
+        (f"{WRITER_DB}::test_jsonb_values_postgres_would_refuse_get_400",),
+    ),
+    Mutation(
+        "sink: NUL allowed in jsonb keys",
+        "queuefront/sink.py",
+        r'                if "\x00" in key:',
+        "                if False:",
+        (f"{WRITER_DB}::test_jsonb_values_postgres_would_refuse_get_400",),
+    ),
+    Mutation(
+        "ingest: an item over the message limit is sent anyway",
+        "service/ingest.py",
+        "    if not packer.fits(encoded):",
+        "    if False:",
+        (f"{WRITER_DB}::test_an_item_over_the_message_limit_gets_413",),
+    ),
+    Mutation(
+        "proxy: a request over the message limit is sent anyway",
+        "service/proxy.py",
+        "    if len(encoded.encode()) > limit:",
+        "    if False:",
+        (f"{PROXY}::test_bad_input",),
+    ),
+    # --- the worker (workers/backend.py, workers/handback.py) ---------------------------
+    Mutation(
+        "backend: a 502 names the backend's address",
+        "workers/backend.py",
+        '"bad_gateway", "the backend could not be reached")',
+        '"bad_gateway", f"the backend could not be reached: {exc}")',
+        (f"{OWNERSHIP}::test_bad_gateway_answers_name_no_backend_address",),
+    ),
+    Mutation(
+        "backend: a request that cannot be sent raises out of call",
+        "workers/backend.py",
+        "        except Exception as exc:"
+        "  # a request that cannot even be sent (bad URL, headers)\n"
+        '            FAILURES.note("request not forwardable", exc, traceback=True,'
+        " route=env.route)\n"
+        "            reply = error_reply(\n"
+        '                env.id, 502, "bad_gateway", "the request could not be forwarded to the'
+        ' backend"\n'
+        "            )\n",
+        "",
+        (f"{OWNERSHIP}::test_a_request_the_backend_call_cannot_even_send_is_answered_and_deleted",),
+    ),
+    Mutation(
+        "backend: the target is sent unchecked",
+        "workers/backend.py",
+        "        if not _TARGET.fullmatch(env.path):",
+        "        if False:",
+        (f"{OWNERSHIP}::test_a_request_the_backend_call_cannot_even_send_is_answered_and_deleted",),
+    ),
+    Mutation(
+        "claim: another worker's claim is ignored",
+        "workers/handback.py",
+        'outcomes.append(Claim("mine" if won else "elsewhere"))',
+        'outcomes.append(Claim("mine"))',
+        (
+            f"{OWNERSHIP}::test_work_cut_short_at_shutdown_is_not_called_again",
+            f"{OWNERSHIP}::test_duplicate_delivery_calls_the_backend_once",
+        ),
+    ),
+    Mutation(
+        "claim: a stored reply is ignored",
+        "workers/handback.py",
+        "            elif stored is not None:",
+        "            elif False:",
+        (
+            f"{OWNERSHIP}::test_a_request_with_a_stored_answer_never_reaches_the_backend",
+            f"{OWNERSHIP}::test_duplicate_delivery_calls_the_backend_once",
+        ),
+    ),
+    # --- the pod's reply listener (service/replies.py) ----------------------------------
+    Mutation(
+        "replies: an undecodable stored reply raises in the listener",
+        "service/replies.py",
+        "        try:\n"
+        "            reply = decode_reply(data)\n"
+        "        except (msgspec.DecodeError, TypeError, ValueError) as exc:\n"
+        '            metrics.REPLIES.labels("undecodable").inc()\n'
+        '            FAILURES.note("undecodable reply dropped", exc)\n'
+        "            return False\n",
+        "        reply = decode_reply(data)\n",
+        (f"{OWNERSHIP}::test_an_undecodable_stored_reply_does_not_stop_the_pod",),
+    ),
+    # --- the upstream target (queuefront/upstream.py) -----------------------------------
+    Mutation(
+        "upstream: C0 controls and DEL forwarded",
+        "queuefront/upstream.py",
+        "    if any(b < 0x20 or b == 0x7F for b in decoded):",
+        "    if False:",
+        (
+            f"{UNIT_ROUTES}::test_unforwardable_input_is_refused",
+            f"{FORWARDING}::test_unforwardable_targets_get_400_before_anything_is_enqueued",
+        ),
+    ),
+    Mutation(
+        "upstream: C1 controls forwarded",
+        "queuefront/upstream.py",
+        '    if _C1.search(decoded.decode("utf-8", errors="ignore")):',
+        "    if False:",
+        (
+            f"{UNIT_ROUTES}::test_unforwardable_input_is_refused",
+            f"{FORWARDING}::test_unforwardable_targets_get_400_before_anything_is_enqueued",
+        ),
+    ),
+    Mutation(
+        "upstream: dot segments forwarded",
+        "queuefront/upstream.py",
+        '        if any(part in (b".", b"..") for part in parts):',
+        "        if False:",
+        (
+            f"{UNIT_ROUTES}::test_unforwardable_input_is_refused",
+            f"{FORWARDING}::test_unforwardable_targets_get_400_before_anything_is_enqueued",
+        ),
+    ),
+    Mutation(
+        "upstream: dot segments only as whole encoded segments",
+        "queuefront/upstream.py",
+        r'        parts = re.split(rb"[/\\]", decoded)',
+        "        parts = [decoded]",
+        (
+            f"{UNIT_ROUTES}::test_unforwardable_input_is_refused",
+            f"{FORWARDING}::test_unforwardable_targets_get_400_before_anything_is_enqueued",
+        ),
+    ),
+    # --- the route table (queuefront/routes.py) -----------------------------------------
+    Mutation(
+        "routes: a tallied field's domain unbounded in size",
+        "queuefront/routes.py",
+        "            if values is None or values > MAX_TALLY_VALUES:",
+        "            if values is None:",
+        (f"{UNIT_ROUTES}::test_bad_route_tables_name_the_problem",),
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    failed: tuple[str, ...]
+    """The guarding tests that failed (or errored)."""
+    seconds: float
+    problem: str = ""
+    """Not a verdict: the run timed out, or pytest could not run the tests."""
+
+
+_SUMMARY = re.compile(r"^(?:FAILED|ERROR) (.+)$", re.MULTILINE)
+
+
+def snapshot(dest: Path) -> Path:
+    """The work tree without caches, venvs and git; the emulator's packages linked. Taken
+    once: every run copies it, so edits made to the work tree meanwhile change nothing."""
+    ignore = shutil.ignore_patterns(
+        ".git", ".venv*", "node_modules", ".terraform*", "__pycache__", ".*_cache", "*.egg-info"
+    )
+    shutil.copytree(REPO, dest, ignore=ignore)
+    modules = REPO / SQS_MODULES
+    if modules.exists():
+        (dest / SQS_MODULES).symlink_to(modules, target_is_directory=True)
+    return dest
+
+
+def copy_tree(source: Path, dest: Path) -> Path:
+    shutil.copytree(source, dest, symlinks=True)
+    return dest
+
+
+def apply(tree: Path, mutation: Mutation) -> None:
+    path = tree / mutation.file
+    text = path.read_text()
+    count = text.count(mutation.old)
+    if count != 1:
+        raise SystemExit(
+            f"{mutation.name}: the text to mutate occurs {count} times in {mutation.file}"
+        )
+    path.write_text(text.replace(mutation.old, mutation.new))
+
+
+def run_tests(tree: Path, tests: tuple[str, ...], log: Path) -> Outcome:
+    """Runs ``tests`` in ``tree`` (one pytest session, one test at a time)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")])),
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    }
+    args = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", *tests]
+    started = time.monotonic()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            args, cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            code = proc.wait(PYTEST_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # pytest and the processes it started
+            proc.wait()
+            code = -1
+    seconds = time.monotonic() - started
+    summary = _SUMMARY.findall(log.read_text(errors="replace"))
+    # a parametrized test fails as one or more of its cases: "<id>[<case>] - <message>"
+    failed = tuple(
+        t for t in tests if any(re.match(re.escape(t) + r"(\[| |$)", s) for s in summary)
+    )
+    if code == -1:
+        return Outcome(failed, seconds, f"TIMEOUT after {PYTEST_TIMEOUT_S} s")
+    if code not in (0, 1) or (code == 1) != bool(failed):
+        return Outcome(failed, seconds, f"pytest exited {code}")
+    return Outcome(failed, seconds)
+
+
+def short(node_id: str) -> str:
+    path, _, test = node_id.partition("::")
+    return f"{Path(path).name}::{test}"
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:80]
+
+
+def print_table(rows: list[tuple[str, str, str]]) -> None:
+    header = ("mutation", "tests that failed", "seconds")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+    for row in [header, tuple("-" * w for w in widths), *rows]:
+        print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}")
+
+
+def run_all(snapshot: Path, chosen: list[Mutation], log_dir: Path, *, baseline: bool) -> int:
+    if baseline:
+        guarding = tuple(dict.fromkeys(t for m in chosen for t in m.tests))
+        with tempfile.TemporaryDirectory(prefix="mutation-") as scratch:
+            tree = copy_tree(snapshot, Path(scratch) / "repo")
+            base = run_tests(tree, guarding, log_dir / "baseline.log")
+        if base.failed or base.problem:
+            print(f"baseline: {base.problem or 'failed'}: " + ", ".join(map(short, base.failed)))
+            return 2
+        print(f"baseline: the {len(guarding)} guarding tests pass ({base.seconds:.0f} s)")
+
+    rows: list[tuple[str, str, str]] = []
+    holes = 0
+    for m in chosen:
+        with tempfile.TemporaryDirectory(prefix="mutation-") as scratch:
+            tree = copy_tree(snapshot, Path(scratch) / "repo")
+            apply(tree, m)
+            outcome = run_tests(tree, m.tests, log_dir / f"{slug(m.name)}.log")
+        verdict = ", ".join(short(t) for t in outcome.failed) or "NOT CAUGHT"
+        if outcome.problem:
+            verdict = f"{outcome.problem}: {verdict}"
+        holes += bool(outcome.problem) or not outcome.failed
+        rows.append((m.name, verdict, f"{outcome.seconds:.0f}"))
+        print(f"{m.name}: {verdict} ({outcome.seconds:.0f} s)", flush=True)
+    print()
+    print_table(rows)
+    print(f"\n{len(rows) - holes} of {len(rows)} mutations caught")
+    return 1 if holes else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("names", nargs="*", help="substrings of mutation names (default: all)")
+    parser.add_argument(
+        "-k", dest="tests", action="append", default=[], help="substring of a guarding test id"
+    )
+    parser.add_argument("--list", action="store_true", help="list the mutations and exit")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the unmutated run")
+    parser.add_argument("--log-dir", type=Path, help="pytest output per run (default: a temp dir)")
+    args = parser.parse_args()
+    chosen = [
+        m
+        for m in MUTATIONS
+        if (not args.names or any(n in m.name for n in args.names))
+        and (not args.tests or any(k in t for k in args.tests for t in m.tests))
+    ]
+    if args.list:
+        for m in chosen:
+            print(f"{m.name}\n    {m.file}; " + ", ".join(short(t) for t in m.tests))
+        return 0
+    if not chosen:
+        print("no mutation matches", file=sys.stderr)
+        return 2
+    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="mutations-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    print(f"pytest output: {log_dir}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="mutations-") as scratch:
+        tree = snapshot(Path(scratch) / "snapshot")
+        for m in chosen:  # every edit applies, before any test runs
+            count = (tree / m.file).read_text().count(m.old)
+            if count != 1:
+                print(f"{m.name}: the text occurs {count} times in {m.file}", file=sys.stderr)
+                return 2
+        return run_all(tree, chosen, log_dir, baseline=not args.no_baseline)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
