@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import uuid
 
 import aiohttp
 from redis.asyncio import Redis
 
-from devstack import Stack, backend_calls, eventually
+from devstack import Stack, backend_calls, eventually, metric
 from tests.integration.test_ingest import WRITER_FAST, db_rows
 
 
@@ -43,6 +44,9 @@ async def test_a_key_belongs_to_one_client_and_one_request(stack: Stack, backend
         assert b"idempotency_key_reused" in body
         status, _, _ = await post(http, f"{path}?x=1", b'{"qty": 1}', **alice)
         assert status == 422
+        # the same key on another route: a request of its own there, neither 422 nor replay
+        status, _, replayed = await post(http, "/api/login", b'{"qty": 1}', **alice)
+        assert (status, replayed) == (200, False)
     await asyncio.sleep(0.3)
     assert await backend_calls(backend_url, f"POST /orders/{order}") == 2  # alice once, bob once
 
@@ -71,6 +75,41 @@ async def test_a_retry_after_a_504_never_calls_the_backend_again(
             assert (status, replayed) == (504, True), body
         await asyncio.sleep(1.0)  # a second call would have reached the backend by now
     assert await backend_calls(backend_url, f"POST /quick-high/{item}") == 1
+
+
+async def test_a_retry_while_the_first_call_has_no_outcome_re_submits_it(
+    stack: Stack, backend_url: str
+) -> None:
+    """The worker of the first try dies in the middle of its backend call: no reply will
+    ever come, and the call may have done the work. The retry after the 504 is the first
+    try again (its request id), which the new worker does not call while it is claimed."""
+    await stack.start_api()
+    first = await stack.start_worker()
+    item = uuid.uuid4().hex
+    path = f"/api/quick-high/{item}"  # a 1 s window
+    headers = {"Idempotency-Key": uuid.uuid4().hex, "X-Demo-Delay-Ms": "5000"}
+
+    async def called() -> bool:
+        return await backend_calls(backend_url, f"POST /quick-high/{item}") == 1
+
+    async with aiohttp.ClientSession(base_url=stack.api_url) as http:
+        try_one = asyncio.create_task(post(http, path, b"order", **headers))
+        await eventually(called, 5, "the backend call of the first try")
+        first.signal(signal.SIGKILL)  # before the backend answers or the window ends
+        assert (await try_one)[0] == 504
+        # the dead worker's long polls end unanswered first (the emulator would hand the
+        # retry to one of them, and it would wait out its visibility timeout)
+        await asyncio.sleep(stack.settings().receive_wait_s + 0.5)
+        second = await stack.start_worker()
+        status, body, replayed = await post(http, path, b"order", **headers)
+        assert (status, replayed) == (504, False), body
+        await asyncio.sleep(1.5)  # a second call would have reached the backend by now
+    assert await backend_calls(backend_url, f"POST /quick-high/{item}") == 1
+    # the retry did reach the new worker: as the first try, whose claim still stands
+    elsewhere = await metric(
+        second.metrics_url, "queuefront_worker_messages_total", outcome="in_progress_elsewhere"
+    )
+    assert elsewhere >= 1
 
 
 async def test_anonymous_records_have_a_short_life(stack: Stack, redis: Redis) -> None:
