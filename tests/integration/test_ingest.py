@@ -283,13 +283,18 @@ async def test_idempotency_keys(db_stack: Stack, backend_url: str) -> None:
     stack = db_stack
     await stack.start_api()
     await stack.start_worker()
-    await stack.start_writer(**WRITER_FAST)
+    writer = await stack.start_writer(**WRITER_FAST)
     poll = f"poll-{uuid.uuid4().hex[:8]}"
     key = uuid.uuid4().hex
+
+    async def one_row() -> bool:
+        return await db_rows(stack, poll) == 1
+
     async with aiohttp.ClientSession(base_url=stack.api_url) as http:
-        # ingest: three tries with one key are one row
+        # ingest: three tries with one key are one row; the retries come once the first
+        # try is stored, so each reaches the writer in a later batch than the row
         ids = []
-        for _ in range(3):
+        for attempt in range(3):
             async with http.post(
                 f"/api/polls/{poll}/votes",
                 json={"choice": 3, "voter": "v"},
@@ -297,6 +302,8 @@ async def test_idempotency_keys(db_stack: Stack, backend_url: str) -> None:
             ) as resp:
                 assert resp.status == 202
                 ids.append((await resp.json())["id"])
+            if attempt == 0:
+                await eventually(one_row, 10, "the first try stored")
         assert len(set(ids)) == 1
 
         # proxy: three tries with one key are one backend call, same answer; the path is
@@ -330,15 +337,17 @@ async def test_idempotency_keys(db_stack: Stack, backend_url: str) -> None:
         assert response.status == 200
         response.release()
 
-    async def one_row() -> bool:
-        return await db_rows(stack, poll) == 1
+    async def all_received() -> bool:
+        items = await metric(writer.metrics_url, "queuefront_ingest_items_per_message_sum")
+        return items == 3
 
-    await eventually(one_row, 10, "one row for three tries")
+    await eventually(all_received, 10, "the three tries received by the writer")
     await asyncio.sleep(0.5)
     assert await db_rows(stack, poll) == 1
     async with aiohttp.ClientSession() as http:
         # ...counted once, too
         assert await api_tally(http, stack, poll) == {3: 1}
+    assert await metric(writer.metrics_url, "queuefront_ingest_duplicates_total") == 2
     assert await backend_calls(backend_url, f"POST /orders/{order}") == 1
     assert await backend_calls(backend_url, f"POST /orders/{slow}") == 1
 
