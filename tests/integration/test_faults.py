@@ -15,7 +15,16 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from devstack import Proc, Stack, eventually, new_stack_env, start_emulator, start_redis
+from devstack import (
+    Proc,
+    Stack,
+    backend_calls,
+    eventually,
+    metric,
+    new_stack_env,
+    start_emulator,
+    start_redis,
+)
 from queuefront.keys import Keys
 from queuefront.queues import delete_queues, ensure_queues
 
@@ -51,11 +60,11 @@ async def own_redis(stack: Stack, log_dir: Path) -> AsyncIterator[Proc]:
 
 
 async def test_frozen_sqs_gives_503_within_3_s_and_200_once_it_thaws(
-    own_sqs: tuple[Stack, Proc],
+    own_sqs: tuple[Stack, Proc], backend_url: str
 ) -> None:
     stack, emulator = own_sqs
     await stack.start_api()
-    await stack.start_worker()
+    worker = await stack.start_worker()
     async with aiohttp.ClientSession(base_url=stack.api_url) as http:
         async with http.get("/api/items/before") as resp:
             assert resp.status == 200
@@ -82,6 +91,18 @@ async def test_frozen_sqs_gives_503_within_3_s_and_200_once_it_thaws(
                     break
             assert time.monotonic() < deadline, "not served again after the thaw"
             await asyncio.sleep(0.2)
+
+    # the sends the api gave up on were read by the emulator once it thawed: each met the
+    # answer the api stored when it gave up, and none reached the backend
+    async def settled() -> bool:
+        seen = await metric(
+            worker.metrics_url, "queuefront_worker_messages_total", outcome="duplicate"
+        )
+        return seen >= 20
+
+    await eventually(settled, 15, "the 20 given-up sends met their stored answers")
+    calls = [await backend_calls(backend_url, f"GET /items/frozen-{i}") for i in range(20)]
+    assert calls == [0] * 20
     await delete_queues(stack.settings())
 
 
