@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from prometheus_client import Gauge
 from redis.asyncio import Redis
 
-from queuefront import metrics
+from queuefront import heap, metrics
 from queuefront.failures import FailureLog
 from queuefront.limits import MAX_RECEIVE_MESSAGES
 from queuefront.probes import start_probe_server
@@ -193,6 +193,7 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, consumer.stop)
+    heap.settle()  # start-up is done: see queuefront.heap
     try:
         await consumer.run()
     finally:

@@ -117,6 +117,12 @@ BACKEND_DURATION = Histogram(
     ["route", "status_class"],
     buckets=LATENCY_BUCKETS,
 )
+GC_PAUSE = Histogram(
+    "queuefront_gc_pause_seconds",
+    "Pauses of the cyclic garbage collector, by generation (the event loop stands still).",
+    ["generation"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
 MESSAGE_AGE = Histogram(
     "queuefront_message_age_seconds",
     "Age of a message (since the api enqueued it) when a worker picks it up.",

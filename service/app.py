@@ -8,7 +8,7 @@ from functools import partial
 
 from aiohttp import web
 
-from queuefront import metrics, probes
+from queuefront import heap, metrics, probes
 from queuefront.cache import decode_event
 from queuefront.keys import Keys
 from queuefront.redis import open_redis
@@ -172,6 +172,10 @@ def add_routes(app: web.Application, routes: list[Route]) -> None:
         app.router.add_route(route.method, route.path, handler, name=route.name)
 
 
+async def _settle_heap(_: web.Application) -> None:
+    heap.settle()
+
+
 def init_app(settings: Settings | None = None) -> web.Application:
     settings = settings or Settings()
     table = load_routes(settings.routes_file)
@@ -186,6 +190,8 @@ def init_app(settings: Settings | None = None) -> web.Application:
     live: probes.LiveCheck = partial(handlers.live, app)
     app[probes.LIVE_CHECK] = live
     app.cleanup_ctx.extend([redis_ctx, replies_ctx, sqs_ctx, probes_ctx])
+    # after the contexts' start-up (aiohttp runs them first): what they built is frozen too
+    app.on_startup.append(_settle_heap)
     add_routes(app, table.routes)
     openapi.install(app, table, settings)
     metrics.prime_api([(r.name, r.kind, r.priority, r.cache is not None) for r in table.routes])
