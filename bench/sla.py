@@ -71,7 +71,9 @@ goal is a queued route that passes at 35,000/min, and a queue cannot pass a sust
 level its backend cannot serve: the backend must be able to take that much, and the old
 architecture runs against the same backend."""
 SEED_LEVELS = [600, 1_200, 2_000, 3_500]
-DEFAULT_LEVELS = [*SEED_LEVELS, 5_000, 10_000, 20_000, 35_000, 45_000, 60_000, 120_000, 300_000]
+DEFAULT_LEVELS = [
+    *SEED_LEVELS, 5_000, 10_000, 20_000, 35_000, 40_000, 45_000, 60_000, 120_000, 300_000
+]
 QUICK_LEVELS = [2_000, 35_000]
 PATHS = ("old", "queued", "cached")
 CACHED_SERIAL = "SER-1"
