@@ -217,7 +217,7 @@ async def main_async(args: argparse.Namespace) -> None:
     series: dict[str, Series] = {}
     try:
         api = await stack.start_api(QF_API_PROCESSES=str(args.api_processes))
-        worker = await stack.start_worker()
+        worker = await stack.start_worker(QF_WORKER_CONCURRENCY=str(args.worker_concurrency))
         writer = await stack.start_writer()
         groups = {"api": api, "worker": worker, "writer": writer, "emulator": sqs}
         # warm: the cached serial is filled once, every path has been used once
@@ -263,8 +263,9 @@ def report(series: dict[str, Series], args: argparse.Namespace) -> None:
     load = os.getloadavg()
     print(
         f"\nwrk -t1 -c{args.connections} -d{args.seconds}s, {args.rounds} rounds (medians), "
-        f"{os.cpu_count()} cores, {args.api_processes} api process(es), backend "
-        f"{BACKEND_LATENCY_MS} ms x {BACKEND_CONCURRENCY}; load average after: "
+        f"{os.cpu_count()} cores, {args.api_processes} api process(es), worker concurrency "
+        f"{args.worker_concurrency}, backend {BACKEND_LATENCY_MS} ms x {BACKEND_CONCURRENCY}; "
+        f"load average after: "
         f"{load[0]:.2f} {load[1]:.2f}"
     )
     direct = series["direct"].med("rps") if "direct" in series else None
@@ -304,6 +305,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--api-processes", type=int, default=1)
+    # as make run: the worker takes as many calls at once as the demo backend serves, so
+    # the proxied path and the direct one use the backend alike
+    parser.add_argument("--worker-concurrency", type=int, default=BACKEND_CONCURRENCY)
     parser.add_argument("--pause-s", type=float, default=2.0)
     parser.add_argument("--paths", nargs="+", default=["direct", "proxied", "cached", "votes"])
     asyncio.run(main_async(parser.parse_args()))

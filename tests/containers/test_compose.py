@@ -59,6 +59,20 @@ async def test_edge_honours_s_maxage(compose_stack: ComposeStack) -> None:
         assert again["X-Edge-Cache"] != "HIT"  # no s-maxage, never cached at the edge
 
 
+async def test_probes_are_not_reachable_through_the_edge(compose_stack: ComposeStack) -> None:
+    """``/metrics`` and ``/readyz`` are served on the probe port only, which Prometheus
+    scrapes inside the compose network; through the edge they are unknown paths (404),
+    however the path is spelt. Liveness stays public (``/healthz``)."""
+    base = compose_stack.edge_url
+    async with aiohttp.ClientSession() as http:
+        for path in ("/metrics", "/readyz", "/metrics/", "/%6Detrics", "//metrics"):
+            status, _, body = await get(http, f"{base}{path}")
+            assert status == 404, (path, status)
+            assert b"queuefront_" not in body and b"redis" not in body, path
+        status, _, _ = await get(http, f"{base}/healthz")
+        assert status == 200
+
+
 async def test_priority_with_the_worker_stopped(compose_stack: ComposeStack) -> None:
     compose_stack.run("stop", "worker")
     base = compose_stack.edge_url
