@@ -50,11 +50,29 @@ UNIT_ROUTES = "tests/unit/test_codec_and_routes.py"
 
 
 @dataclass(frozen=True)
-class Mutation:
+class Edit:
+    """A literal edit of one file that must match exactly once (this runner's mutations
+    and those of ``tests/terraform/mutate.py``): a fix moved or reworded makes the edit
+    fail loudly instead of silently mutating nothing."""
+
     name: str
     file: str
     old: str
     new: str
+
+    def occurrences(self, tree: Path) -> int:
+        return (tree / self.file).read_text().count(self.old)
+
+    def apply(self, tree: Path) -> None:
+        count = self.occurrences(tree)
+        if count != 1:
+            raise SystemExit(f"{self.name}: the text to mutate occurs {count} times in {self.file}")
+        path = tree / self.file
+        path.write_text(path.read_text().replace(self.old, self.new))
+
+
+@dataclass(frozen=True)
+class Mutation(Edit):
     tests: tuple[str, ...]
     """pytest node ids, relative to the repository; at least one must fail."""
 
@@ -549,17 +567,6 @@ def copy_tree(source: Path, dest: Path) -> Path:
     return dest
 
 
-def apply(tree: Path, mutation: Mutation) -> None:
-    path = tree / mutation.file
-    text = path.read_text()
-    count = text.count(mutation.old)
-    if count != 1:
-        raise SystemExit(
-            f"{mutation.name}: the text to mutate occurs {count} times in {mutation.file}"
-        )
-    path.write_text(text.replace(mutation.old, mutation.new))
-
-
 def run_tests(tree: Path, tests: tuple[str, ...], log: Path) -> Outcome:
     """Runs ``tests`` in ``tree`` (one pytest session, one test at a time)."""
     env = {
@@ -624,7 +631,7 @@ def run_all(snapshot: Path, chosen: list[Mutation], log_dir: Path, *, baseline: 
     for m in chosen:
         with tempfile.TemporaryDirectory(prefix="mutation-") as scratch:
             tree = copy_tree(snapshot, Path(scratch) / "repo")
-            apply(tree, m)
+            m.apply(tree)
             outcome = run_tests(tree, m.tests, log_dir / f"{slug(m.name)}.log")
         verdict = ", ".join(short(t) for t in outcome.failed) or "NOT CAUGHT"
         if outcome.problem:
@@ -669,7 +676,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="mutations-") as scratch:
         tree = snapshot(Path(scratch) / "snapshot")
         for m in chosen:  # every edit applies, before any test runs
-            count = (tree / m.file).read_text().count(m.old)
+            count = m.occurrences(tree)
             if count != 1:
                 print(f"{m.name}: the text occurs {count} times in {m.file}", file=sys.stderr)
                 return 2

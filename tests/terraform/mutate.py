@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.mutate import Edit
 from tests.terraform import tfcli
 from tests.terraform.tfmodel import REPO
 
@@ -26,11 +27,7 @@ TF = "deploy/terraform"
 
 
 @dataclass(frozen=True)
-class Mutation:
-    name: str
-    file: str
-    old: str
-    new: str
+class Mutation(Edit):
     suites: tuple[str, ...]
     """Module directories (relative to deploy/terraform; "." is the root) to `terraform test`."""
     pytest: tuple[str, ...] = ()
@@ -177,16 +174,6 @@ def run_suites(tree: Path, mutation: Mutation) -> list[str]:
     return failed
 
 
-def apply(tree: Path, mutation: Mutation) -> None:
-    path = tree / mutation.file
-    text = path.read_text()
-    count = text.count(mutation.old)
-    assert count == 1, (
-        f"{mutation.name}: the text to mutate occurs {count} times in {mutation.file}"
-    )
-    path.write_text(text.replace(mutation.old, mutation.new))
-
-
 def copy_repo(dest: Path) -> Path:
     ignore = shutil.ignore_patterns(
         ".git", ".venv*", "node_modules", ".terraform*", "__pycache__", ".*_cache"
@@ -207,7 +194,7 @@ def main() -> int:
     for mutation in chosen:
         with tempfile.TemporaryDirectory(prefix="tf-mutation-") as scratch:
             tree = copy_repo(Path(scratch) / "repo")
-            apply(tree, mutation)
+            mutation.apply(tree)
             failed = run_suites(tree, mutation)
         holes += not failed
         verdict = "caught by " + ", ".join(failed) if failed else "NOT CAUGHT"
