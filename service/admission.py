@@ -50,6 +50,13 @@ SATURATED_POLLS = 2
 """Consecutive polls with more messages than worker slots before the measured drain rate
 is trusted as the capacity (until then, the workers' potential counts too)."""
 POLL_TIMEOUT_S = 3.0
+UNMEASURED_FOR_S = 5.0
+"""How long a saturated queue with live workers and a drain rate of exactly zero counts as
+not measured yet rather than not draining. The first completions of a burst after an idle
+spell reach the pods a worker report and a poll later (up to ~2 s, plus one service time);
+taking that zero as the capacity refused high requests with "no worker is draining the
+queue" while a worker was draining it (seen in the compose priority check). Past this, a
+zero is believed: live workers that complete nothing (a hung backend) drain nothing."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,7 @@ class BacklogMonitor:
         self._admitted_since_read: dict[Priority, int] = {"high": 0, "normal": 0}
         self.estimate = drain.DrainEstimate()
         self._saturated_polls = 0
+        self._busy_since = 0.0
         self._worker_slots = 0
         self.last_ok = 0.0
         """Monotonic time of the last successful backlog read (readiness uses it)."""
@@ -108,7 +116,14 @@ class BacklogMonitor:
     # --- the decision ---------------------------------------------------------------
 
     def drain_rate(self) -> float:
-        return self.estimate.drain_rate(saturated=self._saturated_polls >= SATURATED_POLLS)
+        saturated = self._saturated_polls >= SATURATED_POLLS
+        if (
+            saturated
+            and self.estimate.rate == 0
+            and time.monotonic() - self._busy_since < UNMEASURED_FOR_S
+        ):
+            saturated = False  # no rate measured yet: the workers' potential counts
+        return self.estimate.drain_rate(saturated=saturated)
 
     def predicted_wait_s(self, priority: Priority) -> float:
         """Seconds a request queued now would wait before a worker takes it."""
@@ -177,6 +192,8 @@ class BacklogMonitor:
         # this read includes what the pod admitted before it (or workers took it already)
         self._admitted_since_read = {"high": 0, "normal": 0}
         busy = high + normal > self._worker_slots
+        if busy and self._saturated_polls == 0:
+            self._busy_since = time.monotonic()
         self._saturated_polls = self._saturated_polls + 1 if busy else 0
         for priority, queue in self._queues.items():
             metrics.QUEUE_BACKLOG.labels(queue.name).set(high if priority == "high" else normal)

@@ -112,3 +112,31 @@ async def test_pending_replies_are_bounded_per_pod(stack: Stack) -> None:
         stack.api_metrics_url, "queuefront_admission_rejections_total", reason="pending_limit"
     )
     assert rejected == 1
+
+
+async def test_a_burst_after_an_idle_spell_does_not_refuse_high_work(stack: Stack) -> None:
+    """A fresh pod and worker (no completion ever reported), a burst that saturates the
+    worker's 4 slots with 1.5 s calls, and high requests sent before the first call ends:
+    the drain rate is not measured yet, not zero, so they are admitted and answered — not
+    refused with "no worker is draining the queue" (the compose priority check got five
+    such 503s for sixty high requests)."""
+    await stack.start_api(QF_BACKLOG_POLL_S="0.2")
+    await stack.start_worker(QF_WORKER_CONCURRENCY="4")
+    slow = {"X-Demo-Delay-Ms": "1500"}
+    async with aiohttp.ClientSession(base_url=stack.api_url) as http:
+
+        async def call(method: str, path: str, headers: dict[str, str]) -> tuple[int, str]:
+            async with http.request(method, path, headers=headers) as r:
+                return r.status, await r.text()
+
+        normals = [
+            asyncio.create_task(call("GET", f"/api/items/idle-{i}", slow)) for i in range(24)
+        ]
+        await asyncio.sleep(0.8)  # > 2 polls of 0.2 s: saturated; no call has ended yet
+        highs = []
+        for i in range(4):
+            highs.append(asyncio.create_task(call("POST", "/api/login", {"X-Idle": str(i)})))
+            await asyncio.sleep(0.05)
+        answered = await asyncio.wait_for(asyncio.gather(*highs), 15)
+        assert [status for status, _ in answered] == [200] * 4, answered
+        assert all(status == 200 for status, _ in await asyncio.gather(*normals))
