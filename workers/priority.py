@@ -66,10 +66,10 @@ FAILED_RETRY_S = 5
 """Visibility given back to a message whose handling failed unexpectedly: it is retried
 soon, and after maxReceiveCount it is in the DLQ for an operator."""
 CLAIMED_RECHECK_S = 5
+"""When a request is claimed by another worker, its duplicate looks again this much later."""
 SHORT_POLLS_GRACE_S = 0.5
 """At shutdown, how long buffered messages wait for the worker's in-flight short polls
 (the emulator answers one within 40 ms, SQS at once) before they are released."""
-"""When a request is claimed by another worker, its duplicate looks again this much later."""
 WORKER_OUTCOMES = (
     "ok",
     "backend_error",
