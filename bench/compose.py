@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
+import ipaddress
 import json
 import os
 import shutil
@@ -44,11 +45,31 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.throughput import STORED_WITHIN_S, VOTE_SCRIPT, WrkResult, run_wrk
+from bench.throughput import (
+    CLK_TCK,
+    STORED_WITHIN_S,
+    VOTE_SCRIPT,
+    Sample,
+    WrkResult,
+    machine_busy_seconds,
+    measure,
+    native_stack,
+    run_wrk,
+)
 from devstack import ROOT
 from devstack.compose import COMPOSE_SERVICES as SERVICES
 
 CLIENT_TIMEOUT_S = 60.0
+EDGE_RESOLVE_S = 3.0
+"""How often the edge re-resolves the api replicas (``QF_EDGE_RESOLVE_S``)."""
+USERLAND_PROXY = "docker-proxy"
+"""The engine's process that carries published ports reached over loopback (unless the
+daemon runs with ``"userland-proxy": false``, when the kernel's NAT does it)."""
+VIAS = {
+    "edge": "127.0.0.1:8080, through the engine's published port, as a user",
+    "edge-address": "the edge container's own address (no published-port path)",
+    "api-address": "one api replica's own address (no edge, no published-port path)",
+}
 
 
 # --- the compose project ------------------------------------------------------------------
@@ -161,6 +182,60 @@ class CpuMeter:
         }
 
 
+def host_cpu_seconds(name: str) -> float:
+    """CPU seconds used so far by the host's processes called ``name`` (the Docker
+    engine's userland proxy, ``docker-proxy``, is not in any container's cgroup)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if stat[stat.index("(") + 1 : stat.rindex(")")] == name:
+            fields = stat.rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLK_TCK
+
+
+class HostMeter:
+    """The whole machine's busy CPU and the engine's userland proxy over one check:
+    what the compose services' cgroups do not show."""
+
+    def __init__(self) -> None:
+        self._start = (machine_busy_seconds(), host_cpu_seconds(USERLAND_PROXY))
+
+    def stop(self) -> dict[str, tuple[float, float]]:
+        machine, proxy = machine_busy_seconds(), host_cpu_seconds(USERLAND_PROXY)
+        return {
+            "machine": (machine - self._start[0], 0.0),
+            "docker-proxy": (proxy - self._start[1], 0.0),
+        }
+
+
+def address_of(project: str, service: str) -> str:
+    """The first container of ``service`` on the project's own bridge network: a
+    private address of a container this project started, reached without the
+    engine's published-port path."""
+    ids = containers(project).get(service)
+    assert ids, f"no running {service} container"
+    address = subprocess.run(
+        [
+            "docker",
+            "inspect",
+            "--format",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+            ids[0],
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[0]
+    assert ipaddress.ip_address(address).is_private, address
+    return address
+
+
 METRICS_SNIPPET = (
     "import urllib.request;"
     "print(urllib.request.urlopen('http://127.0.0.1:9100/metrics').read().decode())"
@@ -220,6 +295,7 @@ class VotesSample:
     cpu: dict[str, tuple[float, float]]
     seconds: float
     load: float
+    via: str = "edge"
 
 
 @dataclass
@@ -241,21 +317,23 @@ class PrioritySample:
 class Results:
     votes: list[VotesSample] = field(default_factory=list)
     priority: list[PrioritySample] = field(default_factory=list)
+    native: list[Sample] = field(default_factory=list)
+    """The votes path of the native stack (``bench.throughput``), in the same run."""
 
 
 def stored_count(project: str, poll: str) -> int:
     return int(psql(project, f"SELECT count(*) FROM votes WHERE poll_id = '{poll}'") or 0)
 
 
-def votes_check(args: argparse.Namespace, script_dir: Path) -> VotesSample:
+def votes_check(args: argparse.Namespace, script_dir: Path, via: str, url: str) -> VotesSample:
     poll = f"bench-{uuid.uuid4().hex[:8]}"
     script = script_dir / f"{poll}.lua"
     script.write_text(VOTE_SCRIPT.replace("/api/polls/bench/votes", f"/api/polls/{poll}/votes"))
     with bench_lock(args.lock):
         load = os.getloadavg()[0]
-        meter = CpuMeter(args.project)
+        meter, host = CpuMeter(args.project), HostMeter()
         started = time.monotonic()
-        result = run_wrk(args.url, args.seconds, args.connections, script)
+        result = run_wrk(url, args.seconds, args.connections, script)
         ended = time.monotonic()
         accepted = result.requests - result.non_2xx
         stored_s: float | None = None
@@ -264,9 +342,9 @@ def votes_check(args: argparse.Namespace, script_dir: Path) -> VotesSample:
                 stored_s = time.monotonic() - ended
                 break
             time.sleep(0.25)
-        cpu = meter.stop()
+        cpu = {**meter.stop(), **host.stop()}
         seconds = time.monotonic() - started
-    return VotesSample(result, accepted, stored_s, cpu, seconds, load)
+    return VotesSample(result, accepted, stored_s, cpu, seconds, load, via)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -324,13 +402,13 @@ async def _priority(args: argparse.Namespace) -> PrioritySample:
     return PrioritySample(high_ms, high_status, normal_ms, normal_status, last_normal, {}, 0, 0)
 
 
-def priority_check(args: argparse.Namespace) -> PrioritySample:
+async def priority_check(args: argparse.Namespace) -> PrioritySample:
     with bench_lock(args.lock):
         load = os.getloadavg()[0]
         meter = CpuMeter(args.project)
         api_before = api_route_time(args.project, "login")
         started = time.monotonic()
-        sample = asyncio.run(_priority(args))
+        sample = await _priority(args)
         sample.cpu = meter.stop()
         api_after = api_route_time(args.project, "login")
         spent, answered = (a - b for a, b in zip(api_after, api_before, strict=True))
@@ -366,25 +444,44 @@ def report(results: Results, args: argparse.Namespace, label: str) -> None:
             f"{x:.2f}" for x in [s.load for s in results.votes] + [s.load for s in results.priority]
         )
     )
-    if results.votes:
-        v = results.votes
-        stored = [x.stored_s for x in v]
+    if results.votes or results.native:
         print(
             f"\nvotes: wrk -t1 -c{args.connections} -d{args.seconds}s POST "
-            f"/api/polls/<poll>/votes through the edge\n"
+            f"/api/polls/<poll>/votes; {args.api_replicas or 'default'} api replica(s); the "
+            f"engine's userland proxy {'on' if userland_proxy_on() else 'off'}\n"
         )
         print(
-            "| stack | votes/s accepted | p50 ms | p99 ms | non-2xx | socket errors "
-            f"| all stored ≤{STORED_WITHIN_S:.0f} s (s after wrk) |"
+            "| stack | reached at | votes/s accepted | x native | p50 ms | p99 ms | non-2xx "
+            f"| socket errors | all stored ≤{STORED_WITHIN_S:.0f} s (s after wrk) "
+            "| whole machine CPU ms/vote |"
         )
-        print("|---|---|---|---|---|---|---|")
-        print(
-            f"| {label} | {med([x.accepted / args.seconds for x in v]):.0f} | "
-            f"{med([x.wrk.p50_ms for x in v]):.1f} | {med([x.wrk.p99_ms for x in v]):.1f} | "
-            f"{sum(x.wrk.non_2xx for x in v)} | {sum(x.wrk.socket_errors for x in v)} | "
-            + ("yes" if all(s is not None for s in stored) else "NO")
-            + f" ({', '.join('-' if s is None else f'{s:.1f}' for s in stored)}) |"
-        )
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        native = med([x.wrk.requests / args.seconds for x in results.native])
+        if results.native:
+            n = results.native
+            print(
+                f"| native (`make run` shape) | the api's port | {native:.0f} | 1.00 | "
+                f"{med([x.wrk.p50_ms for x in n]):.1f} | {med([x.wrk.p99_ms for x in n]):.1f} | "
+                f"{sum(x.wrk.non_2xx for x in n)} | {sum(x.wrk.socket_errors for x in n)} | "
+                + ("yes" if all(x.stored_ok for x in n) else "NO")
+                + f" | {med([x.cpu_ms['machine'] for x in n]):.2f} |"
+            )
+        for via in args.via:
+            v = [x for x in results.votes if x.via == via]
+            if not v:
+                continue
+            rate = med([x.accepted / args.seconds for x in v])
+            stored = [x.stored_s for x in v]
+            machine_ms = med([1000 * x.cpu["machine"][0] / max(x.accepted, 1) for x in v])
+            print(
+                f"| {label} | {VIAS[via]} | {rate:.0f} | "
+                + (f"{rate / native:.2f}" if results.native else "-")
+                + f" | {med([x.wrk.p50_ms for x in v]):.1f} | {med([x.wrk.p99_ms for x in v]):.1f}"
+                f" | {sum(x.wrk.non_2xx for x in v)} | {sum(x.wrk.socket_errors for x in v)} | "
+                + ("yes" if all(s is not None for s in stored) else "NO")
+                + f" ({', '.join('-' if s is None else f'{s:.1f}' for s in stored)}) | "
+                f"{machine_ms:.2f} |"
+            )
     if results.priority:
         p = results.priority
         print(
@@ -418,12 +515,76 @@ def report(results: Results, args: argparse.Namespace, label: str) -> None:
         "\nCPU of each compose service during the check, in cores "
         "(in brackets: seconds per second held back at its CPU limit)\n"
     )
-    print(f"| check | {cpu_head} |")
-    print("|---|" + "---|" * len(services))
-    if results.votes:
-        print(f"| votes | {cpu_cells(results.votes, services)} |")
+    print(f"| check | {cpu_head} | docker-proxy | whole machine |")
+    print("|---|" + "---|" * (len(services) + 2))
+    for via in args.via:
+        v = [x for x in results.votes if x.via == via]
+        if v:
+            host = " | ".join(
+                f"{med([x.cpu[k][0] / x.seconds for x in v]):.2f}"
+                for k in ("docker-proxy", "machine")
+            )
+            print(f"| votes via {via} | {cpu_cells(v, services)} | {host} |")
     if results.priority:
-        print(f"| priority | {cpu_cells(results.priority, services)} |")
+        print(f"| priority | {cpu_cells(results.priority, services)} | - | - |")
+
+
+def userland_proxy_on() -> bool:
+    """Whether the engine carries published ports over loopback in user space: a
+    ``docker-proxy`` process runs for each published port when it does."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == USERLAND_PROXY:
+                    return True
+    return False
+
+
+async def run_checks(args: argparse.Namespace) -> Results:
+    """Each round: the native votes path (with the compose stack paused, so neither
+    takes CPU from the other), then each compose check and target in turn."""
+    results = Results()
+    script_dir = Path(tempfile.mkdtemp(prefix="qf-bench-compose-"))
+    urls = {
+        "edge": args.url,
+        "edge-address": f"http://{address_of(args.project, 'edge')}:8080",
+        "api-address": f"http://{address_of(args.project, 'api')}:8080",
+    }
+    async with contextlib.AsyncExitStack() as stack:
+        native = None
+        if args.native:
+            compose(args.project, "pause")
+            try:
+                native = await stack.enter_async_context(native_stack(1, 64))
+            finally:
+                compose(args.project, "unpause")
+        for _ in range(args.rounds):
+            if native is not None:
+                compose(args.project, "pause")
+                try:
+                    with bench_lock(args.lock):
+                        results.native.append(
+                            await measure(
+                                native,
+                                "votes",
+                                native.api_url,
+                                native.votes_script,
+                                args.seconds,
+                                args.connections,
+                            )
+                        )
+                finally:
+                    compose(args.project, "unpause")
+                await asyncio.sleep(args.pause_s)
+            if "votes" in args.checks:
+                for via in args.via:
+                    sample = await asyncio.to_thread(votes_check, args, script_dir, via, urls[via])
+                    results.votes.append(sample)
+                    await asyncio.sleep(args.pause_s)
+            if "priority" in args.checks:
+                results.priority.append(await priority_check(args))
+                await asyncio.sleep(args.pause_s)
+    return results
 
 
 def main() -> None:
@@ -435,6 +596,24 @@ def main() -> None:
     parser.add_argument("--up", action="store_true", help="bring the stack up, and down -v after")
     parser.add_argument(
         "--checks", nargs="+", default=["votes", "priority"], choices=["votes", "priority"]
+    )
+    parser.add_argument(
+        "--via",
+        nargs="+",
+        default=["edge"],
+        choices=list(VIAS),
+        help="where the votes check sends its load (each, in turn, every round)",
+    )
+    parser.add_argument(
+        "--native",
+        action="store_true",
+        help="also measure the native stack's votes path each round (compose paused)",
+    )
+    parser.add_argument(
+        "--api-replicas",
+        type=int,
+        default=0,
+        help="scale the api to this many (0: as compose.yaml)",
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=15)
@@ -450,18 +629,15 @@ def main() -> None:
     args = parser.parse_args()
     assert shutil.which("wrk"), "wrk is needed (apt-get install wrk)"
     assert args.url.startswith(("http://127.0.0.1", "http://localhost")), "local stacks only"
+    scale = ["--scale", f"api={args.api_replicas}"] if args.api_replicas else []
     if args.up:
-        compose(args.project, "up", "-d", "--build", "--wait", *SERVICES)
-    results = Results()
+        compose(args.project, "up", "-d", "--build", "--wait", *scale, *SERVICES)
+    elif scale:
+        compose(args.project, "up", "-d", "--wait", "--no-recreate", *scale, "api")
     try:
-        script_dir = Path(tempfile.mkdtemp(prefix="qf-bench-compose-"))
-        for _ in range(args.rounds):
-            if "votes" in args.checks:
-                results.votes.append(votes_check(args, script_dir))
-                time.sleep(args.pause_s)
-            if "priority" in args.checks:
-                results.priority.append(priority_check(args))
-                time.sleep(args.pause_s)
+        if scale:
+            time.sleep(2 * EDGE_RESOLVE_S)  # the edge follows the replicas every 3 s
+        results = asyncio.run(run_checks(args))
     finally:
         if args.up:
             compose(args.project, "down", "-v")

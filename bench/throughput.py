@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -32,6 +33,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -190,8 +192,24 @@ async def stored_within(db_url: str, expected: int, limit_s: float) -> bool:
     return await count_rows(db_url) >= expected
 
 
-async def main_async(args: argparse.Namespace) -> None:
-    assert shutil.which("wrk"), "wrk is needed (apt-get install wrk)"
+@dataclass
+class NativeStack:
+    """One stack as ``make run`` starts it, on free ports, with a fresh database."""
+
+    api_url: str
+    backend_url: str
+    db_url: str
+    votes_script: Path
+    groups: dict[str, Proc]
+    """The processes whose CPU a run reports: api, worker, writer, emulator."""
+    backend: Proc
+
+
+@contextlib.asynccontextmanager
+async def native_stack(api_processes: int, worker_concurrency: int) -> AsyncIterator[NativeStack]:
+    """Starts the emulator, the demo backend, an api, a worker and a writer; stops them
+    all and drops the database and the queues at the end. ``bench.compose`` measures
+    the same votes path on it, in the same run as the compose stack."""
     log_dir = Path(tempfile.mkdtemp(prefix="qf-bench-throughput-"))
     script = log_dir / "votes.lua"
     script.write_text(VOTE_SCRIPT)
@@ -214,38 +232,15 @@ async def main_async(args: argparse.Namespace) -> None:
     stack = Stack(env={**new_stack_env(base), "QF_LOG_LEVEL": "WARNING"}, log_dir=log_dir)
     settings = stack.settings()
     await ensure_queues(settings, wait_s=10)
-    series: dict[str, Series] = {}
     try:
-        api = await stack.start_api(QF_API_PROCESSES=str(args.api_processes))
-        worker = await stack.start_worker(QF_WORKER_CONCURRENCY=str(args.worker_concurrency))
+        api = await stack.start_api(QF_API_PROCESSES=str(api_processes))
+        worker = await stack.start_worker(QF_WORKER_CONCURRENCY=str(worker_concurrency))
         writer = await stack.start_writer()
         groups = {"api": api, "worker": worker, "writer": writer, "emulator": sqs}
         # warm: the cached serial is filled once, every path has been used once
         for path in ("/api/products/SER-1", "/api/items/warm"):
             run_wrk(stack.api_url + path, 1, 4, None)
-        targets: dict[str, tuple[str, Path | None]] = {
-            "direct": (backend_url + "/api/items/1", None),
-            "proxied": (stack.api_url + "/api/items/1", None),
-            "cached": (stack.api_url + "/api/products/SER-1", None),
-            "votes": (stack.api_url, script),
-        }
-        chosen = {k: v for k, v in targets.items() if k in args.paths}
-        for _ in range(args.rounds):
-            for name, (url, lua) in chosen.items():
-                meters = {"direct": {"backend": backend}}.get(name, groups)
-                rows_before = await count_rows(db_url) if name == "votes" else 0
-                meter = Meter(meters)
-                result = run_wrk(url, args.seconds, args.connections, lua)
-                answered = result.requests - result.non_2xx
-                sample = Sample(result, {})
-                if name == "votes":
-                    sample.stored_ok = await stored_within(
-                        db_url, rows_before + answered, STORED_WITHIN_S
-                    )
-                # writer CPU includes the storing that runs after wrk stops
-                sample.cpu_ms = meter.per_request_ms(answered)
-                series.setdefault(name, Series()).samples.append(sample)
-                await asyncio.sleep(args.pause_s)
+        yield NativeStack(stack.api_url, backend_url, db_url, script, groups, backend)
     finally:
         stack.stop_all()
         await delete_queues(settings)
@@ -256,6 +251,44 @@ async def main_async(args: argparse.Namespace) -> None:
             await conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
         finally:
             await conn.close()
+
+
+async def measure(
+    native: NativeStack, name: str, url: str, lua: Path | None, seconds: int, connections: int
+) -> Sample:
+    """One wrk run on one path, with the CPU it cost; for votes, whether every accepted
+    vote was stored within ``STORED_WITHIN_S``."""
+    meters = {"backend": native.backend} if name == "direct" else native.groups
+    rows_before = await count_rows(native.db_url) if name == "votes" else 0
+    meter = Meter(meters)
+    result = run_wrk(url, seconds, connections, lua)
+    answered = result.requests - result.non_2xx
+    sample = Sample(result, {})
+    if name == "votes":
+        sample.stored_ok = await stored_within(
+            native.db_url, rows_before + answered, STORED_WITHIN_S
+        )
+    # writer CPU includes the storing that runs after wrk stops
+    sample.cpu_ms = meter.per_request_ms(answered)
+    return sample
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    assert shutil.which("wrk"), "wrk is needed (apt-get install wrk)"
+    series: dict[str, Series] = {}
+    async with native_stack(args.api_processes, args.worker_concurrency) as native:
+        targets: dict[str, tuple[str, Path | None]] = {
+            "direct": (native.backend_url + "/api/items/1", None),
+            "proxied": (native.api_url + "/api/items/1", None),
+            "cached": (native.api_url + "/api/products/SER-1", None),
+            "votes": (native.api_url, native.votes_script),
+        }
+        chosen = {k: v for k, v in targets.items() if k in args.paths}
+        for _ in range(args.rounds):
+            for name, (url, lua) in chosen.items():
+                sample = await measure(native, name, url, lua, args.seconds, args.connections)
+                series.setdefault(name, Series()).samples.append(sample)
+                await asyncio.sleep(args.pause_s)
     report(series, args)
 
 
