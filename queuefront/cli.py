@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import socket
 import sys
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 
 from queuefront import ports
@@ -26,6 +26,8 @@ DEMO_BACKEND_MODULE = "examples.legacy_backend"
 """Optional: absent from the production image (Dockerfile target ``production``)."""
 
 HEALTHCHECK_TIMEOUT_S = 2.0
+"""Per port, for the connection and for the answer (the image's check has 3 s)."""
+STATUS_LINE_MAX_BYTES = 1024
 
 
 def _api() -> None:
@@ -110,16 +112,35 @@ ENTRY_MODULES = {
 
 def healthcheck(environ: Mapping[str, str] | None = None) -> int:
     """0 if any process port of this container answers ``/healthz`` with 200. Light on
-    purpose (no settings import): see ``queuefront.ports``."""
+    purpose (no settings import): see ``queuefront.ports``.
+
+    One HTTP/1.0 request over a plain socket rather than ``urllib.request``: the check
+    runs every 5 s in every container, and urllib's imports (http.client, email, ssl)
+    doubled the CPU of each run — 0.15 s against 0.08 s for a bare ``python -c pass``
+    through ``docker exec`` on the development machine, about 0.07 of a core for the
+    compose stack's five application containers, on the cores the stack serves from.
+    """
     for port in ports.probe_ports(os.environ if environ is None else environ):
-        url = f"http://127.0.0.1:{port}/healthz"
-        try:
-            with urllib.request.urlopen(url, timeout=HEALTHCHECK_TIMEOUT_S) as resp:
-                if resp.status == 200:
-                    return 0
-        except OSError:
-            continue
+        if _answers_200(port):
+            return 0
     return 1
+
+
+def _answers_200(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=HEALTHCHECK_TIMEOUT_S) as s:
+            s.settimeout(HEALTHCHECK_TIMEOUT_S)
+            s.sendall(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            head = b""
+            while b"\r\n" not in head and len(head) < STATUS_LINE_MAX_BYTES:
+                chunk = s.recv(STATUS_LINE_MAX_BYTES)
+                if not chunk:
+                    break
+                head += chunk
+    except OSError:
+        return False
+    status = head.split(b"\r\n", 1)[0].split()
+    return len(status) >= 2 and status[0].startswith(b"HTTP/") and status[1] == b"200"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
