@@ -527,6 +527,39 @@ def report(results: Results, args: argparse.Namespace, label: str) -> None:
             print(f"| votes via {via} | {cpu_cells(v, services)} | {host} |")
     if results.priority:
         print(f"| priority | {cpu_cells(results.priority, services)} | - | - |")
+    if results.votes or results.native:
+        votes_cpu_per_vote(results, args)
+
+
+def votes_cpu_per_vote(results: Results, args: argparse.Namespace) -> None:
+    """ms of CPU per accepted vote, the native processes beside their compose services
+    (the writer's storing after wrk stops included on both sides)."""
+    pairs = [
+        ("edge", None),
+        ("api", "api"),
+        ("sqs", "emulator"),
+        ("writer", "writer"),
+        ("postgres", None),
+        ("docker-proxy", None),
+        ("machine", "machine"),
+    ]
+    print("\nvotes: ms of CPU per accepted vote\n")
+    print("| stack | reached at | " + " | ".join(c for c, _ in pairs) + " |")
+    print("|---|---|" + "---|" * len(pairs))
+    if results.native:
+        cells = [
+            "-" if n is None else f"{med([x.cpu_ms[n] for x in results.native]):.3f}"
+            for _, n in pairs
+        ]
+        print("| native | the api's port | " + " | ".join(cells) + " |")
+    for via in args.via:
+        v = [x for x in results.votes if x.via == via]
+        if v:
+            cells = [
+                f"{med([1000 * x.cpu.get(c, (0.0, 0.0))[0] / max(x.accepted, 1) for x in v]):.3f}"
+                for c, _ in pairs
+            ]
+            print(f"| compose | {via} | " + " | ".join(cells) + " |")
 
 
 def userland_proxy_on() -> bool:
