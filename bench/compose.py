@@ -319,6 +319,9 @@ class Results:
     priority: list[PrioritySample] = field(default_factory=list)
     native: list[Sample] = field(default_factory=list)
     """The votes path of the native stack (``bench.throughput``), in the same run."""
+    userland_proxy: bool = False
+    """Whether the engine's userland proxy carried the published ports (read while the
+    stack ran: its processes go with the stack)."""
 
 
 def stored_count(project: str, poll: str) -> int:
@@ -448,7 +451,7 @@ def report(results: Results, args: argparse.Namespace, label: str) -> None:
         print(
             f"\nvotes: wrk -t1 -c{args.connections} -d{args.seconds}s POST "
             f"/api/polls/<poll>/votes; {args.api_replicas or 'default'} api replica(s); the "
-            f"engine's userland proxy {'on' if userland_proxy_on() else 'off'}\n"
+            f"engine's userland proxy {'on' if results.userland_proxy else 'off'}\n"
         )
         print(
             "| stack | reached at | votes/s accepted | x native | p50 ms | p99 ms | non-2xx "
@@ -576,7 +579,7 @@ def userland_proxy_on() -> bool:
 async def run_checks(args: argparse.Namespace) -> Results:
     """Each round: the native votes path (with the compose stack paused, so neither
     takes CPU from the other), then each compose check and target in turn."""
-    results = Results()
+    results = Results(userland_proxy=userland_proxy_on())
     script_dir = Path(tempfile.mkdtemp(prefix="qf-bench-compose-"))
     urls = {
         "edge": args.url,
