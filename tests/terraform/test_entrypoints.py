@@ -14,8 +14,6 @@ from __future__ import annotations
 import importlib
 import json
 import re
-import subprocess
-import sys
 import tomllib
 from typing import Any
 
@@ -203,21 +201,6 @@ def test_healthcheck_reads_the_ports_the_settings_read() -> None:
         configured.metrics_port,
         configured.demo_port,
     ]
-
-
-def test_healthcheck_is_light() -> None:
-    """...without importing pydantic: the check runs every 5 s in every container and
-    has 3 s; importing the settings took over 4 s on a loaded machine."""
-    code = (
-        "import sys; from queuefront import cli; cli.healthcheck({'QF_HTTP_PORT': '1', "
-        "'QF_METRICS_PORT': '1', 'QF_DEMO_PORT': '1'}); "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', "
-        "'pydantic_settings', 'aiohttp', 'redis', 'botocore')))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    ).stdout
-    assert out.strip() == "[]", out
 
 
 # --- the config the image ships, and what Terraform points the processes at --------------
