@@ -55,6 +55,7 @@ from bench.throughput import (
     measure,
     native_stack,
     run_wrk,
+    speed_probe_s,
 )
 from devstack import ROOT
 from devstack.compose import COMPOSE_SERVICES as SERVICES
@@ -319,6 +320,8 @@ class Results:
     priority: list[PrioritySample] = field(default_factory=list)
     native: list[Sample] = field(default_factory=list)
     """The votes path of the native stack (``bench.throughput``), in the same run."""
+    probes: list[float] = field(default_factory=list)
+    """``bench.throughput.speed_probe_s`` before the first round and after each."""
     userland_proxy: bool = False
     """Whether the engine's userland proxy carried the published ports (read while the
     stack ran: its processes go with the stack)."""
@@ -446,6 +449,8 @@ def report(results: Results, args: argparse.Namespace, label: str) -> None:
         + ", ".join(
             f"{x:.2f}" for x in [s.load for s in results.votes] + [s.load for s in results.priority]
         )
+        + "; speed probe (s, lower is faster) before and after each round: "
+        + " ".join(f"{x:.2f}" for x in results.probes)
     )
     if results.votes or results.native:
         print(
@@ -579,7 +584,7 @@ def userland_proxy_on() -> bool:
 async def run_checks(args: argparse.Namespace) -> Results:
     """Each round: the native votes path (with the compose stack paused, so neither
     takes CPU from the other), then each compose check and target in turn."""
-    results = Results(userland_proxy=userland_proxy_on())
+    results = Results(userland_proxy=userland_proxy_on(), probes=[speed_probe_s()])
     script_dir = Path(tempfile.mkdtemp(prefix="qf-bench-compose-"))
     urls = {
         "edge": args.url,
@@ -620,6 +625,7 @@ async def run_checks(args: argparse.Namespace) -> Results:
             if "priority" in args.checks:
                 results.priority.append(await priority_check(args))
                 await asyncio.sleep(args.pause_s)
+            results.probes.append(speed_probe_s())
     return results
 
 

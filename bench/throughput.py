@@ -154,6 +154,20 @@ def cpu_seconds(pid: int) -> float:
     return total / CLK_TCK
 
 
+SPEED_PROBE_LOOPS = 30_000_000
+"""A fixed pure-Python loop: ``sum(range(30_000_000))``."""
+
+
+def speed_probe_s() -> float:
+    """CPU seconds the fixed loop takes now: how fast this machine's cores are at the
+    moment. On the development VM the same loop took 0.34 s at one moment and 0.60-0.69 s
+    minutes later (a host shared with others), and every CPU-bound figure moved with it;
+    each run prints the probe so its figures can be read against the machine's speed."""
+    started = time.process_time()
+    sum(range(SPEED_PROBE_LOOPS))
+    return time.process_time() - started
+
+
 def machine_busy_seconds() -> float:
     """CPU time the whole machine spent busy (all cores, everything but idle and iowait):
     what a request costs including Postgres, Redis, the kernel and the load generator."""
@@ -276,6 +290,7 @@ async def measure(
 async def main_async(args: argparse.Namespace) -> None:
     assert shutil.which("wrk"), "wrk is needed (apt-get install wrk)"
     series: dict[str, Series] = {}
+    probes = [speed_probe_s()]
     async with native_stack(args.api_processes, args.worker_concurrency) as native:
         targets: dict[str, tuple[str, Path | None]] = {
             "direct": (native.backend_url + "/api/items/1", None),
@@ -289,17 +304,19 @@ async def main_async(args: argparse.Namespace) -> None:
                 sample = await measure(native, name, url, lua, args.seconds, args.connections)
                 series.setdefault(name, Series()).samples.append(sample)
                 await asyncio.sleep(args.pause_s)
-    report(series, args)
+            probes.append(speed_probe_s())
+    report(series, args, probes)
 
 
-def report(series: dict[str, Series], args: argparse.Namespace) -> None:
+def report(series: dict[str, Series], args: argparse.Namespace, probes: list[float]) -> None:
     load = os.getloadavg()
     print(
         f"\nwrk -t1 -c{args.connections} -d{args.seconds}s, {args.rounds} rounds (medians), "
         f"{os.cpu_count()} cores, {args.api_processes} api process(es), worker concurrency "
         f"{args.worker_concurrency}, backend {BACKEND_LATENCY_MS} ms x {BACKEND_CONCURRENCY}; "
         f"load average after: "
-        f"{load[0]:.2f} {load[1]:.2f}"
+        f"{load[0]:.2f} {load[1]:.2f}; speed probe (s, lower is faster) before and after "
+        f"each round: {' '.join(f'{x:.2f}' for x in probes)}"
     )
     direct = series["direct"].med("rps") if "direct" in series else None
     print(
