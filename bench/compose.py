@@ -46,13 +46,14 @@ from pathlib import Path
 import aiohttp
 
 from bench.throughput import (
-    CLK_TCK,
+    BACKEND_CONCURRENCY,
     STORED_WITHIN_S,
     VOTE_SCRIPT,
     Sample,
     WrkResult,
     machine_busy_seconds,
     measure,
+    named_cpu_seconds,
     native_stack,
     run_wrk,
     speed_probe_s,
@@ -71,6 +72,8 @@ VIAS = {
     "edge-address": "the edge container's own address (no published-port path)",
     "api-address": "one api replica's own address (no edge, no published-port path)",
 }
+VIA_SERVICE = {"edge-address": "edge", "api-address": "api"}
+"""The compose service whose own address a ``--via`` sends to (``edge``: ``--url``)."""
 
 
 # --- the compose project ------------------------------------------------------------------
@@ -183,32 +186,15 @@ class CpuMeter:
         }
 
 
-def host_cpu_seconds(name: str) -> float:
-    """CPU seconds used so far by the host's processes called ``name`` (the Docker
-    engine's userland proxy, ``docker-proxy``, is not in any container's cgroup)."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if stat[stat.index("(") + 1 : stat.rindex(")")] == name:
-            fields = stat.rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLK_TCK
-
-
 class HostMeter:
     """The whole machine's busy CPU and the engine's userland proxy over one check:
     what the compose services' cgroups do not show."""
 
     def __init__(self) -> None:
-        self._start = (machine_busy_seconds(), host_cpu_seconds(USERLAND_PROXY))
+        self._start = (machine_busy_seconds(), named_cpu_seconds(USERLAND_PROXY) or 0.0)
 
     def stop(self) -> dict[str, tuple[float, float]]:
-        machine, proxy = machine_busy_seconds(), host_cpu_seconds(USERLAND_PROXY)
+        machine, proxy = machine_busy_seconds(), named_cpu_seconds(USERLAND_PROXY) or 0.0
         return {
             "machine": (machine - self._start[0], 0.0),
             "docker-proxy": (proxy - self._start[1], 0.0),
@@ -464,7 +450,7 @@ def report(results: Results, args: argparse.Namespace, label: str) -> None:
             "| whole machine CPU ms/vote |"
         )
         print("|---|---|---|---|---|---|---|---|---|---|")
-        native = med([x.wrk.requests / args.seconds for x in results.native])
+        native = med([(x.wrk.requests - x.wrk.non_2xx) / args.seconds for x in results.native])
         if results.native:
             n = results.native
             print(
@@ -570,33 +556,25 @@ def votes_cpu_per_vote(results: Results, args: argparse.Namespace) -> None:
             print(f"| compose | {via} | " + " | ".join(cells) + " |")
 
 
-def userland_proxy_on() -> bool:
-    """Whether the engine carries published ports over loopback in user space: a
-    ``docker-proxy`` process runs for each published port when it does."""
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if (entry / "comm").read_text().strip() == USERLAND_PROXY:
-                    return True
-    return False
-
-
 async def run_checks(args: argparse.Namespace) -> Results:
     """Each round: the native votes path (with the compose stack paused, so neither
     takes CPU from the other), then each compose check and target in turn."""
-    results = Results(userland_proxy=userland_proxy_on(), probes=[speed_probe_s()])
+    results = Results(
+        userland_proxy=named_cpu_seconds(USERLAND_PROXY) is not None, probes=[speed_probe_s()]
+    )
     script_dir = Path(tempfile.mkdtemp(prefix="qf-bench-compose-"))
     urls = {
-        "edge": args.url,
-        "edge-address": f"http://{address_of(args.project, 'edge')}:8080",
-        "api-address": f"http://{address_of(args.project, 'api')}:8080",
+        via: f"http://{address_of(args.project, VIA_SERVICE[via])}:8080"
+        if via in VIA_SERVICE
+        else args.url
+        for via in args.via
     }
     async with contextlib.AsyncExitStack() as stack:
         native = None
         if args.native:
             compose(args.project, "pause")
             try:
-                native = await stack.enter_async_context(native_stack(1, 64))
+                native = await stack.enter_async_context(native_stack(1, BACKEND_CONCURRENCY))
             finally:
                 compose(args.project, "unpause")
         for _ in range(args.rounds):

@@ -125,33 +125,49 @@ def run_wrk(url: str, seconds: int, connections: int, script: Path | None) -> Wr
     return parse_wrk(out)
 
 
-def _tree(pid: int) -> list[int]:
-    """The process and its descendants (an api with several processes is a tree)."""
-    children: dict[int, list[int]] = {}
+@dataclass(frozen=True)
+class ProcStat:
+    name: str
+    parent: int
+    cpu_s: float
+    """utime + stime so far."""
+
+
+def processes() -> dict[int, ProcStat]:
+    """Every process of the machine, from one pass over ``/proc/<pid>/stat``."""
+    out = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
+            name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1]
+            fields = rest.split()
+            cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+            out[int(entry.name)] = ProcStat(name, int(fields[1]), cpu)
     return out
 
 
 def cpu_seconds(pid: int) -> float:
-    total = 0
-    for p in _tree(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLK_TCK
+    """CPU seconds of the process and its descendants (an api with several processes
+    is a tree)."""
+    procs = processes()
+    children: dict[int, list[int]] = {}
+    for child, stat in procs.items():
+        children.setdefault(stat.parent, []).append(child)
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += procs[p].cpu_s if p in procs else 0.0
+        todo.extend(children.get(p, []))
+    return total
+
+
+def named_cpu_seconds(name: str) -> float | None:
+    """CPU seconds of every process called ``name``; None when none runs."""
+    used = [stat.cpu_s for stat in processes().values() if stat.name == name]
+    return sum(used) if used else None
 
 
 SPEED_PROBE_LOOPS = 30_000_000
