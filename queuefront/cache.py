@@ -24,12 +24,12 @@ every api pod subscribes to for its in-process tier (``service.hotcache``).
 from __future__ import annotations
 
 import hashlib
-import time
 from typing import Literal
 
 import msgspec
 from redis.asyncio import Redis
 
+from queuefront import clock
 from queuefront.envelope import CachedReply, CacheSpec, Reply, decode_cached, encode_cached
 from queuefront.keys import Keys
 
@@ -172,8 +172,7 @@ class CacheStore:
     async def store(self, spec: CacheSpec, reply: Reply) -> bool:
         """Stores ``reply`` unless the serial was invalidated since the look-up; announces
         the outcome either way (waiting pods stop waiting). True when stored."""
-        now = time.time()
-        expires_at = now + spec.ttl_s
+        expires_at = clock.now() + spec.ttl_s  # every pod compares it with its clock.now()
         value = encode_cached(CachedReply(expires_at, reply, expires_at + spec.stale_s))
         lease = lease_key(self._keys, spec.key, spec.field)
         stored = await self._store(

@@ -9,12 +9,13 @@ they are msgpack, so a binary body costs nothing extra.
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
 import msgspec
+
+from queuefront import clock
 
 Headers = list[tuple[str, str]]
 
@@ -50,15 +51,19 @@ class RequestEnvelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     body_b64: bool = False
     reply_to: str
     deadline: float
-    """Unix time after which nobody waits for the answer."""
+    """Unix time after which nobody waits for the answer, on the reference clock
+    (``queuefront.clock``): the api writes it, a worker on another host reads it."""
     enqueued_at: float
+    """Unix time the api queued it, on the reference clock."""
     cache: CacheSpec | None = None
 
     def body_bytes(self) -> bytes:
         return base64.b64decode(self.body) if self.body_b64 else self.body.encode()
 
     def seconds_left(self, now: float | None = None) -> float:
-        return self.deadline - (time.time() if now is None else now)
+        """What is left of the window, judged on the reference clock: neither this
+        host's wall clock nor the api's decides."""
+        return self.deadline - (clock.now() if now is None else now)
 
 
 class Reply(msgspec.Struct, frozen=True, kw_only=True, array_like=True, omit_defaults=True):
@@ -74,9 +79,12 @@ class CachedReply(msgspec.Struct, frozen=True, array_like=True):
     """A reply in the cache hash; Redis 7.0 has no per-field TTL, so expiry is checked here."""
 
     expires_at: float
+    """Unix time, on the reference clock (``queuefront.clock``): a worker writes it and
+    every pod reads it."""
     reply: Reply
     stale_until: float = 0.0
-    """Unix time until which the entry may be served stale while one refresh runs."""
+    """Unix time (reference clock) until which the entry may be served stale while one
+    refresh runs."""
 
     def fresh(self, now: float) -> bool:
         return now < self.expires_at

@@ -95,6 +95,23 @@ DRAIN_RATE = Gauge(
     "Messages per second the workers complete, as estimated by this pod.",
     multiprocess_mode="livemostrecent",
 )
+ADMISSION_SERVICE_TIME = Gauge(
+    "queuefront_admission_service_seconds",
+    "Mean time a worker takes per message (backend call and reply), from the completions "
+    "this pod saw recently; admission keeps it free in every request's window.",
+    multiprocess_mode="livemostrecent",
+)
+ADMISSION_PROBES = Counter(
+    "queuefront_admission_probes_total",
+    "Requests admitted although the estimate said no, because the estimate rested on old "
+    "completions only (at most one per pod per window): they measure the workers again.",
+)
+CLOCK_OFFSET = Gauge(
+    "queuefront_clock_offset_seconds",
+    "How far this process's wall clock is ahead of the reference clock (Redis TIME) that "
+    "cross-process times are written in; negative: behind.",
+    multiprocess_mode="livemostrecent",
+)
 PENDING_REPLIES = Gauge(
     "queuefront_pending_replies",
     "Requests of this pod waiting for a reply.",

@@ -8,7 +8,7 @@ from functools import partial
 
 from aiohttp import web
 
-from queuefront import heap, metrics, probes
+from queuefront import clock, heap, metrics, probes
 from queuefront.cache import decode_event
 from queuefront.keys import Keys
 from queuefront.redis import open_redis
@@ -62,7 +62,9 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         if settings.rate_limit_rps > 0
         else None
     )
-    yield
+    # deadlines, drain reports and cache expiry are judged on Redis's clock
+    async with clock.kept_in_sync(app[REDIS]):
+        yield
     await app[REDIS].aclose()
 
 

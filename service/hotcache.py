@@ -27,7 +27,6 @@ the same race with the serial's generation).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from typing import Literal
 
 from redis.asyncio import Redis
 
-from queuefront import cache, metrics
+from queuefront import cache, clock, metrics
 from queuefront.cache import CacheEvent
 from queuefront.envelope import CachedReply, CacheSpec, Reply
 from queuefront.keys import Keys
@@ -209,7 +208,7 @@ class HotCache:
     ) -> tuple[Reply, State]:
         """The cached answer, a stale one (with a refresh started), or the answer of the
         one flight that fetches it."""
-        now = time.time()
+        now = clock.now()
         item = self.tier.get(target.key, target.field)
         if item is not None:
             if item.fresh(now):
@@ -282,7 +281,7 @@ class HotCache:
                 deadline.bound(REDIS_CALL_S),
                 cache.lookup(self._redis, self._keys, target.serial, target.field),
             )
-            now = time.time()
+            now = clock.now()  # the worker wrote the entry's expiry on the same clock
             if found.entry is not None and found.entry.fresh(now):
                 self._keep(target, found.entry, seq)
                 answer(found.entry.reply, "HIT", "hit", "redis")
@@ -306,7 +305,7 @@ class HotCache:
             await self._await_fill(target, deadline, filled)  # then look again
 
     async def _fetch(self, target: Target, fetch: Fetch, seq: int, generation: int) -> Reply:
-        started = time.time()
+        started = clock.now()
         spec = CacheSpec(
             key=target.key,
             field=target.field,

@@ -3,12 +3,11 @@ tally reads."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from aiohttp import web
 
-from queuefront import metrics, sink
+from queuefront import clock, metrics, sink
 from queuefront.envelope import encode_json
 from queuefront.routes import Route
 from queuefront.telemetry import get_logger
@@ -34,7 +33,7 @@ async def handle_ingest(request: web.Request, route: Route) -> web.Response:
             request.match_info,
             route=route.name,
             item=item_id,
-            received_at=time.time(),
+            received_at=clock.now(),  # the writer measures its lag against it
         )
     except sink.Invalid as exc:
         metrics.INGEST_REJECTED.labels(route.name).inc()

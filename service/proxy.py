@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 
 from aiohttp import web
 
-from queuefront import cache, metrics
+from queuefront import cache, clock, metrics
 from queuefront.envelope import (
     CacheSpec,
     Reply,
@@ -148,8 +147,8 @@ def _admit(request: web.Request, route: Route, deadline: Deadline) -> None:
             why = "no worker is draining the queue"
         else:
             why = (
-                f"the predicted wait ({verdict.predicted_wait_s:.1f} s) leaves no room "
-                f"in the {route.timeout_s:g} s window"
+                f"the predicted wait ({verdict.predicted_wait_s:.1f} s) and service time "
+                f"({verdict.service_s:.1f} s) leave no room in the {route.timeout_s:g} s window"
             )
         raise _refused(
             route,
@@ -198,7 +197,7 @@ async def _queue(
     if route.priority == "normal" and not await app[MONITOR].high_backlog_clear():
         raise _refused(route, "high_backlog", "the high-priority backlog is over its threshold")
     request_id = request[REQUEST_ID] if cache_spec is None else _flight_id(request)
-    now = time.time()
+    now = clock.now()  # read by a worker on another host: the shared reference clock
     text, is_b64 = pack_body(body)
     envelope = RequestEnvelope(
         id=request_id,
