@@ -47,6 +47,11 @@ FORWARDING = "tests/integration/test_forwarding.py"
 CACHE_BOUNDS = "tests/integration/test_cache_bounds.py"
 FAULTS = "tests/integration/test_faults.py"
 UNIT_ROUTES = "tests/unit/test_codec_and_routes.py"
+ADMISSION = "tests/integration/test_admission.py"
+UNIT_ADMISSION = "tests/unit/test_admission_estimate.py"
+OVERLOAD = "tests/integration/test_overload.py"
+CLOCKS = "tests/integration/test_clocks.py::test_a_process_with_a_skewed_clock_still_answers"
+PROMETHEUS = "tests/observability/test_prometheus.py"
 
 
 @dataclass(frozen=True)
@@ -533,6 +538,127 @@ MUTATIONS = [
         "            if values is None or values > MAX_TALLY_VALUES:",
         "            if values is None:",
         (f"{UNIT_ROUTES}::test_bad_route_tables_name_the_problem",),
+    ),
+    # --- admission reopens by itself (issue 16, §1) --------------------------------------
+    Mutation(
+        "admission: a stale estimate that refuses lets no probe through",
+        "service/admission.py",
+        "        if self._probe(wait, window_s):",
+        "        if False and self._probe(wait, window_s):",
+        (
+            f"{ADMISSION}::test_admission_reopens_after_a_slow_spell",
+            f"{UNIT_ADMISSION}::test_a_stale_estimate_lets_one_probe_through_per_window",
+        ),
+    ),
+    Mutation(
+        "drain: the service time averages every completion ever seen",
+        "queuefront/drain.py",
+        "        while self._recent and seen_at - self._recent[0][0] > SERVICE_WINDOW_S:",
+        "        while False:",
+        (
+            f"{ADMISSION}::test_admission_reopens_after_a_slow_spell",
+            f"{UNIT_ADMISSION}::test_the_service_time_is_the_mean_of_recent_completions_only",
+        ),
+    ),
+    Mutation(
+        "admission: probes while the estimate is fresh (a real overload)",
+        "service/admission.py",
+        "            or not self.estimate.stale(now)\n",
+        "",
+        (
+            f"{UNIT_ADMISSION}::test_a_fresh_slow_estimate_refuses_without_probes",
+            f"{OVERLOAD}::test_predicted_wait_past_the_window_is_refused_while_high_work_gets_through",
+        ),
+    ),
+    Mutation(
+        "admission: probes not limited to one per pod per window",
+        "service/admission.py",
+        "            or now < self._next_probe_at\n",
+        "",
+        (f"{UNIT_ADMISSION}::test_a_stale_estimate_lets_one_probe_through_per_window",),
+    ),
+    Mutation(
+        "admission: probes while the queue itself is too long",
+        "service/admission.py",
+        "            or wait > ADMISSION_HEADROOM * window_s\n",
+        "",
+        (f"{UNIT_ADMISSION}::test_no_probe_when_the_queue_itself_is_too_long_or_no_worker_reports",),
+    ),
+    Mutation(
+        "admission: probes with no worker reporting",
+        "service/admission.py",
+        "            self.estimate.live_workers == 0\n            or ",
+        "            ",
+        (
+            f"{UNIT_ADMISSION}::test_no_probe_when_the_queue_itself_is_too_long_or_no_worker_reports",
+            f"{OVERLOAD}::test_no_worker_draining_means_503_not_a_wait_for_504",
+        ),
+    ),
+    Mutation(
+        "drain: a read without a new report measures a rate of zero",
+        "queuefront/drain.py",
+        "            if elapsed <= 0:  # not reported again since the last read: nothing new\n"
+        "                seen[worker] = before\n"
+        "                continue\n",
+        "            elapsed = max(elapsed, 1e-9)\n",
+        (f"{UNIT_ADMISSION}::test_the_rate_is_a_workers_own_measurement_however_often_the_pod_reads",),
+    ),
+    # --- clocks (issue 16, §5) ----------------------------------------------------------
+    Mutation(
+        "clock: a worker judges deadlines on its own wall clock",
+        "queuefront/envelope.py",
+        "        return self.deadline - (clock.now() if now is None else now)",
+        '        return self.deadline - (__import__("time").time() if now is None else now)',
+        (f"{CLOCKS}[worker-30s-ahead]",),
+    ),
+    Mutation(
+        "clock: the api writes deadlines on its own wall clock",
+        "service/proxy.py",
+        "    now = clock.now()  # read by a worker on another host",
+        '    now = __import__("time").time()  # read by a worker on another host',
+        (f"{CLOCKS}[api-10s-behind]",),
+    ),
+    Mutation(
+        "clock: drain reports stamped with the worker's wall clock",
+        "queuefront/drain.py",
+        "DrainReport(CLOCK.now(), self._slots",
+        'DrainReport(__import__("time").time(), self._slots',
+        (f"{CLOCKS}[worker-10s-behind]",),
+    ),
+    Mutation(
+        "clock: pods judge drain reports on their own wall clock",
+        "service/admission.py",
+        "self.estimate.update(reports, clock.now(), time.monotonic())",
+        "self.estimate.update(reports, time.time(), time.monotonic())",
+        (f"{CLOCKS}[api-30s-ahead]",),
+    ),
+    Mutation(
+        "clock: cache expiry written on the worker's wall clock",
+        "queuefront/cache.py",
+        "        expires_at = clock.now() + spec.ttl_s",
+        '        expires_at = __import__("time").time() + spec.ttl_s',
+        (f"{CLOCKS}[worker-10s-behind]", f"{CLOCKS}[worker-30s-ahead]"),
+    ),
+    Mutation(
+        "clock: a pod judges its own tier's expiry on its wall clock",
+        "service/hotcache.py",
+        '        one flight that fetches it."""\n        now = clock.now()',
+        '        one flight that fetches it."""\n        now = __import__("time").time()',
+        (f"{CLOCKS}[api-10s-behind]",),
+    ),
+    Mutation(
+        "clock: a pod judges Redis's cache entries on its wall clock",
+        "service/hotcache.py",
+        "            now = clock.now()  # the worker wrote the entry's expiry on the same clock",
+        '            now = __import__("time").time()',
+        (f"{CLOCKS}[api-30s-ahead]",),
+    ),
+    Mutation(
+        "alerts: the clock offset alert misses clocks behind",
+        "deploy/prometheus/alerts.yml",
+        "(abs(queuefront_clock_offset_seconds))",
+        "(queuefront_clock_offset_seconds)",
+        (f"{PROMETHEUS}::test_promtool_accepts[test-rules]",),
     ),
 ]
 
