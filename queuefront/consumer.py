@@ -188,13 +188,14 @@ async def serve(
             down.append("sqs")
         return down
 
-    probes = await start_probe_server(settings.metrics_port, ready)
-    depth = asyncio.create_task(watch_depth(dlqs, metrics.DLQ_DEPTH, DLQ_POLL_S))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, consumer.stop)
-    # deadlines, reports and cache expiry are judged on Redis's clock (queuefront.clock)
+    # deadlines, reports and cache expiry are judged on Redis's clock (queuefront.clock):
+    # sampled once before the probe server says the process is up
     async with clock.kept_in_sync(redis):
+        probes = await start_probe_server(settings.metrics_port, ready)
+        depth = asyncio.create_task(watch_depth(dlqs, metrics.DLQ_DEPTH, DLQ_POLL_S))
         heap.settle()  # start-up is done: see queuefront.heap
         try:
             await consumer.run()

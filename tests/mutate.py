@@ -52,6 +52,8 @@ UNIT_ADMISSION = "tests/unit/test_admission_estimate.py"
 OVERLOAD = "tests/integration/test_overload.py"
 CLOCKS = "tests/integration/test_clocks.py::test_a_process_with_a_skewed_clock_still_answers"
 PROMETHEUS = "tests/observability/test_prometheus.py"
+INGEST_LAG = "tests/integration/test_clocks.py::test_the_ingest_lag_is_measured_on_the_shared_clock"
+UNIT_CLOCK = "tests/unit/test_clock.py"
 
 
 @dataclass(frozen=True)
@@ -652,6 +654,34 @@ MUTATIONS = [
         "            now = clock.now()  # the worker wrote the entry's expiry on the same clock",
         '            now = __import__("time").time()',
         (f"{CLOCKS}[api-30s-ahead]",),
+    ),
+    Mutation(
+        "clock: the api stamps received_at on its own wall clock",
+        "service/ingest.py",
+        "            received_at=clock.now(),",
+        '            received_at=__import__("time").time(),',
+        (f"{INGEST_LAG}[api-10s-behind]",),
+    ),
+    Mutation(
+        "clock: the writer measures ingest lag on its own wall clock",
+        "workers/writer/observe.py",
+        "    committed_at = clock.now()",
+        '    committed_at = __import__("time").time()',
+        (f"{INGEST_LAG}[writer-30s-ahead]",),
+    ),
+    Mutation(
+        "clock: the latest Redis TIME sample wins, however long its round trip",
+        "queuefront/clock.py",
+        "        self._base_s = min(self._samples, key=lambda s: s.rtt_s).base_s",
+        "        self._base_s = self._samples[-1].base_s",
+        (f"{UNIT_CLOCK}::test_the_sample_with_the_shortest_round_trip_wins",),
+    ),
+    Mutation(
+        "clock: the server's reading taken as of the answer, not the round trip's middle",
+        "queuefront/clock.py",
+        "Sample(server_s - (sent_s + received_s) / 2, received_s - sent_s)",
+        "Sample(server_s - received_s, received_s - sent_s)",
+        (f"{UNIT_CLOCK}::test_a_reading_counts_as_of_the_middle_of_its_round_trip",),
     ),
     Mutation(
         "alerts: the clock offset alert misses clocks behind",
