@@ -88,7 +88,7 @@ bench: deps
 	$(BIN)/python -m bench.proxy
 
 # the kiosk's SLA table (old architecture, queued route, cached route); about 40 minutes.
-# SLA_ARGS=--quick for a smoke run (under 2 minutes); see README "SLA benchmark"
+# SLA_ARGS=--quick for a smoke run (under 2 minutes); see bench/README.md
 sla: deps
 	$(BIN)/python -m bench.sla $(SLA_ARGS)
 
