@@ -137,6 +137,9 @@ class Variable:
     type: TypeSpec
 
 
+_FILES: dict[tuple[Path, tuple[tuple[str, int], ...]], ModuleFiles] = {}
+
+
 class ModuleFiles:
     """Every ``*.tf`` file of one module directory, parsed once."""
 
@@ -166,6 +169,14 @@ class ModuleFiles:
             for block in doc.get("module", []):
                 for name, body in block.items():
                     self.modules[unquote(name)] = body
+
+    @classmethod
+    def of(cls, directory: Path) -> ModuleFiles:
+        """Parsed once per directory and content (parsing is most of a short run's time)."""
+        key = (directory, tuple((p.name, p.stat().st_mtime_ns) for p in sorted(directory.glob("*.tf"))))
+        if key not in _FILES:
+            _FILES[key] = cls(directory)
+        return _FILES[key]
 
     def where(self, what: str) -> str:
         return f"{what} in {self.dir.relative_to(ROOT) if self.dir.is_relative_to(ROOT) else self.dir}"
@@ -265,7 +276,7 @@ class Scope:
         if body is None:
             raise TerraformError(f"{self.label}: no module {name!r} ({self.files.where('main.tf')})")
         source = unquote(str(body["source"]))
-        files = ModuleFiles((self.files.dir / source).resolve())
+        files = ModuleFiles.of((self.files.dir / source).resolve())
         inputs = {
             k: (lambda raw=raw: self.value(raw))
             for k, raw in body.items()
@@ -278,6 +289,17 @@ class Scope:
         if body is None:
             raise TerraformError(f"{self.label}: no resource {rtype}.{name}")
         return body
+
+
+def _tfvars(path: Path) -> dict[str, Value]:
+    key = (path, path.stat().st_mtime_ns)
+    if key not in _TFVARS:
+        with path.open() as f:
+            _TFVARS[key] = {k: literal(v) for k, v in hcl2.load(f).items() if not k.startswith("__")}
+    return _TFVARS[key]
+
+
+_TFVARS: dict[tuple[Path, int], dict[str, Value]] = {}
 
 
 def parse_override(text: str) -> tuple[list[str], Value]:
@@ -299,11 +321,8 @@ def root_scope(
     overrides: Mapping[str, Value] | None = None,
 ) -> Scope:
     """The root module with the tfvars file and ``--set`` overrides applied."""
-    files = ModuleFiles(terraform_dir)
-    values: dict[str, Value] = {}
-    if tfvars is not None:
-        with tfvars.open() as f:
-            values.update({k: literal(v) for k, v in hcl2.load(f).items() if not k.startswith("__")})
+    files = ModuleFiles.of(terraform_dir)
+    values: dict[str, Value] = dict(_tfvars(tfvars)) if tfvars is not None else {}
     for dotted, value in (overrides or {}).items():
         path = dotted.split(".")
         if path[0] not in files.variables:
@@ -431,6 +450,8 @@ class Policy:
     traffic after it starts."""
     default_throttle: Throttle
     route_throttles: Mapping[str, Throttle]
+    queues: Mapping[str, Mapping[str, Value]]
+    """high, normal, ingest: retention, visibility timeout, … as the root derives them."""
     values: Mapping[str, Value]
     """The root variables as evaluated (tfvars + defaults + overrides), for the report."""
 
@@ -776,6 +797,7 @@ class PolicyReader:
             default_throttle=Throttle(float(throttle["rate"]), float(throttle["burst"])),
             route_throttles={k: Throttle(float(v["rate"]), float(v["burst"]))
                              for k, v in routes.items()},
+            queues=self.root.local("queues"),
             values={n: self.root.var(n) for n in self.root.files.variables
                     if _has_value(self.root, n)},
         )

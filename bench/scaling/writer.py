@@ -1,0 +1,83 @@
+"""The ingest queue and the writer tasks.
+
+Accepted votes are packed into SQS messages by each api process (``service/packer.py``:
+group commit — items that arrive while the previous send is in flight share the next
+message, up to ``QF_INGEST_PACK_MAX``), so a message holds about ``1 + rate × send time``
+items. Writer tasks store items at the speed their CPU allows (the measured writer CPU per
+stored vote); a task holds up to ``QF_BATCH_SIZE`` items' worth of messages in flight. A
+message older than the queue's retention is dropped by SQS: that is the only loss.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+
+class IngestQueue:
+    def __init__(self, pack_max: int, batch_size: int, retention_s: float) -> None:
+        self.pack_max = pack_max
+        self.batch_size = batch_size
+        self.retention_s = retention_s
+        self.entries: deque[list[float]] = deque()  # [items, messages, accepted_at]
+        self.items = 0
+        self.messages = 0
+        self.max_messages = 0
+        self.max_oldest_age_s = 0.0
+        self.stored = 0
+        self.lost = 0
+        self.tasks = 0
+        self.cpu_s_per_item = 0.0
+        self.cpu_per_task = 1.0
+        self._carry = 0.0
+
+    def accept(self, items: int, now: float, items_per_message: float) -> None:
+        if items <= 0:
+            return
+        per_msg = min(float(self.pack_max), max(1.0, items_per_message))
+        msgs = math.ceil(items / per_msg)
+        self.entries.append([float(items), float(msgs), now])
+        self.items += items
+        self.messages += msgs
+        self.max_messages = max(self.max_messages, self.messages)
+
+    def run(self, now: float, dt: float) -> int:
+        """Stores what the running writers can in dt; returns the items stored."""
+        while self.entries and now - self.entries[0][2] > self.retention_s:
+            items, msgs, _ = self.entries.popleft()
+            self.items -= int(items)
+            self.messages -= int(msgs)
+            self.lost += int(items)
+        if self.tasks == 0:
+            self._carry = 0.0
+            return 0
+        self._carry += self.tasks * self.cpu_per_task * dt / max(self.cpu_s_per_item, 1e-9)
+        budget = int(self._carry)
+        done = 0
+        while budget > 0 and self.entries:
+            entry = self.entries[0]
+            items, msgs = int(entry[0]), int(entry[1])
+            k = min(items, budget)
+            m = msgs if k == items else min(msgs - 1, math.floor(msgs * k / items))
+            entry[0], entry[1] = items - k, msgs - m
+            if k == items:
+                self.entries.popleft()
+            self.items -= k
+            self.messages -= m
+            budget -= k
+            done += k
+        self._carry -= done
+        if not self.entries:
+            self._carry = min(self._carry, 1.0)  # idle capacity is not saved up
+        self.stored += done
+        return done
+
+    def in_flight(self) -> int:
+        """Messages the writers hold (received, not yet deleted)."""
+        if not self.messages:
+            return 0
+        per_msg = max(1.0, self.items / self.messages)
+        return min(self.messages, self.tasks * math.ceil(self.batch_size / per_msg))
+
+    def oldest_age_s(self, now: float) -> float:
+        return now - self.entries[0][2] if self.entries else 0.0
