@@ -103,9 +103,9 @@ class Admission:
             return math.inf
         if rate > 0:
             return max(0.0, math.floor(allowed * rate - ahead) + 1)
-        if self.predicted_wait_s(priority, now) == 0.0 and ahead > 0:
-            return math.inf  # no worker report yet: nothing to refuse on
-        return 1.0 if ahead <= 0 else 0.0
+        if self.estimate.live_workers == 0 and self._saturated_polls < SATURATED_POLLS:
+            return math.inf  # no worker report yet, no standing backlog: nothing to refuse on
+        return 1.0 if ahead <= 0 else 0.0  # nothing drains: only a request with none ahead
 
     def admit(self, priority: Priority, per_process: float) -> None:
         self.admitted_since[priority] += per_process

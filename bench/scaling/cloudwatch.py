@@ -9,10 +9,9 @@ minute (all statistics equal it), taken at the minute's end here; the other name
 aggregate every simulated second of the period with the metric's statistic.
 
 Alarms evaluate every period (at most every 60 s, as CloudWatch does for standard
-resolution) on their last ``evaluation_periods`` periods: ALARM when at least
-``datapoints_to_alarm`` of them breach; missing datapoints follow ``treat_missing_data``
-(``missing``: the most recent datapoints that exist within a few more periods are used,
-CloudWatch's "evaluation range"; ``notBreaching``/``breaching``: counted as such).
+resolution): ALARM when at least ``datapoints_to_alarm`` of the datapoints considered
+breach; which datapoints are considered, and how missing ones count, follows CloudWatch's
+evaluation range (``Alarm.evaluate``).
 """
 
 from __future__ import annotations
@@ -28,8 +27,9 @@ from bench.scaling.terraform import AlarmSpec, MetricQuery, MetricStat
 
 MetricKey = tuple[str, str, tuple[tuple[str, str], ...]]
 EXTRA_RANGE_PERIODS = 3
-"""How much further back than evaluation_periods an alarm looks for datapoints that exist
-(CloudWatch retrieves "a higher number of data points than Evaluation Periods")."""
+"""How much further back than evaluation_periods an alarm looks for datapoints that exist.
+CloudWatch retrieves "a higher number of data points than Evaluation Periods", a number it
+does not publish for one-minute periods; assumed three more."""
 
 
 def key_of(stat: MetricStat) -> MetricKey:
@@ -243,26 +243,28 @@ class Alarm:
         return values[self._result.id]
 
     def evaluate(self, now: float) -> AlarmState:
+        """CloudWatch's rule (User Guide, "How alarm state is evaluated when data is
+        missing"): it retrieves the datapoints of an evaluation range a few periods longer
+        than ``evaluation_periods``; with at least that many real ones, the most recent of
+        them decide and missing data is not treated at all; with fewer, every real one
+        counts and the missing ones are filled as ``treat_missing_data`` says."""
         last = math.floor(now / self.period_s) - 1  # the last period that has ended
         compare = _COMPARISONS[self.comparison]
-        if self.treat_missing in ("missing", "ignore"):
-            found = [v for v in (self.value(k, now) for k in range(
-                last, last - self.n - EXTRA_RANGE_PERIODS, -1)) if v is not None][: self.n]
-            if not found:
-                return self.status  # nothing to go on: the state stays
-            points: list[float | None] = list(found)
+        span = range(last, last - self.n - EXTRA_RANGE_PERIODS, -1)
+        real = [v for v in (self.value(k, now) for k in span) if v is not None]
+        if len(real) >= self.n:
+            real = real[: self.n]
+            breaching = sum(compare(v, self.threshold) for v in real)
+        elif not real and self.treat_missing in ("missing", "ignore"):
+            if self.treat_missing == "missing":
+                self.status = AlarmState("INSUFFICIENT_DATA", None)
+            return self.status
         else:
-            points = [self.value(k, now) for k in range(last, last - self.n, -1)]
-        breaching = 0
-        for v in points:
-            if v is None:
-                breaching += self.treat_missing == "breaching"
-            elif compare(v, self.threshold):
-                breaching += 1
-        present = [v for v in points if v is not None]
+            breaching = sum(compare(v, self.threshold) for v in real)
+            if self.treat_missing == "breaching":
+                breaching += self.n - len(real)
         state = "ALARM" if breaching >= self.m else "OK"
-        agg = _aggregate(present, self.aggregation) if present else None
-        self.status = AlarmState(state, agg)
+        self.status = AlarmState(state, _aggregate(real, self.aggregation) if real else None)
         return self.status
 
 

@@ -9,8 +9,13 @@ settings (``default_throttle``). A request must get a token from its route's buc
 from the account's; the rest are 429s.
 
 CloudFront answers an edge-cached URL from its cache and asks the origin once per
-``s-maxage``; when that refresh fails (a 503 or a 504 from the origin), CloudFront caches
-the error for its error-caching TTL and every viewer of the URL meanwhile gets it.
+``s-maxage``; when that refresh fails with a 503 or a 504, CloudFront caches the error for
+its error-caching TTL and every viewer of the URL meanwhile gets it. A 429 is not among
+the codes CloudFront caches (CloudFront Developer Guide, "HTTP 4xx and 5xx status codes
+that CloudFront caches"): the URL stays stale, its viewers get the 429 and their requests
+go to the origin again — modelled as one retry per step, with every viewer of the URL in
+that step failing (the origin requests of a real stale URL are more: one per collapsed
+round trip).
 """
 
 from __future__ import annotations
@@ -100,26 +105,35 @@ class ApiGateway:
 
 class EdgeCache:
     """CloudFront's copies of the edge-cached URLs: how many viewers get an error because
-    the last refresh failed."""
+    a refresh failed."""
 
-    def __init__(self, objects: int, ttl_s: float, error_ttl_s: float) -> None:
+    def __init__(self, objects: int, ttl_s: float, error_ttl_s: float, step_s: float) -> None:
         self.objects = max(1, objects)
         self.ttl_s = ttl_s
         self.error_ttl_s = error_ttl_s
+        self.step_s = step_s
         self.failing: list[float] = []
-        """Until when each URL whose refresh failed serves the cached error."""
+        """Until when each URL whose refresh failed serves an error."""
         self._due = 0.0
+        self._retry = 0
 
     def refreshes_due(self, t: float, dt: float) -> int:
-        """Origin requests CloudFront makes in [t, t + dt): each URL once per TTL."""
+        """Origin requests CloudFront makes in [t, t + dt): each URL once per TTL, and
+        again for those whose last attempt was throttled."""
         self._due += self.objects * dt / self.ttl_s
         n = int(self._due)
         self._due -= n
+        n, self._retry = n + self._retry, 0
         return n
 
-    def refresh_failed(self, n: int, now: float) -> None:
-        self.failing.extend([now + self.error_ttl_s] * n)
+    def refresh_failed(self, n: int, now: float, *, cached: bool = True) -> None:
+        if cached:
+            self.failing.extend([now + self.error_ttl_s] * n)
+        else:
+            self.failing.extend([now + 1.5 * self.step_s] * n)  # the next step, until a retry
+            self._retry += n
 
     def error_share(self, now: float) -> float:
+        """Share of the viewer requests at ``now`` that get an error."""
         self.failing = [u for u in self.failing if u > now]
         return min(1.0, len(self.failing) / self.objects)

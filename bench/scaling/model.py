@@ -47,6 +47,12 @@ class ModelConstants:
     """Api CPU of a fast 503. Not measured: assumed equal to a cache hit's (a handler that
     answers without a dependency call)."""
 
+    service_spread: float = 0.25
+    """Backend calls take the scenario's service time ± this share, spread evenly (five
+    groups from -25 % to +25 % by default): real calls vary, and identical ones would keep
+    every slot of a burst in lockstep, completing together once per service time. Not
+    measured; 0 for a fixed-latency backend such as the demo's."""
+
     somaxconn: int = 4096
     """The kernel's cap on a listening socket's backlog (net.core.somaxconn, 4096 since
     Linux 5.4): with QF_LISTEN_BACKLOG, how many connections wait for a busy api process

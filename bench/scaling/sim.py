@@ -124,13 +124,14 @@ class Simulation:
             )
         }
         concurrency = int(worker_spec.settings["worker_concurrency"])
-        self.pool = WorkerPool(scenario.backend, self.ledger, concurrency)
+        self.pool = WorkerPool(scenario.backend, self.ledger, concurrency, model.service_spread)
         self.pool.cpu_s_per_message = figures.cpu_s("proxied", "worker")
         self.pool.cpu_per_task = min(1.0, worker_spec.cpu_units / 1024) * model.vcpu_factor
         retention = float(policy.queues["ingest"]["message_retention_s"])
         self.ingest = IngestQueue(
             pack_max=int(self.api_settings["ingest_pack_max"]),
             batch_size=int(writer_spec.settings["batch_size"]),
+            batch_wait_s=float(writer_spec.settings["batch_max_wait_s"]),
             retention_s=retention,
         )
         self.ingest.cpu_s_per_item = figures.cpu_s("votes", "writer")
@@ -143,7 +144,7 @@ class Simulation:
             model.api_gateway,
         )
         mix = scenario.mix
-        self.edge = EdgeCache(mix.edge_objects, mix.edge_ttl_s, aws.cloudfront_error_ttl_s)
+        self.edge = EdgeCache(mix.edge_objects, mix.edge_ttl_s, aws.cloudfront_error_ttl_s, self.dt)
 
         # the api's listen backlogs, the normal requests waiting on the high backlog, the
         # admitted requests by deadline
@@ -280,6 +281,15 @@ class Simulation:
         self.pool.tasks = self.services["worker"].running(t)
         self.ingest.tasks = self.services["writer"].running(t)
 
+        if t >= self.admission.next_poll_s:  # a pod reads the backlog before it serves
+            self.admission.poll(
+                t,
+                self.pool.visible("high"),
+                self.pool.visible("normal"),
+                self.pool.slots,
+                self.pool.completed,
+                self.pool.busy_s,
+            )
         wants = self._arrivals(t, t1)
         passed = self.gateway.admit(dt, wants)
         for flow, n in wants.items():
@@ -294,16 +304,6 @@ class Simulation:
         self._completions()
         self._sweep(t1)
         self.ingest.run(t, dt)
-        if t >= self.admission.next_poll_s:
-            workers = self.pool.tasks
-            self.admission.poll(
-                t,
-                self.pool.visible("high"),
-                self.pool.visible("normal"),
-                self.pool.slots if workers else 0,
-                self.pool.completed,
-                self.pool.busy_s,
-            )
         for key, provider in self.providers.items():
             self.store.record(key, provider(t))
         if self.model.autoscaling:
@@ -348,7 +348,8 @@ class Simulation:
         cls = CLIENT_CLASS[flow]
         self.ledger.refuse(cls, n, reason)
         if flow == "edge_origin":
-            self.edge.refresh_failed(n, now)
+            # CloudFront caches a 503 from the origin, not API Gateway's 429
+            self.edge.refresh_failed(n, now, cached=reason != "api_gateway_throttle")
         if reason in ("predicted_wait", "pending_limit", "high_backlog"):
             self.rejections += n
 
@@ -409,8 +410,8 @@ class Simulation:
             led.answer("cached", k, at - arrived)
             return k * cpu["cached"]
         if flow == "ingest":
-            rate_per_process = k / self.dt / procs
-            self.ingest.accept(k, at, 1 + rate_per_process * self.aws.sqs_send_s)
+            rate = k / self.dt
+            self.ingest.accept(k, at, 1 + rate / procs * self.aws.sqs_send_s, rate)
             self.ingest_items += k
             led.answer("ingest", k, at - arrived + self.aws.sqs_send_s)
             return k * cpu["ingest"]

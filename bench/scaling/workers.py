@@ -32,6 +32,8 @@ from examples.legacy_backend import service_time_s
 from workers.priority import MAX_RECEIVERS_PER_QUEUE, PREFETCH_PER_RECEIVER, RECEIVERS_PER_SLOTS
 
 PRIORITIES: tuple[Priority, ...] = ("high", "normal")
+SPREAD_GROUPS = 5
+"""Calls started together are split into this many groups of different service times."""
 
 
 def receivers_per_queue(concurrency: int) -> int:
@@ -76,8 +78,11 @@ class MessageQueue:
 class WorkerPool:
     """All worker tasks of the service together, and the backend they call."""
 
-    def __init__(self, backend: Backend, ledger: Ledger, concurrency: int) -> None:
+    def __init__(
+        self, backend: Backend, ledger: Ledger, concurrency: int, spread: float = 0.0
+    ) -> None:
         self.backend = backend
+        self.spread = spread
         self.ledger = ledger
         self.concurrency = concurrency
         self.queues = {p: MessageQueue(p) for p in PRIORITIES}
@@ -205,8 +210,14 @@ class WorkerPool:
             service = (
                 service_time_s(base, in_flight, self.backend.knee) if self.backend.collapse else base
             )
-            self._seq += 1
-            heapq.heappush(self._in_service, (t + service, self._seq, cohort, k, taken))
+            groups = min(k, SPREAD_GROUPS) if self.spread > 0 else 1
+            for g in range(groups):
+                calls = k // groups + (1 if g < k % groups else 0)
+                factor = 1.0 + self.spread * ((2 * g + 1) / groups - 1) if groups > 1 else 1.0
+                self._seq += 1
+                heapq.heappush(
+                    self._in_service, (t + service * factor, self._seq, cohort, calls, taken)
+                )
 
     def _complete(self, t: float) -> None:
         while self._in_service and self._in_service[0][0] <= t:

@@ -3,9 +3,10 @@
 Accepted votes are packed into SQS messages by each api process (``service/packer.py``:
 group commit — items that arrive while the previous send is in flight share the next
 message, up to ``QF_INGEST_PACK_MAX``), so a message holds about ``1 + rate × send time``
-items. Writer tasks store items at the speed their CPU allows (the measured writer CPU per
-stored vote); a task holds up to ``QF_BATCH_SIZE`` items' worth of messages in flight. A
-message older than the queue's retention is dropped by SQS: that is the only loss.
+items. A writer gathers a batch for up to ``QF_BATCH_MAX_WAIT_S`` or until it has
+``QF_BATCH_SIZE`` items (workers/writer/gather.py), holding its messages in flight
+meanwhile, then stores at the speed its CPU allows (the measured writer CPU per stored
+vote). A message older than the queue's retention is dropped by SQS: the only loss.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ from collections import deque
 
 
 class IngestQueue:
-    def __init__(self, pack_max: int, batch_size: int, retention_s: float) -> None:
+    def __init__(
+        self, pack_max: int, batch_size: int, batch_wait_s: float, retention_s: float
+    ) -> None:
         self.pack_max = pack_max
         self.batch_size = batch_size
+        self.batch_wait_s = batch_wait_s
         self.retention_s = retention_s
-        self.entries: deque[list[float]] = deque()  # [items, messages, accepted_at]
+        self.entries: deque[list[float]] = deque()  # [items, messages, accepted_at, ready_at]
         self.items = 0
         self.messages = 0
         self.max_messages = 0
@@ -31,12 +35,14 @@ class IngestQueue:
         self.cpu_per_task = 1.0
         self._carry = 0.0
 
-    def accept(self, items: int, now: float, items_per_message: float) -> None:
+    def accept(self, items: int, now: float, items_per_message: float, rate: float) -> None:
+        """``items`` accepted at ``now``; ``rate`` items/s arrive (a batch fills sooner)."""
         if items <= 0:
             return
         per_msg = min(float(self.pack_max), max(1.0, items_per_message))
         msgs = math.ceil(items / per_msg)
-        self.entries.append([float(items), float(msgs), now])
+        gather = min(self.batch_wait_s, self.batch_size / max(rate, 1e-9))
+        self.entries.append([float(items), float(msgs), now, now + gather])
         self.items += items
         self.messages += msgs
         self.max_messages = max(self.max_messages, self.messages)
@@ -44,7 +50,7 @@ class IngestQueue:
     def run(self, now: float, dt: float) -> int:
         """Stores what the running writers can in dt; returns the items stored."""
         while self.entries and now - self.entries[0][2] > self.retention_s:
-            items, msgs, _ = self.entries.popleft()
+            items, msgs, _, _ = self.entries.popleft()
             self.items -= int(items)
             self.messages -= int(msgs)
             self.lost += int(items)
@@ -54,7 +60,7 @@ class IngestQueue:
         self._carry += self.tasks * self.cpu_per_task * dt / max(self.cpu_s_per_item, 1e-9)
         budget = int(self._carry)
         done = 0
-        while budget > 0 and self.entries:
+        while budget > 0 and self.entries and self.entries[0][3] <= now + dt:
             entry = self.entries[0]
             items, msgs = int(entry[0]), int(entry[1])
             k = min(items, budget)
@@ -73,8 +79,9 @@ class IngestQueue:
         return done
 
     def in_flight(self) -> int:
-        """Messages the writers hold (received, not yet deleted)."""
-        if not self.messages:
+        """Messages the writers hold (received, not yet deleted): the batches they gather,
+        at most a batch's worth per writer beyond those."""
+        if not self.messages or not self.tasks:
             return 0
         per_msg = max(1.0, self.items / self.messages)
         return min(self.messages, self.tasks * math.ceil(self.batch_size / per_msg))
