@@ -28,16 +28,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("scenario", type=Path, help="scenario file (TOML)")
     parser.add_argument(
-        "--set", action="append", default=[], metavar="NAME=VALUE",
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
         help="override a Terraform variable (dotted into objects: settings.batch_size=100)",
     )
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     parser.add_argument("--plot", type=Path, metavar="OUT.png", help="draw the run over time")
     args = parser.parse_args(argv)
     try:
-        overrides = dict(
-            (".".join(path), value) for path, value in map(parse_override, args.set)
-        )
+        overrides = dict((".".join(path), value) for path, value in map(parse_override, args.set))
         run = simulate(load(args.scenario), overrides)
     except (ScenarioError, TerraformError, FiguresError, ValueError, OSError) as exc:
         print(f"bench.scaling: {exc}", file=sys.stderr)

@@ -2,7 +2,7 @@
 
 **ECS.** A raised desired count starts tasks that serve after the task start time (AWS
 constants: scheduling, Fargate capacity, ENI, image pull, container start) plus the
-process's start, and for the api the ALB's health checks (interval × healthy threshold,
+process's start, and for the api the ALB's health checks (interval x healthy threshold,
 read from the edge module). A lowered one stops pending tasks first, then running ones,
 which drain: the api for the ALB's deregistration delay, a worker until its calls end
 (at most ``stop_timeout_s``), a writer its batch. Fargate bills a task from its start to
@@ -12,7 +12,7 @@ its stop.
 API reference, TargetTrackingScalingPolicyConfiguration): Application Auto Scaling keeps
 two alarms per policy — above the target for 3 of 3 periods, below 90 % of it for 15 of
 15 (bench/scaling/aws.py). While the high alarm is in ALARM it is invoked every period
-and sets the capacity to ``ceil(capacity × metric / target)``; within the scale-out
+and sets the capacity to ``ceil(capacity x metric / target)``; within the scale-out
 cooldown the capacity that scale-out started from is used ("the capacity that has been
 added by the previous scale out … is calculated as part of the desired capacity for the
 next scale out") and only a larger result applies. Scale-in happens when the low alarm is
@@ -71,6 +71,8 @@ class EcsService:
     peak_tasks: int = 0
     first_scaled_serving_at: float | None = None
     desired_changes: int = 0
+    _at: float = -1.0
+    _serving: int = 0
 
     @property
     def name(self) -> str:
@@ -88,6 +90,7 @@ class EcsService:
             return
         self.desired_changes += 1
         self.desired = n
+        self._at = -1.0
         live = [t for t in self.tasks if t.stop_at is None]
         if n > len(live):
             for _ in range(n - len(live)):
@@ -104,7 +107,8 @@ class EcsService:
         beyond = max(0, billed - self.spec.on_demand_base)
         self.spot_task_seconds += dt * beyond * self.spec.spot_share
         self.tasks = [t for t in self.tasks if t.stop_at is None or t.stop_at > now]
-        serving = self.running(now)
+        self._at, self._serving = now, sum(1 for t in self.tasks if t.serving(now))
+        serving = self._serving
         self.peak_tasks = max(self.peak_tasks, serving)
         if self.first_scaled_serving_at is None and any(
             t.by_scaling and t.serving(now) for t in self.tasks
@@ -113,6 +117,8 @@ class EcsService:
 
     def running(self, now: float) -> int:
         """Tasks serving (not pending, not draining)."""
+        if now == self._at:
+            return self._serving
         return sum(1 for t in self.tasks if t.serving(now))
 
     def running_incl_draining(self, now: float) -> int:
@@ -139,7 +145,6 @@ class ScalableTarget:
         self.steps: list[StepPolicy] = []
         self.activities: list[tuple[float, str, int, int]] = []
         """(time, policy, from, to) of every scaling activity."""
-        self.scale_in_blocked_until = 0.0
 
     def apply(self, policy: str, capacity: int, now: float) -> bool:
         svc = self.service
@@ -152,21 +157,41 @@ class ScalableTarget:
 
 
 class TargetTrackingPolicy:
-    def __init__(self, spec: TargetTrackingSpec, target: ScalableTarget, store: MetricStore,
-                 aws: AwsConstants) -> None:
+    def __init__(
+        self,
+        spec: TargetTrackingSpec,
+        target: ScalableTarget,
+        store: MetricStore,
+        aws: AwsConstants,
+    ) -> None:
         self.spec = spec
         self.target = target
-        period = spec.period_s
-        common = dict(queries=spec.queries, evaluation_periods=0, datapoints_to_alarm=0,
-                      treat_missing="missing", period_s=period, store=store,
-                      aggregation="Latest")
         n_high, n_low = aws.target_tracking_high_datapoints, aws.target_tracking_low_datapoints
-        self.high = Alarm(f"{spec.name}-AlarmHigh", comparison="GreaterThanThreshold",
-                          threshold=spec.target, **{**common, "evaluation_periods": n_high,
-                                                     "datapoints_to_alarm": n_high})
-        self.low = Alarm(f"{spec.name}-AlarmLow", comparison="LessThanThreshold",
-                         threshold=spec.target * aws.target_tracking_low_ratio,
-                         **{**common, "evaluation_periods": n_low, "datapoints_to_alarm": n_low})
+        # the alarms Application Auto Scaling creates; "Latest": it scales on the last value
+        self.high = Alarm(
+            f"{spec.name}-AlarmHigh",
+            spec.queries,
+            "GreaterThanThreshold",
+            spec.target,
+            n_high,
+            n_high,
+            "missing",
+            spec.period_s,
+            store,
+            "Latest",
+        )
+        self.low = Alarm(
+            f"{spec.name}-AlarmLow",
+            spec.queries,
+            "LessThanThreshold",
+            spec.target * aws.target_tracking_low_ratio,
+            n_low,
+            n_low,
+            "missing",
+            spec.period_s,
+            store,
+            "Latest",
+        )
         self.out_until = -math.inf
         self.out_base = 0
         self.in_until = -math.inf
@@ -258,9 +283,12 @@ class StepPolicy:
             if self.target.apply(self.spec.name, want, now) and now >= self.out_until:
                 self.out_base = base
                 self.out_until = now + self.spec.cooldown_s
-        elif want < svc.desired and now >= self.in_until:
-            if self.target.apply(self.spec.name, want, now):
-                self.in_until = now + self.spec.cooldown_s
+        elif (
+            want < svc.desired
+            and now >= self.in_until
+            and self.target.apply(self.spec.name, want, now)
+        ):
+            self.in_until = now + self.spec.cooldown_s
 
 
 class AutoScaling:
@@ -270,7 +298,8 @@ class AutoScaling:
         self.targets = list(targets)
         self._schedule: list[tuple[float, float, TargetTrackingPolicy | StepPolicy]] = []
         for target in self.targets:
-            for p in [*target.tt, *target.steps]:
+            policies: list[TargetTrackingPolicy | StepPolicy] = [*target.tt, *target.steps]
+            for p in policies:
                 every = min(p.period_s, 60.0)
                 self._schedule.append((offset_rng.uniform(0, every), every, p))
         self._next = [first for first, _, _ in self._schedule]

@@ -142,7 +142,7 @@ class AwsConstants:
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"[aws] has unknown constants: {', '.join(sorted(unknown))}")
-        converted = {
+        converted: dict[str, Any] = {
             k: tuple(float(x) for x in v) if isinstance(v, list) else v for k, v in values.items()
         }
         return replace(self, **converted)

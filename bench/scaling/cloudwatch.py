@@ -118,9 +118,7 @@ def evaluate_math(expression: str, values: Mapping[str, float | None]) -> float 
     """CloudWatch metric math on one timestamp's values (None: no datapoint). Supports
     arithmetic, comparisons, AND/OR/NOT, IF, FILL, MAX/MIN/SUM/ABS — what our alarms use.
     A missing operand outside FILL makes the result missing, as does a division by zero."""
-    text = (
-        expression.replace(" AND ", " and ").replace(" OR ", " or ").replace("NOT ", "not ")
-    )
+    text = expression.replace(" AND ", " and ").replace(" OR ", " or ").replace("NOT ", "not ")
     tree = ast.parse(text, mode="eval")
 
     def ev(node: ast.AST, fillable: bool = False) -> float | None:
@@ -165,8 +163,12 @@ def evaluate_math(expression: str, values: Mapping[str, float | None]) -> float 
             assert a is not None and b is not None
             op = node.ops[0]
             result = {
-                ast.Gt: a > b, ast.GtE: a >= b, ast.Lt: a < b, ast.LtE: a <= b,
-                ast.Eq: a == b, ast.NotEq: a != b,
+                ast.Gt: a > b,
+                ast.GtE: a >= b,
+                ast.Lt: a < b,
+                ast.LtE: a <= b,
+                ast.Eq: a == b,
+                ast.NotEq: a != b,
             }[type(op)]
             return 1.0 if result else 0.0
         raise KeyError(f"metric math: {ast.dump(node)} is not simulated ({expression!r})")
@@ -198,9 +200,17 @@ class Alarm:
     """One CloudWatch alarm over metric queries (one of them returns the value)."""
 
     def __init__(
-        self, name: str, queries: Sequence[MetricQuery], comparison: str, threshold: float,
-        evaluation_periods: int, datapoints_to_alarm: int, treat_missing: str,
-        period_s: float, store: MetricStore, aggregation: str = "Average",
+        self,
+        name: str,
+        queries: Sequence[MetricQuery],
+        comparison: str,
+        threshold: float,
+        evaluation_periods: int,
+        datapoints_to_alarm: int,
+        treat_missing: str,
+        period_s: float,
+        store: MetricStore,
+        aggregation: str = "Average",
     ) -> None:
         if comparison not in _COMPARISONS:
             raise KeyError(f"alarm {name}: comparison {comparison} is not simulated")
@@ -223,8 +233,16 @@ class Alarm:
     @classmethod
     def from_spec(cls, spec: AlarmSpec, store: MetricStore, aggregation: str) -> Alarm:
         return cls(
-            spec.name, spec.queries, spec.comparison, spec.threshold, spec.evaluation_periods,
-            spec.datapoints_to_alarm, spec.treat_missing, spec.period_s, store, aggregation,
+            spec.name,
+            spec.queries,
+            spec.comparison,
+            spec.threshold,
+            spec.evaluation_periods,
+            spec.datapoints_to_alarm,
+            spec.treat_missing,
+            spec.period_s,
+            store,
+            aggregation,
         )
 
     def value(self, k: int, now: float) -> float | None:
@@ -234,8 +252,9 @@ class Alarm:
             if q.stat is not None:
                 stat = q.stat
                 if stat.period_s != self.period_s:
-                    stat = MetricStat(stat.namespace, stat.name, stat.dimensions, stat.stat,
-                                      self.period_s)
+                    stat = MetricStat(
+                        stat.namespace, stat.name, stat.dimensions, stat.stat, self.period_s
+                    )
                 values[q.id] = self.store.datapoint(stat, k, now)
         for q in self.queries:
             if q.expression is not None:

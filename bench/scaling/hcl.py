@@ -63,9 +63,7 @@ def unquote(text: str) -> str:
 
 
 def _decode(body: str) -> str:
-    return (
-        body.replace('\\"', '"').replace("\\n", "\n").replace("\\\\", "\\").replace("$${", "${")
-    )
+    return body.replace('\\"', '"').replace("\\n", "\n").replace("\\\\", "\\").replace("$${", "${")
 
 
 def literal(value: Value) -> Value:
@@ -179,7 +177,7 @@ class _Translator:
                 raise Unsupported(f"conditional without ':' in {text!r}")
             cond, then, other = text[:q], rest[:c], rest[c + 1 :]
             return f"(({self.expr(then)}) if ({self.expr(cond)}) else ({self.expr(other)}))"
-        return self._sequence(text)
+        return self._sequence(text).strip()
 
     def _sequence(self, text: str) -> str:
         out: list[str] = []
@@ -195,8 +193,9 @@ class _Translator:
                 i = end
             elif c == "(":
                 end = _group_end(text, i)
-                out.append("(" + ", ".join(self.expr(p) for p in _split(text[i + 1 : end - 1], ","))
-                           + ")")
+                out.append(
+                    "(" + ", ".join(self.expr(p) for p in _split(text[i + 1 : end - 1], ",")) + ")"
+                )
                 i = end
             elif c == "[":
                 end = _group_end(text, i)
@@ -217,8 +216,9 @@ class _Translator:
                 i += 1
             elif text.startswith("...", i) or text.startswith("%{", i):
                 raise Unsupported(f"'...' and %{{}} are not evaluated: {text!r}")
-            elif c == "*" and (i + 1 < len(text) and text[i + 1] in ".]" or
-                               i > 0 and text[i - 1] in ".["):
+            elif c == "*" and (
+                (i + 1 < len(text) and text[i + 1] in ".]") or (i > 0 and text[i - 1] in ".[")
+            ):
                 raise Unsupported(f"splat expressions are not evaluated: {text!r}")
             else:
                 out.append(c)
@@ -271,6 +271,8 @@ class _Translator:
 
     def _list(self, body: str) -> str:
         body = body.strip()
+        if body == "*":
+            raise Unsupported("splat expressions are not evaluated")
         if body.startswith("for "):
             target, source, rest = self._for_head(body)
             value, cond = self._condition(rest)
@@ -305,7 +307,7 @@ class _Translator:
 
 def translate(expr: str) -> str:
     """Python source for an HCL expression (exposed for the tests)."""
-    return _Translator().expr(expr)
+    return _Translator().expr(expr).strip()
 
 
 # --- evaluation ------------------------------------------------------------------------
@@ -449,7 +451,7 @@ class Evaluator:
             raise Unsupported(f"cannot read the expression {expr!r}: {exc.msg}") from None
         return self._eval(tree.body, expr, {})
 
-    def _eval(self, node: ast.AST, expr: str, scope: dict[str, Value]) -> Value:  # noqa: C901
+    def _eval(self, node: ast.AST, expr: str, scope: dict[str, Value]) -> Value:
         ev = self._eval
         if isinstance(node, ast.Constant):
             return node.value
@@ -461,8 +463,8 @@ class Evaluator:
             return self._resolve(node.id)
         if isinstance(node, ast.Attribute):
             base = ev(node.value, expr, scope)
-            return base.attr(node.attr) if isinstance(base, Symbol) else _member(
-                base, node.attr, expr
+            return (
+                base.attr(node.attr) if isinstance(base, Symbol) else _member(base, node.attr, expr)
             )
         if isinstance(node, ast.Subscript):
             base = ev(node.value, expr, scope)
@@ -513,8 +515,7 @@ class Evaluator:
     ) -> Value:
         (gen,) = node.generators
         names = (
-            [gen.target.id] if isinstance(gen.target, ast.Name)
-            else [e.id for e in gen.target.elts]  # type: ignore[attr-defined]
+            [gen.target.id] if isinstance(gen.target, ast.Name) else [e.id for e in gen.target.elts]  # type: ignore[attr-defined]
         )
         items: list[Value] = []
         pairs: dict[Value, Value] = {}

@@ -90,3 +90,15 @@ class Cohort:
         self.expired = False
         """Past the deadline: what is left of it is a 504, and a worker that receives
         one of its messages deletes it without calling the backend."""
+
+
+class Batch:
+    """``n`` requests of one cohort waiting somewhere since ``at`` (in a queue: receivable
+    from ``at``; at a worker: taken at ``at``)."""
+
+    __slots__ = ("at", "cohort", "n")
+
+    def __init__(self, cohort: Cohort, n: int, at: float) -> None:
+        self.cohort = cohort
+        self.n = n
+        self.at = at

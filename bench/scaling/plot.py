@@ -10,11 +10,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from bench.scaling.ledger import weighted_percentile  # noqa: E402
-from bench.scaling.scenario import CLASSES  # noqa: E402
-from bench.scaling.sim import Simulation  # noqa: E402
+from bench.scaling.ledger import weighted_percentile
+from bench.scaling.scenario import CLASSES
+from bench.scaling.sim import Simulation
 
 BIN_S = 10.0
 """Rates and latencies are drawn per 10 s."""
@@ -37,17 +37,30 @@ def plot(sim: Simulation, result: dict[str, Any], out: Path) -> None:
         if result["offered"][c]:
             ax.plot(minutes, _binned(s.offered[c], per, dt), label=f"{c} offered")
     ax.plot(minutes, _binned(s.answered["queued"], per, dt), "--", label="queued answered")
-    ax.plot(minutes, [sum(s.backend_capacity_rps[i:i + per]) / per for i in range(0, len(s.t), per)],
-            ":", color="grey", label="backend capacity")
+    ax.plot(
+        minutes,
+        [sum(s.backend_capacity_rps[i : i + per]) / per for i in range(0, len(s.t), per)],
+        ":",
+        color="grey",
+        label="backend capacity",
+    )
     ax.set_ylabel("requests/s")
     ax.set_yscale("symlog", linthresh=10)
     ax.legend(fontsize="small", ncol=3)
 
     ax = axes[1]
     for name in ("api", "worker", "writer"):
-        line, = ax.step([t / 60 for t in s.t], s.running[name], where="post", label=f"{name} serving")
-        ax.step([t / 60 for t in s.t], s.desired[name], where="post", linestyle=":",
-                color=line.get_color(), label=f"{name} desired")
+        (line,) = ax.step(
+            [t / 60 for t in s.t], s.running[name], where="post", label=f"{name} serving"
+        )
+        ax.step(
+            [t / 60 for t in s.t],
+            s.desired[name],
+            where="post",
+            linestyle=":",
+            color=line.get_color(),
+            label=f"{name} desired",
+        )
     ax.set_ylabel("tasks")
     ax.legend(fontsize="small", ncol=3)
 

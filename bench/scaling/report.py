@@ -42,8 +42,10 @@ def cost_usd(sim: Simulation) -> dict[str, float]:
         2 * sim.api_processes * sim.services["api"].task_seconds / api_poll
         # idle receive loops long-poll once per QF_RECEIVE_WAIT_S (an upper bound: busy
         # loops' calls are in the per-request figures)
-        + 2 * receivers_per_queue(sim.pool.concurrency)
-        * sim.services["worker"].task_seconds / worker_wait
+        + 2
+        * receivers_per_queue(sim.pool.concurrency)
+        * sim.services["worker"].task_seconds
+        / worker_wait
         + sim.services["writer"].task_seconds / writer_wait
     )
     calls = (
@@ -52,7 +54,9 @@ def cost_usd(sim: Simulation) -> dict[str, float]:
         + standing
     )
     sqs = calls * aws.sqs_per_million / 1e6
-    api_gw = sim.gateway_passed * aws.api_gateway_per_million / 1e6 if sim.model.api_gateway else 0.0
+    api_gw = (
+        sim.gateway_passed * aws.api_gateway_per_million / 1e6 if sim.model.api_gateway else 0.0
+    )
     viewers = sum(sim.ledger.offered[c] for c in CLASSES)
     cloudfront = viewers * aws.cloudfront_https_per_10k / 1e4 if sim.model.cloudfront else 0.0
     out = {"fargate": fargate, "sqs": sqs, "api_gateway": api_gw, "cloudfront": cloudfront}
@@ -67,14 +71,16 @@ def per_minute(sim: Simulation) -> list[dict[str, Any]]:
     out = []
     for i in range(0, len(s.t), per):
         j = i + per
-        out.append({
-            "minute": i // per,
-            "offered": {c: sum(s.offered[c][i:j]) for c in CLASSES},
-            "answered": {c: sum(s.answered[c][i:j]) for c in CLASSES},
-            "shed": {c: sum(s.shed[c][i:j]) for c in CLASSES},
-            "backend_capacity": round(sum(s.backend_capacity_rps[i:j]) * dt, 1),
-            "tasks": {k: max(v[i:j]) for k, v in s.running.items()},
-        })
+        out.append(
+            {
+                "minute": i // per,
+                "offered": {c: sum(s.offered[c][i:j]) for c in CLASSES},
+                "answered": {c: sum(s.answered[c][i:j]) for c in CLASSES},
+                "shed": {c: sum(s.shed[c][i:j]) for c in CLASSES},
+                "backend_capacity": round(sum(s.backend_capacity_rps[i:j]) * dt, 1),
+                "tasks": {k: max(v[i:j]) for k, v in s.running.items()},
+            }
+        )
     return out
 
 
@@ -84,7 +90,8 @@ def result(sim: Simulation, overrides: dict[str, Any] | None = None) -> dict[str
     offered = {c: led.offered[c] for c in CLASSES}
     first_up = sim.scenario.first_step_up_s()
     first_serving = [
-        s.first_scaled_serving_at for s in sim.services.values()
+        s.first_scaled_serving_at
+        for s in sim.services.values()
         if s.first_scaled_serving_at is not None
     ]
     first_scale_out = None
@@ -101,8 +108,7 @@ def result(sim: Simulation, overrides: dict[str, Any] | None = None) -> dict[str
         "timed_out": led.timed_out["queued"],
         "timed_out_by_class": {c: led.timed_out[c] for c in CLASSES},
         "lost": sum(led.lost[c] for c in CLASSES) + ingest.lost,
-        "lost_by_class": {c: led.lost[c] + (ingest.lost if c == "ingest" else 0)
-                          for c in CLASSES},
+        "lost_by_class": {c: led.lost[c] + (ingest.lost if c == "ingest" else 0) for c in CLASSES},
         "queued_at_end": in_system.get("queued", 0),
         "in_system_at_end": {c: in_system.get(c, 0) for c in CLASSES},
         "ingest_stored": ingest.stored,
@@ -145,9 +151,13 @@ def result(sim: Simulation, overrides: dict[str, Any] | None = None) -> dict[str
 
 def table(r: dict[str, Any]) -> str:
     """The run as a few aligned lines (what the CLI prints without --json)."""
-    lines = [f"scenario {r['scenario']} ({r['duration_s']:.0f} s)"
-             + (f", overrides {r['overrides']}" if r["overrides"] else "")]
-    head = f"{'class':<8} {'offered':>10} {'answered':>10} {'shed':>9} {'timed out':>9} {'at end':>7}"
+    lines = [
+        f"scenario {r['scenario']} ({r['duration_s']:.0f} s)"
+        + (f", overrides {r['overrides']}" if r["overrides"] else "")
+    ]
+    head = (
+        f"{'class':<8} {'offered':>10} {'answered':>10} {'shed':>9} {'timed out':>9} {'at end':>7}"
+    )
     lines += ["", head, "-" * len(head)]
     for c in CLASSES:
         lines.append(
@@ -160,20 +170,33 @@ def table(r: dict[str, Any]) -> str:
         f"lost {r['lost']}; queued latency p50 {p50 if p50 is not None else '-'} s, "
         f"p99 {p99 if p99 is not None else '-'} s; ingest stored {r['ingest_stored']:,}, "
         f"backlog at end {r['ingest_backlog_at_end']:,}",
-        "max backlog " + ", ".join(f"{k} {v:,}" for k, v in r["max_backlog"].items())
-        + "; max oldest age " + ", ".join(f"{k} {v} s" for k, v in r["max_oldest_age_s"].items()),
-        "peak tasks " + ", ".join(f"{k} {v}" for k, v in r["peak_tasks"].items())
-        + "; task-hours " + ", ".join(f"{k} {v}" for k, v in r["task_hours"].items()),
+        "max backlog "
+        + ", ".join(f"{k} {v:,}" for k, v in r["max_backlog"].items())
+        + "; max oldest age "
+        + ", ".join(f"{k} {v} s" for k, v in r["max_oldest_age_s"].items()),
+        "peak tasks "
+        + ", ".join(f"{k} {v}" for k, v in r["peak_tasks"].items())
+        + "; task-hours "
+        + ", ".join(f"{k} {v}" for k, v in r["task_hours"].items()),
         f"first scale-out serving {r['first_scale_out_s']} s after the first step-up",
         "cost USD " + ", ".join(f"{k} {v:.4f}" for k, v in r["cost_usd"].items()),
     ]
     if r["shed_reasons"]:
-        lines.append("shed by reason " + "; ".join(
-            f"{c}: " + ", ".join(f"{k} {v:,}" for k, v in reasons.items())
-            for c, reasons in r["shed_reasons"].items()))
+        lines.append(
+            "shed by reason "
+            + "; ".join(
+                f"{c}: " + ", ".join(f"{k} {v:,}" for k, v in reasons.items())
+                for c, reasons in r["shed_reasons"].items()
+            )
+        )
     acts = r["scaling_activities"]
     if acts:
-        lines.append(f"scaling activities ({len(acts)}): " + ", ".join(
-            f"{a['t_s']:.0f}s {a['service']} {a['from']}→{a['to']} ({a['policy']})"
-            for a in acts[:12]) + (" …" if len(acts) > 12 else ""))
+        lines.append(
+            f"scaling activities ({len(acts)}): "
+            + ", ".join(
+                f"{a['t_s']:.0f}s {a['service']} {a['from']}→{a['to']} ({a['policy']})"
+                for a in acts[:12]
+            )
+            + (" …" if len(acts) > 12 else "")
+        )
     return "\n".join(lines)

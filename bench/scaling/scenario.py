@@ -54,6 +54,7 @@ import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +134,7 @@ class Scenario:
         pts = self.load
         if t < pts[0].at_s:
             return 0.0
-        for a, b in zip(pts, pts[1:], strict=False):
+        for a, b in pairwise(pts):
             if a.at_s <= t < b.at_s:
                 span = b.at_s - a.at_s
                 w = (t - a.at_s) / span
@@ -143,7 +144,7 @@ class Scenario:
     def cumulative(self, cls: str, t: float) -> float:
         """Requests of ``cls`` offered in [0, t): the integral of the rate."""
         total, pts = 0.0, self.load
-        for a, b in zip(pts, pts[1:], strict=False):
+        for a, b in pairwise(pts):
             if t <= a.at_s:
                 return total
             end = min(t, b.at_s)
@@ -159,7 +160,7 @@ class Scenario:
     def first_step_up_s(self) -> float | None:
         """When the offered load first starts to rise (a ramp or a step up)."""
         pts = self.load
-        for a, b in zip(pts, pts[1:], strict=False):
+        for a, b in pairwise(pts):
             if sum(b.rps.values()) > sum(a.rps.values()):
                 return a.at_s
         return None
@@ -175,8 +176,20 @@ def _num(table: Mapping[str, Any], key: str, where: str, default: float | None =
 
 
 def parse(raw: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
-    known = {"name", "description", "duration_s", "step_s", "seed", "backend", "mix", "routes",
-             "terraform", "model", "aws", "load"}
+    known = {
+        "name",
+        "description",
+        "duration_s",
+        "step_s",
+        "seed",
+        "backend",
+        "mix",
+        "routes",
+        "terraform",
+        "model",
+        "aws",
+        "load",
+    }
     unknown = set(raw) - known
     if unknown:
         raise ScenarioError(f"{source}: unknown keys {sorted(unknown)}")
@@ -185,7 +198,9 @@ def parse(raw: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
         raise ScenarioError(f"{source}: [backend] is required")
     slots = int(_num(b, "slots", "[backend]"))
     phases = tuple(
-        BackendPhase(_num(p, "at_s", "[[backend.phases]]"), _num(p, "service_s", "[[backend.phases]]"))
+        BackendPhase(
+            _num(p, "at_s", "[[backend.phases]]"), _num(p, "service_s", "[[backend.phases]]")
+        )
         for p in b.get("phases", [])
     )
     backend = Backend(
@@ -208,7 +223,7 @@ def parse(raw: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
         points.append(LoadPoint(_num(p, "at_s", f"[[load]] #{i + 1}"), rps))
     if not points:
         raise ScenarioError(f"{source}: at least one [[load]] point is required")
-    if any(b.at_s < a.at_s for a, b in zip(points, points[1:], strict=False)):
+    if any(b.at_s < a.at_s for a, b in pairwise(points)):
         raise ScenarioError(f"{source}: [[load]] points must be in time order")
     m = raw.get("mix", {})
     mix = Mix(

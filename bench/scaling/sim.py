@@ -5,8 +5,8 @@ sampling CloudWatch's metrics and letting Application Auto Scaling act.
 
 The api tier, per step: the requests that passed API Gateway join the api processes'
 listen backlogs (``QF_LISTEN_BACKLOG`` capped by the kernel's somaxconn, per process;
-beyond it a connection is refused: a 503 from the ALB). The tasks' CPU (running tasks ×
-vCPUs × ``vcpu_factor``) serves them oldest first at the measured CPU per request of
+beyond it a connection is refused: a 503 from the ALB). The tasks' CPU (running tasks x
+vCPUs x ``vcpu_factor``) serves them oldest first at the measured CPU per request of
 their class. A queued request then meets the pod's pending bound
 (``QF_MAX_PENDING_REPLIES`` per process) and admission (bench/scaling/admission.py);
 admitted, it is a message in the high or normal queue with a deadline one reply window
@@ -33,10 +33,11 @@ from bench.scaling.aws import AwsConstants
 from bench.scaling.cloudwatch import MetricKey, MetricStore
 from bench.scaling.figures import ThroughputFigures
 from bench.scaling.gateway import ApiGateway, EdgeCache
+from bench.scaling.hcl import TerraformError
 from bench.scaling.ledger import Ledger, weighted_percentile
-from bench.scaling.model import Cohort, ModelConstants, Priority
+from bench.scaling.model import Batch, Cohort, ModelConstants, Priority
 from bench.scaling.scenario import CLASSES, Scenario
-from bench.scaling.terraform import Policy, ServiceSpec, TerraformError, Throttle
+from bench.scaling.terraform import Policy, ServiceSpec, Throttle
 from bench.scaling.workers import WorkerPool
 from bench.scaling.writer import IngestQueue
 
@@ -52,6 +53,17 @@ CLIENT_CLASS = {
     "edge_origin": "edge_origin",
     "edge_direct": "edge",
 }
+
+
+class Arrivals:
+    """``n`` requests of one flow in the api processes' listen backlogs since ``arrived``."""
+
+    __slots__ = ("arrived", "flow", "n")
+
+    def __init__(self, flow: str, n: int, arrived: float) -> None:
+        self.flow = flow
+        self.n = n
+        self.arrived = arrived
 
 
 @dataclass
@@ -86,7 +98,9 @@ class Simulation:
         self.rng = random.Random(scenario.seed)
         self.ledger = Ledger()
         self.series = Series()
-        api_spec, worker_spec, writer_spec = (policy.services[s] for s in ("api", "worker", "writer"))
+        api_spec, worker_spec, writer_spec = (
+            policy.services[s] for s in ("api", "worker", "writer")
+        )
         self.api_settings = api_spec.settings
         self.window_s = policy.reply_window_s
         self.client_limit_s = aws.api_gateway_timeout_s
@@ -100,12 +114,14 @@ class Simulation:
         self.cpu["refusal"] = (
             model.refusal_cpu_s if model.refusal_cpu_s is not None else self.cpu["cached"]
         )
-        self.sqs_calls_per = {"queued": figures.sqs_calls("proxied"),
-                              "ingest": figures.sqs_calls("votes")}
+        self.sqs_calls_per = {
+            "queued": figures.sqs_calls("proxied"),
+            "ingest": figures.sqs_calls("votes"),
+        }
 
         configured = int(self.api_settings.get("api_processes", 0))
-        self.api_processes = model.api_processes or configured or max(
-            1, math.floor(api_spec.cpu_units / 1024)
+        self.api_processes = (
+            model.api_processes or configured or max(1, math.floor(api_spec.cpu_units / 1024))
         )
         self.api_cpu_per_task = (
             min(self.api_processes, api_spec.cpu_units / 1024) * model.vcpu_factor
@@ -148,9 +164,9 @@ class Simulation:
 
         # the api's listen backlogs, the normal requests waiting on the high backlog, the
         # admitted requests by deadline
-        self.inbox: deque[list[object]] = deque()  # [flow, n, arrived]
+        self.inbox: deque[Arrivals] = deque()
         self.inbox_total = 0
-        self.held: deque[list[object]] = deque()  # [cohort, n, since]
+        self.held: deque[Batch] = deque()
         self.pending: deque[Cohort] = deque()
         self.pending_open = 0
         self.rejections = 0  # this step: admission 503s (predicted wait, pending, high backlog)
@@ -159,24 +175,24 @@ class Simulation:
         self.gateway_passed = 0
         self.queued_messages = 0
         self.ingest_items = 0
-        self.late_edge_refreshes = 0
+        self._cumulative: dict[tuple[str, float], float] = {}
 
         # CloudWatch and Application Auto Scaling
         self.store = MetricStore(aws, scenario.seed + 1, self.dt)
         targets = {name: ScalableTarget(svc) for name, svc in self.services.items()}
         for spec in policy.target_tracking:
-            targets[spec.service].tt.append(TargetTrackingPolicy(spec, targets[spec.service],
-                                                                 self.store, aws))
+            targets[spec.service].tt.append(
+                TargetTrackingPolicy(spec, targets[spec.service], self.store, aws)
+            )
         for step in policy.step_policies:
-            targets[step.service].steps.append(StepPolicy(step, targets[step.service],
-                                                          self.store))
+            targets[step.service].steps.append(StepPolicy(step, targets[step.service], self.store))
         self.targets = targets
         self.autoscaling = AutoScaling(list(targets.values()), random.Random(scenario.seed + 2))
         self.providers: dict[MetricKey, Callable[[float], float]] = {
             key: self._provider(key) for key in self.store.samples
         }
 
-    # --- construction helpers ----------------------------------------------------------------
+    # --- construction helpers ------------------------------------------------------------
 
     def _service(self, spec: ServiceSpec, initial: int | None) -> EcsService:
         aws = self.aws
@@ -221,8 +237,9 @@ class Simulation:
             s: str = service
             return lambda now: self._cpu_utilisation(s, now)
         if namespace == "AWS/ApplicationELB" and name == "RequestCountPerTarget":
-            return lambda now: self.api_requests / self.dt / max(
-                1, self.services["api"].running(now))
+            return lambda now: (
+                self.api_requests / self.dt / max(1, self.services["api"].running(now))
+            )
         if name == "queuefront_admission_rejections_total":
             return lambda now: self.rejections / self.dt
         if name == "queuefront_pending_replies":
@@ -234,7 +251,7 @@ class Simulation:
             "(add it to Simulation._provider)"
         )
 
-    # --- what the metrics read -----------------------------------------------------------------
+    # --- what the metrics read -----------------------------------------------------------
 
     def _visible(self, queue: str) -> int:
         if queue == "ingest":
@@ -262,7 +279,7 @@ class Simulation:
             return 100.0 * self.pool.utilisation() if self.pool.slots else 0.0
         return 100.0 if self.ingest.items else 0.0
 
-    # --- the run ----------------------------------------------------------------------------------
+    # --- the run -------------------------------------------------------------------------
 
     def run(self) -> None:
         steps = round(self.scenario.duration_s / self.dt)
@@ -313,10 +330,16 @@ class Simulation:
     # --- arrivals, API Gateway, listen backlogs --------------------------------------------------
 
     def _count(self, cls: str, t: float, t1: float, share: float = 1.0) -> int:
-        sc = self.scenario
-        return math.floor(share * sc.cumulative(cls, t1) + 1e-9) - math.floor(
-            share * sc.cumulative(cls, t) + 1e-9
-        )
+        """Requests of ``cls`` (x ``share``) offered in [t, t1): whole ones, the fractions
+        carried over (the difference of the rounded-down cumulative counts)."""
+        before = self._cumulative.get((cls, t))
+        if before is None:
+            before = self.scenario.cumulative(cls, t)
+        after = self.scenario.cumulative(cls, t1)
+        if len(self._cumulative) > 32:
+            self._cumulative = {k: v for k, v in self._cumulative.items() if k[1] >= t}
+        self._cumulative[(cls, t1)] = after
+        return math.floor(share * after + 1e-9) - math.floor(share * before + 1e-9)
 
     def _arrivals(self, t: float, t1: float) -> dict[str, int]:
         led, mix = self.ledger, self.scenario.mix
@@ -362,10 +385,12 @@ class Simulation:
                 continue
             room = max(0, bound - self.inbox_total)
             if n > room:
-                self._refuse(flow, n - room, "api_listen_backlog_full" if bound else "no_api_task", t)
+                self._refuse(
+                    flow, n - room, "api_listen_backlog_full" if bound else "no_api_task", t
+                )
                 n = room
             if n:
-                self.inbox.append([flow, n, t])
+                self.inbox.append(Arrivals(flow, n, t))
                 self.inbox_total += n
                 self.api_requests += n
 
@@ -377,22 +402,24 @@ class Simulation:
         procs = max(1, self._api_processes_total(t))
         while self.inbox:
             entry = self.inbox[0]
-            flow, n, arrived = entry
-            assert isinstance(flow, str) and isinstance(n, int) and isinstance(arrived, float)
+            flow, n, arrived = entry.flow, entry.n, entry.arrived
             if t - arrived >= self.client_limit_s:
                 self.inbox.popleft()
                 self.inbox_total -= n
                 self._time_out(flow, n, t)
                 continue
-            cost = self.cpu["cached"] if flow == "cached_hit" else (
-                self.cpu["ingest"] if flow == "ingest" else self.cpu["queued"])
+            cost = (
+                self.cpu["cached"]
+                if flow == "cached_hit"
+                else (self.cpu["ingest"] if flow == "ingest" else self.cpu["queued"])
+            )
             k = min(n, int(budget / cost)) if cost > 0 else n
             if k <= 0:
                 break
             at = t + self.dt * (1 - budget / capacity) if capacity else t
             used = self._handle(flow, k, arrived, at, procs)
             budget -= used
-            entry[1] = n - k
+            entry.n = n - k
             self.inbox_total -= k
             if n == k:
                 self.inbox.popleft()
@@ -431,7 +458,7 @@ class Simulation:
             self.pending.append(cohort)
             self.pending_open += admitted
             if priority == "normal" and self.admission.high_backlog_blocks():
-                self.held.append([cohort, admitted, at])
+                self.held.append(Batch(cohort, admitted, at))
             else:
                 self._enqueue(cohort, admitted, at)
         return admitted * cpu["queued"] + refused * cpu["refusal"]
@@ -445,8 +472,7 @@ class Simulation:
         (BacklogMonitor.high_backlog_clear): through when it drops, 503 after the wait."""
         blocked = self.admission.high_backlog_blocks()
         while self.held:
-            cohort, n, since = self.held[0]
-            assert isinstance(cohort, Cohort) and isinstance(n, int) and isinstance(since, float)
+            cohort, n, since = self.held[0].cohort, self.held[0].n, self.held[0].at
             if cohort.expired:  # its window ended while it waited: already a 504
                 self.held.popleft()
             elif not blocked:
@@ -463,7 +489,7 @@ class Simulation:
             else:
                 break
 
-    # --- answers and timeouts ------------------------------------------------------------------------
+    # --- answers and timeouts ------------------------------------------------------------
 
     def _completions(self) -> None:
         for cohort, n, end in self.pool.completions:
@@ -489,7 +515,7 @@ class Simulation:
         self.pending_open -= cohort.open
         cohort.open = 0
 
-    # --- the record ---------------------------------------------------------------------------------------
+    # --- the record ----------------------------------------------------------------------
 
     def _record(self, t: float) -> None:
         s, led = self.series, self.ledger
@@ -510,15 +536,17 @@ class Simulation:
         )
         for q in self.pool.queues.values():
             q.max_oldest_age_s = max(q.max_oldest_age_s, q.oldest_age_s(t))
-        self.ingest.max_oldest_age_s = max(self.ingest.max_oldest_age_s, self.ingest.oldest_age_s(t))
+        self.ingest.max_oldest_age_s = max(
+            self.ingest.max_oldest_age_s, self.ingest.oldest_age_s(t)
+        )
 
-    # --- at the end ------------------------------------------------------------------------------------------
+    # --- at the end ----------------------------------------------------------------------
 
     def in_system(self) -> dict[str, int]:
         """Requests neither answered, refused nor timed out, by client class."""
         out: dict[str, int] = defaultdict(int)
-        for flow, n, _ in self.inbox:
-            out[CLIENT_CLASS[str(flow)]] += int(n)  # type: ignore[call-overload]
+        for entry in self.inbox:
+            out[CLIENT_CLASS[entry.flow]] += entry.n
         for cohort in self.pending:
             out[cohort.cls] += cohort.open
         return dict(out)

@@ -19,6 +19,7 @@ the same way, so a change to the Terraform shows up in the simulator's tests.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -34,7 +35,6 @@ from bench.scaling.hcl import (
     Symbol,
     TerraformError,
     Unresolvable,
-    Unsupported,
     Value,
     literal,
     unquote,
@@ -138,6 +138,17 @@ class Variable:
 
 
 _FILES: dict[tuple[Path, tuple[tuple[str, int], ...]], ModuleFiles] = {}
+_DOCS: dict[str, dict[str, Any]] = {}
+
+
+def _parse(path: Path) -> dict[str, Any]:
+    """python-hcl2's parse of a file, once per content (parsing takes most of a short run,
+    and the tests parse edited copies that share most files with the original)."""
+    text = path.read_text()
+    key = hashlib.sha256(text.encode()).hexdigest()
+    if key not in _DOCS:
+        _DOCS[key] = hcl2.loads(text)
+    return _DOCS[key]
 
 
 class ModuleFiles:
@@ -153,8 +164,7 @@ class ModuleFiles:
         if not files:
             raise TerraformError(f"no Terraform files in {directory}")
         for path in files:
-            with path.open() as f:
-                doc = hcl2.load(f)
+            doc = _parse(path)
             for block in doc.get("variable", []):
                 for name, body in block.items():
                     n = unquote(name)
@@ -173,13 +183,18 @@ class ModuleFiles:
     @classmethod
     def of(cls, directory: Path) -> ModuleFiles:
         """Parsed once per directory and content (parsing is most of a short run's time)."""
-        key = (directory, tuple((p.name, p.stat().st_mtime_ns) for p in sorted(directory.glob("*.tf"))))
+        key = (
+            directory,
+            tuple((p.name, p.stat().st_mtime_ns) for p in sorted(directory.glob("*.tf"))),
+        )
         if key not in _FILES:
             _FILES[key] = cls(directory)
         return _FILES[key]
 
     def where(self, what: str) -> str:
-        return f"{what} in {self.dir.relative_to(ROOT) if self.dir.is_relative_to(ROOT) else self.dir}"
+        return (
+            f"{what} in {self.dir.relative_to(ROOT) if self.dir.is_relative_to(ROOT) else self.dir}"
+        )
 
 
 # --- scopes -------------------------------------------------------------------------------
@@ -274,7 +289,9 @@ class Scope:
         """The scope of ``module "<name>"`` as this module's ``main.tf`` wires it."""
         body = self.files.modules.get(name)
         if body is None:
-            raise TerraformError(f"{self.label}: no module {name!r} ({self.files.where('main.tf')})")
+            raise TerraformError(
+                f"{self.label}: no module {name!r} ({self.files.where('main.tf')})"
+            )
         source = unquote(str(body["source"]))
         files = ModuleFiles.of((self.files.dir / source).resolve())
         inputs = {
@@ -292,14 +309,7 @@ class Scope:
 
 
 def _tfvars(path: Path) -> dict[str, Value]:
-    key = (path, path.stat().st_mtime_ns)
-    if key not in _TFVARS:
-        with path.open() as f:
-            _TFVARS[key] = {k: literal(v) for k, v in hcl2.load(f).items() if not k.startswith("__")}
-    return _TFVARS[key]
-
-
-_TFVARS: dict[tuple[Path, int], dict[str, Value]] = {}
+    return {k: literal(v) for k, v in _parse(path).items() if not k.startswith("__")}
 
 
 def parse_override(text: str) -> tuple[list[str], Value]:
@@ -446,7 +456,7 @@ class Policy:
     stop_timeout_s: float
     deregistration_delay_s: float
     alb_healthy_after_s: float
-    """ALB health check interval × healthy threshold: how long a new api task waits for
+    """ALB health check interval x healthy threshold: how long a new api task waits for
     traffic after it starts."""
     default_throttle: Throttle
     route_throttles: Mapping[str, Throttle]
@@ -461,9 +471,7 @@ _PREDEFINED = {
     "ECSServiceAverageCPUUtilization": ("AWS/ECS", "CPUUtilization", "Average", 60.0),
     # 20-second resolution variant (docs.aws.amazon.com/AmazonECS/latest/developerguide/
     # target-tracking-faster-auto-scaling.html)
-    "ECSServiceAverageCPUUtilizationHighResolution": (
-        "AWS/ECS", "CPUUtilization", "Average", 20.0
-    ),
+    "ECSServiceAverageCPUUtilizationHighResolution": ("AWS/ECS", "CPUUtilization", "Average", 20.0),
     "ALBRequestCountPerTarget": ("AWS/ApplicationELB", "RequestCountPerTarget", "Sum", 60.0),
 }
 
@@ -493,10 +501,12 @@ def _one(body: Mapping[str, Value], key: str, where: str) -> dict[str, Value]:
     return blocks[0]
 
 
-def _expand(scope: Scope, body: Mapping[str, Value], key: str) -> list[tuple[dict[str, Value], dict[str, Value]]]:
+def _expand(
+    scope: Scope, body: Mapping[str, Value], key: str
+) -> list[tuple[dict[str, Value], dict[str, Value]]]:
     """The ``key`` blocks of ``body``, with ``dynamic "key"`` blocks expanded: pairs of
     (block, extra names the block's expressions see)."""
-    out = [(b, {}) for b in _blocks(body.get(key))]
+    out: list[tuple[dict[str, Value], dict[str, Value]]] = [(b, {}) for b in _blocks(body.get(key))]
     for dyn in _blocks(body.get("dynamic")):
         for name, spec in dyn.items():
             if unquote(name) != key:
@@ -522,8 +532,14 @@ class PolicyReader:
 
     # --- metrics ----------------------------------------------------------------------
 
-    def _stat(self, scope: Scope, block: Mapping[str, Value], extra: dict[str, Value],
-              where: str, period: float | None = None) -> MetricStat:
+    def _stat(
+        self,
+        scope: Scope,
+        block: Mapping[str, Value],
+        extra: dict[str, Value],
+        where: str,
+        period: float | None = None,
+    ) -> MetricStat:
         dims_raw = block.get("dimensions", {})
         dims: list[tuple[str, str]] = []
         if isinstance(dims_raw, Mapping):
@@ -532,8 +548,12 @@ class PolicyReader:
                     dims.append((unquote(k), _entity(scope.value(v, **extra))))
         else:
             for d in _blocks(dims_raw):
-                dims.append((str(scope.value(d["name"], **extra)),
-                             _entity(scope.value(d["value"], **extra))))
+                dims.append(
+                    (
+                        str(scope.value(d["name"], **extra)),
+                        _entity(scope.value(d["value"], **extra)),
+                    )
+                )
         stat = block.get("stat", block.get("statistic"))
         p = block.get("period")
         return MetricStat(
@@ -541,11 +561,19 @@ class PolicyReader:
             name=str(scope.value(block["metric_name"], **extra)),
             dimensions=tuple(sorted(dims)),
             stat=str(scope.value(stat, **extra)) if stat is not None else "Average",
-            period_s=scope.number(p, f"{where} period", **extra) if p is not None else (period or 60.0),
+            period_s=scope.number(p, f"{where} period", **extra)
+            if p is not None
+            else (period or 60.0),
         )
 
-    def _queries(self, scope: Scope, body: Mapping[str, Value], key: str, where: str,
-                 period: float | None = None) -> tuple[MetricQuery, ...]:
+    def _queries(
+        self,
+        scope: Scope,
+        body: Mapping[str, Value],
+        key: str,
+        where: str,
+        period: float | None = None,
+    ) -> tuple[MetricQuery, ...]:
         out = []
         for block, extra in _expand(scope, body, key):
             qid = str(scope.value(block["id"], **extra))
@@ -554,16 +582,25 @@ class PolicyReader:
             if "metric_stat" in block:  # target tracking: metric_stat { stat, metric {…} }
                 ms = _one(block, "metric_stat", where)
                 metric = _one(ms, "metric", where)
-                stat = self._stat(scope, {**metric, "stat": ms.get("stat"),
-                                          "period": ms.get("period")}, extra, where, period)
+                stat = self._stat(
+                    scope,
+                    {**metric, "stat": ms.get("stat"), "period": ms.get("period")},
+                    extra,
+                    where,
+                    period,
+                )
             elif "metric" in block:  # alarms: metric { namespace, …, stat, period }
                 stat = self._stat(scope, _one(block, "metric", where), extra, where, period)
-            out.append(MetricQuery(
-                id=qid,
-                stat=stat,
-                expression=str(scope.value(expression, **extra)) if expression is not None else None,
-                return_data=bool(scope.value(block.get("return_data", True), **extra)),
-            ))
+            out.append(
+                MetricQuery(
+                    id=qid,
+                    stat=stat,
+                    expression=str(scope.value(expression, **extra))
+                    if expression is not None
+                    else None,
+                    return_data=bool(scope.value(block.get("return_data", True), **extra)),
+                )
+            )
         if sum(q.return_data for q in out) != 1:
             raise TerraformError(f"{where}: expected exactly one query with return_data = true")
         return tuple(out)
@@ -602,8 +639,11 @@ class PolicyReader:
                 continue
             where = f"aws_cloudwatch_metric_alarm.{name}"
             actions = self.asg.value(body.get("alarm_actions", []))
-            policies = [re.match(r"aws_appautoscaling_policy\.(\w+)\.arn", a.ref)
-                        for a in actions if isinstance(a, Symbol)]
+            policies = [
+                re.match(r"aws_appautoscaling_policy\.(\w+)\.arn", a.ref)
+                for a in actions
+                if isinstance(a, Symbol)
+            ]
             if not policies or not all(policies):
                 raise TerraformError(f"{where}: its action is not a scaling policy of this module")
             period = body.get("period")
@@ -654,8 +694,9 @@ class PolicyReader:
                 raise TerraformError(f"{where}: policy type {kind} is not simulated")
         return tuple(tts), tuple(steps)
 
-    def _target_tracking(self, name: str, service: str, body: Mapping[str, Value],
-                         where: str) -> TargetTrackingSpec:
+    def _target_tracking(
+        self, name: str, service: str, body: Mapping[str, Value], where: str
+    ) -> TargetTrackingSpec:
         cfg = _one(body, "target_tracking_scaling_policy_configuration", where)
         num = self.asg.number
         if "predefined_metric_specification" in cfg:
@@ -666,7 +707,9 @@ class PolicyReader:
             ns, metric, stat, period = _PREDEFINED[kind]
             dim = "TargetGroup" if ns == "AWS/ApplicationELB" else "ServiceName"
             queries: tuple[MetricQuery, ...] = (
-                MetricQuery("m", MetricStat(ns, metric, ((dim, service),), stat, period), None, True),
+                MetricQuery(
+                    "m", MetricStat(ns, metric, ((dim, service),), stat, period), None, True
+                ),
             )
         else:
             spec = _one(cfg, "customized_metric_specification", where)
@@ -685,18 +728,24 @@ class PolicyReader:
             period_s=min(periods) if periods else 60.0,
         )
 
-    def _step(self, name: str, service: str, body: Mapping[str, Value], alarm: AlarmSpec,
-              where: str) -> StepPolicySpec:
+    def _step(
+        self, name: str, service: str, body: Mapping[str, Value], alarm: AlarmSpec, where: str
+    ) -> StepPolicySpec:
         cfg = _one(body, "step_scaling_policy_configuration", where)
         num = self.asg.number
         adjustments = []
         for block in _blocks(cfg.get("step_adjustment")):
-            lo, hi = block.get("metric_interval_lower_bound"), block.get("metric_interval_upper_bound")
-            adjustments.append(StepAdjustment(
-                lower=num(lo, f"{where} lower bound") if lo is not None else None,
-                upper=num(hi, f"{where} upper bound") if hi is not None else None,
-                adjustment=num(block["scaling_adjustment"], f"{where} adjustment"),
-            ))
+            lo, hi = (
+                block.get("metric_interval_lower_bound"),
+                block.get("metric_interval_upper_bound"),
+            )
+            adjustments.append(
+                StepAdjustment(
+                    lower=num(lo, f"{where} lower bound") if lo is not None else None,
+                    upper=num(hi, f"{where} upper bound") if hi is not None else None,
+                    adjustment=num(block["scaling_adjustment"], f"{where} adjustment"),
+                )
+            )
         mag = cfg.get("min_adjustment_magnitude")
         return StepPolicySpec(
             name=name,
@@ -704,7 +753,9 @@ class PolicyReader:
             adjustment_type=str(self.asg.value(cfg["adjustment_type"])),
             steps=tuple(adjustments),
             cooldown_s=num(cfg.get("cooldown", 0), f"{where}.cooldown"),
-            min_adjustment_magnitude=num(mag, f"{where}.min_adjustment") if mag is not None else None,
+            min_adjustment_magnitude=num(mag, f"{where}.min_adjustment")
+            if mag is not None
+            else None,
             aggregation=str(self.asg.value(cfg.get("metric_aggregation_type", '"Average"'))),
             alarm=alarm,
         )
@@ -743,11 +794,13 @@ class PolicyReader:
         base, weights = 0.0, {"FARGATE": 0.0, "FARGATE_SPOT": 0.0}
         strategies = []
         for block, extra in _expand_with(self.compute, body, "capacity_provider_strategy", each):
-            strategies.append((
-                str(self.compute.value(block["capacity_provider"], each=each, **extra)),
-                self.compute.number(block.get("base", 0), "base", each=each, **extra),
-                self.compute.number(block.get("weight", 0), "weight", each=each, **extra),
-            ))
+            strategies.append(
+                (
+                    str(self.compute.value(block["capacity_provider"], each=each, **extra)),
+                    self.compute.number(block.get("base", 0), "base", each=each, **extra),
+                    self.compute.number(block.get("weight", 0), "weight", each=each, **extra),
+                )
+            )
         for provider, b, w in strategies:
             base += b
             weights[provider] = weights.get(provider, 0.0) + w
@@ -756,7 +809,7 @@ class PolicyReader:
 
     def services(self) -> dict[str, ServiceSpec]:
         sizes = self.root.var("services")
-        out = {}
+        out: dict[str, ServiceSpec] = {}
         for name in SERVICES:
             if name not in self.targets:
                 raise TerraformError(f"module.autoscaling: no scalable target for {name}")
@@ -795,16 +848,19 @@ class PolicyReader:
             alb_healthy_after_s=self.edge.number(hc["interval"], "health_check.interval")
             * self.edge.number(hc["healthy_threshold"], "health_check.healthy_threshold"),
             default_throttle=Throttle(float(throttle["rate"]), float(throttle["burst"])),
-            route_throttles={k: Throttle(float(v["rate"]), float(v["burst"]))
-                             for k, v in routes.items()},
+            route_throttles={
+                k: Throttle(float(v["rate"]), float(v["burst"])) for k, v in routes.items()
+            },
             queues=self.root.local("queues"),
-            values={n: self.root.var(n) for n in self.root.files.variables
-                    if _has_value(self.root, n)},
+            values={
+                n: self.root.var(n) for n in self.root.files.variables if _has_value(self.root, n)
+            },
         )
 
 
-def _expand_with(scope: Scope, body: Mapping[str, Value], key: str,
-                 each: Mapping[str, Value]) -> list[tuple[dict[str, Value], dict[str, Value]]]:
+def _expand_with(
+    scope: Scope, body: Mapping[str, Value], key: str, each: Mapping[str, Value]
+) -> list[tuple[dict[str, Value], dict[str, Value]]]:
     saved = dict(scope.extra)
     scope.extra["each"] = each
     try:

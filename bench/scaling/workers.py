@@ -26,7 +26,7 @@ import math
 from collections import deque
 
 from bench.scaling.ledger import Ledger
-from bench.scaling.model import Cohort, Priority
+from bench.scaling.model import Batch, Cohort, Priority
 from bench.scaling.scenario import Backend
 from examples.legacy_backend import service_time_s
 from workers.priority import MAX_RECEIVERS_PER_QUEUE, PREFETCH_PER_RECEIVER, RECEIVERS_PER_SLOTS
@@ -47,11 +47,11 @@ def prefetch_per_task(concurrency: int) -> int:
 
 
 class MessageQueue:
-    """One SQS queue of proxied requests: entries [cohort, messages, receivable_at]."""
+    """One SQS queue of proxied requests, oldest first."""
 
     def __init__(self, name: Priority) -> None:
         self.name = name
-        self.entries: deque[list[object]] = deque()
+        self.entries: deque[Batch] = deque()
         self.length = 0
         """Messages in the queue, the expired ones included (SQS still holds them)."""
         self.max_length = 0
@@ -59,20 +59,14 @@ class MessageQueue:
 
     def push(self, cohort: Cohort, n: int, receivable_at: float) -> None:
         if n > 0:
-            self.entries.append([cohort, n, receivable_at])
+            self.entries.append(Batch(cohort, n, receivable_at))
             self.length += n
             self.max_length = max(self.max_length, self.length)
 
     def oldest_age_s(self, now: float) -> float:
         if not self.entries:
             return 0.0
-        cohort = self.entries[0][0]
-        assert isinstance(cohort, Cohort)
-        return max(0.0, now - cohort.arrived)
-
-    def live(self) -> int:
-        """Messages of requests still waiting for an answer."""
-        return sum(int(e[1]) for e in self.entries if not e[0].expired)  # type: ignore[attr-defined]
+        return max(0.0, now - self.entries[0].cohort.arrived)
 
 
 class WorkerPool:
@@ -91,8 +85,8 @@ class WorkerPool:
         self.cpu_per_task = 1.0
         self._in_service: list[tuple[float, int, Cohort, int, float]] = []
         """(end, seq, cohort, calls, taken_at): calls the backend serves."""
-        self._waiting: deque[list[object]] = deque()
-        """[cohort, calls, taken_at]: calls a worker holds, waiting for a backend slot."""
+        self._waiting: deque[Batch] = deque()
+        """Calls a worker holds (taken at ``at``), waiting for a backend slot."""
         self._seq = 0
         self.serving = 0
         """Calls the backend is serving."""
@@ -133,11 +127,8 @@ class WorkerPool:
 
     def not_visible(self, p: Priority) -> int:
         """In flight: received and not deleted (prefetched, waiting, being served)."""
-        held = sum(n for _, _, c, n, _ in self._in_service if c.priority == p) + sum(
-            int(e[1])  # type: ignore[call-overload]
-            for e in self._waiting
-            if e[0].priority == p  # type: ignore[attr-defined]
-        )
+        held = sum(n for _, _, c, n, _ in self._in_service if c.priority == p)
+        held += sum(b.n for b in self._waiting if b.cohort.priority == p)
         return held + self.prefetched()[p]
 
     # --- the step --------------------------------------------------------------------------
@@ -145,8 +136,8 @@ class WorkerPool:
     def run(self, t0: float, t1: float) -> None:
         """Serves from t0 to t1: completions at their times, new calls as slots free."""
         self.completions = []
-        self._cpu_left = self.tasks * self.cpu_per_task * (t1 - t0) / max(
-            self.cpu_s_per_message, 1e-9
+        self._cpu_left = (
+            self.tasks * self.cpu_per_task * (t1 - t0) / max(self.cpu_s_per_message, 1e-9)
         )
         t = t0
         while True:
@@ -156,8 +147,8 @@ class WorkerPool:
                 nxt = min(nxt, self._in_service[0][0])
             if self.held < self.slots and self._cpu_left >= 1:
                 for q in self.queues.values():
-                    if q.entries and float(q.entries[0][2]) > t:  # type: ignore[arg-type]
-                        nxt = min(nxt, float(q.entries[0][2]))  # type: ignore[arg-type]
+                    if q.entries and q.entries[0].at > t:
+                        nxt = min(nxt, q.entries[0].at)
             if nxt >= t1:
                 return
             t = nxt
@@ -168,11 +159,10 @@ class WorkerPool:
         for p in PRIORITIES:
             q = self.queues[p]
             while free > 0 and q.entries:
-                entry = q.entries[0]
-                cohort, n, at = entry
-                assert isinstance(cohort, Cohort) and isinstance(n, int)
-                if float(at) > t:  # type: ignore[arg-type]
+                batch = q.entries[0]
+                if batch.at > t:
                     break
+                cohort, n = batch.cohort, batch.n
                 if cohort.expired or t >= cohort.deadline:
                     q.entries.popleft()  # deleted unanswered: no backend call
                     q.length -= n
@@ -181,13 +171,13 @@ class WorkerPool:
                 k = min(n, free, int(self._cpu_left))
                 if k <= 0:
                     return
-                entry[1] = n - k
+                batch.n = n - k
                 if n == k:
                     q.entries.popleft()
                 q.length -= k
                 free -= k
                 self._cpu_left -= k
-                self._waiting.append([cohort, k, t])
+                self._waiting.append(Batch(cohort, k, t))
                 self.waiting += k
             if free <= 0:
                 break
@@ -196,19 +186,19 @@ class WorkerPool:
     def _serve(self, t: float) -> None:
         """Starts what waits for the backend while it has free slots."""
         while self._waiting and self.serving < self.backend.slots:
-            entry = self._waiting[0]
-            cohort, n, taken = entry
-            assert isinstance(cohort, Cohort) and isinstance(n, int) and isinstance(taken, int | float)
-            k = min(n, self.backend.slots - self.serving)
-            entry[1] = n - k
-            if n == k:
+            batch = self._waiting[0]
+            k = min(batch.n, self.backend.slots - self.serving)
+            batch.n -= k
+            if batch.n == 0:
                 self._waiting.popleft()
             self.waiting -= k
             self.serving += k
             base = self.backend.service_at(t)
             in_flight = self.serving + self.waiting
             service = (
-                service_time_s(base, in_flight, self.backend.knee) if self.backend.collapse else base
+                service_time_s(base, in_flight, self.backend.knee)
+                if self.backend.collapse
+                else base
             )
             groups = min(k, SPREAD_GROUPS) if self.spread > 0 else 1
             for g in range(groups):
@@ -216,7 +206,8 @@ class WorkerPool:
                 factor = 1.0 + self.spread * ((2 * g + 1) / groups - 1) if groups > 1 else 1.0
                 self._seq += 1
                 heapq.heappush(
-                    self._in_service, (t + service * factor, self._seq, cohort, calls, taken)
+                    self._in_service,
+                    (t + service * factor, self._seq, batch.cohort, calls, batch.at),
                 )
 
     def _complete(self, t: float) -> None:

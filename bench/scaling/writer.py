@@ -2,7 +2,7 @@
 
 Accepted votes are packed into SQS messages by each api process (``service/packer.py``:
 group commit — items that arrive while the previous send is in flight share the next
-message, up to ``QF_INGEST_PACK_MAX``), so a message holds about ``1 + rate × send time``
+message, up to ``QF_INGEST_PACK_MAX``), so a message holds about ``1 + rate x send time``
 items. A writer gathers a batch for up to ``QF_BATCH_MAX_WAIT_S`` or until it has
 ``QF_BATCH_SIZE`` items (workers/writer/gather.py), holding its messages in flight
 meanwhile, then stores at the speed its CPU allows (the measured writer CPU per stored
