@@ -130,6 +130,7 @@ def result(sim: Simulation, overrides: dict[str, Any] | None = None) -> dict[str
         "first_scale_out_s": first_scale_out,
         "cost_usd": cost_usd(sim),
         "shed_reasons": {c: dict(led.shed_reasons[c]) for c in CLASSES if led.shed_reasons[c]},
+        "queued_by_priority": {p: dict(v) for p, v in sim.by_priority.items()},
         "edge_refreshes": {
             "offered": led.offered["edge_origin"],
             "answered": led.answered["edge_origin"],

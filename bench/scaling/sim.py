@@ -140,7 +140,7 @@ class Simulation:
             )
         }
         concurrency = int(worker_spec.settings["worker_concurrency"])
-        self.pool = WorkerPool(scenario.backend, self.ledger, concurrency, model.service_spread)
+        self.pool = WorkerPool(scenario.backend, concurrency, model.service_spread)
         self.pool.cpu_s_per_message = figures.cpu_s("proxied", "worker")
         self.pool.cpu_per_task = min(1.0, worker_spec.cpu_units / 1024) * model.vcpu_factor
         retention = float(policy.queues["ingest"]["message_retention_s"])
@@ -176,6 +176,10 @@ class Simulation:
         self.queued_messages = 0
         self.ingest_items = 0
         self._cumulative: dict[tuple[str, float], float] = {}
+        self.by_priority: dict[str, dict[str, int]] = {
+            p: defaultdict(int) for p in ("high", "normal")
+        }
+        """Queued requests' outcomes per priority: offered, answered, shed, timed_out."""
 
         # CloudWatch and Application Auto Scaling
         self.store = MetricStore(aws, scenario.seed + 1, self.dt)
@@ -348,6 +352,8 @@ class Simulation:
             led.offer(c, n[c])
         high = self._count("queued", t, t1, mix.high_share)
         misses = self._count("cached", t, t1, mix.cached_miss_ratio)
+        self.by_priority["high"]["offered"] += high
+        self.by_priority["normal"]["offered"] += n["queued"] - high
         wants = {
             "high": high,
             "normal": n["queued"] - high,
@@ -370,6 +376,8 @@ class Simulation:
     def _refuse(self, flow: str, n: int, reason: str, now: float) -> None:
         cls = CLIENT_CLASS[flow]
         self.ledger.refuse(cls, n, reason)
+        if flow in self.by_priority:
+            self.by_priority[flow]["shed"] += n
         if flow == "edge_origin":
             # CloudFront caches a 503 from the origin, not API Gateway's 429
             self.edge.refresh_failed(n, now, cached=reason != "api_gateway_throttle")
@@ -383,6 +391,7 @@ class Simulation:
             n = passed.get(flow, 0)
             if n <= 0:
                 continue
+            self.api_requests += n  # the ALB routes them, accepted or not
             room = max(0, bound - self.inbox_total)
             if n > room:
                 self._refuse(
@@ -392,7 +401,6 @@ class Simulation:
             if n:
                 self.inbox.append(Arrivals(flow, n, t))
                 self.inbox_total += n
-                self.api_requests += n
 
     def _serve_api(self, t: float) -> None:
         """The api processes' CPU serves the listen backlogs, oldest first."""
@@ -425,8 +433,14 @@ class Simulation:
                 self.inbox.popleft()
         self.api_cpu_used = capacity - budget
 
+    def _count_priority(self, cohort: Cohort, outcome: str, n: int) -> None:
+        if cohort.cls == "queued":
+            self.by_priority[cohort.priority][outcome] += n
+
     def _time_out(self, flow: str, n: int, now: float) -> None:
         self.ledger.time_out(CLIENT_CLASS[flow], n)
+        if flow in self.by_priority:
+            self.by_priority[flow]["timed_out"] += n
         if flow == "edge_origin":
             self.edge.refresh_failed(n, now)
 
@@ -483,6 +497,7 @@ class Simulation:
                 cohort.open -= n
                 self.pending_open -= n
                 self.ledger.refuse(cohort.cls, n, "high_backlog")
+                self._count_priority(cohort, "shed", n)
                 self.rejections += n
                 if cohort.cls == "edge_origin":
                     self.edge.refresh_failed(n, t)
@@ -499,6 +514,7 @@ class Simulation:
             cohort.open -= n
             self.pending_open -= n
             self.ledger.answer(cohort.cls, n, end - cohort.arrived)
+            self._count_priority(cohort, "answered", n)
 
     def _sweep(self, t1: float) -> None:
         """504 for what is left of every cohort whose window ended."""
@@ -510,6 +526,7 @@ class Simulation:
 
     def _time_out_cohort(self, cohort: Cohort, now: float) -> None:
         self.ledger.time_out(cohort.cls, cohort.open)
+        self._count_priority(cohort, "timed_out", cohort.open)
         if cohort.cls == "edge_origin":
             self.edge.refresh_failed(cohort.open, now)
         self.pending_open -= cohort.open

@@ -25,7 +25,6 @@ import heapq
 import math
 from collections import deque
 
-from bench.scaling.ledger import Ledger
 from bench.scaling.model import Batch, Cohort, Priority
 from bench.scaling.scenario import Backend
 from examples.legacy_backend import service_time_s
@@ -72,12 +71,9 @@ class MessageQueue:
 class WorkerPool:
     """All worker tasks of the service together, and the backend they call."""
 
-    def __init__(
-        self, backend: Backend, ledger: Ledger, concurrency: int, spread: float = 0.0
-    ) -> None:
+    def __init__(self, backend: Backend, concurrency: int, spread: float = 0.0) -> None:
         self.backend = backend
         self.spread = spread
-        self.ledger = ledger
         self.concurrency = concurrency
         self.queues = {p: MessageQueue(p) for p in PRIORITIES}
         self.tasks = 0

@@ -104,6 +104,19 @@ def test_a_step_to_ten_times_capacity_sheds_and_keeps_the_backend_busy() -> None
     assert r["timed_out"] < 0.05 * r["answered"]["queued"]
 
 
+def test_under_overload_normal_requests_are_shed_before_high_ones() -> None:
+    r = simulate(scenario_of(**{
+        **STEP,
+        "mix": {"high_share": 0.1},
+        "model": {"api_gateway": False},  # no route throttles: the pods and workers decide
+    })).result
+    assert_conserved(r)
+    high, normal = r["queued_by_priority"]["high"], r["queued_by_priority"]["normal"]
+    assert normal.get("shed", 0) > 0.8 * normal["offered"]
+    assert high.get("shed", 0) + high.get("timed_out", 0) < 0.01 * high["offered"]
+    assert high["answered"] > 0.98 * high["offered"]
+
+
 BURST = {
     "duration_s": 900,
     "backend": {"slots": 400, "service_s": 1.6},
