@@ -592,7 +592,7 @@ MUTATIONS = [
         "bench/scaling/workers.py",
         "if cohort.expired or t >= cohort.deadline:",
         "if False:",
-        (f"{SCALING_SIM}::{STEP_TEST}",),
+        (f"{SCALING_SIM}::test_workers_delete_expired_messages_without_calling_the_backend",),
     ),
     Mutation(
         "scaling: workers take normal messages before high ones",

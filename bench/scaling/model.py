@@ -8,8 +8,10 @@ timed out + still in the system + lost) is a check of the bookkeeping, not an id
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
+
+from queuefront.settings import Settings
 
 Priority = Literal["high", "normal"]
 
@@ -61,11 +63,19 @@ class ModelConstants:
     figures: str = ""
     """Path of the measured figures (default bench/figures/throughput.json)."""
 
+    settings: dict[str, Any] = field(default_factory=dict)
+    """QF settings for every process on top of what Terraform sets (``admission_predictive
+    = false``, ``max_pending_replies = 100``): what-ifs of settings Terraform leaves at
+    their defaults."""
+
     def with_overrides(self, values: dict[str, Any]) -> ModelConstants:
         known = {f.name for f in fields(self)}
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"[model] has unknown constants: {', '.join(sorted(unknown))}")
+        not_settings = set(values.get("settings", {})) - set(Settings.model_fields)
+        if not_settings:
+            raise ValueError(f"[model] settings: no such QF settings {sorted(not_settings)}")
         return replace(self, **values)
 
 

@@ -19,7 +19,7 @@ import math
 import random
 from collections import defaultdict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bench.scaling.admission import Admission
 from bench.scaling.autoscaling import (
@@ -99,7 +99,8 @@ class Simulation:
         self.ledger = Ledger()
         self.series = Series()
         api_spec, worker_spec, writer_spec = (
-            policy.services[s] for s in ("api", "worker", "writer")
+            replace(policy.services[s], settings={**policy.services[s].settings, **model.settings})
+            for s in ("api", "worker", "writer")
         )
         self.api_settings = api_spec.settings
         self.window_s = policy.reply_window_s

@@ -86,10 +86,10 @@ def test_target_tracking_scales_out_after_three_datapoints_in_a_row() -> None:
 
 
 def test_target_tracking_scales_in_after_fifteen_datapoints_below_ninety_percent() -> None:
-    svc = service(10)
+    svc = service(20)
     policy, store = tt_policy(svc, in_cd=0.0)
     feed(store, [91.0] * 20)  # below the target, not below 90 % of it: never
-    assert evaluate_each_minute(policy, 20)[-1] == 10
+    assert evaluate_each_minute(policy, 20)[-1] == 20
     svc2 = service(10)
     policy2, store2 = tt_policy(svc2, in_cd=0.0)
     feed(store2, [40.0] * 16)

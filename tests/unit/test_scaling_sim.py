@@ -105,16 +105,44 @@ def test_a_step_to_ten_times_capacity_sheds_and_keeps_the_backend_busy() -> None
 
 
 def test_under_overload_normal_requests_are_shed_before_high_ones() -> None:
-    r = simulate(scenario_of(**{
-        **STEP,
-        "mix": {"high_share": 0.1},
-        "model": {"api_gateway": False},  # no route throttles: the pods and workers decide
-    })).result
+    r = simulate(
+        scenario_of(
+            **{
+                **STEP,
+                "mix": {"high_share": 0.1},
+                "model": {"api_gateway": False},  # no route throttles: the pods and workers decide
+            }
+        )
+    ).result
     assert_conserved(r)
     high, normal = r["queued_by_priority"]["high"], r["queued_by_priority"]["normal"]
     assert normal.get("shed", 0) > 0.8 * normal["offered"]
     assert high.get("shed", 0) + high.get("timed_out", 0) < 0.01 * high["offered"]
     assert high["answered"] > 0.98 * high["offered"]
+
+
+def test_workers_delete_expired_messages_without_calling_the_backend() -> None:
+    """Without predictive admission two minutes of overload fill the queue far past the
+    reply window. The workers delete what has expired without a backend call, so once the
+    load is back under capacity the backend answers the new requests at once instead of
+    working through minutes of calls nobody waits for."""
+    overload = {
+        **STEP,
+        "model": {"settings": {"admission_predictive": False}},
+        "load": [
+            {"at_s": 0, "queued_rps": 100},
+            {"at_s": 60, "queued_rps": 100},
+            {"at_s": 60, "queued_rps": 2400},
+            {"at_s": 180, "queued_rps": 2400},
+            {"at_s": 180, "queued_rps": 100},
+        ],
+    }
+    r = simulate(scenario_of(**overload)).result
+    assert_conserved(r)
+    assert r["max_backlog"]["normal"] > 20 * 240  # more than a window's worth of calls
+    assert r["backend"]["expired_deleted"] > 0
+    for minute in r["minutes"][5:]:
+        assert minute["answered"]["queued"] >= 0.9 * minute["offered"]["queued"], minute
 
 
 BURST = {
