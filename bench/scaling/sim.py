@@ -260,7 +260,7 @@ class Simulation:
 
     def _visible(self, queue: str) -> int:
         if queue == "ingest":
-            return self.ingest.messages - self.ingest.in_flight()
+            return self.ingest.messages - self.ingest.held()
         return self.pool.visible(queue)  # type: ignore[arg-type]
 
     def _not_visible(self, queue: str) -> int:

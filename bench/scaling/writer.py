@@ -34,6 +34,9 @@ class IngestQueue:
         self.cpu_s_per_item = 0.0
         self.cpu_per_task = 1.0
         self._carry = 0.0
+        self._through = 0.0
+        """Messages a writer held during the last step although they are deleted by its end
+        (Little's law: messages/s x seconds each is held), for SQS's in-flight count."""
 
     def accept(self, items: int, now: float, items_per_message: float, rate: float) -> None:
         """``items`` accepted at ``now``; ``rate`` items/s arrive (a batch fills sooner)."""
@@ -60,11 +63,13 @@ class IngestQueue:
         self._carry += self.tasks * self.cpu_per_task * dt / max(self.cpu_s_per_item, 1e-9)
         budget = int(self._carry)
         done = 0
+        self._through = 0.0
         while budget > 0 and self.entries and self.entries[0][3] <= now + dt:
             entry = self.entries[0]
             items, msgs = int(entry[0]), int(entry[1])
             k = min(items, budget)
             m = msgs if k == items else min(msgs - 1, math.floor(msgs * k / items))
+            self._through += m / dt * (entry[3] - entry[2])
             entry[0], entry[1] = items - k, msgs - m
             if k == items:
                 self.entries.popleft()
@@ -78,13 +83,17 @@ class IngestQueue:
         self.stored += done
         return done
 
-    def in_flight(self) -> int:
-        """Messages the writers hold (received, not yet deleted): the batches they gather,
-        at most a batch's worth per writer beyond those."""
-        if not self.messages or not self.tasks:
+    def held(self) -> int:
+        """Messages of the queue the writers have received: a batch's worth per writer."""
+        if not self.tasks or not self.messages:
             return 0
         per_msg = max(1.0, self.items / self.messages)
         return min(self.messages, self.tasks * math.ceil(self.batch_size / per_msg))
+
+    def in_flight(self) -> int:
+        """SQS's in-flight count: what the writers hold, and what passed through them
+        during the step (received and deleted within it)."""
+        return self.held() + (round(self._through) if self.tasks else 0)
 
     def oldest_age_s(self, now: float) -> float:
         return now - self.entries[0][2] if self.entries else 0.0
