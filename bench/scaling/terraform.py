@@ -46,6 +46,13 @@ TERRAFORM_DIR = ROOT / "deploy" / "terraform"
 TFVARS = TERRAFORM_DIR / "examples" / "production.tfvars"
 SERVICES = ("api", "worker", "writer")
 _META = {"source", "providers", "depends_on", "count", "for_each", "version"}
+SIMULATED_RESOURCES = {
+    "aws_appautoscaling_target",
+    "aws_appautoscaling_policy",
+    "aws_cloudwatch_metric_alarm",
+}
+"""What the autoscaling module may hold; anything else (a scheduled action, say) changes
+the scaling in a way the simulator would not see, so reading it fails instead."""
 
 
 # --- files ------------------------------------------------------------------------------
@@ -639,13 +646,11 @@ class PolicyReader:
                 continue
             where = f"aws_cloudwatch_metric_alarm.{name}"
             actions = self.asg.value(body.get("alarm_actions", []))
-            policies = [
-                re.match(r"aws_appautoscaling_policy\.(\w+)\.arn", a.ref)
-                for a in actions
-                if isinstance(a, Symbol)
-            ]
-            if not policies or not all(policies):
-                raise TerraformError(f"{where}: its action is not a scaling policy of this module")
+            refs = [a.ref for a in actions if isinstance(a, Symbol)]
+            found = (re.match(r"aws_appautoscaling_policy\.(\w+)\.arn", r) for r in refs)
+            policies = [m for m in found if m]
+            if not policies:
+                continue  # a notification, not a scaling action
             period = body.get("period")
             if "metric_query" in body:
                 queries = self._queries(self.asg, body, "metric_query", where)
@@ -675,6 +680,12 @@ class PolicyReader:
         return out
 
     def policies(self) -> tuple[tuple[TargetTrackingSpec, ...], tuple[StepPolicySpec, ...]]:
+        for rtype, name in self.asg.files.resources:
+            if rtype not in SIMULATED_RESOURCES:
+                raise TerraformError(
+                    f"module.autoscaling: {rtype}.{name} is not simulated (the simulator runs "
+                    f"{', '.join(sorted(SIMULATED_RESOURCES))}): teach bench/scaling about it"
+                )
         alarms = self._alarms_by_policy()
         tts: list[TargetTrackingSpec] = []
         steps: list[StepPolicySpec] = []

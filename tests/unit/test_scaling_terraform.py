@@ -144,6 +144,27 @@ def test_a_policy_the_simulator_cannot_run_fails(tf_copy: Path) -> None:
         load_policy(None, tf_copy, tf_copy / "examples" / "production.tfvars")
 
 
+def test_a_scaling_resource_the_simulator_does_not_know_fails(tf_copy: Path) -> None:
+    main = tf_copy / "modules" / "autoscaling" / "main.tf"
+    main.write_text(
+        main.read_text()
+        + """
+resource "aws_appautoscaling_scheduled_action" "show" {
+  name               = "show"
+  service_namespace  = aws_appautoscaling_target.worker.service_namespace
+  resource_id        = aws_appautoscaling_target.worker.resource_id
+  scalable_dimension = aws_appautoscaling_target.worker.scalable_dimension
+  schedule           = "at(2026-12-24T20:00:00)"
+  scalable_target_action {
+    min_capacity = 10
+  }
+}
+"""
+    )
+    with pytest.raises(TerraformError, match=r"aws_appautoscaling_scheduled_action\.show is not"):
+        load_policy(None, tf_copy, tf_copy / "examples" / "production.tfvars")
+
+
 def test_set_of_an_unknown_variable_fails() -> None:
     with pytest.raises(TerraformError, match="no variable 'worker_maximum'"):
         load_policy({"worker_maximum": 3})
