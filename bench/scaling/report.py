@@ -21,19 +21,11 @@ def _round(x: float | None, digits: int = 3) -> float | None:
     return None if x is None or math.isnan(x) else round(x, digits)
 
 
-def cost_usd(sim: Simulation) -> dict[str, float]:
-    """Fargate by task-seconds and size (on demand / Spot), SQS by calls, API Gateway by
-    requests that passed its throttles, CloudFront by every viewer request."""
-    aws, policy = sim.aws, sim.policy
-    fargate = 0.0
-    for svc in sim.services.values():
-        spec = svc.spec
-        per_hour = (spec.cpu_units / 1024) * aws.fargate_vcpu_hour + (
-            spec.memory_mib / 1024
-        ) * aws.fargate_gb_hour
-        on_demand = svc.task_seconds - svc.spot_task_seconds
-        fargate += per_hour * (on_demand + svc.spot_task_seconds * (1 - aws.fargate_spot_discount))
-    fargate /= HOUR_S
+def aws_requests(sim: Simulation) -> dict[str, int]:
+    """What AWS bills per request: SQS calls (the measured calls per queued request and per
+    vote, plus the standing polls), requests that passed API Gateway's throttles, every
+    viewer request at CloudFront."""
+    policy = sim.policy
     api_poll = float(sim.api_settings["backlog_poll_s"])
     worker_wait = float(policy.services["worker"].settings["receive_wait_s"])
     writer_wait = float(policy.services["writer"].settings["receive_wait_s"])
@@ -48,18 +40,36 @@ def cost_usd(sim: Simulation) -> dict[str, float]:
         / worker_wait
         + sim.services["writer"].task_seconds / writer_wait
     )
-    calls = (
+    sqs = (
         sim.queued_messages * sim.sqs_calls_per["queued"]
         + sim.ingest_items * sim.sqs_calls_per["ingest"]
         + standing
     )
-    sqs = calls * aws.sqs_per_million / 1e6
-    api_gw = (
-        sim.gateway_passed * aws.api_gateway_per_million / 1e6 if sim.model.api_gateway else 0.0
-    )
-    viewers = sum(sim.ledger.offered[c] for c in CLASSES)
-    cloudfront = viewers * aws.cloudfront_https_per_10k / 1e4 if sim.model.cloudfront else 0.0
-    out = {"fargate": fargate, "sqs": sqs, "api_gateway": api_gw, "cloudfront": cloudfront}
+    return {
+        "sqs_calls": round(sqs),
+        "api_gateway": sim.gateway_passed if sim.model.api_gateway else 0,
+        "cloudfront": sum(sim.ledger.offered[c] for c in CLASSES) if sim.model.cloudfront else 0,
+        "backend_calls": sim.pool.completed,
+    }
+
+
+def cost_usd(sim: Simulation, requests: dict[str, int]) -> dict[str, float]:
+    """Fargate by task-seconds and size (on demand / Spot share), the rest per request."""
+    aws = sim.aws
+    fargate = 0.0
+    for svc in sim.services.values():
+        spec = svc.spec
+        per_hour = (spec.cpu_units / 1024) * aws.fargate_vcpu_hour + (
+            spec.memory_mib / 1024
+        ) * aws.fargate_gb_hour
+        on_demand = svc.task_seconds - svc.spot_task_seconds
+        fargate += per_hour * (on_demand + svc.spot_task_seconds * (1 - aws.fargate_spot_discount))
+    out = {
+        "fargate": fargate / HOUR_S,
+        "sqs": requests["sqs_calls"] * aws.sqs_per_million / 1e6,
+        "api_gateway": requests["api_gateway"] * aws.api_gateway_per_million / 1e6,
+        "cloudfront": requests["cloudfront"] * aws.cloudfront_https_per_10k / 1e4,
+    }
     out["total"] = sum(out.values())
     return {k: round(v, 4) for k, v in out.items()}
 
@@ -87,6 +97,7 @@ def per_minute(sim: Simulation) -> list[dict[str, Any]]:
 def result(sim: Simulation, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     led, pool, ingest = sim.ledger, sim.pool, sim.ingest
     in_system = sim.in_system()
+    requests = aws_requests(sim)
     offered = {c: led.offered[c] for c in CLASSES}
     first_up = sim.scenario.first_step_up_s()
     first_serving = [
@@ -128,7 +139,8 @@ def result(sim: Simulation, overrides: dict[str, Any] | None = None) -> dict[str
         "peak_tasks": {n: s.peak_tasks for n, s in sim.services.items()},
         "task_hours": {n: _round(s.task_seconds / HOUR_S) for n, s in sim.services.items()},
         "first_scale_out_s": first_scale_out,
-        "cost_usd": cost_usd(sim),
+        "cost_usd": cost_usd(sim, requests),
+        "aws_requests": requests,
         "shed_reasons": {c: dict(led.shed_reasons[c]) for c in CLASSES if led.shed_reasons[c]},
         "queued_by_priority": {p: dict(v) for p, v in sim.by_priority.items()},
         "edge_refreshes": {

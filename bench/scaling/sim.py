@@ -367,7 +367,8 @@ class Simulation:
             errors = round(n["edge"] * self.edge.error_share(t))
             led.refuse("edge", errors, "edge_cached_error")
             led.answer("edge", n["edge"] - errors)
-            refreshes = self.edge.refreshes_due(t, self.dt)
+            # CloudFront fetches only what a viewer asks for
+            refreshes = min(n["edge"], self.edge.refreshes_due(t, self.dt))
             led.offer("edge_origin", refreshes)
             wants["edge_origin"] = refreshes
         else:  # no edge cache: every edge request goes to the origin (a normal queued route)
