@@ -95,6 +95,13 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=32, ge=1)
     reply_ttl_s: int = Field(default=120, ge=1)
     shutdown_timeout_s: float = Field(default=20.0, ge=0)
+    max_reply_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=1024,
+        le=256 * 1024 * 1024,
+        description="largest backend answer body the worker reads; a larger one is "
+        "answered 502 (the reply crosses Redis pub/sub and is held by worker and pod)",
+    )
 
     # --- writer (ingest) -------------------------------------------------------------------------
     batch_size: int = Field(default=300, ge=1, le=10_000)

@@ -47,6 +47,7 @@ FORWARDING = "tests/integration/test_forwarding.py"
 CACHE_BOUNDS = "tests/integration/test_cache_bounds.py"
 FAULTS = "tests/integration/test_faults.py"
 UNIT_ROUTES = "tests/unit/test_codec_and_routes.py"
+HANDBACK = "tests/integration/test_handback.py"
 
 
 @dataclass(frozen=True)
@@ -471,6 +472,35 @@ MUTATIONS = [
             f"{OWNERSHIP}::test_a_request_with_a_stored_answer_never_reaches_the_backend",
             f"{OWNERSHIP}::test_duplicate_delivery_calls_the_backend_once",
         ),
+    ),
+    # --- one backend call per request, whatever fails after it (issue 16) --------------
+    Mutation(
+        "headers: a non-UTF-8 backend header value kept as aiohttp decoded it",
+        "queuefront/headers.py",
+        '                value = value.encode("utf-8", "surrogateescape").decode("latin-1")',
+        "                pass",
+        (f"{HANDBACK}::test_a_latin1_response_header_is_passed_on_after_one_backend_call",),
+    ),
+    Mutation(
+        "worker: a failure after the backend call decided as if it had not started",
+        "workers/priority.py",
+        "            if held.backend_started:\n                await self._answer_instead(",
+        "            if False:\n                await self._answer_instead(",
+        (f"{HANDBACK}::test_a_reply_redis_refuses_is_answered_and_never_called_again",),
+    ),
+    Mutation(
+        "handback: a reply Redis refuses to store is retried until the deadline",
+        "workers/handback.py",
+        "                if not refusals_pass and not redis_away(exc):",
+        "                if False:",
+        (f"{HANDBACK}::test_a_reply_redis_refuses_is_answered_and_never_called_again",),
+    ),
+    Mutation(
+        "backend: the body is read without a bound",
+        "workers/backend.py",
+        "            if size > limit:",
+        "            if False:",
+        (f"{HANDBACK}::test_a_backend_answer_larger_than_the_reply_limit_gets_502",),
     ),
     # --- the pod's reply listener (service/replies.py) ----------------------------------
     Mutation(
