@@ -153,8 +153,8 @@ MUTATIONS = [
     Mutation(
         "identity: CloudFront's unbracketed v6:port not parsed",
         "service/auth.py",
-        'request.headers.get(settings.client_ip_header, ""), with_port=True)',
-        'request.headers.get(settings.client_ip_header, ""), with_port=False)',
+        'yield request.headers.get(settings.client_ip_header, ""), True',
+        'yield request.headers.get(settings.client_ip_header, ""), False',
         (f"{IDENTITY}::test_cloudfront_viewer_address_names_the_client",),
     ),
     Mutation(
@@ -274,8 +274,8 @@ MUTATIONS = [
     Mutation(
         "cache: a cached route forwards every header",
         "service/proxy.py",
-        "headers = [(str(k), v) for k, v in request.headers.items() if k.lower() in named]",
-        "headers = request_headers_to_forward(request.headers.items())",
+        "headers = named_headers(request.headers.items(), named)",
+        "headers = backend_headers(request, route, app[SETTINGS])",
         (f"{HOTCACHE}::test_a_cached_route_forwards_only_the_headers_it_names",),
     ),
     # --- what may be shared (queuefront/cache.py) ---------------------------------------
@@ -479,7 +479,10 @@ MUTATIONS = [
         "queuefront/headers.py",
         '                value = value.encode("utf-8", "surrogateescape").decode("latin-1")',
         "                pass",
-        (f"{HANDBACK}::test_a_latin1_response_header_is_passed_on_after_one_backend_call",),
+        (
+            f"{HANDBACK}::test_a_latin1_response_header_is_passed_on_after_one_backend_call",
+            f"{FORWARDING}::test_a_header_that_is_not_utf8_gets_an_answer_never_a_500",
+        ),
     ),
     Mutation(
         "worker: a failure after the backend call decided as if it had not started",
@@ -501,6 +504,66 @@ MUTATIONS = [
         "            if size > limit:",
         "            if False:",
         (f"{HANDBACK}::test_a_backend_answer_larger_than_the_reply_limit_gets_502",),
+    ),
+    # --- what reaches the backend (issue 16) --------------------------------------------
+    Mutation(
+        "forwarding: client-written forwarding headers passed on",
+        "queuefront/headers.py",
+        "    return _REQUEST_DROP | FORWARDING | (OVERRIDES - named)",
+        "    return _REQUEST_DROP | (OVERRIDES - named)",
+        (
+            f"{FORWARDING}::test_the_backend_is_told_who_the_client_is_by_the_api_alone",
+            f"{FORWARDING}::test_behind_trusted_proxies_the_backend_gets_what_they_saw",
+        ),
+    ),
+    Mutation(
+        "forwarding: override and rewrite headers passed on everywhere",
+        "queuefront/headers.py",
+        "    return _REQUEST_DROP | FORWARDING | (OVERRIDES - named)",
+        "    return _REQUEST_DROP | FORWARDING",
+        (f"{FORWARDING}::test_the_backend_is_told_who_the_client_is_by_the_api_alone",),
+    ),
+    Mutation(
+        "forwarding: the override a route names withheld",
+        "queuefront/headers.py",
+        "    return _REQUEST_DROP | FORWARDING | (OVERRIDES - named)",
+        "    return _REQUEST_DROP | FORWARDING | OVERRIDES",
+        (f"{FORWARDING}::test_the_backend_is_told_who_the_client_is_by_the_api_alone",),
+    ),
+    Mutation(
+        "forwarding: X-Forwarded-For is the TCP peer whatever the proxies",
+        "service/forwarding.py",
+        "    address = client_ip(request, settings)",
+        "    address = request.remote",
+        (f"{FORWARDING}::test_behind_trusted_proxies_the_backend_gets_what_they_saw",),
+    ),
+    Mutation(
+        "forwarding: X-Forwarded-Proto taken from the client",
+        "service/forwarding.py",
+        '_nearest(request, "X-Forwarded-Proto").lower() if trusted_proxies else ""',
+        '_nearest(request, "X-Forwarded-Proto").lower() if True else ""',
+        (f"{FORWARDING}::test_the_backend_is_told_who_the_client_is_by_the_api_alone",),
+    ),
+    Mutation(
+        "idempotency: a key that is not UTF-8 used as it was decoded",
+        "service/idempotency.py",
+        "    key = text_value(raw)",
+        "    key = raw",
+        (f"{FORWARDING}::test_a_header_that_is_not_utf8_gets_an_answer_never_a_500",),
+    ),
+    Mutation(
+        "auth: a bearer token that is not ASCII handed to PyJWT",
+        "service/auth.py",
+        "    if not token.isascii():",
+        "    if False:",
+        (f"{FORWARDING}::test_a_header_that_is_not_utf8_gets_an_answer_never_a_500",),
+    ),
+    Mutation(
+        "routes: a route may forward what the api writes itself",
+        "queuefront/routes.py",
+        "        if name.lower() in NEVER_FORWARDED:",
+        "        if False:",
+        (f"{UNIT_ROUTES}::test_bad_route_tables_name_the_problem",),
     ),
     # --- the pod's reply listener (service/replies.py) ----------------------------------
     Mutation(

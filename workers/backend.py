@@ -52,9 +52,7 @@ def error_reply(request_id: str, status: int, code: str, message: str) -> Reply:
 
 
 class Backend:
-    def __init__(
-        self, base_url: str, session: aiohttp.ClientSession, max_reply_bytes: int
-    ) -> None:
+    def __init__(self, base_url: str, session: aiohttp.ClientSession, max_reply_bytes: int) -> None:
         self._base = base_url.rstrip("/")
         self._session = session
         self._max_reply_bytes = max_reply_bytes
