@@ -48,6 +48,8 @@ CACHE_BOUNDS = "tests/integration/test_cache_bounds.py"
 FAULTS = "tests/integration/test_faults.py"
 UNIT_ROUTES = "tests/unit/test_codec_and_routes.py"
 HANDBACK = "tests/integration/test_handback.py"
+TRUST = "tests/integration/test_message_trust.py"
+WRITER_ITEMS = "tests/integration/test_writer_items.py"
 
 
 @dataclass(frozen=True)
@@ -447,13 +449,6 @@ MUTATIONS = [
         (f"{OWNERSHIP}::test_a_request_the_backend_call_cannot_even_send_is_answered_and_deleted",),
     ),
     Mutation(
-        "backend: the target is sent unchecked",
-        "workers/backend.py",
-        "        if not _TARGET.fullmatch(env.path):",
-        "        if False:",
-        (f"{OWNERSHIP}::test_a_request_the_backend_call_cannot_even_send_is_answered_and_deleted",),
-    ),
-    Mutation(
         "claim: another worker's claim is ignored",
         "workers/handback.py",
         'outcomes.append(Claim("mine" if won else "elsewhere"))',
@@ -564,6 +559,63 @@ MUTATIONS = [
         "        if name.lower() in NEVER_FORWARDED:",
         "        if False:",
         (f"{UNIT_ROUTES}::test_bad_route_tables_name_the_problem",),
+    ),
+    # --- messages are claims, not instructions (issue 16) ------------------------------
+    Mutation(
+        "trust: a message's cache key taken as it is",
+        "workers/trust.py",
+        '        if serial == spec.key or not serial:\n            raise Refused("cache",',
+        '        if False:\n            raise Refused("cache",',
+        (f"{TRUST}::test_forged_messages_are_refused_and_never_executed",),
+    ),
+    Mutation(
+        "trust: a message's cache field taken as it is",
+        "workers/trust.py",
+        "        if spec.field != cache.field(route.name, env.path, vary):",
+        "        if False:",
+        (f"{TRUST}::test_forged_messages_are_refused_and_never_executed",),
+    ),
+    Mutation(
+        "trust: a message's cache TTL taken as it is",
+        "workers/trust.py",
+        "            ttl_s=route.cache.ttl_s,",
+        "            ttl_s=spec.ttl_s,",
+        (f"{TRUST}::test_an_honest_cached_message_is_stored_as_the_route_table_says",),
+    ),
+    Mutation(
+        "trust: replies published on any channel",
+        "workers/trust.py",
+        "        if tail == env.reply_to or not _CHANNEL_TAIL.fullmatch(tail):",
+        "        if False:",
+        (f"{TRUST}::test_forged_messages_are_refused_and_never_executed",),
+    ),
+    Mutation(
+        "trust: any backend path the message names",
+        "workers/trust.py",
+        "        if not target_pattern(upstream_template(route)).fullmatch(path):",
+        "        if False:",
+        (f"{TRUST}::test_forged_messages_are_refused_and_never_executed",),
+    ),
+    Mutation(
+        "trust: messages not checked at all",
+        "workers/priority.py",
+        "            env = self._check.check(decode_request(held.message.body))",
+        "            env = decode_request(held.message.body)",
+        (f"{TRUST}::test_forged_messages_are_refused_and_never_executed",),
+    ),
+    Mutation(
+        "writer: items not checked before the batch insert",
+        "workers/writer/gather.py",
+        "            sink.check_item(route.sink, item)",
+        "            pass",
+        (f"{WRITER_ITEMS}::test_items_the_insert_cannot_take_are_refused_alone",),
+    ),
+    Mutation(
+        "writer: received_at not bounded",
+        "queuefront/sink.py",
+        "    if not 0 <= at <= LATEST_RECEIVED_AT:  # NaN fails this too",
+        "    if False:",
+        (f"{WRITER_ITEMS}::test_items_the_insert_cannot_take_are_refused_alone",),
     ),
     # --- the pod's reply listener (service/replies.py) ----------------------------------
     Mutation(

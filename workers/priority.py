@@ -49,11 +49,13 @@ from queuefront.envelope import RequestEnvelope, decode_request
 from queuefront.failures import FailureLog
 from queuefront.keys import Keys
 from queuefront.redis import open_redis
+from queuefront.routes import load_routes
 from queuefront.settings import Settings
 from queuefront.sqs import QueueOps, open_client
 from queuefront.telemetry import configure_logging, get_logger
 from workers.backend import Backend, error_reply
 from workers.handback import Expired, HandBack
+from workers.trust import REASONS, MessageCheck, Refused
 
 log = get_logger(__name__)
 FAILURES = FailureLog(log)
@@ -96,8 +98,10 @@ class PriorityWorker:
         reporter: DrainReporter,
         backend: Backend,
         keeper: VisibilityKeeper,
+        check: MessageCheck,
     ) -> None:
         self._settings = settings
+        self._check = check
         self._queues = queues
         self._handback = handback
         self._reporter = reporter
@@ -211,12 +215,15 @@ class PriorityWorker:
         left to reach its DLQ — never held without an owner."""
         queue_name = held.queue.name
         try:
-            env = decode_request(held.message.body)
+            env = self._check.check(decode_request(held.message.body))
         except Exception as exc:
-            # left undeleted: after maxReceiveCount receives SQS moves it to the DLQ
+            # never executed; left undeleted: after maxReceiveCount receives SQS moves it
+            # to the DLQ, where an operator finds it
             self._keeper.untrack(held)
-            FAILURES.note("invalid message", exc, message_id=held.message.message_id)
+            reason = exc.reason if isinstance(exc, Refused) else "undecodable"
+            FAILURES.note(f"message refused ({reason})", exc, message_id=held.message.message_id)
             metrics.WORKER_MESSAGES.labels(queue_name, "invalid").inc()
+            metrics.REFUSED_MESSAGES.labels(queue_name, reason).inc()
             return
         structlog.contextvars.bind_contextvars(request_id=env.id, route=env.route)
         try:
@@ -391,12 +398,14 @@ async def main_async(settings: Settings) -> None:
             "normal": await QueueOps.open(client, settings.queue_normal, linger_s),
         }
         metrics.prime_consumer([q.name for q in queues.values()], WORKER_OUTCOMES)
+        metrics.prime_refusals([q.name for q in queues.values()], REASONS)
         keeper = VisibilityKeeper(await visibility_timeouts(*queues.values()))
         dlqs = [await QueueOps.open(client, settings.dlq_name(q.name), 0) for q in queues.values()]
         backend = Backend(settings.backend_url, http, settings.max_reply_bytes)
         handback = HandBack(redis, keys, worker_id, settings.reply_ttl_s)
         reporter = DrainReporter(redis, keys, worker_id, settings.worker_concurrency)
-        worker = PriorityWorker(settings, queues, handback, reporter, backend, keeper)
+        check = MessageCheck(load_routes(settings.routes_file), keys)
+        worker = PriorityWorker(settings, queues, handback, reporter, backend, keeper, check)
         reporting = asyncio.create_task(reporter.run(), name="drain-report")
         try:
             await serve(worker, settings=settings, redis=redis, dlqs=dlqs)
