@@ -617,6 +617,13 @@ MUTATIONS = [
         "    if False:",
         (f"{WRITER_ITEMS}::test_items_the_insert_cannot_take_are_refused_alone",),
     ),
+    Mutation(
+        "consumer: receive errors retried after a fixed pause",
+        "queuefront/consumer.py",
+        "    return step / 2 + uniform(0, step / 2)",
+        "    return step",
+        ("tests/unit/test_consumer_backoff.py::test_consumers_that_fail_together_retry_spread_out",),
+    ),
     # --- the pod's reply listener (service/replies.py) ----------------------------------
     Mutation(
         "replies: an undecodable stored reply raises in the listener",
