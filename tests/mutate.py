@@ -508,6 +508,7 @@ MUTATIONS = [
         "    return _REQUEST_DROP | (OVERRIDES - named)",
         (
             f"{FORWARDING}::test_the_backend_is_told_who_the_client_is_by_the_api_alone",
+            f"{FORWARDING}::test_what_the_api_queues_carries_no_client_written_forwarding",
             f"{FORWARDING}::test_behind_trusted_proxies_the_backend_gets_what_they_saw",
         ),
     ),
@@ -516,7 +517,7 @@ MUTATIONS = [
         "queuefront/headers.py",
         "    return _REQUEST_DROP | FORWARDING | (OVERRIDES - named)",
         "    return _REQUEST_DROP | FORWARDING",
-        (f"{FORWARDING}::test_the_backend_is_told_who_the_client_is_by_the_api_alone",),
+        (f"{FORWARDING}::test_what_the_api_queues_carries_no_client_written_forwarding",),
     ),
     Mutation(
         "forwarding: the override a route names withheld",
@@ -595,6 +596,13 @@ MUTATIONS = [
         "        if not target_pattern(upstream_template(route)).fullmatch(path):",
         "        if False:",
         (f"{TRUST}::test_forged_messages_are_refused_and_never_executed",),
+    ),
+    Mutation(
+        "trust: a forged message's override headers passed on",
+        "workers/trust.py",
+        "    drop = _ALWAYS_DROPPED | (OVERRIDES - route.named_forwards)",
+        "    drop = _ALWAYS_DROPPED",
+        (f"{TRUST}::test_a_forged_message_passes_no_header_the_api_would_withhold",),
     ),
     Mutation(
         "trust: messages not checked at all",

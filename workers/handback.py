@@ -32,6 +32,7 @@ from redis.exceptions import (
     MasterDownError,
     ReadOnlyError,
     RedisError,
+    ResponseError,
     TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -73,9 +74,16 @@ _AWAY = (
 """Redis unreachable, slow, loading its data or failing over: it passes with time."""
 
 
+_AWAY_REPLIES = ("BUSY", "LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
+"""Error replies of a Redis that is busy (a long script) or changing roles, whatever
+exception class the client maps them to."""
+
+
 def redis_away(exc: BaseException) -> bool:
     """True when ``exc`` says Redis is away for now, not that it refused the command."""
-    return isinstance(exc, _AWAY)
+    return isinstance(exc, _AWAY) or (
+        isinstance(exc, ResponseError) and str(exc).startswith(_AWAY_REPLIES)
+    )
 
 
 class Expired(Exception):

@@ -284,7 +284,7 @@ class PriorityWorker:
             # backend call; publishing again costs nothing and may still reach its pod
             assert claim.stored is not None
             metrics.WORKER_MESSAGES.labels(queue_name, "duplicate").inc()
-            with contextlib.suppress(Expired):
+            with contextlib.suppress(Expired, RedisError):  # Redis away, or refusing
                 await self._handback.publish(env, claim.stored)
             self._done(held)
             return

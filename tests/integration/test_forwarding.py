@@ -3,9 +3,13 @@ backend that echoes its raw request line (``raw_path``)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 
 from devstack import Stack, metric
+from queuefront.envelope import decode_request
+from queuefront.sqs import QueueOps, open_client
 from tests.integration.rawhttp import raw_get, raw_request
 
 FAITHFUL = [
@@ -166,3 +170,28 @@ async def test_a_header_that_is_not_utf8_gets_an_answer_never_a_500(stack: Stack
     for name, value in (("X-Api-Key", NOT_UTF8), ("Authorization", b"Bearer " + NOT_UTF8)):
         status, answer = await raw_request(stack.api_port, "GET", "/api/items/x", [(name, value)])
         assert status == 401, (name, answer)
+
+
+async def test_what_the_api_queues_carries_no_client_written_forwarding(stack: Stack) -> None:
+    """The api's own layer, read off the queue (no worker runs): the envelope holds the
+    api's forwarding headers and none of the client's, nor an override the route does
+    not name. (The worker drops the same again, for messages the api did not write.)"""
+    await stack.start_api()
+    settings = stack.settings()
+    async with (
+        aiohttp.ClientSession(base_url=stack.api_url) as http,
+        open_client(settings) as sqs,
+    ):
+        normal = await QueueOps.open(sqs, settings.queue_normal, 0)
+        waiting = asyncio.create_task(http.get("/api/items/queued", headers=CLIENT_WRITTEN))
+        received = []
+        while not received:
+            received = await normal.receive(1, 1)
+        waiting.cancel()
+        await normal.close()
+    env = decode_request(received[0].body)
+    names = [name.lower() for name, _ in env.headers]
+    assert WITHHELD.isdisjoint(names), names
+    assert "x-http-method-override" not in names
+    assert dict(env.headers)["X-Forwarded-For"] == "127.0.0.1"
+    assert names.count("x-forwarded-for") == 1

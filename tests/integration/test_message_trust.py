@@ -143,3 +143,38 @@ async def test_an_honest_cached_message_is_stored_as_the_route_table_says(
     assert decode_reply(await redis.get(keys.reply(env.id))).status == 200
     assert await redis.hexists(keys.cache(serial), cache.field("shared", path))
     assert 0 < await redis.ttl(keys.cache(serial)) <= 300
+
+
+async def test_a_forged_message_passes_no_header_the_api_would_withhold(
+    stack: Stack, redis: Redis
+) -> None:
+    """A message on a route that names no override, carrying one, credentials and a
+    Host: executed (it is a request the route allows), without them."""
+    keys = Keys(stack.settings().key_prefix)
+    withheld = [
+        ("X-HTTP-Method-Override", "DELETE"),
+        ("X-Original-URL", "/admin"),
+        ("Authorization", "Bearer stolen"),
+        ("Host", "admin.internal"),
+        ("Transfer-Encoding", "chunked"),
+    ]
+    env = msgspec.structs.replace(
+        honest(stack, "item", "GET", f"/items/hdr-{uuid.uuid4().hex[:8]}"),
+        headers=[*withheld, ("X-Kept", "yes")],
+    )
+    await stack.start_worker()
+    async with open_client(stack.settings()) as sqs:
+        normal = await QueueOps.open(sqs, stack.settings().queue_normal, 0)
+        await normal.send(encode_request(env))
+
+        async def replied() -> bool:
+            return bool(await redis.exists(keys.reply(env.id)))
+
+        await eventually(replied, 15, "the message executed")
+        await normal.close()
+    reply = decode_reply(await redis.get(keys.reply(env.id)))
+    assert reply.status == 200, reply.body
+    seen = {k.lower(): v for k, v in msgspec.json.decode(reply.body)["headers"].items()}
+    assert seen["x-kept"] == "yes"
+    for name, value in withheld:
+        assert seen.get(name.lower()) != value, (name, seen)
