@@ -15,7 +15,7 @@ from service.context import IDEMPOTENCY, PACKERS, ROUTES, SETTINGS, TALLIES
 from service.deps import REDIS_CALL_S, bounded
 from service.errors import RETRY_AFTER_S, ApiError
 from service.gates import check_access
-from service.idempotency import fingerprint
+from service.idempotency import fingerprint, request_key
 
 log = get_logger(__name__)
 
@@ -23,7 +23,7 @@ log = get_logger(__name__)
 async def handle_ingest(request: web.Request, route: Route) -> web.Response:
     assert route.sink is not None
     client = await check_access(request, route.name, public=route.public)
-    key = request.headers.get("Idempotency-Key")
+    key = request_key(request)
     body = await request.read()
     item_id = sink.item_id(route.name, key, client=client.name)
     try:
