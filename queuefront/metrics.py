@@ -67,6 +67,11 @@ SQS_ENTRIES = Histogram(
 SQS_FAILED_ENTRIES = Counter(
     "queuefront_sqs_failed_entries_total", "Batch entries SQS refused.", ["operation"]
 )
+SQS_UNKNOWN_SENDS = Counter(
+    "queuefront_sqs_unknown_sends_total",
+    "Messages whose SendMessageBatch answer was lost (read timeout, cut connection, 5xx): "
+    "SQS may have them; never re-sent blindly.",
+)
 QUEUE_BACKLOG = Gauge(
     "queuefront_queue_backlog_messages",
     "ApproximateNumberOfMessages of a queue, as last read.",

@@ -40,6 +40,9 @@ CALL_TIMEOUT_S = 2.0
 """One Redis round trip; a longer silence counts as a failure and is retried."""
 CLAIM_GRACE_S = 60
 """A claim outlives the request's deadline by this much (late duplicates stay settled)."""
+KEEP_REPLY_MAX_S = 7 * 86_400
+"""Longest a reply is kept for a keyed request (its envelope's ``keep_s``, capped: the
+envelope comes from a queue, and a reply held for ever would be memory held for ever)."""
 CACHE_STORE_TIMEOUT_S = 1.0
 PIPELINE_ENTRIES = 64
 """Claims (or replies) sent in one pipeline at most."""
@@ -70,7 +73,7 @@ class HandBack:
         self._claims: Batcher[tuple[str, int], Claim] = Batcher(
             self._claim_batch, linger_s=0, max_entries=PIPELINE_ENTRIES
         )
-        self._replies: Batcher[tuple[str, str, bytes], None] = Batcher(
+        self._replies: Batcher[tuple[str, str, bytes, int], None] = Batcher(
             self._reply_batch, linger_s=0, max_entries=PIPELINE_ENTRIES
         )
 
@@ -117,17 +120,22 @@ class HandBack:
         return reply
 
     async def publish(self, env: RequestEnvelope, payload: bytes) -> None:
+        # a keyed request's reply lives as long as its key: a retry after the api's 504
+        # finds it, however late, instead of running the request again
+        ttl_s = max(self._reply_ttl_s, min(env.keep_s, KEEP_REPLY_MAX_S))
         await self._until_deadline(
-            env, "reply store", lambda: self._replies.submit((env.id, env.reply_to, payload))
+            env,
+            "reply store",
+            lambda: self._replies.submit((env.id, env.reply_to, payload, ttl_s)),
         )
 
     async def _reply_batch(
-        self, items: Sequence[tuple[str, str, bytes]]
+        self, items: Sequence[tuple[str, str, bytes, int]]
     ) -> list[BaseException | None]:
         """Replies finished at the same moment: stored and published in one round trip."""
         pipe = self._redis.pipeline(transaction=False)
-        for request_id, channel, payload in items:
-            pipe.set(self._keys.reply(request_id), payload, ex=self._reply_ttl_s)
+        for request_id, channel, payload, ttl_s in items:
+            pipe.set(self._keys.reply(request_id), payload, ex=ttl_s)
             pipe.publish(channel, payload)
         results = await pipe.execute(raise_on_error=False)
         outcomes: list[BaseException | None] = []
