@@ -17,9 +17,10 @@ Run: ``python -m devstack.sqsfaults --port P --upstream http://127.0.0.1:<emulat
 drive it with ``SQSFaults`` (``devstack.sqsfaults.SQSFaults``): ``configure`` posts the
 rules to ``/__faults``, ``seen`` reads what it received and forwarded.
 
-Rules (each a JSON object; ``operation`` "*" matches every operation; ``match``: only
-calls — for sends: only entries — whose message body contains that text; ``times``:
-applies to that many calls, then is spent; absent: for ever):
+Rules (each a JSON object with one effect; ``operation`` "*" matches every operation;
+``match``: only calls — for sends: only entries — whose message body contains that
+text; ``skip``: the first that many matching calls (entries) pass untouched; ``times``:
+then applies to that many, and is spent; absent: for ever):
 
 - ``{"delay_s": 1.5}``: the answer comes that much later. By default the call is
   forwarded first (SQS has the message, the acknowledgement is late);
@@ -92,6 +93,7 @@ THROTTLES: dict[str, dict[str, Any]] = {
 class Rule:
     operation: str = "*"
     match: str | None = None
+    skip: int = 0
     times: int | None = None
     delay_s: float = 0.0
     before: bool = False
@@ -109,15 +111,20 @@ class Rule:
         return cls(**{**known, "error": error})
 
     def applies(self, operation: str, texts: list[str]) -> bool:
-        if self.times is not None and self.times <= 0:
-            return False
+        """Whether this call (entry) is one the rule applies to; counts it as seen."""
         if self.operation not in ("*", operation):
             return False
-        return self.match is None or any(self.match in t for t in texts)
-
-    def spend(self) -> None:
-        if self.times is not None:
-            self.times -= 1
+        if self.match is not None and not any(self.match in t for t in texts):
+            return False
+        if self.skip > 0:
+            self.skip -= 1
+            return False
+        if self.times is None:
+            return True
+        if self.times <= 0:
+            return False
+        self.times -= 1
+        return True
 
 
 @dataclass
@@ -141,7 +148,6 @@ class Faults:
     def first(self, operation: str, texts: list[str], kind: str) -> Rule | None:
         for rule in self.rules:
             if getattr(rule, kind) and rule.applies(operation, texts):
-                rule.spend()
                 return rule
         return None
 

@@ -175,7 +175,8 @@ async def open_client(
             max_pool_connections=pool,
             connect_timeout=connect_timeout_s,
             read_timeout=read_s,
-            retries={"mode": "standard", "max_attempts": attempts},
+            # total_max_attempts counts the first try; "max_attempts" would count retries only
+            retries={"mode": "standard", "total_max_attempts": attempts},
             parameter_validation=False,
         ),
     }
@@ -207,7 +208,7 @@ async def open_client(
             config = kwargs["config"].merge(
                 AioConfig(
                     read_timeout=send_read_timeout_s,
-                    retries={"mode": "standard", "max_attempts": 1},
+                    retries={"mode": "standard", "total_max_attempts": 1},
                 )
             )
             sender = await stack.enter_async_context(

@@ -275,8 +275,10 @@ async def _enqueue(
     deadline (504 at worst, the idempotency key kept as unknown). Nothing is re-sent.
     """
     app = request.app
+    wait_s = deadline.bound(SQS_SEND_S)
+    started = time.monotonic()
     try:
-        async with asyncio.timeout(deadline.bound(SQS_SEND_S)):
+        async with asyncio.timeout(wait_s):
             await app[QUEUES][route.priority].send(encoded)
         return None
     except asyncio.CancelledError:  # the client went away
@@ -299,7 +301,13 @@ async def _enqueue(
         failure,
         what="enqueue",
     )
-    if future.done():  # the reply came before the acknowledgement
+    if maybe_queued and not future.done():
+        # SQS may have it: a worker gets the time the api would have waited for SQS
+        # (a lost answer comes back at once) before the request is settled
+        left_s = wait_s - (time.monotonic() - started)
+        if left_s > 0:
+            await asyncio.wait({future}, timeout=left_s)
+    if future.done():  # the reply came before (or instead of) the acknowledgement
         return None
     settled = await _settle(request, request_id, deadline)
     if settled is not None and settled.outcome == "replied":
