@@ -85,9 +85,6 @@ def _check_value(name: str, spec: SinkField, value: Any) -> Any:
             raise Invalid(f"{name}: longer than {max_length} characters")
         if "\x00" in value:
             raise Invalid(f"{name}: NUL characters (\\u0000) are not allowed")
-        if _SURROGATE.search(value):
-            # not text (bytes that were not UTF-8): no queue message, no column holds it
-            raise Invalid(f"{name}: not valid Unicode text (a lone surrogate)")
         return value
     if kind == "bool":
         if not isinstance(value, bool):
@@ -130,7 +127,6 @@ def _check_json(name: str, value: Any) -> None:
             todo.extend((child, depth + 1) for child in node)
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _object_decoder = msgspec.json.Decoder(dict[str, Any])
 _INTEGER = re.compile(r"-?[0-9]{1,20}")
 

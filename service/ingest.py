@@ -53,7 +53,9 @@ async def handle_ingest(request: web.Request, route: Route) -> web.Response:
     limit = request.app[SETTINGS].max_message_bytes
     try:
         encoded = encode_item(item)
-    except UnicodeEncodeError:  # sink.validate refuses lone surrogates; never a 500
+    except UnicodeEncodeError:
+        # a lone surrogate (not text) cannot reach here today — JSON bodies refuse them
+        # and undecodable path bytes stay percent-encoded — but it must never be a 500
         raise ApiError(
             400, "bad_request", "the item holds text that is not valid Unicode"
         ) from None

@@ -37,6 +37,7 @@ from queuefront.sqs import (
     open_client,
 )
 from service.tombstone import settle
+from tests.integration.rawhttp import raw_request
 from tests.integration.test_ingest import WRITER_FAST, api_tally, db_rows
 from workers.handback import HandBack
 
@@ -468,3 +469,20 @@ async def test_which_backend_answers_a_key_keeps(stack: Stack, backend_url: str)
                 assert (again[0], again[2]) == (200, False), status
             calls = await backend_calls(backend_url, f"POST /orders/{order}")
             assert calls == (1 if replayed else 2), status
+
+
+async def test_header_bytes_that_are_not_text_never_give_a_500(
+    stack: Stack, backend_url: str
+) -> None:
+    """A header value with a byte that is not UTF-8 (Latin-1 "café") cannot go into a
+    queue message as text: the request is refused (400) or forwarded intact — never
+    a 500, and never a message SQS refuses."""
+    await stack.start_api()
+    await stack.start_worker()
+    order = f"latin1-{uuid.uuid4().hex}"
+    status, body = await raw_request(
+        stack.api_port, "POST", f"/api/orders/{order}", [("X-Note", b"caf\xe9")], b"o"
+    )
+    assert status in (200, 400), body
+    if status == 200:
+        assert body["headers"]["X-Note"].encode("latin-1", "replace") == b"caf\xe9"
