@@ -310,6 +310,7 @@ async def _enqueue(
     if future.done():  # the reply came before (or instead of) the acknowledgement
         return None
     settled = await _settle(request, request_id, deadline)
+    metrics.SENDS_SETTLED.labels(settled.outcome if settled else "unsettled").inc()
     if settled is not None and settled.outcome == "replied":
         return settled.reply
     if settled is not None and settled.outcome == "claimed":

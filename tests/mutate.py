@@ -577,6 +577,13 @@ MUTATIONS = [
         (f"{SQS_RULES}::test_a_retried_entry_fails_alone[lean]",),
     ),
     Mutation(
+        "sqs: a batch's size counted in characters (over 1 MiB of bytes, all refused)",
+        "queuefront/sqs.py",
+        "Batcher(self._send_batch, linger_s=self.linger_s, size_of=_utf8_len)",
+        "Batcher(self._send_batch, linger_s=self.linger_s, size_of=len)",
+        (f"{SQS_RULES}::test_batches_stay_within_sqs_s_mebibyte[lean]",),
+    ),
+    Mutation(
         "tombstone: written without looking at the worker's claim",
         "service/tombstone.py",
         "if redis.call('EXISTS', KEYS[2]) == 1 then return {'claimed'} end\n",

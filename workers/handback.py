@@ -88,6 +88,8 @@ class HandBack:
         """The claims of messages handled at the same moment: one round trip for all."""
         pipe = self._redis.pipeline(transaction=False)
         for request_id, ttl_s in items:
+            # the claim BEFORE the read of the reply: the api's tombstone (one script that
+            # checks the claim, service.tombstone) then never lands under a running call
             pipe.set(self._keys.claim(request_id), self._worker_id, nx=True, ex=ttl_s)
             pipe.get(self._keys.reply(request_id))
         results = await pipe.execute(raise_on_error=False)

@@ -199,6 +199,19 @@ async def test_a_forbidden_character_fails_only_its_own_entry(
     assert bad.code == "InvalidMessageContents" and bad.sender_fault
 
 
+@pytest.mark.parametrize("ops", ["lean"], indirect=True)
+async def test_batches_stay_within_sqs_s_mebibyte(ops: QueueOps, faults: SQSFaults) -> None:
+    """SQS refuses a SendMessageBatch whose bodies total more than 1 MiB, every entry
+    with it (BatchRequestTooLong). Three messages of 400 kB — two-byte characters, so
+    counted in bytes, not characters — go in batches that fit."""
+    await faults.configure()
+    tag = uuid.uuid4().hex
+    bodies = [f"{tag}-{i}-" + "\u00e9" * 200_000 for i in range(3)]
+    ids = await asyncio.gather(*(ops.send(b) for b in bodies))
+    assert len(set(ids)) == 3
+    assert (await faults.seen(tag))["forwarded"] == 3
+
+
 # --- the tombstone and the worker's claim --------------------------------------------------
 
 
