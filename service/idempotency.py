@@ -233,8 +233,9 @@ class Idempotency:
     ) -> None:
         """Records how the request ended (see the module's docstring for the states).
 
-        ``reply_ttl_s``: the reply came in time, so ``reply:<id>``, kept for the key's
-        lifetime in case it did not, goes back to its usual life (the record holds it)."""
+        ``reply_ttl_s``: the reply came in time, so ``reply:<id>`` and ``claim:<id>``,
+        kept for the key's lifetime in case it did not, go back to their usual life (the
+        record holds the answer)."""
         pipe = self._redis.pipeline(transaction=False)
         if reply is not None and is_answer(reply):
             done = Record(DONE, claim.request_id, claim.fingerprint, encode_reply(reply))
@@ -246,6 +247,7 @@ class Idempotency:
             pipe.set(claim.name, _encode(unknown), ex=claim.ttl_s)
         if reply is not None and reply_ttl_s is not None:
             pipe.expire(self._keys.reply(claim.request_id), reply_ttl_s)
+            pipe.expire(self._keys.claim(claim.request_id), reply_ttl_s)
         try:
             await pipe.execute()
         except RedisError as exc:

@@ -648,6 +648,13 @@ MUTATIONS = [
         (f"{SQS_RULES}::test_a_keyed_retry_long_after_the_504_replays_the_answer",),
     ),
     Mutation(
+        "handback: a keyed request's claim lives only 60 s past its deadline",
+        "workers/handback.py",
+        "CLAIM_GRACE_S, min(env.keep_s, KEEP_REPLY_MAX_S))",
+        "CLAIM_GRACE_S)",
+        (f"{SQS_RULES}::test_a_keyed_retry_long_after_the_504_replays_the_answer",),
+    ),
+    Mutation(
         "proxy: the envelope does not ask to keep a keyed request's reply",
         "service/proxy.py",
         "        keep_s=keep_reply_s,",

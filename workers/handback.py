@@ -79,7 +79,9 @@ class HandBack:
 
     async def claim(self, env: RequestEnvelope) -> Claim:
         """Claims the request for this worker, or says why not (retried until expiry)."""
-        ttl_s = max(1, int(env.seconds_left()) + CLAIM_GRACE_S)
+        # a keyed request's claim lives as long as its key: a retry after the api's 504
+        # must not call the backend again while the first call may have done the work
+        ttl_s = max(1, int(env.seconds_left()) + CLAIM_GRACE_S, min(env.keep_s, KEEP_REPLY_MAX_S))
         return await self._until_deadline(
             env, "claim", lambda: self._claims.submit((env.id, ttl_s))
         )

@@ -435,8 +435,9 @@ async def test_a_keyed_retry_long_after_the_504_replays_the_answer(
 ) -> None:
     """A keyed request answered 504 is retried after its reply's usual life (1 s here,
     2 minutes by default): the worker's answer was kept as long as the key, so it is
-    replayed and the backend is not called again. A request answered in time keeps its
-    reply only the usual while (the record holds the answer)."""
+    replayed and the backend is not called again; its claim, too, outlives the usual
+    grace. A request answered in time keeps both only the usual while (the record holds
+    the answer)."""
     stack.env["QF_REPLY_TTL_S"] = "1"
     await stack.start_api()
     await stack.start_worker()
@@ -447,12 +448,16 @@ async def test_a_keyed_retry_long_after_the_504_replays_the_answer(
             assert resp.status == 200
             request_id = resp.headers["X-Request-Id"]
         assert 0 < await redis.ttl(keys.reply(request_id)) <= 1
+        assert 0 < await redis.ttl(keys.claim(request_id)) <= 1
 
         item = uuid.uuid4().hex
         path = f"/api/quick-high/{item}"  # a 1 s window
         headers = {"Idempotency-Key": uuid.uuid4().hex, "X-Demo-Delay-Ms": "1500"}
-        status, _, _ = await post(http, path, b"order", **headers)
-        assert status == 504
+        async with http.post(path, data=b"order", headers=headers) as resp:
+            assert resp.status == 504
+            first_id = resp.headers["X-Request-Id"]
+        # the claim too outlives the claims' usual grace (60 s past the deadline)
+        assert await redis.ttl(keys.claim(first_id)) > 120
         await asyncio.sleep(2.5)  # the worker's reply (its own 504) is past its usual life
         status, body, replayed = await post(http, path, b"order", **headers)
         assert (status, replayed) == (504, True), body
