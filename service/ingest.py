@@ -25,7 +25,7 @@ from service.context import IDEMPOTENCY, PACKERS, ROUTES, SETTINGS, TALLIES
 from service.deps import REDIS_CALL_S, Deadline, bounded
 from service.errors import RETRY_AFTER_S, ApiError
 from service.gates import check_access
-from service.idempotency import fingerprint
+from service.idempotency import fingerprint, request_key
 
 log = get_logger(__name__)
 FAILURES = FailureLog(log)
@@ -35,7 +35,7 @@ async def handle_ingest(request: web.Request, route: Route) -> web.Response:
     assert route.sink is not None
     client = await check_access(request, route.name, public=route.public)
     deadline = Deadline(route.timeout_s)
-    key = request.headers.get("Idempotency-Key")
+    key = request_key(request)
     body = await request.read()
     item_id = sink.item_id(route.name, key, client=client.name)
     try:

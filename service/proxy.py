@@ -23,7 +23,7 @@ from queuefront.envelope import (
     pack_body,
 )
 from queuefront.failures import FailureLog
-from queuefront.headers import request_headers_to_forward
+from queuefront.headers import named_headers
 from queuefront.routes import Route
 from queuefront.sqs import SendUnknown, SQSEntryError
 from queuefront.telemetry import get_logger
@@ -31,9 +31,10 @@ from queuefront.upstream import Unforwardable, request_target
 from service.context import HOTCACHE, IDEMPOTENCY, KEYS, MONITOR, QUEUES, REDIS, SETTINGS, WAITER
 from service.deps import GUARDED_ERRORS, REDIS_CALL_S, SQS_SEND_S, Deadline, bounded
 from service.errors import PRIORITY, REQUEST_ID, ApiError, unavailable
+from service.forwarding import backend_headers
 from service.gates import check_access
 from service.hotcache import Target
-from service.idempotency import UNSAFE_METHODS, fingerprint
+from service.idempotency import UNSAFE_METHODS, fingerprint, request_key
 from service.tombstone import Settled, settle
 
 log = get_logger(__name__)
@@ -59,7 +60,7 @@ async def handle(request: web.Request, route: Route) -> web.Response:
     request[PRIORITY] = route.priority
     client = await check_access(request, route.name, public=route.public)
     deadline = Deadline(route.timeout_s)
-    key = request.headers.get("Idempotency-Key")
+    key = request_key(request)
     if key is None or request.method not in UNSAFE_METHODS:
         response, _ = await _serve(request, route, deadline)
         return response
@@ -112,7 +113,7 @@ async def _serve(
     except Unforwardable as exc:
         raise ApiError(400, "bad_request", str(exc)) from None
     if route.cache is None:
-        headers = request_headers_to_forward(request.headers.items())
+        headers = backend_headers(request, route, app[SETTINGS])
         reply = await _queue(
             request, route, upstream, headers, body, deadline, None, keep_reply_s
         )
@@ -120,7 +121,7 @@ async def _serve(
     # a cached route forwards only the headers it names, and keys on their values: an
     # answer shared with everyone must not depend on anything else the client sent
     named = route.cache.forwarded
-    headers = [(str(k), v) for k, v in request.headers.items() if k.lower() in named]
+    headers = named_headers(request.headers.items(), named)
     serial = params[route.cache.key]
     target = Target(
         serial=serial,
