@@ -228,8 +228,9 @@ async def _queue(
     try:
         encoded = encode_request(envelope)
     except UnicodeEncodeError:
-        # a header or the target holds a lone surrogate (bytes that were not UTF-8):
-        # not text, so not a message SQS takes
+        # a lone surrogate (bytes that were not UTF-8) is not text, so no message SQS
+        # takes: headers are made text before (queuefront.headers.text_value), the target
+        # is encoded ASCII and the body base64 — this keeps any other path from a 500
         raise ApiError(
             400, "bad_request", "the request holds characters that are not valid Unicode text"
         ) from None

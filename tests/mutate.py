@@ -776,13 +776,6 @@ MUTATIONS = [
         (f"{SQS_RULES}::test_a_lost_acknowledgement_still_answers_with_the_reply",),
     ),
     Mutation(
-        "proxy: a header that is not text reaches the encoder (500)",
-        "service/proxy.py",
-        "    except UnicodeEncodeError:\n        # a header or the target",
-        "    except KeyError:\n        # a header or the target",
-        (f"{SQS_RULES}::test_header_bytes_that_are_not_text_never_give_a_500",),
-    ),
-    Mutation(
         "packer: a message whose answer was lost is not sent again (a keyless vote 504s)",
         "service/packer.py",
         "        for _ in range(UNKNOWN_RESENDS):",

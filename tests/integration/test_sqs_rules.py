@@ -492,9 +492,9 @@ async def test_which_backend_answers_a_key_keeps(stack: Stack, backend_url: str)
 async def test_header_bytes_that_are_not_text_never_give_a_500(
     stack: Stack, backend_url: str
 ) -> None:
-    """A header value with a byte that is not UTF-8 (Latin-1 "café") cannot go into a
-    queue message as text: the request is refused (400) or forwarded intact — never
-    a 500, and never a message SQS refuses."""
+    """A header value with a byte that is not UTF-8 (Latin-1 "café") is no text for a
+    queue message as it stands: it is forwarded intact (read as Latin-1) or refused
+    (400) — never a 500, and never a message SQS refuses."""
     await stack.start_api()
     await stack.start_worker()
     order = f"latin1-{uuid.uuid4().hex}"
