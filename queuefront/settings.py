@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     # --- writer (ingest) -------------------------------------------------------------------------
     batch_size: int = Field(default=300, ge=1, le=10_000)
     batch_max_wait_s: float = Field(default=1.0, gt=0)
+    db_command_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="writer: longest one Postgres statement may run; a hung one is cancelled "
+        "and the batch retried (its messages are never deleted before their rows commit)",
+    )
 
     # --- telemetry ---------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

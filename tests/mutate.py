@@ -526,6 +526,15 @@ MUTATIONS = [
             f"{FORWARDING}::test_unforwardable_targets_get_400_before_anything_is_enqueued",
         ),
     ),
+    # --- memory and Redis under abuse (issue 16, section 6 and its low items) -----------
+    Mutation(
+        "writer: no statement timeout on the Postgres pool (a hung insert holds its batch)",
+        "workers/writer/run.py",
+        "        command_timeout=settings.db_command_timeout_s,\n",
+        "",
+        (f"{WRITER_DB}::test_a_hung_statement_is_cancelled_and_its_batch_stored_once_later",),
+    ),
+    # --- end of section 6 ---------------------------------------------------------------
     # --- the route table (queuefront/routes.py) -----------------------------------------
     Mutation(
         "routes: a tallied field's domain unbounded in size",

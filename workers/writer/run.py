@@ -25,11 +25,23 @@ from workers.writer.store import BatchStore
 
 log = get_logger(__name__)
 
+CONNECT_TIMEOUT_S = 10.0
+"""Longest a new Postgres connection may take to open (asyncpg's default is 60 s)."""
+
 
 async def main_async(settings: Settings) -> None:
     routes = load_routes(settings.routes_file)
     redis: Redis = open_redis(settings)
-    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
+    # every statement under a deadline: a statement that hangs (a lock never granted, a
+    # connection gone silent) is cancelled and raises TimeoutError, which the store
+    # treats as an outage; without it the batch would be held for as long as it hangs
+    pool = await asyncpg.create_pool(
+        settings.database_url,
+        min_size=1,
+        max_size=4,
+        command_timeout=settings.db_command_timeout_s,
+        timeout=CONNECT_TIMEOUT_S,
+    )
     try:
         await check_sinks(pool, routes)
         async with open_client(settings) as client:
