@@ -15,6 +15,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from queuefront import ports
 from queuefront.limits import MAX_MESSAGE_BYTES
 
+ANON_RATE_LIMIT_RPS = 50.0
+"""Anonymous requests per second one address may make on one route. A person makes
+well under one; a shared address (a carrier-grade NAT, a store's egress with all its
+kiosks) at the peak of a TV vote or at opening time stays below about 20 — the kiosk
+fleet of the seed peaked at 1,200 requests a minute in all — so 50 leaves a margin of
+2.5. A script flooding from one address sends hundreds to thousands a second: it is
+refused after its burst."""
+ANON_RATE_LIMIT_BURST = 200
+"""Requests above that rate one address may send at once (a NAT's simultaneous votes)."""
+
 
 class Settings(BaseSettings):
     """Settings shared by every process; each process reads the fields it needs."""
@@ -83,8 +93,20 @@ class Settings(BaseSettings):
     # a header a trusted edge writes with the viewer's address (CloudFront-Viewer-Address);
     # set only when the api cannot be reached without passing that edge
     client_ip_header: str = ""
-    rate_limit_rps: float = Field(default=0.0, ge=0)  # per client; 0: off
+    rate_limit_rps: float = Field(
+        default=0.0,
+        ge=0,
+        description="per credentialed client (API key or JWT subject) and route; 0: off "
+        "(one key may serve a whole fleet: API Gateway throttles per route in production)",
+    )
     rate_limit_burst: int = Field(default=20, ge=1)
+    anon_rate_limit_rps: float = Field(
+        default=ANON_RATE_LIMIT_RPS,
+        ge=0,
+        description="per anonymous client (its address) and route, and every request whose "
+        "credentials fail (charged to its address, never to the identity it claims); 0: off",
+    )
+    anon_rate_limit_burst: int = Field(default=ANON_RATE_LIMIT_BURST, ge=1)
     idempotency_ttl_s: int = Field(default=86_400, ge=60)
     # records of anonymous clients (public routes without credentials): a shorter life,
     # since anyone can create them

@@ -44,7 +44,7 @@ from service.errors import request_context
 from service.hotcache import HotCache, LocalTier
 from service.idempotency import Idempotency
 from service.packer import Packer
-from service.ratelimit import RateLimiter
+from service.ratelimit import RateLimits
 from service.replies import Channel, ReplyWaiter
 
 log = get_logger(__name__)
@@ -57,11 +57,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[IDEMPOTENCY] = Idempotency(
         app[REDIS], app[KEYS], settings.idempotency_ttl_s, settings.idempotency_anon_ttl_s
     )
-    app[LIMITER] = (
-        RateLimiter(app[REDIS], settings.rate_limit_rps, settings.rate_limit_burst)
-        if settings.rate_limit_rps > 0
-        else None
-    )
+    app[LIMITER] = RateLimits(app[REDIS], settings)
     yield
     await app[REDIS].aclose()
 

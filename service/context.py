@@ -14,7 +14,7 @@ from service.admission import BacklogMonitor
 from service.hotcache import HotCache
 from service.idempotency import Idempotency
 from service.packer import Packer
-from service.ratelimit import RateLimiter
+from service.ratelimit import RateLimits
 from service.replies import ReplyWaiter
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -26,7 +26,7 @@ QUEUES = web.AppKey("queues", dict[str, QueueOps])
 """By priority: ``high`` and ``normal``."""
 WAITER = web.AppKey("waiter", ReplyWaiter)
 MONITOR = web.AppKey("monitor", BacklogMonitor)
-LIMITER: web.AppKey[RateLimiter | None] = web.AppKey("limiter")
+LIMITER = web.AppKey("limiter", RateLimits)
 TALLIES = web.AppKey("tallies", TallyStore)
 HOTCACHE = web.AppKey("hotcache", HotCache)
 IDEMPOTENCY = web.AppKey("idempotency", Idempotency)

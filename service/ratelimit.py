@@ -2,8 +2,13 @@
 
 GCRA keeps one timestamp per client instead of a window of counters, needs no cleanup
 job (the key expires) and allows a burst of ``burst`` requests; it lives in Redis so
-every pod enforces the same limit. It is off (``QF_RATE_LIMIT_RPS=0``) by default,
-since API Gateway throttles in production and each Redis round trip costs CPU.
+every pod enforces the same limit.
+
+Two budgets, because the two kinds of client differ. Anonymous clients (an address, on
+the public routes) are limited by default (``QF_ANON_RATE_LIMIT_RPS``): anyone can send
+them, and without a limit one script can fill the queues, the pods' memory and Redis.
+Credentialed clients are not, by default (``QF_RATE_LIMIT_RPS=0``): one API key may
+serve a whole fleet of kiosks, and API Gateway throttles per route in production.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import math
 
 from redis.asyncio import Redis
+
+from queuefront.settings import Settings
 
 # KEYS[1]: the client's key. ARGV: emission interval (ms), burst tolerance (ms).
 # Returns 0 when allowed, else the milliseconds to wait.
@@ -39,3 +46,22 @@ class RateLimiter:
         """0 when the request may pass, else whole seconds to wait (for Retry-After)."""
         wait_ms = int(await self._script(keys=[key], args=[self._interval_ms, self._tolerance_ms]))
         return 0 if wait_ms <= 0 else max(1, math.ceil(wait_ms / 1000))
+
+
+class RateLimits:
+    """The budget of each kind of client; ``None`` where that kind is not limited."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.credentialed = (
+            RateLimiter(redis, settings.rate_limit_rps, settings.rate_limit_burst)
+            if settings.rate_limit_rps > 0
+            else None
+        )
+        self.anonymous = (
+            RateLimiter(redis, settings.anon_rate_limit_rps, settings.anon_rate_limit_burst)
+            if settings.anon_rate_limit_rps > 0
+            else None
+        )
+
+    def of(self, *, anonymous: bool) -> RateLimiter | None:
+        return self.anonymous if anonymous else self.credentialed

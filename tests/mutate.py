@@ -534,6 +534,27 @@ MUTATIONS = [
         "",
         (f"{WRITER_DB}::test_a_hung_statement_is_cancelled_and_its_batch_stored_once_later",),
     ),
+    Mutation(
+        "auth: a JWT secret shorter than 256 bits accepted",
+        "service/auth.py",
+        "    if settings.auth_jwt_secret and secret_bytes < MIN_JWT_SECRET_BYTES:",
+        "    if False:",
+        (f"{IDENTITY}::test_a_jwt_secret_shorter_than_256_bits_is_refused_at_start",),
+    ),
+    Mutation(
+        "rate limit: failed credentials charged to no budget",
+        "service/gates.py",
+        "        await _charge(request, address_identity(request, app[SETTINGS]), route_name)\n",
+        "",
+        (f"{IDENTITY}::test_failed_credentials_are_charged_to_their_address_not_to_whom_they_claim",),
+    ),
+    Mutation(
+        "rate limit: anonymous clients unlimited by default",
+        "queuefront/settings.py",
+        "ANON_RATE_LIMIT_RPS = 50.0",
+        "ANON_RATE_LIMIT_RPS = 0.0",
+        (f"{IDENTITY}::test_public_routes_are_rate_limited_by_default",),
+    ),
     # --- end of section 6 ---------------------------------------------------------------
     # --- the route table (queuefront/routes.py) -----------------------------------------
     Mutation(
