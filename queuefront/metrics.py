@@ -76,7 +76,7 @@ QUEUE_BACKLOG = Gauge(
 ADMISSION_REJECTIONS = Counter(
     "queuefront_admission_rejections_total",
     "Requests refused with 503 before they were queued (reason: predicted_wait, "
-    "high_backlog, pending_limit).",
+    "high_backlog, pending_limit, pending_bytes).",
     ["route", "reason"],
 )
 FAILURES = Counter(
@@ -98,6 +98,12 @@ DRAIN_RATE = Gauge(
 PENDING_REPLIES = Gauge(
     "queuefront_pending_replies",
     "Requests of this pod waiting for a reply.",
+    multiprocess_mode="livesum",
+)
+PENDING_BYTES = Gauge(
+    "queuefront_pending_request_bytes",
+    "Bytes of request bodies this process holds (read, not yet queued or answered); "
+    "bounded by QF_MAX_PENDING_BYTES.",
     multiprocess_mode="livesum",
 )
 RATE_LIMITED = Counter("queuefront_rate_limited_total", "Requests refused with 429.", ["route"])

@@ -25,7 +25,9 @@ from queuefront.tally import TallyStore
 from queuefront.telemetry import get_logger
 from service import auth, handlers, ingest, openapi, proxy
 from service.admission import BacklogMonitor
+from service.bodies import Budget
 from service.context import (
+    BODY_BUDGET,
     HOTCACHE,
     IDEMPOTENCY,
     KEYS,
@@ -181,6 +183,7 @@ def init_app(settings: Settings | None = None) -> web.Application:
     )
     app[SETTINGS] = settings
     app[ROUTES] = table
+    app[BODY_BUDGET] = Budget(settings.max_pending_bytes)
     app[KEYS] = Keys(settings.key_prefix)
     app[POD_ID] = settings.pod_id or uuid.uuid4().hex[:12]
     live: probes.LiveCheck = partial(handlers.live, app)

@@ -11,6 +11,7 @@ from queuefront.settings import Settings
 from queuefront.sqs import QueueOps
 from queuefront.tally import TallyStore
 from service.admission import BacklogMonitor
+from service.bodies import Budget
 from service.hotcache import HotCache
 from service.idempotency import Idempotency
 from service.packer import Packer
@@ -30,5 +31,7 @@ LIMITER = web.AppKey("limiter", RateLimits)
 TALLIES = web.AppKey("tallies", TallyStore)
 HOTCACHE = web.AppKey("hotcache", HotCache)
 IDEMPOTENCY = web.AppKey("idempotency", Idempotency)
+BODY_BUDGET = web.AppKey("body_budget", Budget)
+"""Request body bytes this process holds (``QF_MAX_PENDING_BYTES``)."""
 PACKERS: web.AppKey[dict[str, Packer]] = web.AppKey("packers")
 """By ingest route name."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from queuefront import metrics
+from service import bodies
 from service.auth import (
     CALL,
     AuthError,
@@ -25,7 +26,7 @@ from service.auth import (
     authenticate,
     authorize,
 )
-from service.context import KEYS, LIMITER, SETTINGS
+from service.context import BODY_BUDGET, KEYS, LIMITER, SETTINGS
 from service.deps import REDIS_CALL_S, bounded
 from service.errors import ApiError
 
@@ -71,3 +72,20 @@ async def _charge(request: web.Request, client: Identity, route_name: str) -> No
         raise ApiError(
             429, "rate_limited", "too many requests", headers={"Retry-After": str(wait_s)}
         )
+
+
+async def read_body(
+    request: web.Request, route_name: str, *, max_body_bytes: int | None, window_s: float
+) -> bodies.Body:
+    """The body, within the route's limit (at most ``QF_MAX_MESSAGE_BYTES``: no larger
+    one fits in a queue message) and the process's budget; 413, 503 or 408 otherwise.
+    The caller releases it (``Body.release``) as soon as it holds nothing of it."""
+    app = request.app
+    ceiling = app[SETTINGS].max_message_bytes
+    return await bodies.read(
+        request,
+        app[BODY_BUDGET],
+        limit_bytes=min(max_body_bytes or ceiling, ceiling),
+        route=route_name,
+        window_s=window_s,
+    )

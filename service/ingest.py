@@ -12,10 +12,11 @@ from queuefront import metrics, sink
 from queuefront.envelope import encode_json
 from queuefront.routes import Route
 from queuefront.telemetry import get_logger
+from service.auth import Identity
 from service.context import IDEMPOTENCY, PACKERS, ROUTES, SETTINGS, TALLIES
 from service.deps import REDIS_CALL_S, bounded
 from service.errors import RETRY_AFTER_S, ApiError
-from service.gates import check_access
+from service.gates import check_access, read_body
 from service.idempotency import fingerprint
 
 log = get_logger(__name__)
@@ -24,8 +25,20 @@ log = get_logger(__name__)
 async def handle_ingest(request: web.Request, route: Route) -> web.Response:
     assert route.sink is not None
     client = await check_access(request, route.name, public=route.public)
+    held = await read_body(
+        request, route.name, max_body_bytes=route.max_body_bytes, window_s=route.timeout_s
+    )
+    try:
+        return await _ingest(request, route, client, held.data)
+    finally:
+        held.release()  # the item is on the queue (or refused): nothing of it is held
+
+
+async def _ingest(
+    request: web.Request, route: Route, client: Identity, body: bytes
+) -> web.Response:
+    assert route.sink is not None
     key = request.headers.get("Idempotency-Key")
-    body = await request.read()
     item_id = sink.item_id(route.name, key, client=client.name)
     try:
         item = sink.validate(

@@ -29,10 +29,12 @@ from queuefront.headers import request_headers_to_forward
 from queuefront.routes import Route
 from queuefront.telemetry import get_logger
 from queuefront.upstream import Unforwardable, request_target
+from service.auth import Identity
+from service.bodies import EMPTY, Body
 from service.context import HOTCACHE, IDEMPOTENCY, KEYS, MONITOR, QUEUES, REDIS, SETTINGS, WAITER
 from service.deps import REDIS_CALL_S, SQS_SEND_S, Deadline, bounded, guarded
 from service.errors import PRIORITY, REQUEST_ID, ApiError
-from service.gates import check_access
+from service.gates import check_access, read_body
 from service.hotcache import Target
 from service.idempotency import UNSAFE_METHODS, fingerprint
 
@@ -56,12 +58,30 @@ async def handle(request: web.Request, route: Route) -> web.Response:
     request[PRIORITY] = route.priority
     client = await check_access(request, route.name, public=route.public)
     deadline = Deadline(route.timeout_s)
+    # a cached route's answer is shared by everyone who sends its key, so it must not
+    # depend on a body the key does not hold: none is read, none forwarded
+    body = (
+        EMPTY
+        if route.cache is not None
+        else await read_body(
+            request, route.name, max_body_bytes=route.max_body_bytes, window_s=deadline.left()
+        )
+    )
+    try:
+        return await _handle(request, route, client, deadline, body)
+    finally:
+        body.release()
+
+
+async def _handle(
+    request: web.Request, route: Route, client: Identity, deadline: Deadline, body: Body
+) -> web.Response:
     key = request.headers.get("Idempotency-Key")
     if key is None or request.method not in UNSAFE_METHODS:
-        response, _ = await _serve(request, route, deadline)
+        response, _ = await _serve(request, route, deadline, body)
         return response
     store = request.app[IDEMPOTENCY]
-    print_ = fingerprint(request.method, request.raw_path, await request.read())
+    print_ = fingerprint(request.method, request.raw_path, body.data)
     claim = await bounded(
         "redis",
         "idempotency claim",
@@ -78,7 +98,7 @@ async def handle(request: web.Request, route: Route) -> web.Response:
     reply: Reply | None = None
     failure: BaseException | None = None
     try:
-        response, reply = await _serve(request, route, deadline)
+        response, reply = await _serve(request, route, deadline, body)
         return response
     except BaseException as exc:
         failure = exc
@@ -92,11 +112,10 @@ async def handle(request: web.Request, route: Route) -> web.Response:
 
 
 async def _serve(
-    request: web.Request, route: Route, deadline: Deadline
+    request: web.Request, route: Route, deadline: Deadline, body: Body
 ) -> tuple[web.Response, Reply]:
     """Answers from the cache (cached routes) or through the queue."""
     app = request.app
-    body = await request.read()
     params = dict(request.match_info)
     try:
         upstream = request_target(
@@ -125,7 +144,7 @@ async def _serve(
     async def fetch(spec: CacheSpec) -> Reply:
         # a flight may start after this request (a refresh), so it gets its own window
         return await _queue(
-            request, route, upstream, headers, body, Deadline(route.timeout_s), spec
+            request, route, upstream, headers, EMPTY, Deadline(route.timeout_s), spec
         )
 
     try:
@@ -188,34 +207,35 @@ async def _queue(
     route: Route,
     upstream: str,
     headers: list[tuple[str, str]],
-    body: bytes,
+    body: Body,
     deadline: Deadline,
     cache_spec: CacheSpec | None,
 ) -> Reply:
-    """Admission, enqueue, and the wait for the reply; raises ApiError (503, 504, 413)."""
+    """Admission, enqueue, and the wait for the reply; raises ApiError (503, 504, 413).
+
+    Nothing of the body is held while the reply is awaited: the envelope is built from
+    the body's only copy (``Body.take``) and dropped once the queue has it, so a pod's
+    memory follows the requests it is reading and sending, not those it waits for.
+    """
     app = request.app
     _admit(request, route, deadline)
     if route.priority == "normal" and not await app[MONITOR].high_backlog_clear():
         raise _refused(route, "high_backlog", "the high-priority backlog is over its threshold")
     request_id = request[REQUEST_ID] if cache_spec is None else _flight_id(request)
     now = time.time()
-    text, is_b64 = pack_body(body)
-    envelope = RequestEnvelope(
-        id=request_id,
-        route=route.name,
-        method=request.method,
-        path=upstream,
-        headers=headers,
-        body=text,
-        body_b64=is_b64,
-        reply_to=app[WAITER].channel,
-        deadline=now + deadline.left(),
-        enqueued_at=now,
-        cache=cache_spec,
+    encoded = _envelope(
+        request,
+        request_id,
+        route,
+        upstream,
+        headers,
+        body.take(),
+        now,
+        now + deadline.left(),
+        cache_spec,
     )
-    encoded = encode_request(envelope)
     limit = app[SETTINGS].max_message_bytes
-    if len(encoded.encode()) > limit:
+    if utf8_length(encoded) > limit:
         raise ApiError(
             413, "payload_too_large", f"request exceeds the {limit}-byte queue message limit"
         )
@@ -231,6 +251,9 @@ async def _queue(
         # that this request is settled, so it never calls the backend for it
         await _tombstone(request, request_id)
         raise
+    finally:
+        del encoded  # the queue has it (or refused it): its bytes leave the budget
+        body.release()
     try:
         async with asyncio.timeout(max(0.001, deadline.left())):
             return await future
@@ -241,6 +264,42 @@ async def _queue(
     except asyncio.CancelledError:  # the client went away
         waiter.forget(request_id, timed_out=False)
         raise
+
+
+def _envelope(
+    request: web.Request,
+    request_id: str,
+    route: Route,
+    upstream: str,
+    headers: list[tuple[str, str]],
+    raw: bytes,
+    now: float,
+    deadline_at: float,
+    cache_spec: CacheSpec | None,
+) -> str:
+    """The encoded envelope; the body's other forms (bytes, text) end with this call."""
+    text, is_b64 = pack_body(raw)
+    del raw
+    return encode_request(
+        RequestEnvelope(
+            id=request_id,
+            route=route.name,
+            method=request.method,
+            path=upstream,
+            headers=headers,
+            body=text,
+            body_b64=is_b64,
+            reply_to=request.app[WAITER].channel,
+            deadline=deadline_at,
+            enqueued_at=now,
+            cache=cache_spec,
+        )
+    )
+
+
+def utf8_length(text: str) -> int:
+    """Bytes of ``text`` in UTF-8, without a copy when it is ASCII (most envelopes)."""
+    return len(text) if text.isascii() else len(text.encode())
 
 
 def _flight_id(request: web.Request) -> str:

@@ -47,6 +47,7 @@ FORWARDING = "tests/integration/test_forwarding.py"
 CACHE_BOUNDS = "tests/integration/test_cache_bounds.py"
 FAULTS = "tests/integration/test_faults.py"
 UNIT_ROUTES = "tests/unit/test_codec_and_routes.py"
+MEMORY = "tests/integration/test_memory.py"
 
 
 @dataclass(frozen=True)
@@ -554,6 +555,41 @@ MUTATIONS = [
         "ANON_RATE_LIMIT_RPS = 50.0",
         "ANON_RATE_LIMIT_RPS = 0.0",
         (f"{IDENTITY}::test_public_routes_are_rate_limited_by_default",),
+    ),
+    Mutation(
+        "body limit: a route's max_body_bytes ignored",
+        "service/gates.py",
+        "        limit_bytes=min(max_body_bytes or ceiling, ceiling),",
+        "        limit_bytes=ceiling,",
+        (f"{MEMORY}::test_the_demo_login_refuses_a_large_body_unread",),
+    ),
+    Mutation(
+        "body limit: a chunked body read past the limit",
+        "service/bodies.py",
+        "        if size > limit_bytes:",
+        "        if False:",
+        (f"{MEMORY}::test_the_demo_login_refuses_a_large_body_unread",),
+    ),
+    Mutation(
+        "body limit: the demo login takes a body of any size",
+        "examples/routes.toml",
+        "max_body_bytes = 4096\n",
+        "",
+        (f"{MEMORY}::test_the_demo_login_refuses_a_large_body_unread",),
+    ),
+    Mutation(
+        "pending bytes: no budget",
+        "service/bodies.py",
+        "        if n and self.used_bytes + n > self.limit_bytes:",
+        "        if False:",
+        (f"{MEMORY}::test_bodies_past_the_pending_bytes_budget_get_503_before_they_are_read",),
+    ),
+    Mutation(
+        "pending bytes: a request waiting for its reply stays charged for its body",
+        "service/proxy.py",
+        "its bytes leave the budget\n        body.release()\n",
+        "its bytes leave the budget\n",
+        (f"{MEMORY}::test_a_request_waiting_for_its_reply_holds_none_of_its_body",),
     ),
     # --- end of section 6 ---------------------------------------------------------------
     # --- the route table (queuefront/routes.py) -----------------------------------------
