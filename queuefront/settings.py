@@ -22,6 +22,12 @@ is awaited, so 64 MiB is 64 bodies of the largest size in flight at once — far
 than one core encodes in the time a body takes to arrive — and under 200 MiB of peak
 memory on top of the process's own 80 MiB, in a task of 2 GiB."""
 
+TALLY_TTL_S = 7 * 24 * 3600
+"""A poll's live tally outlives its last vote by a week: results are read during a show
+and in the days after it. What bounds the memory of tallies is this TTL times the rate
+at which new polls are voted in — with every client able to invent poll ids, a key
+without expiry would fill Redis in the end (and with ``noeviction`` refuse writes)."""
+
 ANON_RATE_LIMIT_RPS = 50.0
 """Anonymous requests per second one address may make on one route. A person makes
 well under one; a shared address (a carrier-grade NAT, a store's egress with all its
@@ -134,6 +140,12 @@ class Settings(BaseSettings):
     # --- writer (ingest) -------------------------------------------------------------------------
     batch_size: int = Field(default=300, ge=1, le=10_000)
     batch_max_wait_s: float = Field(default=1.0, gt=0)
+    tally_ttl_s: int = Field(
+        default=TALLY_TTL_S,
+        ge=1,
+        description="a live tally (one Redis hash per poll) expires this long after its "
+        "last vote; the votes stay in Postgres and the next vote rebuilds it from there",
+    )
     db_command_timeout_s: float = Field(
         default=30.0,
         gt=0,

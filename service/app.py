@@ -55,7 +55,7 @@ log = get_logger(__name__)
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[REDIS] = open_redis(settings)
-    app[TALLIES] = TallyStore(app[REDIS], app[KEYS])
+    app[TALLIES] = TallyStore(app[REDIS], app[KEYS], settings.tally_ttl_s)
     app[IDEMPOTENCY] = Idempotency(
         app[REDIS], app[KEYS], settings.idempotency_ttl_s, settings.idempotency_anon_ttl_s
     )

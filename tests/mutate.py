@@ -591,6 +591,27 @@ MUTATIONS = [
         "its bytes leave the budget\n",
         (f"{MEMORY}::test_a_request_waiting_for_its_reply_holds_none_of_its_body",),
     ),
+    Mutation(
+        "tally: a poll's hash never expires",
+        "queuefront/tally.py",
+        "  redis.call('EXPIRE', KEYS[i + 1], ARGV[3])\n",
+        "",
+        (f"{MEMORY}::test_a_tally_expires_after_its_last_vote_and_comes_back_from_postgres",),
+    ),
+    Mutation(
+        "tally: an expired poll's tally restarts from the new vote alone",
+        "queuefront/outbox.py",
+        "        if absent and self._revive is not None:",
+        "        if False:",
+        (f"{MEMORY}::test_a_tally_expires_after_its_last_vote_and_comes_back_from_postgres",),
+    ),
+    Mutation(
+        "tally: reconcile brings back polls silent for longer than the TTL",
+        "queuefront/admin.py",
+        "live = {k: v for k, v in counts.items() if quiet_s[k] < store.ttl_s}",
+        "live = dict(counts)",
+        (f"{MEMORY}::test_reconcile_brings_back_only_polls_voted_in_within_the_ttl",),
+    ),
     # --- end of section 6 ---------------------------------------------------------------
     # --- the route table (queuefront/routes.py) -----------------------------------------
     Mutation(

@@ -1,16 +1,22 @@
-"""Memory under abuse: a body limit per route, and a per-process budget of request bytes
-that no request waiting for its reply is charged against."""
+"""Memory and Redis under abuse: a body limit per route, a per-process budget of request
+bytes that no request waiting for its reply is charged against, and tallies that expire
+(and come back from Postgres) instead of filling Redis."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections import Counter
 from typing import Any
 
 import aiohttp
+import asyncpg
+from redis.asyncio import Redis
 
 from devstack import ROOT, Stack, eventually, metric
+from queuefront.keys import Keys
+from tests.integration.test_ingest import WRITER_FAST, api_tally, db_tally, vote_all
 
 KIB = 1024
 
@@ -105,13 +111,13 @@ async def test_bodies_past_the_pending_bytes_budget_get_503_before_they_are_read
 
 
 async def test_a_request_waiting_for_its_reply_holds_none_of_its_body(stack: Stack) -> None:
-    """Four 900 KiB requests wait 3 s for a slow backend: while they wait, none of their
-    bytes is charged (they are on the queue), so four more fit in a 4 MiB budget that
+    """Four 600 KiB requests wait 5 s for a slow backend: while they wait, none of their
+    bytes is charged (they are on the queue), so four more fit in a 3 MiB budget that
     could never hold eight."""
-    await stack.start_api(QF_MAX_PENDING_BYTES=str(4 * 1024 * KIB))
+    await stack.start_api(QF_MAX_PENDING_BYTES=str(3 * 1024 * KIB))
     await stack.start_worker()
-    slow = {"X-Demo-Delay-Ms": "3000"}
-    size = 900 * KIB
+    slow = {"X-Demo-Delay-Ms": "5000"}
+    size = 600 * KIB
     async with aiohttp.ClientSession(base_url=stack.api_url) as http:
 
         async def call(i: int) -> int:
@@ -121,11 +127,79 @@ async def test_a_request_waiting_for_its_reply_holds_none_of_its_body(stack: Sta
 
         first = [asyncio.create_task(call(i)) for i in range(4)]
 
-        async def waiting() -> bool:
-            return await metric(stack.api_metrics_url, "queuefront_pending_replies") == 4
+        async def waiting_holding_nothing() -> bool:
+            url = stack.api_metrics_url
+            return (
+                await metric(url, "queuefront_pending_replies") == 4
+                and await metric(url, "queuefront_pending_request_bytes") == 0
+            )
 
-        await eventually(waiting, 10, "the first four waiting for their replies")
-        assert await metric(stack.api_metrics_url, "queuefront_pending_request_bytes") == 0
+        # sent within a second or two; their replies come after 5 s
+        await eventually(waiting_holding_nothing, 4.5, "four waiting, none of their bytes held")
         second = [asyncio.create_task(call(i)) for i in range(4, 8)]
         statuses = Counter(await asyncio.gather(*first, *second))
     assert statuses == {200: 8}
+
+
+async def test_a_tally_expires_after_its_last_vote_and_comes_back_from_postgres(
+    db_stack: Stack, redis: Redis
+) -> None:
+    """TTL 2 s: a poll's hash (and every batch marker) expires; its results read empty;
+    the next vote brings back the whole count from the table, not just itself. Polls
+    voted in once each (anyone can invent them) leave only keys that expire."""
+    stack = db_stack
+    await stack.start_api()
+    await stack.start_writer(QF_TALLY_TTL_S="2", **WRITER_FAST)
+    keys = Keys(stack.settings().key_prefix)
+    poll = f"poll-{uuid.uuid4().hex[:8]}"
+    async with aiohttp.ClientSession() as http:
+        await vote_all(stack, poll, 30, concurrency=8, choices=3)
+
+        async def counted() -> bool:
+            return await api_tally(http, stack, poll) == {0: 10, 1: 10, 2: 10}
+
+        await eventually(counted, 15, "30 votes counted")
+        for i in range(5):
+            await vote_all(stack, f"{poll}-once-{i}", 1)
+
+        async def expired() -> bool:
+            return await api_tally(http, stack, poll) == {}
+
+        await eventually(expired, 10, "the silent poll's tally expired")
+        await vote_all(stack, poll, 1, choices=1)  # one more vote, for choice 0
+
+        async def rebuilt() -> bool:
+            return await api_tally(http, stack, poll) == {0: 11, 1: 10, 2: 10}
+
+        await eventually(rebuilt, 15, "the whole count back from Postgres")
+        assert await db_tally(stack, poll) == {0: 11, 1: 10, 2: 10}
+    tallies = [k async for k in redis.scan_iter(match=f"{keys.prefix}tally*", count=1000)]
+    assert tallies, "no tally keys at all"
+    ttls = [await redis.ttl(k) for k in tallies]
+    assert all(ttl > 0 or ttl == -2 for ttl in ttls), ttls  # hashes and markers (-2: gone)
+
+
+async def test_reconcile_brings_back_only_polls_voted_in_within_the_ttl(
+    db_stack: Stack, redis: Redis
+) -> None:
+    stack = db_stack
+    keys = Keys(stack.settings().key_prefix)
+    recent, old = f"recent-{uuid.uuid4().hex[:6]}", f"old-{uuid.uuid4().hex[:6]}"
+    conn = await asyncpg.connect(stack.env["QF_DATABASE_URL"])
+    try:
+        for poll, age in ((recent, "1 hour"), (old, "8 days")):
+            await conn.execute(
+                "INSERT INTO votes (id, received_at, poll_id, choice, voter)"
+                " SELECT gen_random_uuid(), now() - $2::text::interval, $1, n % 2, 'v' || n"
+                " FROM generate_series(1, 6) AS n",
+                poll,
+                age,
+            )
+    finally:
+        await conn.close()
+    code, out = await stack.run_module("queuefront.admin", "reconcile")
+    assert code == 0, out
+    assert await redis.hgetall(keys.tally("vote", recent)) == {b"0": b"3", b"1": b"3"}
+    # a week's TTL less the hour since its last vote
+    assert 7 * 86400 - 3700 < await redis.ttl(keys.tally("vote", recent)) <= 7 * 86400 - 3600
+    assert await redis.exists(keys.tally("vote", old)) == 0

@@ -14,6 +14,7 @@ from queuefront.consumer import VisibilityKeeper, serve, visibility_timeouts
 from queuefront.keys import Keys
 from queuefront.outbox import TallyOutbox
 from queuefront.redis import open_redis
+from queuefront.revive import Reviver
 from queuefront.routes import load_routes
 from queuefront.settings import Settings
 from queuefront.sqs import QueueOps, open_client
@@ -53,7 +54,9 @@ async def main_async(settings: Settings) -> None:
             metrics.prime_consumer([queue.name], ("released",), tables)
             keeper = VisibilityKeeper(await visibility_timeouts(queue))
             keys = Keys(settings.key_prefix)
-            outbox = TallyOutbox(pool, TallyStore(redis, keys))
+            tallies = TallyStore(redis, keys, settings.tally_ttl_s)
+            reviver = Reviver(pool, tallies, keys, routes.sinks)
+            outbox = TallyOutbox(pool, tallies, reviver.revive)
             store = BatchStore(pool, outbox, keys)
             writer = Writer(settings, queue, store, outbox, routes, keeper)
             await serve(
