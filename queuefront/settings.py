@@ -28,6 +28,10 @@ and in the days after it. What bounds the memory of tallies is this TTL times th
 at which new polls are voted in — with every client able to invent poll ids, a key
 without expiry would fill Redis in the end (and with ``noeviction`` refuse writes)."""
 
+CACHE_LEASE_S = 5.0
+"""A lease a dead holder leaves behind delays the others this long at most; a live
+holder renews it, so it need not cover the backend's slowest answer."""
+
 ANON_RATE_LIMIT_RPS = 50.0
 """Anonymous requests per second one address may make on one route. A person makes
 well under one; a shared address (a carrier-grade NAT, a store's egress with all its
@@ -228,6 +232,14 @@ class Settings(BaseSettings):
         default=64 * 1024 * 1024,
         ge=0,
         description="Bytes each pod's in-process cache tier may hold.",
+    )
+    cache_lease_s: float = Field(
+        default=CACHE_LEASE_S,
+        gt=0,
+        description="How long one pod's right to fetch a missing cached answer lasts "
+        "unrenewed. The pod renews it every third of that while its fetch runs, so the "
+        "others wait for its answer however slow the backend; if it dies, another takes "
+        "over after this long.",
     )
     auth_api_keys: str = Field(
         default="",

@@ -135,6 +135,7 @@ async def replies_ctx(app: web.Application) -> AsyncIterator[None]:
         keys,
         pod_id,
         LocalTier(settings.local_cache_entries, settings.local_cache_bytes),
+        lease_s=settings.cache_lease_s,
     )
     app[HOTCACHE] = hot
     events = Channel(

@@ -48,6 +48,7 @@ CACHE_BOUNDS = "tests/integration/test_cache_bounds.py"
 FAULTS = "tests/integration/test_faults.py"
 UNIT_ROUTES = "tests/unit/test_codec_and_routes.py"
 MEMORY = "tests/integration/test_memory.py"
+LEASE = "tests/integration/test_cache_lease.py"
 
 
 @dataclass(frozen=True)
@@ -611,6 +612,13 @@ MUTATIONS = [
         "live = {k: v for k, v in counts.items() if quiet_s[k] < store.ttl_s}",
         "live = dict(counts)",
         (f"{MEMORY}::test_reconcile_brings_back_only_polls_voted_in_within_the_ttl",),
+    ),
+    Mutation(
+        "cache lease: not renewed while the fetch runs",
+        "service/hotcache.py",
+        "heartbeat = asyncio.create_task(self._hold(lease, holder, deadline))",
+        "heartbeat = asyncio.create_task(asyncio.sleep(0))",
+        (f"{LEASE}::test_a_backend_slower_than_the_lease_is_called_once_across_pods",),
     ),
     # --- end of section 6 ---------------------------------------------------------------
     # --- the route table (queuefront/routes.py) -----------------------------------------
