@@ -69,6 +69,10 @@ class Keys:
     def idempotency(self, route: str, key: str) -> str:
         return f"{self.prefix}idem:{route}:{key}"
 
+    def write_probe(self, pod_id: str) -> str:
+        """A pod's small key written every second: refused when Redis is out of memory."""
+        return f"{self.prefix}probe:{pod_id}"
+
     def subscriber_name(self, pod_id: str) -> str:
         """CLIENT SETNAME of a pod's pub/sub connection, so operators can find it."""
         return f"{self.prefix}qf-sub-{pod_id}".replace(" ", "_")

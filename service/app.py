@@ -41,12 +41,14 @@ from service.context import (
     SETTINGS,
     TALLIES,
     WAITER,
+    WRITE_PROBE,
 )
 from service.errors import request_context
 from service.hotcache import HotCache, LocalTier
 from service.idempotency import Idempotency
 from service.packer import Packer
 from service.ratelimit import RateLimits
+from service.redisfull import WriteProbe
 from service.replies import Channel, ReplyWaiter
 
 log = get_logger(__name__)
@@ -60,7 +62,11 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         app[REDIS], app[KEYS], settings.idempotency_ttl_s, settings.idempotency_anon_ttl_s
     )
     app[LIMITER] = RateLimits(app[REDIS], settings)
+    probe = WriteProbe(app[REDIS], app[KEYS].write_probe(app[POD_ID]))
+    probe.start()
+    app[WRITE_PROBE] = probe
     yield
+    await probe.stop()
     await app[REDIS].aclose()
 
 

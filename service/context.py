@@ -16,6 +16,7 @@ from service.hotcache import HotCache
 from service.idempotency import Idempotency
 from service.packer import Packer
 from service.ratelimit import RateLimits
+from service.redisfull import WriteProbe
 from service.replies import ReplyWaiter
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -31,6 +32,8 @@ LIMITER = web.AppKey("limiter", RateLimits)
 TALLIES = web.AppKey("tallies", TallyStore)
 HOTCACHE = web.AppKey("hotcache", HotCache)
 IDEMPOTENCY = web.AppKey("idempotency", Idempotency)
+WRITE_PROBE = web.AppKey("write_probe", WriteProbe)
+"""Whether Redis refuses writes (out of memory)."""
 BODY_BUDGET = web.AppKey("body_budget", Budget)
 """Request body bytes this process holds (``QF_MAX_PENDING_BYTES``)."""
 PACKERS: web.AppKey[dict[str, Packer]] = web.AppKey("packers")

@@ -31,9 +31,19 @@ from queuefront.telemetry import get_logger
 from queuefront.upstream import Unforwardable, request_target
 from service.auth import Identity
 from service.bodies import EMPTY, Body
-from service.context import HOTCACHE, IDEMPOTENCY, KEYS, MONITOR, QUEUES, REDIS, SETTINGS, WAITER
+from service.context import (
+    HOTCACHE,
+    IDEMPOTENCY,
+    KEYS,
+    MONITOR,
+    QUEUES,
+    REDIS,
+    SETTINGS,
+    WAITER,
+    WRITE_PROBE,
+)
 from service.deps import REDIS_CALL_S, SQS_SEND_S, Deadline, bounded, guarded
-from service.errors import PRIORITY, REQUEST_ID, ApiError
+from service.errors import PRIORITY, REQUEST_ID, ApiError, redis_full
 from service.gates import check_access, read_body
 from service.hotcache import Target
 from service.idempotency import UNSAFE_METHODS, fingerprint
@@ -159,6 +169,10 @@ def _admit(request: web.Request, route: Route, deadline: Deadline) -> None:
     """Refuses, at once, what could not be answered in time or would overfill the pod."""
     app = request.app
     settings = app[SETTINGS]
+    if app[WRITE_PROBE].full:
+        # no worker could claim it: a 504 at the end of the window would be all it gets
+        metrics.ADMISSION_REJECTIONS.labels(route.name, "redis_full").inc()
+        raise redis_full("no worker could take the request")
     if app[WAITER].pending >= settings.max_pending_replies:
         raise _refused(route, "pending_limit", "this pod has too many requests waiting for replies")
     verdict = app[MONITOR].judge(route.priority, deadline.left())

@@ -49,6 +49,7 @@ FAULTS = "tests/integration/test_faults.py"
 UNIT_ROUTES = "tests/unit/test_codec_and_routes.py"
 MEMORY = "tests/integration/test_memory.py"
 LEASE = "tests/integration/test_cache_lease.py"
+REDIS_FULL = "tests/integration/test_redis_full.py"
 
 
 @dataclass(frozen=True)
@@ -619,6 +620,20 @@ MUTATIONS = [
         "heartbeat = asyncio.create_task(self._hold(lease, holder, deadline))",
         "heartbeat = asyncio.create_task(asyncio.sleep(0))",
         (f"{LEASE}::test_a_backend_slower_than_the_lease_is_called_once_across_pods",),
+    ),
+    Mutation(
+        "redis full: proxied requests queued anyway (each waits for its 504)",
+        "service/proxy.py",
+        "    if app[WRITE_PROBE].full:",
+        "    if False:",
+        (f"{REDIS_FULL}::test_a_full_redis_gets_503_naming_it_and_reads_still_work",),
+    ),
+    Mutation(
+        "redis full: a refused write answered as a Redis that did not answer",
+        "service/deps.py",
+        "    if isinstance(exc, OutOfMemoryError):",
+        "    if False:",
+        (f"{REDIS_FULL}::test_a_full_redis_gets_503_naming_it_and_reads_still_work",),
     ),
     # --- end of section 6 ---------------------------------------------------------------
     # --- the route table (queuefront/routes.py) -----------------------------------------
