@@ -635,6 +635,13 @@ MUTATIONS = [
         "    if False:",
         (f"{REDIS_FULL}::test_a_full_redis_gets_503_naming_it_and_reads_still_work",),
     ),
+    Mutation(
+        "redis full: the alert never fires",
+        "deploy/prometheus/alerts.yml",
+        "expr: max(queuefront_redis_refusing_writes) > 0",
+        "expr: max(queuefront_redis_refusing_writes) > 1",
+        ("tests/observability/test_prometheus.py::test_promtool_accepts[test-rules]",),
+    ),
     # --- end of section 6 ---------------------------------------------------------------
     # --- the route table (queuefront/routes.py) -----------------------------------------
     Mutation(
