@@ -50,6 +50,12 @@ UNIT_ROUTES = "tests/unit/test_codec_and_routes.py"
 MEMORY = "tests/integration/test_memory.py"
 LEASE = "tests/integration/test_cache_lease.py"
 REDIS_FULL = "tests/integration/test_redis_full.py"
+SCALING_ALARMS = "tests/unit/test_scaling_alarms.py"
+SCALING_SIM = "tests/unit/test_scaling_sim.py"
+SCALING_TF = "tests/unit/test_scaling_terraform.py"
+SCALE_IN_TEST = "test_target_tracking_scales_in_after_fifteen_datapoints_below_ninety_percent"
+SCALE_IN_COOLDOWN_TEST = "test_scale_in_cooldown_blocks_the_next_scale_in_and_a_scale_out_ends_it"
+STEP_TEST = "test_a_step_to_ten_times_capacity_sheds_and_keeps_the_backend_busy"
 
 
 @dataclass(frozen=True)
@@ -650,6 +656,105 @@ MUTATIONS = [
         "            if values is None or values > MAX_TALLY_VALUES:",
         "            if values is None:",
         (f"{UNIT_ROUTES}::test_bad_route_tables_name_the_problem",),
+    ),
+    # --- the scaling simulator (bench/scaling, issue 18) --------------------------------
+    Mutation(
+        "scaling: target tracking scales out on one datapoint",
+        "bench/scaling/aws.py",
+        "target_tracking_high_datapoints: int = 3",
+        "target_tracking_high_datapoints: int = 1",
+        (f"{SCALING_ALARMS}::test_target_tracking_scales_out_after_three_datapoints_in_a_row",),
+    ),
+    Mutation(
+        "scaling: target tracking scales in after three datapoints",
+        "bench/scaling/aws.py",
+        "target_tracking_low_datapoints: int = 15",
+        "target_tracking_low_datapoints: int = 3",
+        (f"{SCALING_ALARMS}::{SCALE_IN_TEST}",),
+    ),
+    Mutation(
+        "scaling: the scale-in alarm at the target, not at 90 % of it",
+        "bench/scaling/aws.py",
+        "target_tracking_low_ratio: float = 0.9",
+        "target_tracking_low_ratio: float = 1.0",
+        (f"{SCALING_ALARMS}::{SCALE_IN_TEST}",),
+    ),
+    Mutation(
+        "scaling: the scale-out cooldown forgets the capacity it started from",
+        "bench/scaling/autoscaling.py",
+        "base = self.out_base if now < self.out_until else svc.desired\n"
+        "            want = self.want(",
+        "base = svc.desired\n            want = self.want(",
+        (f"{SCALING_ALARMS}::test_scale_out_cooldown_only_lets_a_larger_scale_out_through",),
+    ),
+    Mutation(
+        "scaling: a scale-out leaves the scale-in cooldown running",
+        "bench/scaling/autoscaling.py",
+        "p.in_until = -math.inf",
+        "pass",
+        (f"{SCALING_ALARMS}::{SCALE_IN_COOLDOWN_TEST}",),
+    ),
+    Mutation(
+        "scaling: alarms never look back past evaluation_periods",
+        "bench/scaling/cloudwatch.py",
+        "span = range(last, last - self.n - EXTRA_RANGE_PERIODS, -1)",
+        "span = range(last, last - self.n, -1)",
+        (
+            f"{SCALING_ALARMS}::test_the_evaluation_range_uses_late_datapoints_once_they_are_published",
+            f"{SCALING_SIM}::test_the_writer_starts_from_zero_when_votes_wait",
+        ),
+    ),
+    Mutation(
+        "scaling: workers call the backend for expired messages",
+        "bench/scaling/workers.py",
+        "if cohort.expired or t >= cohort.deadline:",
+        "if False:",
+        (f"{SCALING_SIM}::test_workers_delete_expired_messages_without_calling_the_backend",),
+    ),
+    Mutation(
+        "scaling: workers take normal messages before high ones",
+        "bench/scaling/workers.py",
+        'PRIORITIES: tuple[Priority, ...] = ("high", "normal")',
+        'PRIORITIES: tuple[Priority, ...] = ("normal", "high")',
+        (f"{SCALING_SIM}::test_under_overload_normal_requests_are_shed_before_high_ones",),
+    ),
+    Mutation(
+        "scaling: admission ignores the backlog ahead",
+        "bench/scaling/admission.py",
+        "return max(0.0, math.floor(allowed * rate - ahead) + 1)",
+        "return max(0.0, math.floor(allowed * rate) + 1)",
+        (f"{SCALING_SIM}::{STEP_TEST}",),
+    ),
+    Mutation(
+        "scaling: a timed-out cohort's requests go uncounted",
+        "bench/scaling/sim.py",
+        "self.ledger.time_out(cohort.cls, cohort.open)",
+        "pass",
+        (f"{SCALING_SIM}::test_every_shipped_scenario_accounts_for_every_request_and_loses_none",),
+    ),
+    Mutation(
+        "scaling: the tfvars file is not read",
+        "bench/scaling/terraform.py",
+        "values: dict[str, Value] = dict(_tfvars(tfvars)) if tfvars is not None else {}",
+        "values: dict[str, Value] = {}",
+        (
+            f"{SCALING_TF}::test_the_policy_is_the_tfvars_through_the_module_wiring",
+            f"{SCALING_SIM}::test_the_tfvars_drive_the_result",
+        ),
+    ),
+    Mutation(
+        "scaling: --set is ignored",
+        "bench/scaling/terraform.py",
+        "values[path[0]] = value",
+        "pass",
+        (f"{SCALING_TF}::test_set_overrides_one_value_and_reaches_every_use",),
+    ),
+    Mutation(
+        "scaling: an undeclared variable is not reported",
+        "bench/scaling/terraform.py",
+        "        if decl is None:\n            raise TerraformError(",
+        "        if decl is None:\n            return None\n            raise TerraformError(",
+        (f"{SCALING_TF}::test_a_renamed_variable_fails_naming_it",),
     ),
 ]
 
