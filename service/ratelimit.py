@@ -16,8 +16,14 @@ from __future__ import annotations
 import math
 
 from redis.asyncio import Redis
+from redis.exceptions import OutOfMemoryError
 
+from queuefront.failures import FailureLog
 from queuefront.settings import Settings
+from queuefront.telemetry import get_logger
+
+log = get_logger(__name__)
+FAILURES = FailureLog(log)
 
 # KEYS[1]: the client's key. ARGV: emission interval (ms), burst tolerance (ms).
 # Returns 0 when allowed, else the milliseconds to wait.
@@ -43,8 +49,21 @@ class RateLimiter:
         self._tolerance_ms = self._interval_ms * (burst - 1)
 
     async def retry_after_s(self, key: str) -> int:
-        """0 when the request may pass, else whole seconds to wait (for Retry-After)."""
-        wait_ms = int(await self._script(keys=[key], args=[self._interval_ms, self._tolerance_ms]))
+        """0 when the request may pass, else whole seconds to wait (for Retry-After).
+
+        A Redis that refuses writes (full, under ``noeviction``) lets the request through:
+        the limit is a protection, and refusing every anonymous vote for it would turn a
+        full Redis into an outage of the write path, which needs no Redis. What does
+        need Redis answers for itself (``service.redisfull``). A Redis that does not
+        answer at all still fails the request (``service.deps.bounded``: 503).
+        """
+        try:
+            wait_ms = int(
+                await self._script(keys=[key], args=[self._interval_ms, self._tolerance_ms])
+            )
+        except OutOfMemoryError as exc:
+            FAILURES.note("rate limit not applied: redis out of memory", exc)
+            return 0
         return 0 if wait_ms <= 0 else max(1, math.ceil(wait_ms / 1000))
 
 

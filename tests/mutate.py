@@ -632,14 +632,14 @@ MUTATIONS = [
         "service/proxy.py",
         "    if app[WRITE_PROBE].full:",
         "    if False:",
-        (f"{REDIS_FULL}::test_a_full_redis_gets_503_naming_it_and_reads_still_work",),
+        (f"{REDIS_FULL}::test_a_full_redis_gets_503_naming_it_and_votes_and_reads_still_work",),
     ),
     Mutation(
         "redis full: a refused write answered as a Redis that did not answer",
         "service/deps.py",
         "    if isinstance(exc, OutOfMemoryError):",
         "    if False:",
-        (f"{REDIS_FULL}::test_a_full_redis_gets_503_naming_it_and_reads_still_work",),
+        (f"{REDIS_FULL}::test_a_full_redis_gets_503_naming_it_and_votes_and_reads_still_work",),
     ),
     Mutation(
         "redis full: the alert never fires",
@@ -647,6 +647,13 @@ MUTATIONS = [
         "expr: max(queuefront_redis_refusing_writes) > 0",
         "expr: max(queuefront_redis_refusing_writes) > 1",
         ("tests/observability/test_prometheus.py::test_promtool_accepts[test-rules]",),
+    ),
+    Mutation(
+        "redis full: anonymous votes refused because the rate limit cannot write",
+        "service/ratelimit.py",
+        "        except OutOfMemoryError as exc:",
+        "        except ZeroDivisionError as exc:",
+        (f"{REDIS_FULL}::test_a_full_redis_gets_503_naming_it_and_votes_and_reads_still_work",),
     ),
     # --- end of section 6 ---------------------------------------------------------------
     # --- the route table (queuefront/routes.py) -----------------------------------------
