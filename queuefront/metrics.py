@@ -117,8 +117,15 @@ RATE_LIMITED = Counter("queuefront_rate_limited_total", "Requests refused with 4
 WORKER_MESSAGES = Counter(
     "queuefront_worker_messages_total",
     "Messages handled by workers, by outcome (ok, backend_error, expired, released, "
-    "invalid, publish_failed, duplicate, in_progress_elsewhere, failed).",
+    "invalid, publish_failed, duplicate, in_progress_elsewhere, failed, undeliverable: "
+    "the backend answered but its reply could not be handed back, a 502 was sent instead).",
     ["queue", "outcome"],
+)
+REFUSED_MESSAGES = Counter(
+    "queuefront_worker_refused_messages_total",
+    "Messages the worker refused to act on (left for the DLQ), by reason: undecodable, or "
+    "not a request the route table allows (route, method, path, id, reply_to, deadline, cache).",
+    ["queue", "reason"],
 )
 EXPIRED_MESSAGES = Counter(
     "queuefront_expired_messages_total",
@@ -276,6 +283,13 @@ def prime_consumer(
         ROWS_INSERTED.labels(table)
         DUPLICATES_SKIPPED.labels(table)
         POISON_ROWS.labels(table)
+
+
+def prime_refusals(queues: list[str], reasons: tuple[str, ...]) -> None:
+    """Every refusal reason at 0, so an alert's rate() sees the first one."""
+    for queue in queues:
+        for reason in reasons:
+            REFUSED_MESSAGES.labels(queue, reason)
 
 
 @lru_cache(maxsize=4096)

@@ -35,10 +35,12 @@ import hashlib
 from dataclasses import dataclass
 
 import msgspec
+from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from queuefront.envelope import Reply, decode_reply, encode_reply
+from queuefront.headers import text_value
 from queuefront.keys import Keys
 from queuefront.telemetry import get_logger
 from service.auth import Identity
@@ -70,6 +72,19 @@ class Record(msgspec.Struct, array_like=True, frozen=True):
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Record).decode
+
+
+def request_key(request: web.Request) -> str | None:
+    """The request's ``Idempotency-Key`` as text: a value that is not UTF-8 is read as
+    ISO-8859-1 (``queuefront.headers.text_value``), one that holds control characters
+    is refused with 400 — a key must name the same record every time it is sent."""
+    raw = request.headers.get("Idempotency-Key")
+    if raw is None:
+        return None
+    key = text_value(raw)
+    if key is None:
+        raise ApiError(400, "bad_request", "Idempotency-Key holds characters that are not allowed")
+    return key
 
 
 def fingerprint(method: str, raw_target: str, body: bytes) -> bytes:

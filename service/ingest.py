@@ -17,7 +17,7 @@ from service.context import IDEMPOTENCY, PACKERS, ROUTES, SETTINGS, TALLIES
 from service.deps import REDIS_CALL_S, bounded
 from service.errors import RETRY_AFTER_S, ApiError
 from service.gates import check_access, read_body
-from service.idempotency import fingerprint
+from service.idempotency import fingerprint, request_key
 
 log = get_logger(__name__)
 
@@ -38,7 +38,7 @@ async def _ingest(
     request: web.Request, route: Route, client: Identity, body: bytes
 ) -> web.Response:
     assert route.sink is not None
-    key = request.headers.get("Idempotency-Key")
+    key = request_key(request)
     item_id = sink.item_id(route.name, key, client=client.name)
     try:
         item = sink.validate(

@@ -25,7 +25,7 @@ from queuefront.envelope import (
     pack_body,
 )
 from queuefront.failures import FailureLog
-from queuefront.headers import request_headers_to_forward
+from queuefront.headers import named_headers
 from queuefront.routes import Route
 from queuefront.telemetry import get_logger
 from queuefront.upstream import Unforwardable, request_target
@@ -44,9 +44,10 @@ from service.context import (
 )
 from service.deps import REDIS_CALL_S, SQS_SEND_S, Deadline, bounded, guarded
 from service.errors import PRIORITY, REQUEST_ID, ApiError, redis_full
+from service.forwarding import backend_headers
 from service.gates import check_access, read_body
 from service.hotcache import Target
-from service.idempotency import UNSAFE_METHODS, fingerprint
+from service.idempotency import UNSAFE_METHODS, fingerprint, request_key
 
 log = get_logger(__name__)
 FAILURES = FailureLog(log)
@@ -86,7 +87,7 @@ async def handle(request: web.Request, route: Route) -> web.Response:
 async def _handle(
     request: web.Request, route: Route, client: Identity, deadline: Deadline, body: Body
 ) -> web.Response:
-    key = request.headers.get("Idempotency-Key")
+    key = request_key(request)
     if key is None or request.method not in UNSAFE_METHODS:
         response, _ = await _serve(request, route, deadline, body)
         return response
@@ -134,13 +135,13 @@ async def _serve(
     except Unforwardable as exc:
         raise ApiError(400, "bad_request", str(exc)) from None
     if route.cache is None:
-        headers = request_headers_to_forward(request.headers.items())
+        headers = backend_headers(request, route, app[SETTINGS])
         reply = await _queue(request, route, upstream, headers, body, deadline, None)
         return reply_response(reply, route, None), reply
     # a cached route forwards only the headers it names, and keys on their values: an
     # answer shared with everyone must not depend on anything else the client sent
     named = route.cache.forwarded
-    headers = [(str(k), v) for k, v in request.headers.items() if k.lower() in named]
+    headers = named_headers(request.headers.items(), named)
     serial = params[route.cache.key]
     target = Target(
         serial=serial,

@@ -56,6 +56,9 @@ SCALING_TF = "tests/unit/test_scaling_terraform.py"
 SCALE_IN_TEST = "test_target_tracking_scales_in_after_fifteen_datapoints_below_ninety_percent"
 SCALE_IN_COOLDOWN_TEST = "test_scale_in_cooldown_blocks_the_next_scale_in_and_a_scale_out_ends_it"
 STEP_TEST = "test_a_step_to_ten_times_capacity_sheds_and_keeps_the_backend_busy"
+HANDBACK = "tests/integration/test_handback.py"
+TRUST = "tests/integration/test_message_trust.py"
+WRITER_ITEMS = "tests/integration/test_writer_items.py"
 
 
 @dataclass(frozen=True)
@@ -161,8 +164,8 @@ MUTATIONS = [
     Mutation(
         "identity: CloudFront's unbracketed v6:port not parsed",
         "service/auth.py",
-        'request.headers.get(settings.client_ip_header, ""), with_port=True)',
-        'request.headers.get(settings.client_ip_header, ""), with_port=False)',
+        'yield request.headers.get(settings.client_ip_header, ""), True',
+        'yield request.headers.get(settings.client_ip_header, ""), False',
         (f"{IDENTITY}::test_cloudfront_viewer_address_names_the_client",),
     ),
     Mutation(
@@ -282,8 +285,8 @@ MUTATIONS = [
     Mutation(
         "cache: a cached route forwards every header",
         "service/proxy.py",
-        "headers = [(str(k), v) for k, v in request.headers.items() if k.lower() in named]",
-        "headers = request_headers_to_forward(request.headers.items())",
+        "headers = named_headers(request.headers.items(), named)",
+        "headers = backend_headers(request, route, app[SETTINGS])",
         (f"{HOTCACHE}::test_a_cached_route_forwards_only_the_headers_it_names",),
     ),
     # --- what may be shared (queuefront/cache.py) ---------------------------------------
@@ -455,13 +458,6 @@ MUTATIONS = [
         (f"{OWNERSHIP}::test_a_request_the_backend_call_cannot_even_send_is_answered_and_deleted",),
     ),
     Mutation(
-        "backend: the target is sent unchecked",
-        "workers/backend.py",
-        "        if not _TARGET.fullmatch(env.path):",
-        "        if False:",
-        (f"{OWNERSHIP}::test_a_request_the_backend_call_cannot_even_send_is_answered_and_deleted",),
-    ),
-    Mutation(
         "claim: another worker's claim is ignored",
         "workers/handback.py",
         'outcomes.append(Claim("mine" if won else "elsewhere"))',
@@ -480,6 +476,170 @@ MUTATIONS = [
             f"{OWNERSHIP}::test_a_request_with_a_stored_answer_never_reaches_the_backend",
             f"{OWNERSHIP}::test_duplicate_delivery_calls_the_backend_once",
         ),
+    ),
+    # --- one backend call per request, whatever fails after it (issue 16) --------------
+    Mutation(
+        "headers: a non-UTF-8 backend header value kept as aiohttp decoded it",
+        "queuefront/headers.py",
+        '                value = value.encode("utf-8", "surrogateescape").decode("latin-1")',
+        "                pass",
+        (
+            f"{HANDBACK}::test_a_latin1_response_header_is_passed_on_after_one_backend_call",
+            f"{FORWARDING}::test_a_header_that_is_not_utf8_gets_an_answer_never_a_500",
+        ),
+    ),
+    Mutation(
+        "worker: a failure after the backend call decided as if it had not started",
+        "workers/priority.py",
+        "            if held.backend_started:\n                await self._answer_instead(",
+        "            if False:\n                await self._answer_instead(",
+        (f"{HANDBACK}::test_a_reply_redis_refuses_is_answered_and_never_called_again",),
+    ),
+    Mutation(
+        "handback: a reply Redis refuses to store is retried until the deadline",
+        "workers/handback.py",
+        "                if not refusals_pass and not redis_away(exc):",
+        "                if False:",
+        (f"{HANDBACK}::test_a_reply_redis_refuses_is_answered_and_never_called_again",),
+    ),
+    Mutation(
+        "backend: the body is read without a bound",
+        "workers/backend.py",
+        "            if size > limit:",
+        "            if False:",
+        (f"{HANDBACK}::test_a_backend_answer_larger_than_the_reply_limit_gets_502",),
+    ),
+    # --- what reaches the backend (issue 16) --------------------------------------------
+    Mutation(
+        "forwarding: client-written forwarding headers passed on",
+        "queuefront/headers.py",
+        "    return _REQUEST_DROP | FORWARDING | (OVERRIDES - named)",
+        "    return _REQUEST_DROP | (OVERRIDES - named)",
+        (
+            f"{FORWARDING}::test_the_backend_is_told_who_the_client_is_by_the_api_alone",
+            f"{FORWARDING}::test_what_the_api_queues_carries_no_client_written_forwarding",
+            f"{FORWARDING}::test_behind_trusted_proxies_the_backend_gets_what_they_saw",
+        ),
+    ),
+    Mutation(
+        "forwarding: override and rewrite headers passed on everywhere",
+        "queuefront/headers.py",
+        "    return _REQUEST_DROP | FORWARDING | (OVERRIDES - named)",
+        "    return _REQUEST_DROP | FORWARDING",
+        (f"{FORWARDING}::test_what_the_api_queues_carries_no_client_written_forwarding",),
+    ),
+    Mutation(
+        "forwarding: the override a route names withheld",
+        "queuefront/headers.py",
+        "    return _REQUEST_DROP | FORWARDING | (OVERRIDES - named)",
+        "    return _REQUEST_DROP | FORWARDING | OVERRIDES",
+        (f"{FORWARDING}::test_the_backend_is_told_who_the_client_is_by_the_api_alone",),
+    ),
+    Mutation(
+        "forwarding: X-Forwarded-For is the TCP peer whatever the proxies",
+        "service/forwarding.py",
+        "    address = client_ip(request, settings)",
+        "    address = request.remote",
+        (f"{FORWARDING}::test_behind_trusted_proxies_the_backend_gets_what_they_saw",),
+    ),
+    Mutation(
+        "forwarding: X-Forwarded-Proto taken from the client",
+        "service/forwarding.py",
+        '_nearest(request, "X-Forwarded-Proto").lower() if trusted_proxies else ""',
+        '_nearest(request, "X-Forwarded-Proto").lower() if True else ""',
+        (f"{FORWARDING}::test_the_backend_is_told_who_the_client_is_by_the_api_alone",),
+    ),
+    Mutation(
+        "idempotency: a key that is not UTF-8 used as it was decoded",
+        "service/idempotency.py",
+        "    key = text_value(raw)",
+        "    key = raw",
+        (f"{FORWARDING}::test_a_header_that_is_not_utf8_gets_an_answer_never_a_500",),
+    ),
+    Mutation(
+        "auth: a bearer token that is not ASCII handed to PyJWT",
+        "service/auth.py",
+        "    if not token.isascii():",
+        "    if False:",
+        (f"{FORWARDING}::test_a_header_that_is_not_utf8_gets_an_answer_never_a_500",),
+    ),
+    Mutation(
+        "routes: a route may forward what the api writes itself",
+        "queuefront/routes.py",
+        "        if name.lower() in NEVER_FORWARDED:",
+        "        if False:",
+        (f"{UNIT_ROUTES}::test_bad_route_tables_name_the_problem",),
+    ),
+    # --- messages are claims, not instructions (issue 16) ------------------------------
+    Mutation(
+        "trust: a message's cache key taken as it is",
+        "workers/trust.py",
+        '        if serial == spec.key or not serial:\n            raise Refused("cache",',
+        '        if False:\n            raise Refused("cache",',
+        (f"{TRUST}::test_forged_messages_are_refused_and_never_executed",),
+    ),
+    Mutation(
+        "trust: a message's cache field taken as it is",
+        "workers/trust.py",
+        "        if spec.field != cache.field(route.name, env.path, vary):",
+        "        if False:",
+        (f"{TRUST}::test_forged_messages_are_refused_and_never_executed",),
+    ),
+    Mutation(
+        "trust: a message's cache TTL taken as it is",
+        "workers/trust.py",
+        "            ttl_s=route.cache.ttl_s,",
+        "            ttl_s=spec.ttl_s,",
+        (f"{TRUST}::test_an_honest_cached_message_is_stored_as_the_route_table_says",),
+    ),
+    Mutation(
+        "trust: replies published on any channel",
+        "workers/trust.py",
+        "        if tail == env.reply_to or not _CHANNEL_TAIL.fullmatch(tail):",
+        "        if False:",
+        (f"{TRUST}::test_forged_messages_are_refused_and_never_executed",),
+    ),
+    Mutation(
+        "trust: any backend path the message names",
+        "workers/trust.py",
+        "        if not target_pattern(upstream_template(route)).fullmatch(path):",
+        "        if False:",
+        (f"{TRUST}::test_forged_messages_are_refused_and_never_executed",),
+    ),
+    Mutation(
+        "trust: a forged message's override headers passed on",
+        "workers/trust.py",
+        "    drop = _ALWAYS_DROPPED | (OVERRIDES - route.named_forwards)",
+        "    drop = _ALWAYS_DROPPED",
+        (f"{TRUST}::test_a_forged_message_passes_no_header_the_api_would_withhold",),
+    ),
+    Mutation(
+        "trust: messages not checked at all",
+        "workers/priority.py",
+        "            env = self._check.check(decode_request(held.message.body))",
+        "            env = decode_request(held.message.body)",
+        (f"{TRUST}::test_forged_messages_are_refused_and_never_executed",),
+    ),
+    Mutation(
+        "writer: items not checked before the batch insert",
+        "workers/writer/gather.py",
+        "            sink.check_item(route.sink, item)",
+        "            pass",
+        (f"{WRITER_ITEMS}::test_items_the_insert_cannot_take_are_refused_alone",),
+    ),
+    Mutation(
+        "writer: received_at not bounded",
+        "queuefront/sink.py",
+        "    if not 0 <= at <= LATEST_RECEIVED_AT:  # NaN fails this too",
+        "    if False:",
+        (f"{WRITER_ITEMS}::test_items_the_insert_cannot_take_are_refused_alone",),
+    ),
+    Mutation(
+        "consumer: receive errors retried after a fixed pause",
+        "queuefront/consumer.py",
+        "    return step / 2 + uniform(0, step / 2)",
+        "    return step",
+        ("tests/unit/test_consumer_backoff.py::test_consumers_that_fail_together_retry_spread_out",),
     ),
     # --- the pod's reply listener (service/replies.py) ----------------------------------
     Mutation(

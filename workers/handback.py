@@ -11,7 +11,10 @@ later and is dropped once its deadline passes.
 Hand back. A computed reply is kept until it is stored and published: if Redis is down
 for a moment, the worker retries with back-off until the request's deadline, so a
 Redis restart of a few seconds loses no answer. The api recovers replies stored while
-its subscription was down with one MGET.
+its subscription was down with one MGET. Only Redis being *away* (unreachable, slow,
+loading, mid-failover) is waited out: an error Redis answers for this very command
+(out of memory, no permission) will not pass before the deadline, so it is raised at
+once and the worker answers the client another way (``workers.priority``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,17 @@ from typing import Literal, TypeVar
 
 import msgspec
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    MasterDownError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from queuefront.batcher import Batcher
 from queuefront.cache import CacheStore, cacheable
@@ -45,6 +58,32 @@ PIPELINE_ENTRIES = 64
 """Claims (or replies) sent in one pipeline at most."""
 
 T = TypeVar("T")
+
+
+_AWAY = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    TimeoutError,
+    BusyLoadingError,
+    ReadOnlyError,
+    MasterDownError,
+    TryAgainError,
+    ClusterDownError,
+)
+"""Redis unreachable, slow, loading its data or failing over: it passes with time."""
+
+
+_AWAY_REPLIES = ("BUSY", "LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
+"""Error replies of a Redis that is busy (a long script) or changing roles, whatever
+exception class the client maps them to."""
+
+
+def redis_away(exc: BaseException) -> bool:
+    """True when ``exc`` says Redis is away for now, not that it refused the command."""
+    return isinstance(exc, _AWAY) or (
+        isinstance(exc, ResponseError) and str(exc).startswith(_AWAY_REPLIES)
+    )
 
 
 class Expired(Exception):
@@ -117,8 +156,13 @@ class HandBack:
         return reply
 
     async def publish(self, env: RequestEnvelope, payload: bytes) -> None:
+        """Stores and publishes ``payload``; waits out Redis being away until the deadline
+        (``Expired``), raises whatever else Redis answers (a refusal) at once."""
         await self._until_deadline(
-            env, "reply store", lambda: self._replies.submit((env.id, env.reply_to, payload))
+            env,
+            "reply store",
+            lambda: self._replies.submit((env.id, env.reply_to, payload)),
+            refusals_pass=False,
         )
 
     async def _reply_batch(
@@ -156,14 +200,24 @@ class HandBack:
         return reply
 
     async def _until_deadline(
-        self, env: RequestEnvelope, what: str, attempt: Callable[[], Awaitable[T]]
+        self,
+        env: RequestEnvelope,
+        what: str,
+        attempt: Callable[[], Awaitable[T]],
+        *,
+        refusals_pass: bool = True,
     ) -> T:
+        """``attempt`` retried until the deadline. ``refusals_pass``: an error Redis
+        answers (out of memory, say) is retried too — a claim may wait for memory to
+        free; a computed reply may not (it would hold its slot to the deadline)."""
         tries = 0
         while True:
             try:
                 async with asyncio.timeout(min(CALL_TIMEOUT_S, max(0.05, env.seconds_left()))):
                     return await attempt()
             except (RedisError, OSError, TimeoutError) as exc:
+                if not refusals_pass and not redis_away(exc):
+                    raise
                 FAILURES.note(f"redis {what} failed, retrying", exc)
             delay = RETRY_BACKOFF_S[min(tries, len(RETRY_BACKOFF_S) - 1)]
             tries += 1

@@ -130,6 +130,17 @@ def route(**fields: object) -> dict[str, object]:
             {"kind": "ingest", "sink": {"table": "t", "fields": {"x": {"type": "text", "min": 1}}}},
             "int and bigint fields only",
         ),
+        ({"forward_headers": ["X-Forwarded-For"]}, "never forwarded"),
+        ({"forward_headers": ["Authorization"]}, "never forwarded"),
+        ({"forward_headers": ["X Method"]}, "not a header name"),
+        ({"cache": {"key": "serial", "ttl_s": 5, "headers": ["X-Real-IP"]}}, "never forwarded"),
+        (
+            {
+                "cache": {"key": "serial", "ttl_s": 5},
+                "forward_headers": ["X-HTTP-Method-Override"],
+            },
+            "cache.headers",
+        ),
     ],
 )
 def test_bad_route_tables_name_the_problem(fields: dict[str, object], problem: str) -> None:
