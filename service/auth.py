@@ -65,13 +65,13 @@ def check_configuration(settings: Settings) -> None:
     and refuse a JWT secret too short to sign with."""
     secret_bytes = len(settings.auth_jwt_secret.encode())
     if settings.auth_jwt_secret and secret_bytes < MIN_JWT_SECRET_BYTES:
-        message = (
+        too_short = (
             f"QF_AUTH_JWT_SECRET is {secret_bytes} bytes: an HS256 secret needs at least "
             f"{MIN_JWT_SECRET_BYTES} (256 bits, RFC 7518 section 3.2); "
             "generate one with `openssl rand -base64 48`"
         )
-        log.error("api not started", reason=message)
-        raise SystemExit(message)
+        log.error("api not started", reason=too_short)
+        raise SystemExit(too_short)
     if settings.auth_enabled:
         if settings.auth_disabled:
             log.warning("QF_AUTH_DISABLED is ignored: credentials are configured and enforced")
