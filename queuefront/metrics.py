@@ -88,7 +88,7 @@ QUEUE_BACKLOG = Gauge(
 ADMISSION_REJECTIONS = Counter(
     "queuefront_admission_rejections_total",
     "Requests refused with 503 before they were queued (reason: predicted_wait, "
-    "high_backlog, pending_limit).",
+    "high_backlog, pending_limit, pending_bytes, redis_full).",
     ["route", "reason"],
 )
 FAILURES = Counter(
@@ -128,6 +128,18 @@ CLOCK_OFFSET = Gauge(
 PENDING_REPLIES = Gauge(
     "queuefront_pending_replies",
     "Requests of this pod waiting for a reply.",
+    multiprocess_mode="livesum",
+)
+REDIS_REFUSING_WRITES = Gauge(
+    "queuefront_redis_refusing_writes",
+    "1 while Redis refuses this api process's probe write for want of memory (maxmemory "
+    "reached under noeviction): proxied requests get 503 at once.",
+    multiprocess_mode="livemax",
+)
+PENDING_BYTES = Gauge(
+    "queuefront_pending_request_bytes",
+    "Bytes of request bodies this process holds (read, not yet queued or answered); "
+    "bounded by QF_MAX_PENDING_BYTES.",
     multiprocess_mode="livesum",
 )
 RATE_LIMITED = Counter("queuefront_rate_limited_total", "Requests refused with 429.", ["route"])

@@ -56,6 +56,9 @@ CLOCKS = "tests/integration/test_clocks.py::test_a_process_with_a_skewed_clock_s
 PROMETHEUS = "tests/observability/test_prometheus.py"
 INGEST_LAG = "tests/integration/test_clocks.py::test_the_ingest_lag_is_measured_on_the_shared_clock"
 UNIT_CLOCK = "tests/unit/test_clock.py"
+MEMORY = "tests/integration/test_memory.py"
+LEASE = "tests/integration/test_cache_lease.py"
+REDIS_FULL = "tests/integration/test_redis_full.py"
 SCALING_ALARMS = "tests/unit/test_scaling_alarms.py"
 SCALING_SIM = "tests/unit/test_scaling_sim.py"
 SCALING_TF = "tests/unit/test_scaling_terraform.py"
@@ -386,7 +389,7 @@ MUTATIONS = [
     Mutation(
         "outbox: a batch's deltas applied again on replay (no marker)",
         "queuefront/tally.py",
-        "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end",
+        "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return {0} end",
         "redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])",
         (f"{INGEST}::test_deltas_committed_but_never_applied_are_swept_in_once",),
     ),
@@ -437,7 +440,7 @@ MUTATIONS = [
     Mutation(
         "proxy: a request over the message limit is sent anyway",
         "service/proxy.py",
-        "    if len(encoded.encode()) > limit:",
+        "    if utf8_length(encoded) > limit:",
         "    if False:",
         (f"{PROXY}::test_bad_input",),
     ),
@@ -701,6 +704,127 @@ MUTATIONS = [
             f"{FORWARDING}::test_unforwardable_targets_get_400_before_anything_is_enqueued",
         ),
     ),
+    # --- memory and Redis under abuse (issue 16, section 6 and its low items) -----------
+    Mutation(
+        "writer: no statement timeout on the Postgres pool (a hung insert holds its batch)",
+        "workers/writer/run.py",
+        "        command_timeout=settings.db_command_timeout_s,\n",
+        "",
+        (f"{WRITER_DB}::test_a_hung_statement_is_cancelled_and_its_batch_stored_once_later",),
+    ),
+    Mutation(
+        "auth: a JWT secret shorter than 256 bits accepted",
+        "service/auth.py",
+        "    if settings.auth_jwt_secret and secret_bytes < MIN_JWT_SECRET_BYTES:",
+        "    if False:",
+        (f"{IDENTITY}::test_a_jwt_secret_shorter_than_256_bits_is_refused_at_start",),
+    ),
+    Mutation(
+        "rate limit: failed credentials charged to no budget",
+        "service/gates.py",
+        "        await _charge(request, address_identity(request, app[SETTINGS]), route_name)\n",
+        "",
+        (f"{IDENTITY}::test_failed_credentials_are_charged_to_their_address_not_to_whom_they_claim",),
+    ),
+    Mutation(
+        "rate limit: anonymous clients unlimited by default",
+        "queuefront/settings.py",
+        "ANON_RATE_LIMIT_RPS = 50.0",
+        "ANON_RATE_LIMIT_RPS = 0.0",
+        (f"{IDENTITY}::test_public_routes_are_rate_limited_by_default",),
+    ),
+    Mutation(
+        "body limit: a route's max_body_bytes ignored",
+        "service/gates.py",
+        "        limit_bytes=min(max_body_bytes or ceiling, ceiling),",
+        "        limit_bytes=ceiling,",
+        (f"{MEMORY}::test_the_demo_login_refuses_a_large_body_unread",),
+    ),
+    Mutation(
+        "body limit: a chunked body read past the limit",
+        "service/bodies.py",
+        "        if size > limit_bytes:",
+        "        if False:",
+        (f"{MEMORY}::test_the_demo_login_refuses_a_large_body_unread",),
+    ),
+    Mutation(
+        "body limit: the demo login takes a body of any size",
+        "examples/routes.toml",
+        "max_body_bytes = 4096\n",
+        "",
+        (f"{MEMORY}::test_the_demo_login_refuses_a_large_body_unread",),
+    ),
+    Mutation(
+        "pending bytes: no budget",
+        "service/bodies.py",
+        "        if n and self.used_bytes + n > self.limit_bytes:",
+        "        if False:",
+        (f"{MEMORY}::test_bodies_past_the_pending_bytes_budget_get_503_before_they_are_read",),
+    ),
+    Mutation(
+        "pending bytes: a request waiting for its reply stays charged for its body",
+        "service/proxy.py",
+        "its bytes leave the budget\n            body.release()\n",
+        "its bytes leave the budget\n",
+        (f"{MEMORY}::test_a_request_waiting_for_its_reply_holds_none_of_its_body",),
+    ),
+    Mutation(
+        "tally: a poll's hash never expires",
+        "queuefront/tally.py",
+        "  redis.call('EXPIRE', KEYS[i + 1], ARGV[3])\n",
+        "",
+        (f"{MEMORY}::test_a_tally_expires_after_its_last_vote_and_comes_back_from_postgres",),
+    ),
+    Mutation(
+        "tally: an expired poll's tally restarts from the new vote alone",
+        "queuefront/outbox.py",
+        "        if absent and self._revive is not None:",
+        "        if False:",
+        (f"{MEMORY}::test_a_tally_expires_after_its_last_vote_and_comes_back_from_postgres",),
+    ),
+    Mutation(
+        "tally: reconcile brings back polls silent for longer than the TTL",
+        "queuefront/admin.py",
+        "live = {k: v for k, v in counts.items() if quiet_s[k] < store.ttl_s}",
+        "live = dict(counts)",
+        (f"{MEMORY}::test_reconcile_brings_back_only_polls_voted_in_within_the_ttl",),
+    ),
+    Mutation(
+        "cache lease: not renewed while the fetch runs",
+        "service/hotcache.py",
+        "heartbeat = asyncio.create_task(self._hold(lease, holder, deadline))",
+        "heartbeat = asyncio.create_task(asyncio.sleep(0))",
+        (f"{LEASE}::test_a_backend_slower_than_the_lease_is_called_once_across_pods",),
+    ),
+    Mutation(
+        "redis full: proxied requests queued anyway (each waits for its 504)",
+        "service/proxy.py",
+        "    if app[WRITE_PROBE].full:",
+        "    if False:",
+        (f"{REDIS_FULL}::test_a_full_redis_gets_503_naming_it_and_votes_and_reads_still_work",),
+    ),
+    Mutation(
+        "redis full: a refused write answered as a Redis that did not answer",
+        "service/deps.py",
+        "    if isinstance(exc, OutOfMemoryError):",
+        "    if False:",
+        (f"{REDIS_FULL}::test_a_full_redis_gets_503_naming_it_and_votes_and_reads_still_work",),
+    ),
+    Mutation(
+        "redis full: the alert never fires",
+        "deploy/prometheus/alerts.yml",
+        "expr: max(queuefront_redis_refusing_writes) > 0",
+        "expr: max(queuefront_redis_refusing_writes) > 1",
+        ("tests/observability/test_prometheus.py::test_promtool_accepts[test-rules]",),
+    ),
+    Mutation(
+        "redis full: anonymous votes refused because the rate limit cannot write",
+        "service/ratelimit.py",
+        "        except OutOfMemoryError as exc:",
+        "        except ZeroDivisionError as exc:",
+        (f"{REDIS_FULL}::test_a_full_redis_gets_503_naming_it_and_votes_and_reads_still_work",),
+    ),
+    # --- end of section 6 ---------------------------------------------------------------
     # --- SQS acknowledgements, outcomes and rules (issue 16: 3, 4, 6) -------------------
     Mutation(
         "sqs: the lean plane re-sends a SendMessageBatch after a read timeout",
