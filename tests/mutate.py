@@ -47,6 +47,7 @@ FORWARDING = "tests/integration/test_forwarding.py"
 CACHE_BOUNDS = "tests/integration/test_cache_bounds.py"
 FAULTS = "tests/integration/test_faults.py"
 UNIT_ROUTES = "tests/unit/test_codec_and_routes.py"
+PROCESSES = "tests/integration/test_processes.py"
 
 
 @dataclass(frozen=True)
@@ -533,6 +534,14 @@ MUTATIONS = [
         "            if values is None or values > MAX_TALLY_VALUES:",
         "            if values is None:",
         (f"{UNIT_ROUTES}::test_bad_route_tables_name_the_problem",),
+    ),
+    # --- start-up and restarts on a busy machine (service/__main__.py) -----------------
+    Mutation(
+        "api: a public port that cannot be bound is found only after the pod's start-up",
+        "service/__main__.py",
+        "        sys.exit(CANNOT_BIND_EXIT_STATUS)",
+        "        return sock",
+        (f"{PROCESSES}::test_processes_that_cannot_start_fail_the_supervisor",),
     ),
 ]
 
