@@ -199,6 +199,7 @@ async def test_restarting_worker_and_writer_mid_load_loses_nothing(
     poll = f"poll-{uuid.uuid4().hex[:8]}"
     tag = uuid.uuid4().hex[:6]
     sent: dict[int, float] = {}
+    refused: dict[int, str] = {}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
 
         async def proxied(i: int) -> int:
@@ -206,6 +207,8 @@ async def test_restarting_worker_and_writer_mid_load_loses_nothing(
             async with http.get(
                 f"{base}/api/items/{tag}-{i}", headers={"X-Demo-Delay-Ms": "300"}
             ) as resp:
+                if resp.status != 200:
+                    refused[i] = f"{resp.status} {(await resp.text())[:200]}"
                 return resp.status
 
         votes = asyncio.create_task(vote(http, base, poll, 3000, 32))
@@ -217,8 +220,8 @@ async def test_restarting_worker_and_writer_mid_load_loses_nothing(
         assert await votes == 3000
         up = await worker_up_at(compose_stack, restarted)
         after = await asyncio.gather(*(proxied(i) for i in range(200, 210)))
-    assert after == [200] * 10, "the restarted worker does not answer"
-    assert set(statuses) <= {200, 504}, statuses
+    assert after == [200] * 10, f"the restarted worker does not answer: {refused}"
+    assert set(statuses) <= {200, 504}, refused
     made = compose_stack.backend_calls()
     called = [made.get(f"GET /items/{tag}-{i}", 0) for i in range(200)]
     timed_out = [i for i, status in enumerate(statuses) if status == 504]
