@@ -170,8 +170,8 @@ BACKLOG_REACHED_S = 5.0
 """How long the restarted worker may take to reach every message queued during the
 restart: it receives them ten at a time and drops an expired one at once, so a few
 receives get it through the 200 of the test (it took 0.7 s at a load of 14 on 2 cores)."""
-RESTARTED_OUTCOMES = ("expired", "backend_error", "in_progress_elsewhere")
-"""The restarted worker's outcomes that account for a 504 (or must not happen)."""
+RESTARTED_OUTCOMES = ("expired", "in_progress_elsewhere")
+"""The restarted worker's outcomes that account for an uncalled 504 (or must not happen)."""
 
 
 async def worker_up_at(stack: ComposeStack, since: float) -> float:
@@ -190,11 +190,12 @@ async def test_restarting_worker_and_writer_mid_load_loses_nothing(
     """The only worker and the writer restart while 200 proxied requests (300 ms of
     backend each) and 3000 votes are under way. Nothing is lost: every vote is stored
     once; every proxied request is called at most once and gets its 200, unless its
-    window closed while no worker was running — the requests queued during the restart
-    wait for the new worker, and on a busy machine its start alone took 15 s (0.9 s of
-    CPU), so some windows close first. Those get their 504 at the deadline and the
-    restarted worker drops their messages as expired without calling the backend: each
-    such 504 is accounted for, no message lost (to a DLQ, a claim or a hidden receive)."""
+    window closed while no worker was running. The stopping worker finishes what it
+    holds; the requests still queued wait for the new worker, whose start alone took
+    15 s (0.9 s of CPU) on a busy machine (load 14 on 2 cores), so some windows may
+    close first: those get their 504 at the deadline, and the restarted worker drops
+    their messages as expired (or calls the backend too late for the window). Each such
+    504 is accounted for: no message is lost to a DLQ, a claim or a hidden receive."""
     base = compose_stack.edge_url
     poll = f"poll-{uuid.uuid4().hex[:8]}"
     tag = uuid.uuid4().hex[:6]
@@ -233,9 +234,9 @@ async def test_restarting_worker_and_writer_mid_load_loses_nothing(
         f"{len(timed_out)} x 504; the worker was up {up - restarted:.1f} s after the "
         f"restart, yet these windows closed later: {late[:20]}"
     )
-    # each 504 is the restarted worker's: a message it dropped as expired, or one it
-    # called too late to finish in the window (the backend's answer came after the 504);
-    # and none of them was held up by a claim the stopped worker left behind
+    # each 504 is accounted for: a message the restarted worker dropped as expired, or
+    # one it called too late for the window (its answer came after the 504); none was
+    # held up by a claim the stopped worker left behind
     dropped = sum(1 for i in timed_out if called[i] == 0)
 
     async def accounted() -> bool:
@@ -248,9 +249,9 @@ async def test_restarting_worker_and_writer_mid_load_loses_nothing(
             )
 
         counts = [await asyncio.to_thread(outcome, name) for name in RESTARTED_OUTCOMES]
-        return counts == [dropped, len(timed_out) - dropped, 0]
+        return counts == [dropped, 0]
 
-    await eventually(accounted, 30, f"{len(timed_out)} x 504, each an expired or late message")
+    await eventually(accounted, 30, f"{dropped} of {len(timed_out)} x 504 dropped as expired")
 
     async def stored() -> bool:
         return sum(tally_in_postgres(compose_stack, poll).values()) >= 3000
