@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import os
 import signal
+import socket
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
@@ -27,6 +28,11 @@ from queuefront.telemetry import configure_logging, get_logger
 from service.cpus import available_cpus
 
 log = get_logger(__name__)
+
+PUBLIC_HOST = "0.0.0.0"
+CANNOT_BIND_EXIT_STATUS = 1
+"""A pod whose public port is taken ends at once with this status (its supervisor counts
+it as a start that failed; ECS and compose see the container fail)."""
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -76,13 +82,51 @@ def main(argv: Sequence[str] | None = None) -> None:
         check_configuration(settings)
         routes = load_routes(settings.routes_file).routes
         sys.exit(supervise(settings, processes, shutdown_timeout_s(routes)))
-    run_pod(settings, probe_socket=args.probe_socket, parent_fd=args.parent_fd)
+    public = bind_public_port(settings.http_port, shared=child)
+    run_pod(settings, public, probe_socket=args.probe_socket, parent_fd=args.parent_fd)
+
+
+def bind_public_port(port: int, *, shared: bool) -> socket.socket:
+    """The public port, bound before anything else of the pod starts; exits if it cannot be.
+
+    Why first: a port that cannot be bound is known at once, in the process's first
+    second, whatever the machine's load. Bound last (by the server, after the pod's
+    start-up), the failure came after the pod had connected to Redis and SQS and served
+    its probe socket, and on a busy machine its supervisor had already seen it answer
+    ``/healthz`` and counted the start as a success: it restarted such processes forever
+    instead of giving up after ``MAX_START_FAILURES``.
+
+    Bound, not listening: the server listens once the pod has started, so no connection
+    waits in the accept queue of a process that cannot serve it yet. ``shared``: one of a
+    supervisor's processes, which share the port (``SO_REUSEPORT``).
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        # what asyncio's create_server does on POSIX: a restart binds despite TIME_WAIT
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if shared:  # the kernel spreads new connections over the processes
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((PUBLIC_HOST, port))
+    except OSError as exc:
+        sock.close()
+        log.error(
+            "cannot bind the public port: stopping",
+            port=port,
+            error=exc.strerror or str(exc),
+        )
+        sys.exit(CANNOT_BIND_EXIT_STATUS)
+    sock.setblocking(False)
+    return sock
 
 
 def run_pod(
-    settings: Settings, probe_socket: str | None = None, parent_fd: int | None = None
+    settings: Settings,
+    public: socket.socket,
+    probe_socket: str | None = None,
+    parent_fd: int | None = None,
 ) -> None:
-    """One api pod in this process; ``probe_socket``: one of a supervisor's children."""
+    """One api pod in this process, served on ``public`` (``bind_public_port``);
+    ``probe_socket``: one of a supervisor's children."""
     from queuefront import probes
     from service.app import init_app
     from service.context import ROUTES
@@ -94,8 +138,7 @@ def run_pod(
         app.on_startup.append(_stop_without_parent(parent_fd))
     web.run_app(
         app,
-        host="0.0.0.0",
-        port=settings.http_port,
+        sock=public,
         print=None,
         access_log=None,
         shutdown_timeout=shutdown_timeout_s(app[ROUTES].routes),
@@ -103,8 +146,6 @@ def run_pod(
         # a burst must find room in the accept queue, not a refused connection; the
         # kernel caps it at net.core.somaxconn
         backlog=settings.listen_backlog,
-        # several processes on one port: the kernel spreads connections over them
-        reuse_port=probe_socket is not None,
         loop=uvloop.new_event_loop(),
     )
 

@@ -49,6 +49,8 @@ FAULTS = "tests/integration/test_faults.py"
 SQS_RULES = "tests/integration/test_sqs_rules.py"
 SQSWIRE = "tests/integration/test_sqswire.py"
 UNIT_ROUTES = "tests/unit/test_codec_and_routes.py"
+PROCESSES = "tests/integration/test_processes.py"
+SHUTDOWN = "tests/integration/test_shutdown.py"
 ADMISSION = "tests/integration/test_admission.py"
 UNIT_ADMISSION = "tests/unit/test_admission_estimate.py"
 OVERLOAD = "tests/integration/test_overload.py"
@@ -979,6 +981,33 @@ MUTATIONS = [
         "            if values is None or values > MAX_TALLY_VALUES:",
         "            if values is None:",
         (f"{UNIT_ROUTES}::test_bad_route_tables_name_the_problem",),
+    ),
+    # --- start-up and restarts on a busy machine (service/__main__.py, workers/) --------
+    Mutation(
+        "worker: at shutdown, what it took ahead is given back while its own polls are out",
+        "workers/priority.py",
+        "        await asyncio.gather(*receivers, return_exceptions=True)"
+        "  # polls are never abandoned\n"
+        "        with contextlib.suppress(TimeoutError):\n"
+        "            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):\n"
+        "                await self._until(self._idle)\n"
+        "        dispatcher.cancel()  # no new work starts from here on\n"
+        "        await asyncio.gather(dispatcher, return_exceptions=True)\n",
+        "        dispatcher.cancel()\n"
+        "        await asyncio.wait(receivers, timeout=0.5)\n"
+        "        self._release_buffered()\n"
+        "        await asyncio.gather(*receivers, return_exceptions=True)\n"
+        "        with contextlib.suppress(TimeoutError):\n"
+        "            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):\n"
+        "                await self._until(lambda: not self._running)\n",
+        (f"{SHUTDOWN}::test_a_stopping_worker_loses_none_of_the_messages_it_took_ahead",),
+    ),
+    Mutation(
+        "api: a public port that cannot be bound is found only after the pod's start-up",
+        "service/__main__.py",
+        "        sys.exit(CANNOT_BIND_EXIT_STATUS)",
+        "        return sock",
+        (f"{PROCESSES}::test_processes_that_cannot_start_fail_the_supervisor",),
     ),
     # --- admission reopens by itself (issue 16, §1) --------------------------------------
     Mutation(

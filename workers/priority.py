@@ -21,8 +21,8 @@ per loop (never more than the slots) received ahead, ready for the next free slo
 Measured (wrk -c64, 32 slots, 20 ms backend, 2 cores): 622-705 req/s without prefetch,
 963-1,025 with 20-32 ready; messages waited 66 ms in the queue before, 16-26 ms after.
 Receives already in flight count against the limit, so several loops never overshoot.
-A prefetched message is held like a running one (its visibility is kept, it is
-released at shutdown); high work still starts before any buffered normal work.
+A prefetched message is held like a running one (its visibility is kept, a stopping
+worker still handles it); high work still starts before any buffered normal work.
 """
 
 from __future__ import annotations
@@ -72,9 +72,6 @@ CLAIMED_RECHECK_S = 5
 """When a request is claimed by another worker, its duplicate looks again this much later."""
 ANSWER_INSTEAD_S = 2.0
 """How long a 502 sent in place of a reply that could not be handed back may take."""
-SHORT_POLLS_GRACE_S = 0.5
-"""At shutdown, how long buffered messages wait for the worker's in-flight short polls
-(the emulator answers one within 40 ms, SQS at once) before they are released."""
 WORKER_OUTCOMES = (
     "ok",
     "backend_error",
@@ -330,6 +327,9 @@ class PriorityWorker:
         self._keeper.untrack(held)
         self._spawn(held.release())
 
+    def _idle(self) -> bool:
+        return not (self._running or self._buffers["high"] or self._buffers["normal"])
+
     def _release_buffered(self) -> None:
         for buffer in self._buffers.values():
             while buffer:
@@ -338,7 +338,8 @@ class PriorityWorker:
     # --- lifecycle ----------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Runs until ``stop()``; then drains: finish or release everything held."""
+        """Runs until ``stop()``; then drains: finishes everything it holds, and gives
+        back only what cannot start before ``QF_SHUTDOWN_TIMEOUT_S``."""
         receivers = [
             asyncio.create_task(self._receive_loop(p, poller), name=f"receive-{p}")
             for p, poller in self._pollers
@@ -348,21 +349,24 @@ class PriorityWorker:
         log.info("worker started", concurrency=self._capacity, receivers=self._receivers)
         await self._stopping.wait()
         started = time.monotonic()
+        # No receive starts from here on. What the worker holds (running, taken ahead, or
+        # brought by a poll still out) it handles itself, in its slots, until the drain's
+        # deadline; only what cannot start by then goes back to the queue. Given back at
+        # once instead, a message was taken again by this worker's own poll still out (a
+        # long poll waits up to QF_RECEIVE_WAIT_S) and given back a second time: on the
+        # emulator a receive and a release each add one to the receive count (on SQS a
+        # receive does), so a restart sent requests to the DLQ unanswered.
+        deadline = started + self._settings.shutdown_timeout_s
+        await asyncio.gather(*receivers, return_exceptions=True)  # polls are never abandoned
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                await self._until(self._idle)
         dispatcher.cancel()  # no new work starts from here on
-        # what waits in the buffers goes back soon, not after a receiver's long poll — but
-        # after this worker's own short polls have returned: a message released while one
-        # of its loops is still polling can be taken by that poll and released again, and
-        # each receive-and-release adds two to the emulator's receive count (SQS: one), so
-        # two rounds sent requests to the DLQ unanswered (seen in the compose restart test)
-        await asyncio.wait(receivers, timeout=SHORT_POLLS_GRACE_S)
-        self._release_buffered()
-        await asyncio.gather(*receivers, return_exceptions=True)
+        await asyncio.gather(dispatcher, return_exceptions=True)
         self._release_buffered()
         if self._running:
-            _, late = await asyncio.wait(
-                set(self._running), timeout=self._settings.shutdown_timeout_s
-            )
-            cut_short = [self._running[t] for t in late if t in self._running]
+            late = set(self._running)
+            cut_short = list(self._running.values())
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)

@@ -10,18 +10,22 @@ checks every 5 s, scrapes, polls) took CPU from every test after them.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from testcontainers.compose import DockerCompose
 
 from devstack import ROOT, free_port
 from devstack.compose import COMPOSE_SERVICES as SERVICES
+from queuefront.ports import METRICS_PORT
 
 
 def docker_answers() -> bool:
@@ -72,20 +76,47 @@ class ComposeStack:
             sql,
         ).strip()
 
-    def backend_calls(self) -> dict[str, int]:
-        import json
-
-        out = self.run(
+    def fetch(self, url: str) -> str:
+        """GET ``url`` from inside the compose network (from the api's container): the
+        backend's and the workers' ports are not published."""
+        return self.run(
             "exec",
             "-T",
             "api",
             "python",
             "-c",
-            "import urllib.request;"
-            "print(urllib.request.urlopen('http://backend:9000/__stats').read().decode())",
+            f"import urllib.request;print(urllib.request.urlopen({url!r}).read().decode())",
         )
-        calls: dict[str, int] = json.loads(out)["calls"]
+
+    def backend_calls(self) -> dict[str, int]:
+        calls: dict[str, int] = json.loads(self.fetch("http://backend:9000/__stats"))["calls"]
         return calls
+
+    def metric(self, service: str, name: str, **labels: str) -> float:
+        """Sum of the samples of ``name`` whose labels include ``labels``, on the probe
+        port of ``service`` (its only, or its first, container)."""
+        text = self.fetch(f"http://{service}:{METRICS_PORT}/metrics")
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+        )
+
+    def logged_at(self, service: str, event: str, since: float) -> float | None:
+        """Unix time of the first log line of ``service`` saying ``event`` at or after
+        ``since`` (the containers' clock is the host's), or None."""
+        for line in self.run("logs", "--no-log-prefix", service).splitlines():
+            if not line.startswith("{"):
+                continue
+            try:
+                entry = json.loads(line)
+                at = datetime.fromisoformat(entry["timestamp"]).timestamp()
+            except (ValueError, KeyError, TypeError):
+                continue
+            if entry.get("event") == event and at >= since:
+                return at
+        return None
 
 
 @contextlib.contextmanager

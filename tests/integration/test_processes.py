@@ -217,7 +217,11 @@ async def test_sigterm_drains_every_process(stack: Stack) -> None:
 
 async def test_processes_that_cannot_start_fail_the_supervisor(stack: Stack) -> None:
     """The public port is held by a socket without SO_REUSEPORT: no process can bind it,
-    and the supervisor must end with an error instead of restarting them forever."""
+    and the supervisor must end with an error instead of restarting them forever.
+
+    Whatever the machine's load: each process finds the port taken before it starts
+    anything else, so none ever answers its probe socket (which the supervisor would
+    count as a start that succeeded) or connects to a dependency."""
     port, probe_port = free_port(), free_port()
     with socket.socket() as holder:
         holder.bind(("0.0.0.0", port))
@@ -231,8 +235,15 @@ async def test_processes_that_cannot_start_fail_the_supervisor(stack: Stack) -> 
             code = await asyncio.to_thread(api.popen.wait, 60)
         except Exception:
             pytest.fail(f"the supervisor kept running:\n{api.log()[-3000:]}")
-    assert code == 1
-    assert "did not start 3 times in a row" in api.log()
+    log = api.log()
+    assert code == 1, log[-3000:]
+    assert "did not start 3 times in a row" in log
+    events = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    refused = [e for e in events if e["event"] == "cannot bind the public port: stopping"]
+    assert len(refused) >= 3 and all(e["port"] == port for e in refused), log[-3000:]
+    kinds = {e["event"] for e in events}
+    assert "api process up" not in kinds, "a process that could not bind looked alive"
+    assert "reply channel subscribed" not in kinds, "a process started before binding"
     for child in started(api):
         assert not running(child["pid"])
 
