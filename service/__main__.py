@@ -129,9 +129,10 @@ def run_pod(
     ``probe_socket``: one of a supervisor's children."""
     from queuefront import probes
     from service.app import init_app
-    from service.context import ROUTES
+    from service.context import PUBLIC_SOCKET, ROUTES
 
     app = init_app(settings)
+    app[PUBLIC_SOCKET] = public
     if probe_socket is not None:
         app[probes.PROBE_SOCKET] = probe_socket
     if parent_fd is not None:

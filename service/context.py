@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from aiohttp import web
 from redis.asyncio import Redis
 
@@ -38,3 +40,6 @@ BODY_BUDGET = web.AppKey("body_budget", Budget)
 """Request body bytes this process holds (``QF_MAX_PENDING_BYTES``)."""
 PACKERS: web.AppKey[dict[str, Packer]] = web.AppKey("packers")
 """By ingest route name."""
+PUBLIC_SOCKET = web.AppKey("public_socket", socket.socket)
+"""The public port's socket, bound before the pod starts (``service.__main__``); the pod
+is ready only once the server listens on it."""

@@ -6,13 +6,15 @@ api's readiness check that port runs.
 
 from __future__ import annotations
 
+import socket
+
 import msgspec
 from aiohttp import web
 
 from queuefront import metrics
 from queuefront.redis import redis_down
 from service.auth import INVALIDATE
-from service.context import HOTCACHE, MONITOR, REDIS, WAITER
+from service.context import HOTCACHE, MONITOR, PUBLIC_SOCKET, REDIS, WAITER
 from service.deps import REDIS_CALL_S, Deadline, bounded
 from service.errors import ApiError
 from service.gates import check_access, read_body
@@ -25,7 +27,21 @@ async def ready(app: web.Application) -> list[str]:
         down.append("redis-pubsub")
     if not app[MONITOR].healthy:
         down.append("sqs")
+    public = app.get(PUBLIC_SOCKET)
+    if public is not None and not listening(public):
+        down.append("public-port")
     return down
+
+
+def listening(sock: socket.socket) -> bool:
+    """Whether the server listens on ``sock`` yet. The probe server starts with the pod's
+    clients, before aiohttp starts the public site: without this a pod said it was ready
+    while its public port still refused connections (a client that trusted ``/readyz``,
+    like the tests' launcher, got "connection refused" on a loaded machine)."""
+    try:
+        return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+    except OSError:  # closed
+        return False
 
 
 INVALIDATE_WINDOW_S = 2.0

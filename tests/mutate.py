@@ -1009,6 +1009,13 @@ MUTATIONS = [
         "        return sock",
         (f"{PROCESSES}::test_processes_that_cannot_start_fail_the_supervisor",),
     ),
+    Mutation(
+        "api: ready before its public port listens",
+        "service/handlers.py",
+        "    if public is not None and not listening(public):",
+        "    if False:",
+        (f"{PROCESSES}::test_a_pod_is_ready_only_once_its_public_port_listens",),
+    ),
     # --- admission reopens by itself (issue 16, §1) --------------------------------------
     Mutation(
         "admission: a stale estimate that refuses lets no probe through",

@@ -301,3 +301,53 @@ async def test_processes_stop_when_their_supervisor_is_killed(stack: Stack) -> N
         assert s.connect_ex(("127.0.0.1", stack.api_port)) != 0, "the port is still served"
     # what only the supervisor's exit would have removed (the next one wipes it too)
     shutil.rmtree(Path(tempfile.gettempdir()) / f"queuefront-api-{stack.api_probe_port}")
+
+
+READINESS_SCRIPT = """
+import asyncio, json, socket, sys
+import aiohttp
+from aiohttp import web
+from queuefront.settings import Settings
+from service.app import init_app
+from service.context import PUBLIC_SOCKET
+
+async def main() -> None:
+    public = socket.socket()
+    public.bind(("127.0.0.1", 0))  # bound, as service.__main__ binds it, not listening
+    app = init_app(Settings())
+    app[PUBLIC_SOCKET] = public
+    runner = web.AppRunner(app)
+    await runner.setup()  # the pod's clients and its probe server, no public site yet
+    url = f"http://127.0.0.1:{sys.argv[1]}/readyz"
+    seen = []
+    async with aiohttp.ClientSession() as http:
+        for _ in range(2):
+            async with http.get(url) as resp:
+                seen.append([resp.status, await resp.json()])
+            public.listen()  # what the public site's start does
+    await runner.cleanup()
+    print(json.dumps(seen))
+
+asyncio.run(main())
+"""
+
+
+async def test_a_pod_is_ready_only_once_its_public_port_listens(stack: Stack) -> None:
+    """The probe server starts with the pod's clients, before the public site: a pod that
+    said it was ready then refused connections on its public port for a moment (the
+    tests' launcher, which waits on ``/readyz``, met "connection refused")."""
+    probe_port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        READINESS_SCRIPT,
+        str(probe_port),
+        env={**os.environ, **stack.settings_env(QF_METRICS_PORT=str(probe_port))},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    (before, before_body), (after, _) = json.loads(out.decode().splitlines()[-1])
+    assert before == 503 and "public-port" in before_body["down"], before_body
+    assert after == 200
