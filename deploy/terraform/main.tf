@@ -102,6 +102,7 @@ module "database" {
   multi_az                  = var.db_multi_az
   backup_retention_days     = var.db_backup_retention_days
   deletion_protection       = var.db_deletion_protection
+  password_rotation_days    = var.db_password_rotation_days
   kms_key_arn               = module.kms.key_arn
   alarm_topic_arn           = module.observability.alarm_topic_arn
   runbook_base_url          = var.runbook_base_url
@@ -150,6 +151,10 @@ module "compute" {
   alb_security_group_id        = module.edge.alb_security_group_id
   api_target_group_arn         = module.edge.target_group_arn
   api_listener_arn             = module.edge.listener_arn
+  service_prerequisites = {
+    listener_rules = module.edge.listener_rule_arns
+    network        = module.network.task_egress_ids
+  }
 
   queue_names       = module.queues.queue_names
   queue_arns        = module.queues.queue_arns
@@ -161,8 +166,10 @@ module "compute" {
     writer = local.queues["ingest"].visibility_timeout_s
   }
 
+  # The secrets' versions (not their containers): the services wait for the values.
   redis_url_secret_arn            = module.cache.url_secret_arn
   database_url_secret_arn         = module.database.url_secret_arn
+  database_password_secret_arn    = module.database.password_secret_arn
   auth_api_keys_secret_arn        = var.auth_api_keys_secret_arn
   auth_jwt_secret_arn             = var.auth_jwt_secret_arn
   auth_invalidate_keys_secret_arn = var.auth_invalidate_keys_secret_arn

@@ -361,6 +361,12 @@ variable "db_deletion_protection" {
   default     = true
 }
 
+variable "db_password_rotation_days" {
+  type        = number
+  description = "Days between rotations of the RDS-managed master password (RDS rotates it; the value is never in Terraform's state). docs/runbooks/rotate-database-password.md."
+  default     = 30
+}
+
 # --- autoscaling --------------------------------------------------------------------------------------
 
 variable "api_min_tasks" {

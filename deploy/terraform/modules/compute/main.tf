@@ -125,17 +125,30 @@ locals {
     writer = {
       QF_REDIS_URL    = var.redis_url_secret_arn
       QF_DATABASE_URL = var.database_url_secret_arn
+      PGPASSWORD      = local.database_password
     }
     migrate = {
       QF_DATABASE_URL = var.database_url_secret_arn
+      PGPASSWORD      = local.database_password
     }
     admin = {
       QF_REDIS_URL    = var.redis_url_secret_arn
       QF_DATABASE_URL = var.database_url_secret_arn
+      PGPASSWORD      = local.database_password
     }
   }
 
-  secret_arns = distinct(compact(flatten([for p in values(local.secrets) : values(p)])))
+  # The RDS-managed master secret is JSON {username, password}: ECS injects its password key
+  # (<arn>:<json key>:<stage>:<version>) as PGPASSWORD, which asyncpg reads when
+  # QF_DATABASE_URL carries no password. Read at task start: after a rotation the writer
+  # exits on a refused connection and its next task reads the new value.
+  database_password = "${var.database_password_secret_arn}:password::"
+
+  # IAM names the secrets themselves (a JSON key's reference is not a resource).
+  secret_arns = distinct(compact([
+    for ref in flatten([for p in values(local.secrets) : values(p)]) :
+    ref == null ? null : trimsuffix(ref, ":password::")
+  ]))
 
   security_groups = {
     api     = [var.tasks_security_group_id, aws_security_group.api.id]
@@ -600,10 +613,15 @@ locals {
 
 # --- services --------------------------------------------------------------------------------
 
-# The api's service registers with the ALB's target group, which ECS refuses until a
-# listener forwards to the group: the services wait for the listener (var.api_listener_arn).
-resource "terraform_data" "api_listener" {
-  input = var.api_listener_arn
+# What the services' first tasks need and other modules make: the listener and its forward
+# rule (ECS refuses a target group no listener rule uses), the private routes and VPC
+# endpoints (image pull, secrets, logs), the data stores' security group rules. The secret
+# *values* come in through the secret ARN variables, which the cache and database modules
+# take from the secret versions. A first apply that started services earlier would launch
+# tasks that cannot start; three failures trip the circuit breaker and the apply fails
+# (tests/terraform/test_graph.py checks the order on `terraform graph`).
+resource "terraform_data" "prerequisites" {
+  input = merge(var.service_prerequisites, { listener = [var.api_listener_arn] })
 }
 
 resource "aws_ecs_service" "this" {
@@ -667,5 +685,19 @@ resource "aws_ecs_service" "this" {
     ignore_changes = [desired_count]
   }
 
-  depends_on = [aws_ecs_cluster_capacity_providers.this, terraform_data.api_listener]
+  # ... and what this module makes that the task definitions do not reference: the roles'
+  # policies (pull, logs, secrets; queues), the collector's log group, the security group
+  # rules that let the ALB reach the api and the worker reach the backend.
+  depends_on = [
+    aws_ecs_cluster_capacity_providers.this,
+    terraform_data.prerequisites,
+    aws_iam_role_policy.execution,
+    aws_iam_role_policy.task,
+    aws_cloudwatch_log_group.metrics,
+    aws_vpc_security_group_ingress_rule.api_from_alb,
+    aws_vpc_security_group_ingress_rule.api_probe_from_alb,
+    aws_vpc_security_group_egress_rule.alb_to_api,
+    aws_vpc_security_group_egress_rule.alb_to_api_probe,
+    aws_vpc_security_group_egress_rule.worker_to_backend,
+  ]
 }

@@ -75,6 +75,12 @@ variable "api_listener_arn" {
   description = "The ALB listener that forwards to api_target_group_arn: the services are created after it (ECS refuses a target group no listener uses)."
 }
 
+variable "service_prerequisites" {
+  type        = map(list(string))
+  description = "Ids of what the services' tasks need to start that other modules make (the network's routes and endpoints, the listener rules in front of the target group, ...): the services are created after every one of them."
+  default     = {}
+}
+
 variable "wait_for_steady_state" {
   type        = bool
   description = "terraform apply waits until each service's tasks run (and fails when the deployment circuit breaker rolls back) instead of succeeding over crash-looping tasks."
@@ -171,7 +177,17 @@ variable "redis_url_secret_arn" {
 
 variable "database_url_secret_arn" {
   type        = string
-  description = "Secret holding QF_DATABASE_URL (writer and migrate only)."
+  description = "Secret holding QF_DATABASE_URL without the password (writer, migrate and admin only)."
+}
+
+variable "database_password_secret_arn" {
+  type        = string
+  description = "The RDS-managed master secret (JSON username/password): its password key is the writer's, migrate's and admin's PGPASSWORD."
+
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:secretsmanager:", var.database_password_secret_arn))
+    error_message = "database_password_secret_arn must be a Secrets Manager secret ARN."
+  }
 }
 
 variable "auth_api_keys_secret_arn" {

@@ -72,3 +72,8 @@ output "origin_secret_arn" {
   description = "Secrets Manager secret with the origin header's value."
   value       = aws_secretsmanager_secret.origin.arn
 }
+
+output "listener_rule_arns" {
+  description = "The listener rules in front of the api's target group (the forward rule that makes the group usable by ECS, and the probe block): the api service is created after them."
+  value       = [aws_lb_listener_rule.from_cloudfront.arn, aws_lb_listener_rule.probes_not_public.arn]
+}

@@ -80,7 +80,16 @@ mock_resource "aws_cloudcontrolapi_resource" {
 }
 
 mock_resource "aws_db_instance" {
-  defaults = { address = "queuefront-postgres.abcdefghijkl.eu-west-1.rds.amazonaws.com", port = 5432, id = "db-ABCDEFGHIJKLMNOPQRSTUVWXYZ" }
+  defaults = {
+    address            = "queuefront-postgres.abcdefghijkl.eu-west-1.rds.amazonaws.com"
+    port               = 5432
+    id                 = "db-ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    master_user_secret = [{ secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-mocked-AbCdEf", kms_key_id = "arn:aws:kms:eu-west-1:123456789012:key/1111", secret_status = "active" }]
+  }
+}
+
+mock_resource "aws_secretsmanager_secret_version" {
+  defaults = { arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:mocked-AbCdEf" }
 }
 
 mock_resource "aws_elasticache_replication_group" {

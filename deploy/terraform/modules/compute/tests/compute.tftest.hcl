@@ -70,6 +70,8 @@ variables {
   visibility_timeout_s    = { worker = 60, writer = 120 }
   redis_url_secret_arn    = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:qf/redis/url-AAAAAA"
   database_url_secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:qf/postgres/url-BBBBBB"
+  # RDS-managed secrets are named rds!db-<uuid>
+  database_password_secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-0000-CCCCCC"
   backend_url             = "https://legacy.example.com:8443/base"
   kms_key_arn             = "arn:aws:kms:eu-west-1:123456789012:key/1111"
   settings = {
@@ -203,8 +205,16 @@ run "environment_and_secrets" {
   }
 
   assert {
-    condition     = [for s in jsondecode(aws_ecs_task_definition.this["writer"].container_definitions)[0].secrets : s.name] == ["QF_DATABASE_URL", "QF_REDIS_URL"]
-    error_message = "the writer gets the database and Redis URLs from Secrets Manager"
+    condition     = [for s in jsondecode(aws_ecs_task_definition.this["writer"].container_definitions)[0].secrets : s.name] == ["PGPASSWORD", "QF_DATABASE_URL", "QF_REDIS_URL"]
+    error_message = "the writer gets the database and Redis URLs and the database password from Secrets Manager"
+  }
+
+  assert {
+    condition = alltrue([
+      for p in ["writer", "migrate", "admin"] :
+      { for s in jsondecode(aws_ecs_task_definition.this[p].container_definitions)[0].secrets : s.name => s.valueFrom }["PGPASSWORD"] == "${var.database_password_secret_arn}:password::"
+    ])
+    error_message = "every database client gets PGPASSWORD from the password key of the RDS-managed secret"
   }
 
   assert {
@@ -333,8 +343,8 @@ run "execution_role_reads_exactly_the_injected_secrets" {
   assert {
     condition = toset(flatten([
       for st in jsondecode(aws_iam_role_policy.execution.policy).Statement : st.Resource if st.Sid == "ReadInjectedSecrets"
-    ])) == toset([var.redis_url_secret_arn, var.database_url_secret_arn])
-    error_message = "the execution role reads the Redis and database URL secrets, nothing else"
+    ])) == toset([var.redis_url_secret_arn, var.database_url_secret_arn, var.database_password_secret_arn])
+    error_message = "the execution role reads the Redis and database URL secrets and the RDS-managed password secret (the secret, not a JSON key's reference), nothing else"
   }
 
   assert {
@@ -347,7 +357,7 @@ run "services_start_after_the_listener_and_wait_for_steady_state" {
   command = plan
 
   assert {
-    condition     = terraform_data.api_listener.input == var.api_listener_arn
+    condition     = terraform_data.prerequisites.input["listener"] == [var.api_listener_arn]
     error_message = "the services wait for the ALB listener"
   }
 
