@@ -72,8 +72,8 @@ variables {
   database_url_secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:qf/postgres/url-BBBBBB"
   # RDS-managed secrets are named rds!db-<uuid>
   database_password_secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-0000-CCCCCC"
-  backend_url             = "https://legacy.example.com:8443/base"
-  kms_key_arn             = "arn:aws:kms:eu-west-1:123456789012:key/1111"
+  backend_url                  = "https://legacy.example.com:8443/base"
+  kms_key_arn                  = "arn:aws:kms:eu-west-1:123456789012:key/1111"
   settings = {
     http_port                 = 8080
     metrics_port              = 9100
