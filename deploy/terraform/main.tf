@@ -126,6 +126,7 @@ module "edge" {
   default_throttle              = var.default_throttle
   route_throttles               = var.route_throttles
   edge_cached_paths             = var.edge_cached_paths
+  edge_cache_query_strings      = var.edge_cache_query_strings
   price_class                   = var.price_class
   domain_names                  = var.domain_names
   cloudfront_certificate_arn    = var.cloudfront_certificate_arn

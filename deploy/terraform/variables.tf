@@ -479,6 +479,12 @@ variable "edge_cached_paths" {
   default     = ["/api/polls", "/api/polls/*/results"]
 }
 
+variable "edge_cache_query_strings" {
+  type        = map(list(string))
+  description = "Per edge-cached path, the query strings its route reads: only these are in its cache key and reach the origin (a path not listed: none)."
+  default     = {}
+}
+
 variable "waf_rate_limit" {
   type        = number
   description = "Requests per client IP per 5 minutes before WAF blocks."

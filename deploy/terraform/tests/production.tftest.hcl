@@ -41,10 +41,12 @@ run "production" {
   }
 
   assert {
-    condition = anytrue([
-      for f in module.edge.default_behavior_functions : f.event_type == "viewer-request" && f.function_arn == module.edge.viewer_address_function_arn
+    condition = length(module.edge.behaviors) == 3 && alltrue([
+      for b in module.edge.behaviors : anytrue([
+        for f in b.function_association : f.event_type == "viewer-request" && f.function_arn == module.edge.viewer_address_function_arn
+      ])
     ])
-    error_message = "every request through the default behaviour gets X-Qf-Viewer-Address from CloudFront"
+    error_message = "every request through every behaviour (the edge-cached paths too) gets X-Qf-Viewer-Address from CloudFront"
   }
 
   assert {

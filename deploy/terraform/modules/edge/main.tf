@@ -335,10 +335,24 @@ resource "aws_cloudfront_cache_policy" "origin_controlled" {
 }
 
 # Public edge-cached routes (the voting system's GET /polls): one shared entry per URL,
-# whoever asks, for the s-maxage the route sets.
+# whoever asks, for the s-maxage the route sets. One policy per path: its cache key holds
+# the query strings that route reads (edge_cache_query_strings) and no others, so a viewer
+# adding random query strings gets a miss of their own, not everybody's results page
+# refetched (and rate-limited) at the origin. No header is in the key.
+locals {
+  edge_cached = {
+    for i, path in var.edge_cached_paths : path => {
+      index         = i
+      query_strings = lookup(var.edge_cache_query_strings, path, [])
+    }
+  }
+}
+
 resource "aws_cloudfront_cache_policy" "edge_public" {
-  name        = "${var.name}-edge-public"
-  comment     = "Public GET routes: TTL from s-maxage, keyed on path and query string"
+  for_each = local.edge_cached
+
+  name        = "${var.name}-edge-public-${each.value.index}"
+  comment     = "${each.key}: TTL from s-maxage, keyed on the path and ${length(each.value.query_strings) > 0 ? join(", ", each.value.query_strings) : "no query string"}"
   min_ttl     = 0
   default_ttl = 0
   max_ttl     = var.edge_max_ttl_s
@@ -356,8 +370,39 @@ resource "aws_cloudfront_cache_policy" "edge_public" {
     }
 
     query_strings_config {
-      query_string_behavior = "all"
+      query_string_behavior = length(each.value.query_strings) > 0 ? "whitelist" : "none"
+
+      dynamic "query_strings" {
+        for_each = length(each.value.query_strings) > 0 ? [each.value.query_strings] : []
+        content {
+          items = query_strings.value
+        }
+      }
     }
+  }
+}
+
+# What the edge-cached behaviours send to the origin besides their cache key: the viewer's
+# address the function sets (the api rate-limits each viewer's cache misses as that viewer,
+# not as the ALB node), and nothing else — no credential, no cookie, no other header. An
+# origin request policy forwards without keying: the address never splits the cache.
+resource "aws_cloudfront_origin_request_policy" "edge_public" {
+  name    = "${var.name}-edge-public"
+  comment = "Edge-cached routes: the viewer's address only"
+
+  headers_config {
+    header_behavior = "whitelist"
+    headers {
+      items = [local.client_ip_header]
+    }
+  }
+
+  cookies_config {
+    cookie_behavior = "none"
+  }
+
+  query_strings_config {
+    query_string_behavior = "none"
   }
 }
 
@@ -424,6 +469,9 @@ resource "aws_cloudfront_response_headers_policy" "security" {
 locals {
   origin_id   = "api-gateway"
   all_methods = ["DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"]
+
+  # set by viewer_address.js on every behaviour; the api's QF_CLIENT_IP_HEADER
+  client_ip_header = "X-Qf-Viewer-Address"
 }
 
 resource "aws_cloudfront_distribution" "this" {
@@ -487,8 +535,15 @@ resource "aws_cloudfront_distribution" "this" {
       cached_methods             = ["GET", "HEAD"]
       viewer_protocol_policy     = "https-only"
       compress                   = true
-      cache_policy_id            = aws_cloudfront_cache_policy.edge_public.id
+      cache_policy_id            = aws_cloudfront_cache_policy.edge_public[ordered_cache_behavior.value].id
+      origin_request_policy_id   = aws_cloudfront_origin_request_policy.edge_public.id
       response_headers_policy_id = aws_cloudfront_response_headers_policy.security.id
+
+      # every behaviour that reaches the origin says who the viewer is
+      function_association {
+        event_type   = "viewer-request"
+        function_arn = aws_cloudfront_function.viewer_address.arn
+      }
     }
   }
 

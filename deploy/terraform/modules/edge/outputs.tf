@@ -1,6 +1,6 @@
 output "client_ip_header" {
   description = "Header CloudFront sets to the viewer's address on every request it forwards (the api's QF_CLIENT_IP_HEADER)."
-  value       = "X-Qf-Viewer-Address"
+  value       = local.client_ip_header
 }
 
 output "viewer_address_function_arn" {
@@ -11,6 +11,14 @@ output "viewer_address_function_arn" {
 output "default_behavior_functions" {
   description = "Function associations of the distribution's default behaviour."
   value       = one(aws_cloudfront_distribution.this.default_cache_behavior).function_association
+}
+
+output "behaviors" {
+  description = "Every cache behaviour of the distribution (default first, then the edge-cached paths) with its function associations and cache/origin request policy ids."
+  value = concat(
+    [merge(one(aws_cloudfront_distribution.this.default_cache_behavior), { path_pattern = "*" })],
+    aws_cloudfront_distribution.this.ordered_cache_behavior,
+  )
 }
 
 output "cloudfront_domain_name" {

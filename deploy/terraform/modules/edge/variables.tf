@@ -94,8 +94,19 @@ variable "route_throttles" {
 
 variable "edge_cached_paths" {
   type        = list(string)
-  description = "CloudFront path patterns of public, edge-cached GET routes (their responses carry s-maxage); cached for all viewers, keyed on the query string only."
+  description = "CloudFront path patterns of public, edge-cached GET routes (their responses carry s-maxage); cached for all viewers, keyed on the path and the query strings edge_cache_query_strings lists for it."
   default     = ["/api/polls", "/api/polls/*/results"]
+}
+
+variable "edge_cache_query_strings" {
+  type        = map(list(string))
+  description = "Per edge-cached path pattern, the query strings its route reads: only these are in its cache key and reach the origin (a path not listed: none)."
+  default     = {}
+
+  validation {
+    condition     = alltrue([for qs in values(var.edge_cache_query_strings) : length(qs) <= 10])
+    error_message = "A cache policy can whitelist at most 10 query strings."
+  }
 }
 
 variable "edge_max_ttl_s" {

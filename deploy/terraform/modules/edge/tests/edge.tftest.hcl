@@ -27,11 +27,6 @@ override_resource {
 }
 
 override_resource {
-  target = aws_cloudfront_cache_policy.edge_public
-  values = { id = "cp-edge-public" }
-}
-
-override_resource {
   target = aws_cloudfront_origin_request_policy.api
   values = { id = "orp-api" }
 }
@@ -83,22 +78,89 @@ run "the_cache_key_holds_every_credential_the_origin_receives" {
 run "public_edge_cached_paths_forward_no_credentials" {
   command = apply
 
-  assert {
-    condition = alltrue([
-      for b in aws_cloudfront_distribution.this.ordered_cache_behavior :
-      b.cache_policy_id == "cp-edge-public" && b.origin_request_policy_id == null && toset(b.allowed_methods) == toset(["GET", "HEAD", "OPTIONS"])
-    ])
-    error_message = "the shared-cache paths are GET-only and send no viewer header (so no credential) to the origin"
+  variables {
+    edge_cache_query_strings = { "/api/polls" = ["page"] }
   }
 
   assert {
-    condition     = one(one(aws_cloudfront_cache_policy.edge_public.parameters_in_cache_key_and_forwarded_to_origin).headers_config).header_behavior == "none"
-    error_message = "the shared cache is keyed on path and query only"
+    condition = alltrue([
+      for b in aws_cloudfront_distribution.this.ordered_cache_behavior :
+      b.cache_policy_id == aws_cloudfront_cache_policy.edge_public[b.path_pattern].id && toset(b.allowed_methods) == toset(["GET", "HEAD", "OPTIONS"])
+    ])
+    error_message = "each shared-cache path is GET-only and uses its own cache policy"
+  }
+
+  assert {
+    condition = alltrue([
+      for b in aws_cloudfront_distribution.this.ordered_cache_behavior :
+      b.origin_request_policy_id == aws_cloudfront_origin_request_policy.edge_public.id
+    ])
+    error_message = "the shared-cache paths forward through the edge-public origin request policy"
+  }
+
+  assert {
+    condition = (
+      one(aws_cloudfront_origin_request_policy.edge_public.headers_config).header_behavior == "whitelist" &&
+      one(one(aws_cloudfront_origin_request_policy.edge_public.headers_config).headers).items == toset(["X-Qf-Viewer-Address"]) &&
+      one(aws_cloudfront_origin_request_policy.edge_public.cookies_config).cookie_behavior == "none" &&
+      one(aws_cloudfront_origin_request_policy.edge_public.query_strings_config).query_string_behavior == "none"
+    )
+    error_message = "the shared-cache paths send the viewer's address and nothing else (no credential, no cookie) beyond their cache key"
+  }
+
+  assert {
+    condition     = alltrue([for p in aws_cloudfront_cache_policy.edge_public : one(one(p.parameters_in_cache_key_and_forwarded_to_origin).headers_config).header_behavior == "none"])
+    error_message = "the shared cache is keyed on no header"
+  }
+
+  # random query strings neither split the cache nor reach the origin: only the ones the
+  # route reads are in the key
+  assert {
+    condition = (
+      one(one(aws_cloudfront_cache_policy.edge_public["/api/polls"].parameters_in_cache_key_and_forwarded_to_origin).query_strings_config).query_string_behavior == "whitelist" &&
+      one(one(one(aws_cloudfront_cache_policy.edge_public["/api/polls"].parameters_in_cache_key_and_forwarded_to_origin).query_strings_config).query_strings).items == toset(["page"]) &&
+      one(one(aws_cloudfront_cache_policy.edge_public["/api/polls/*/results"].parameters_in_cache_key_and_forwarded_to_origin).query_strings_config).query_string_behavior == "none"
+    )
+    error_message = "each edge-cached path keys on exactly the query strings its route reads (none when none is listed)"
   }
 
   assert {
     condition     = [for b in aws_cloudfront_distribution.this.ordered_cache_behavior : b.path_pattern] == ["/api/polls", "/api/polls/*/results"]
     error_message = "the edge-cached paths are the public GET routes with edge_ttl_s"
+  }
+}
+
+# Every behaviour that reaches the origin: the function sets the viewer's address, an origin
+# request policy forwards it, and no cache key holds it (it would split every cache entry
+# per viewer).
+run "every_behaviour_says_who_the_viewer_is" {
+  command = apply
+
+  assert {
+    condition = length(output.behaviors) == 1 + length(var.edge_cached_paths) && alltrue([
+      for b in output.behaviors : one([for f in b.function_association : f.function_arn if f.event_type == "viewer-request"]) == aws_cloudfront_function.viewer_address.arn
+    ])
+    error_message = "a behaviour reaches the origin without the viewer-address function"
+  }
+
+  assert {
+    condition = alltrue([
+      for b in output.behaviors : (
+        b.origin_request_policy_id == aws_cloudfront_origin_request_policy.api.id ?
+        one(aws_cloudfront_origin_request_policy.api.headers_config).header_behavior == "allExcept" && !contains(one(one(aws_cloudfront_origin_request_policy.api.headers_config).headers).items, "X-Qf-Viewer-Address") :
+        b.origin_request_policy_id == aws_cloudfront_origin_request_policy.edge_public.id && contains(one(one(aws_cloudfront_origin_request_policy.edge_public.headers_config).headers).items, "X-Qf-Viewer-Address")
+      )
+    ])
+    error_message = "a behaviour's origin request policy does not forward X-Qf-Viewer-Address"
+  }
+
+  assert {
+    condition = alltrue(flatten([
+      for p in concat([aws_cloudfront_cache_policy.origin_controlled], values(aws_cloudfront_cache_policy.edge_public)) : [
+        for h in one(one(p.parameters_in_cache_key_and_forwarded_to_origin).headers_config).headers : !contains(h.items, "X-Qf-Viewer-Address")
+      ]
+    ]))
+    error_message = "the viewer's address is part of a cache key"
   }
 }
 
