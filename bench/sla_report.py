@@ -1,6 +1,6 @@
 """The SLA benchmark's output: the seed's table side by side, the overload rows, the plot.
 
-Markdown tables, so a run's output can be pasted into the README as it is.
+Markdown tables, so a run's output can be pasted into docs/benchmarks.md as it is.
 """
 
 from __future__ import annotations

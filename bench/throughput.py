@@ -1,6 +1,6 @@
 """Throughput and CPU per request, issue-style: ``python -m bench.throughput``.
 
-The table that the README's "Throughput and CPU per request" section shows, measured
+The table of the "Throughput and CPU per request" section of docs/benchmarks.md, measured
 the way a user of ``make run`` would: a C load generator that costs little CPU (``wrk
 -t1 -c64``, Debian's package) against one stack started here on free ports — the SQS
 emulator, the demo backend (20 ms per request, 64 at once), one api, one worker, one

@@ -17,7 +17,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 29, 60)
 
@@ -46,7 +46,7 @@ CACHE_INVALIDATIONS = Counter(
 )
 REPLIES = Counter(
     "queuefront_replies_total",
-    "Replies awaited by the api, by outcome (ok, timeout, late).",
+    "Replies awaited by the api, by outcome (ok, timeout, late, undecodable).",
     ["outcome"],
 )
 PUBSUB_RESUBSCRIBES = Counter(
@@ -81,7 +81,8 @@ ADMISSION_REJECTIONS = Counter(
 )
 FAILURES = Counter(
     "queuefront_failures_total",
-    "Failures by event and exception type (dependency down or slow, unexpected errors).",
+    "Failures by event and exception type (dependency down or slow, unexpected errors), "
+    "each counted; logged once per class per 10 s.",
     ["event", "error_type"],
 )
 ADMISSION_PREDICTED_WAIT = Gauge(
@@ -103,7 +104,8 @@ PENDING_REPLIES = Gauge(
 RATE_LIMITED = Counter("queuefront_rate_limited_total", "Requests refused with 429.", ["route"])
 WORKER_MESSAGES = Counter(
     "queuefront_worker_messages_total",
-    "Messages handled by workers, by outcome (ok, backend_error, expired, released, invalid).",
+    "Messages handled by workers, by outcome (ok, backend_error, expired, released, "
+    "invalid, publish_failed, duplicate, in_progress_elsewhere, failed).",
     ["queue", "outcome"],
 )
 EXPIRED_MESSAGES = Counter(
@@ -176,7 +178,7 @@ INSERT_DURATION = Histogram(
 )
 ITEMS_PER_MESSAGE = Histogram(
     "queuefront_ingest_items_per_message",
-    "Ingest items packed into one SQS message.",
+    "Ingest items per SQS message the writer receives.",
     buckets=(1, 2, 5, 10, 25, 50, 100, 200, 500),
 )
 DB_RETRIES = Counter(
@@ -185,7 +187,7 @@ DB_RETRIES = Counter(
 WRITER_BATCH_FAILURES = Counter(
     "queuefront_writer_batch_failures_total",
     "Batches given back unstored after bounded retries of a database error that is neither "
-    "a row's nor an outage's (missing table or column, privileges).",
+    "a row's nor an outage's (missing table or column, privileges); alert on any.",
 )
 TALLY_UPDATES = Counter(
     "queuefront_tally_updates_total",
@@ -194,7 +196,7 @@ TALLY_UPDATES = Counter(
 )
 DLQ_DEPTH = Gauge(
     "queuefront_dlq_messages",
-    "Messages in a dead-letter queue, as last read.",
+    "Messages in a dead-letter queue, as last read (worker: high, normal; writer: ingest).",
     ["queue"],
     multiprocess_mode="livemostrecent",
 )
@@ -208,6 +210,19 @@ INGEST_LAG = Histogram(
     "Time from the api accepting an ingest item to the commit that stored it.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
+
+
+def api_process_restarts(registry: CollectorRegistry) -> Counter:
+    """The api supervisor's own counter (``QF_API_PROCESSES`` > 1). It lives in the
+    supervisor's registry, not the default one: it is no api process's, and it must count
+    the processes that died. Defined here so that every metric is defined in this file."""
+    return Counter(
+        "queuefront_api_process_restarts_total",
+        "api processes replaced by their supervisor (exited, or failed liveness: "
+        "not_alive); only with QF_API_PROCESSES > 1.",
+        ["reason"],
+        registry=registry,
+    )
 
 
 def prime_api(routes: list[tuple[str, str, str, bool]]) -> None:

@@ -1,7 +1,7 @@
 """All runtime settings in one typed object, read from ``QF_*`` environment variables.
 
-One object (rather than settings scattered through modules) is what lets the README,
-the Terraform task definitions and the tests agree on a single list of names.
+One object (rather than settings scattered through modules) is what lets the docs, the
+Terraform task definitions and the tests agree on a single list of names.
 """
 
 from __future__ import annotations
@@ -17,92 +17,298 @@ from queuefront.limits import MAX_MESSAGE_BYTES
 
 
 class Settings(BaseSettings):
-    """Settings shared by every process; each process reads the fields it needs."""
+    """Settings shared by every process; each process reads the fields it needs.
+
+    Every field carries its own ``description``: the settings table of
+    docs/configuration.md is generated from them (``python -m queuefront.docgen``), so a
+    setting is explained in one place, here, next to its default and its bounds.
+    """
 
     model_config = SettingsConfigDict(env_prefix="QF_", extra="ignore", frozen=True)
 
     # --- connections -------------------------------------------------------------------
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_max_connections: int = Field(default=64, ge=4)
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/queuefront"
-    sqs_endpoint_url: str = ""  # empty: real AWS, endpoint from the region
-    aws_region: str = "us-east-1"
-    # the per-message SQS calls: "lean" (queuefront.sqswire, JSON over aiohttp, signed with
-    # botocore's SigV4) or "botocore" (aiobotocore's pipeline, several times the CPU)
-    sqs_data_plane: Literal["lean", "botocore"] = "lean"
-    backend_url: str = "http://127.0.0.1:9000"
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="Redis for replies, the cache, tallies, rate limits and idempotency "
+        "records (`rediss://` for TLS).",
+    )
+    redis_max_connections: int = Field(
+        default=64,
+        ge=4,
+        description="Connections in each process's Redis pool. A caller past it waits up "
+        "to 1 s for a free connection, then fails fast (the api answers 503) instead of "
+        "piling up behind the pool.",
+    )
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/queuefront",
+        description="Postgres of the write path (the writer, `migrate`, `admin reconcile`).",
+    )
+    sqs_endpoint_url: str = Field(
+        default="",
+        description="SQS endpoint. Empty: real AWS, the endpoint following from the region "
+        "(`make run` and the tests: the local emulator).",
+    )
+    aws_region: str = Field(default="us-east-1", description="AWS region.")
+    sqs_data_plane: Literal["lean", "botocore"] = Field(
+        default="lean",
+        description="How send, receive, delete, visibility and attribute calls reach SQS: "
+        "`lean` (`queuefront/sqswire.py`: the JSON protocol over aiohttp, signed with "
+        "botocore's SigV4 and the same credentials, about a third of the client CPU per "
+        "call) or `botocore` (aiobotocore's full pipeline). Queues are created and looked "
+        "up through aiobotocore either way.",
+    )
+    backend_url: str = Field(
+        default="http://127.0.0.1:9000",
+        description="Base URL of the legacy backend the worker calls.",
+    )
 
     # --- queues --------------------------------------------------------------------------
-    queue_high: str = "queuefront-high"
-    queue_normal: str = "queuefront-normal"
-    queue_ingest: str = "queuefront-ingest"
-    dlq_suffix: str = "-dlq"
-    max_receive_count: int = Field(default=3, ge=1, le=1000)
-    visibility_timeout_s: int = Field(default=30, ge=1, le=43_200)
-    # an idle loop's long poll; a stopping worker waits for it, so it bounds the drain
-    receive_wait_s: int = Field(default=10, ge=0, le=20)
-    # the queues' MaximumMessageSize (created so by queuefront.queues and Terraform); larger
-    # request bodies and ingest items get 413
-    max_message_bytes: int = Field(default=MAX_MESSAGE_BYTES, ge=1024, le=MAX_MESSAGE_BYTES)
+    queue_high: str = Field(default="queuefront-high", description="High-priority queue.")
+    queue_normal: str = Field(
+        default="queuefront-normal", description="Normal-priority queue."
+    )
+    queue_ingest: str = Field(
+        default="queuefront-ingest", description="Ingest (write path) queue."
+    )
+    dlq_suffix: str = Field(
+        default="-dlq", description="A queue's dead-letter queue is named `<queue><suffix>`."
+    )
+    max_receive_count: int = Field(
+        default=3,
+        ge=1,
+        le=1000,
+        description="Receives before SQS moves a message to its DLQ (the redrive policy of "
+        "the queues this project creates).",
+    )
+    visibility_timeout_s: int = Field(
+        default=30,
+        ge=1,
+        le=43_200,
+        description="Visibility timeout of the queues this project creates (Terraform sets "
+        "its own per queue); a worker extends it for work that takes longer.",
+    )
+    receive_wait_s: int = Field(
+        default=10,
+        ge=0,
+        le=20,
+        description="Long-poll wait of an idle receive loop. A stopping worker waits for "
+        "its polls to return, so this bounds how long a drain takes.",
+    )
+    max_message_bytes: int = Field(
+        default=MAX_MESSAGE_BYTES,
+        ge=1024,
+        le=MAX_MESSAGE_BYTES,
+        description="The queues' `MaximumMessageSize` (they are created so, by "
+        "`queuefront.queues` and by Terraform); larger request bodies and ingest items "
+        "get 413.",
+    )
 
     # --- api ---------------------------------------------------------------------------------
-    http_port: int = ports.HTTP_PORT
-    # every process's probe port: /healthz, /readyz, /metrics (the api's public port
-    # serves /healthz only)
-    metrics_port: int = ports.METRICS_PORT
-    # where the demo backend (examples.legacy_backend, not in the production image) listens
-    demo_port: int = ports.DEMO_PORT
-    routes_file: str = "config/routes.toml"  # production table; make run and compose: the demo one
-    pod_id: str = ""  # empty: a random id per process start
-    key_prefix: str = ""  # prepended to every Redis key and channel (tests isolate with it)
-    send_linger_ms: float = Field(default=2.0, ge=0)
-    admission_threshold: int = Field(default=100, ge=1)
-    admission_wait_s: float = Field(default=5.0, ge=0)
-    backlog_poll_s: float = Field(default=1.0, gt=0)
-    # refuse (503) what could not be answered in its window: backlog / workers' drain rate
-    admission_predictive: bool = True
-    max_pending_replies: int = Field(default=4096, ge=1)  # per pod; beyond: 503 at once
-    listen_backlog: int = Field(default=4096, ge=128)  # the kernel caps it at somaxconn
-    # api processes sharing the public port (SO_REUSEPORT), each with its own reply
-    # subscription; 0: one per CPU this container may use (its cgroup quota and CPU
-    # affinity); 1: one process and no supervisor (make run, the tests)
-    api_processes: int = Field(default=0, ge=0, le=64)
-    local_cache_entries: int = Field(default=10_000, ge=0)  # in-process tier; 0: off
-    local_cache_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
-    auth_api_keys: str = ""  # comma-separated; keys that may call the non-public routes
-    auth_invalidate_keys: str = ""  # comma-separated; keys that may invalidate the cache
-    auth_jwt_secret: str = ""  # HS256 bearer tokens (claims sub and exp required)
-    auth_jwt_audience: str = ""  # when set, the aud claim is required and must match
-    auth_jwt_invalidate_scope: str = "cache:invalidate"  # JWT scope that may invalidate
-    # with no credentials configured the api refuses to start unless this is true;
-    # configured credentials are enforced whatever it says
-    auth_disabled: bool = False
-    # proxies in front of the api that append to X-Forwarded-For (compose's edge: 1);
-    # 0: the TCP peer is the client
-    trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
-    # a header a trusted edge writes with the viewer's address (CloudFront-Viewer-Address);
-    # set only when the api cannot be reached without passing that edge
-    client_ip_header: str = ""
-    rate_limit_rps: float = Field(default=0.0, ge=0)  # per client; 0: off
-    rate_limit_burst: int = Field(default=20, ge=1)
-    idempotency_ttl_s: int = Field(default=86_400, ge=60)
-    # records of anonymous clients (public routes without credentials): a shorter life,
-    # since anyone can create them
-    idempotency_anon_ttl_s: int = Field(default=600, ge=60)
-    ingest_pack_max: int = Field(default=50, ge=1, le=1000)  # items per SQS message; 1: off
+    http_port: int = Field(
+        default=ports.HTTP_PORT,
+        description="The api's public port: the routes and `/healthz`.",
+    )
+    metrics_port: int = Field(
+        default=ports.METRICS_PORT,
+        description="Every process's probe port: `/metrics`, `/healthz`, `/readyz`; never "
+        "public (`make run`: api 9102, worker 9100, writer 9101).",
+    )
+    demo_port: int = Field(
+        default=ports.DEMO_PORT,
+        description="Where the demo backend (`examples.legacy_backend`, not in the "
+        "production image) listens; `queuefront healthcheck` asks it too.",
+    )
+    routes_file: str = Field(
+        default="config/routes.toml",
+        description="The route table. `config/routes.toml` is production's (the image's "
+        "and Terraform's); `make run` and compose serve the demo table "
+        "`examples/routes.toml`.",
+    )
+    pod_id: str = Field(
+        default="",
+        description="The pod's id, which names its reply channel `replies:<pod id>`. "
+        "Empty: a random id per process start.",
+    )
+    key_prefix: str = Field(
+        default="",
+        description="Prepended to every Redis key and channel: isolates stacks that share "
+        "a Redis (the tests and benchmarks do).",
+    )
+    send_linger_ms: float = Field(
+        default=2.0,
+        ge=0,
+        description="How long a send batch waits for company before it is flushed "
+        "(`SendMessageBatch` carries up to 10 entries).",
+    )
+    admission_threshold: int = Field(
+        default=100,
+        ge=1,
+        description="High-queue backlog at which normal requests wait (up to "
+        "`QF_ADMISSION_WAIT_S`) before they are queued.",
+    )
+    admission_wait_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a normal request waits for the high backlog to drop below "
+        "`QF_ADMISSION_THRESHOLD` before it gets 503.",
+    )
+    backlog_poll_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often a pod reads the queues' backlog and the workers' drain "
+        "reports.",
+    )
+    admission_predictive: bool = Field(
+        default=True,
+        description="Refuse at once (503 + `Retry-After`) a request that could not be "
+        "answered in its window: its predicted wait (backlog ÷ the workers' drain rate) "
+        "plus the service time exceeds 80 % of the window. `false` keeps only the "
+        "threshold rule.",
+    )
+    max_pending_replies: int = Field(
+        default=4096,
+        ge=1,
+        description="Requests one pod (one api process) may have waiting for replies; "
+        "beyond it, 503 at once.",
+    )
+    listen_backlog: int = Field(
+        default=4096,
+        ge=128,
+        description="The api's accept queue (the kernel caps it at `somaxconn`).",
+    )
+    api_processes: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="api processes in one container, sharing the public port "
+        "(`SO_REUSEPORT`), each a whole pod with its own reply subscription. 0: one per "
+        "CPU the container may use (its cgroup quota rounded up, its CPU affinity); 1: "
+        "one process and no supervisor (`make run`, the tests); Terraform: the api task's "
+        "vCPUs. See [every CPU of a task](how-it-works.md#every-cpu-of-a-task).",
+    )
+    local_cache_entries: int = Field(
+        default=10_000,
+        ge=0,
+        description="Cached responses each pod keeps in memory in front of Redis (least "
+        "recently used first out); 0: no in-process tier.",
+    )
+    local_cache_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=0,
+        description="Bytes each pod's in-process cache tier may hold.",
+    )
+    auth_api_keys: str = Field(
+        default="",
+        description="Comma-separated API keys accepted in `X-Api-Key` for the non-public "
+        "routes.",
+    )
+    auth_invalidate_keys: str = Field(
+        default="",
+        description="Comma-separated API keys that may call `POST /api/cache/invalidate` "
+        "(and nothing else, unless also in `QF_AUTH_API_KEYS`).",
+    )
+    auth_jwt_secret: str = Field(
+        default="",
+        description="HS256 secret of `Authorization: Bearer` tokens (claims `sub` and "
+        "`exp` required).",
+    )
+    auth_jwt_audience: str = Field(
+        default="", description="When set, the `aud` claim is required and must match."
+    )
+    auth_jwt_invalidate_scope: str = Field(
+        default="cache:invalidate",
+        description="The JWT scope (`scope`, space-separated, or `scp`, a list) that may "
+        "invalidate the cache.",
+    )
+    auth_disabled: bool = Field(
+        default=False,
+        description="Auth fails closed: with no credentials configured the api refuses to "
+        "start unless this is `true` (`make run` and the compose demo set it when no "
+        "credentials are given). Configured credentials are enforced whatever it says.",
+    )
+    trusted_proxy_hops: int = Field(
+        default=0,
+        ge=0,
+        le=10,
+        description="Proxies in front of the api that append to `X-Forwarded-For`; the "
+        "entry the outermost of them wrote is the client's address. 0: the TCP peer is "
+        "the client (compose's edge: 1).",
+    )
+    client_ip_header: str = Field(
+        default="",
+        description="A header a trusted edge writes with the viewer's `address:port`, e.g. "
+        "`CloudFront-Viewer-Address`. Set it only when the api cannot be reached without "
+        "passing that edge (an IPv6 client is identified by its /64).",
+    )
+    rate_limit_rps: float = Field(
+        default=0.0,
+        ge=0,
+        description="Requests per second per client and route (a GCRA in Redis); 0: off.",
+    )
+    rate_limit_burst: int = Field(
+        default=20, ge=1, description="Burst allowed above `QF_RATE_LIMIT_RPS`."
+    )
+    idempotency_ttl_s: int = Field(
+        default=86_400,
+        ge=60,
+        description="How long the answer to an `Idempotency-Key` is kept and replayed.",
+    )
+    idempotency_anon_ttl_s: int = Field(
+        default=600,
+        ge=60,
+        description="The same for anonymous clients (public routes without credentials): "
+        "anyone can create these records, so they live shorter.",
+    )
+    ingest_pack_max: int = Field(
+        default=50,
+        ge=1,
+        le=1000,
+        description="Ingest items packed into one SQS message (1: one message per item).",
+    )
 
     # --- worker ------------------------------------------------------------------------------
-    worker_concurrency: int = Field(default=32, ge=1)
-    reply_ttl_s: int = Field(default=120, ge=1)
-    shutdown_timeout_s: float = Field(default=20.0, ge=0)
+    worker_concurrency: int = Field(
+        default=32,
+        ge=1,
+        description="Backend calls one worker makes at once: the backend never sees more "
+        "than this times the number of workers (`make run`: 64, as many as its demo "
+        "backend serves).",
+    )
+    reply_ttl_s: int = Field(
+        default=120,
+        ge=1,
+        description="How long `reply:<id>` is kept: a reconnecting pod and a client's retry "
+        "with the same `Idempotency-Key` find the answer there.",
+    )
+    shutdown_timeout_s: float = Field(
+        default=20.0,
+        ge=0,
+        description="How long a stopping worker lets the work in hand finish (keep it "
+        "under the container's stop timeout).",
+    )
 
     # --- writer (ingest) -------------------------------------------------------------------------
-    batch_size: int = Field(default=300, ge=1, le=10_000)
-    batch_max_wait_s: float = Field(default=1.0, gt=0)
+    batch_size: int = Field(
+        default=300,
+        ge=1,
+        le=10_000,
+        description="Writer: items per batch, stored with one INSERT and one commit.",
+    )
+    batch_max_wait_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Writer: the longest a batch waits to fill after its first item.",
+    )
 
     # --- telemetry ---------------------------------------------------------------------------
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Log level of every process."
+    )
+    log_format: Literal["json", "console"] = Field(
+        default="json",
+        description="`json` (one object per line, for log shippers) or `console` (for a "
+        "terminal).",
+    )
 
     @cached_property
     def api_keys(self) -> frozenset[str]:

@@ -43,10 +43,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from queuefront import probes
+from queuefront import metrics, probes
 from queuefront.settings import Settings
 from queuefront.telemetry import get_logger
 
@@ -120,12 +120,7 @@ class Supervisor:
         )
         self.metrics_dir = self.runtime_dir / "metrics"
         self.registry = CollectorRegistry()
-        self.restarts = Counter(
-            "queuefront_api_process_restarts_total",
-            "api processes replaced by their supervisor (exited, or failed liveness).",
-            ["reason"],
-            registry=self.registry,
-        )
+        self.restarts = metrics.api_process_restarts(self.registry)
         for reason in ("exited", "not_alive"):
             self.restarts.labels(reason)
         self._spawned = 0

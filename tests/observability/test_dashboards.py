@@ -1,5 +1,5 @@
 """deploy/grafana: the dashboards parse, query only the provisioned Prometheus datasource and
-only metrics the README documents, and every query is valid PromQL once Grafana's variables
+only metrics the docs document, and every query is valid PromQL once Grafana's variables
 are substituted; the provisioning files point where compose mounts things."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from tests.containers.dashboards import iter_panels, panel_queries
+from tests.observability.documented_metrics import ROOT, undocumented
 from tests.observability.promtool import run_promtool
-from tests.observability.readme_metrics import ROOT, undocumented
 
 GRAFANA_DIR = ROOT / "deploy" / "grafana"
 DASHBOARDS_DIR = GRAFANA_DIR / "dashboards"
@@ -82,7 +82,7 @@ def test_dashboards_use_only_documented_metrics() -> None:
             texts.append(json.dumps(variable.get("query")))
     used = {m for text in texts for m in re.findall(r"queuefront_[a-z_]+", text)}
     assert used, "the dashboards query no queuefront metric"
-    assert undocumented("\n".join(texts)) == set(), "metrics the README's table does not list"
+    assert undocumented("\n".join(texts)) == set(), "metrics docs/operations.md does not list"
 
 
 def test_panel_queries_returns_one_entry_per_target() -> None:

@@ -1,5 +1,5 @@
-"""The metric names the README's "Metrics" table documents, and which of them are
-histograms (from the code, since the table does not say it for every one)."""
+"""The metric names the "Metrics" table of docs/operations.md documents, and which of them
+are histograms (from the code)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
 @cache
 def documented_metrics() -> frozenset[str]:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Metrics", 1)[1].split("\n## ", 1)[0]
+    page = (ROOT / "docs" / "operations.md").read_text()
+    section = page.split("\n## Metrics", 1)[1].split("\n## ", 1)[0]
     names = frozenset(re.findall(r"^\| `(queuefront_[a-z_]+)` \|", section, flags=re.M))
-    assert names, "no metrics table found in the README's Metrics section"
+    assert names, "no metrics table found in the Metrics section of docs/operations.md"
     return names
 
 
@@ -36,7 +36,7 @@ def histograms() -> frozenset[str]:
 
 
 def undocumented(text: str) -> set[str]:
-    """Metric names in ``text`` that the README does not list (a histogram's
+    """Metric names in ``text`` that the docs do not list (a histogram's
     _bucket/_sum/_count series count as the histogram)."""
     unknown: set[str] = set()
     for name in METRIC_NAME.findall(text):
