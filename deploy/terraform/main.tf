@@ -1,4 +1,5 @@
-# queuefront on AWS: CloudFront + WAF -> API Gateway (HTTP API, VPC link) -> internal ALB ->
+# queuefront on AWS: CloudFront + WAF -> API Gateway (REST API, regional WAF, VPC link ->
+# internal NLB) -> internal ALB ->
 # api tasks -> SQS (high, normal, ingest) -> worker / writer tasks -> legacy backend /
 # Postgres, with Redis for replies, cache and tallies; every service autoscaled on load.
 
@@ -55,7 +56,10 @@ module "observability" {
   service_names           = module.compute.service_names
   alb_arn_suffix          = module.edge.alb_arn_suffix
   target_group_arn_suffix = module.edge.target_group_arn_suffix
-  api_id                  = module.edge.api_id
+  api_name                = module.edge.api_name
+  api_stage               = module.edge.stage_name
+  api_web_acl_name        = module.edge.api_web_acl_name
+  alarm_subscriptions     = var.alarm_subscriptions
   queue_names             = module.queues.queue_names
   dlq_names               = module.queues.dlq_names
   ingest_lag_threshold_s  = 2 * var.writer_acceptable_latency_s
@@ -136,6 +140,15 @@ module "edge" {
   origin_secret_accept_previous = var.origin_secret_accept_previous
   kms_key_arn                   = module.kms.key_arn
   log_retention_days            = var.log_retention_days
+  manage_api_gateway_account    = var.manage_api_gateway_account
+
+  # votes straight from API Gateway to the ingest queue (off by default)
+  ingest_direct = var.ingest_direct ? {
+    route_key  = var.ingest_direct_route
+    route_name = var.ingest_direct_route_name
+    queue_name = module.queues.queue_names["ingest"]
+    queue_arn  = module.queues.queue_arns["ingest"]
+  } : null
 }
 
 module "compute" {

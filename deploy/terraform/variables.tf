@@ -530,12 +530,42 @@ variable "origin_secret_accept_previous" {
   default     = false
 }
 
+variable "manage_api_gateway_account" {
+  type        = bool
+  description = "Set the account's API Gateway CloudWatch role (account-and-region-wide; REST access logs need it); false where another stack sets it."
+  default     = true
+}
+
+variable "ingest_direct" {
+  type        = bool
+  description = "Votes straight from API Gateway to the ingest queue (the voting seed's v2): ingest_direct_route skips the api pods; the writer validates, deduplicates (by API Gateway's request id) and stores. Gives up idempotency keys and per-identity rate limits on that route (docs: deploy/terraform/README.md)."
+  default     = false
+}
+
+variable "ingest_direct_route" {
+  type        = string
+  description = "With ingest_direct: the route (a key of route_throttles, API Gateway syntax) whose integration sends to the ingest queue."
+  default     = "POST /api/polls/{poll_id}/votes"
+}
+
+variable "ingest_direct_route_name" {
+  type        = string
+  description = "With ingest_direct: that route's name in the route table (its sink is what the writer validates against)."
+  default     = "vote"
+}
+
 # --- observability -------------------------------------------------------------------------------
 
 variable "alarm_emails" {
   type        = list(string)
   description = "E-mail addresses for the alarm topic."
   default     = []
+}
+
+variable "alarm_subscriptions" {
+  type        = map(object({ protocol = string, endpoint = string }))
+  description = "Subscribers of the alarm (paging) topic besides alarm_emails, by a name of your choice: e.g. { pager = { protocol = \"https\", endpoint = \"<paging service URL>\" } }."
+  default     = {}
 }
 
 variable "runbook_base_url" {

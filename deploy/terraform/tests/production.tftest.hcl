@@ -110,3 +110,27 @@ run "no_credentials_is_refused" {
 
   expect_failures = [var.auth_disabled]
 }
+
+# Votes straight from API Gateway to the ingest queue: the stack's own queue, route and role.
+run "ingest_direct" {
+  command = apply
+
+  variables {
+    ingest_direct = true
+  }
+
+  assert {
+    condition     = module.edge.openapi.paths["/api/polls/{poll_id}/votes"].post["x-amazon-apigateway-integration"].uri == "arn:aws:apigateway:eu-west-1:sqs:path/123456789012/queuefront-ingest"
+    error_message = "the votes route sends to the stack's ingest queue"
+  }
+
+  assert {
+    condition     = strcontains(module.edge.openapi.paths["/api/polls/{poll_id}/votes"].post["x-amazon-apigateway-integration"].requestTemplates["application/json"], "MessageAttribute.1.Name=route&MessageAttribute.1.Value.DataType=String&MessageAttribute.1.Value.StringValue=vote&")
+    error_message = "the messages name the route table's vote route (its sink is what the writer checks)"
+  }
+
+  assert {
+    condition     = module.edge.openapi.paths["/api/login"].post["x-amazon-apigateway-integration"].connectionType == "VPC_LINK" && module.edge.openapi.paths["/{proxy+}"]["x-amazon-apigateway-any-method"]["x-amazon-apigateway-integration"].connectionType == "VPC_LINK"
+    error_message = "everything else still goes to the api"
+  }
+}

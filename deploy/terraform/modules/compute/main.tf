@@ -172,6 +172,8 @@ locals {
   metric_declarations = [
     { dimensions = [["process"], ["process", "status"]], metric_name_selectors = ["^queuefront_http_requests_total$"] },
     { dimensions = [["process", "outcome"]], metric_name_selectors = ["^queuefront_replies_total$"] },
+    # heartbeat of the api (the metrics-missing alarm) and every process's clock offset
+    { dimensions = [["process"]], metric_name_selectors = ["^queuefront_pending_replies$", "^queuefront_clock_offset_seconds$"] },
     { dimensions = [["process"]], metric_name_selectors = ["^queuefront_admission_rejections_total$", "^queuefront_rate_limited_total$", "^queuefront_http_request_duration_seconds$", "^queuefront_ingest_lag_seconds$", "^queuefront_ingest_accepted_total$", "^queuefront_ingest_rows_inserted_total$", "^queuefront_expired_messages_total$", "^queuefront_writer_db_retries_total$"] },
     { dimensions = [["process", "queue"]], metric_name_selectors = ["^queuefront_dlq_messages$", "^queuefront_message_age_seconds$"] },
     { dimensions = [["process", "outcome"]], metric_name_selectors = ["^queuefront_worker_messages_total$"] },

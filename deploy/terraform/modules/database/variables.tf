@@ -61,8 +61,8 @@ variable "password_rotation_days" {
   default     = 30
 
   validation {
-    condition     = var.password_rotation_days >= 1 && var.password_rotation_days <= 365 && floor(var.password_rotation_days) == var.password_rotation_days
-    error_message = "password_rotation_days must be a whole number of days between 1 and 365."
+    condition     = var.password_rotation_days >= 1 && var.password_rotation_days <= 90 && floor(var.password_rotation_days) == var.password_rotation_days
+    error_message = "password_rotation_days must be a whole number of days between 1 and 90."
   }
 }
 

@@ -32,13 +32,38 @@ output "cloudfront_distribution_id" {
 }
 
 output "api_endpoint" {
-  description = "API Gateway endpoint (CloudFront's origin)."
-  value       = aws_apigatewayv2_api.this.api_endpoint
+  description = "API Gateway stage URL behind CloudFront (its WAF refuses whatever did not come through CloudFront)."
+  value       = "https://${local.api_domain}/${aws_api_gateway_stage.live.stage_name}"
 }
 
 output "api_id" {
-  description = "API Gateway HTTP API id."
-  value       = aws_apigatewayv2_api.this.id
+  description = "API Gateway REST API id."
+  value       = aws_api_gateway_rest_api.this.id
+}
+
+output "api_name" {
+  description = "API Gateway REST API name (CloudWatch dimension ApiName)."
+  value       = aws_api_gateway_rest_api.this.name
+}
+
+output "stage_name" {
+  description = "The API's stage (CloudWatch dimension Stage; CloudFront's origin path)."
+  value       = aws_api_gateway_stage.live.stage_name
+}
+
+output "openapi" {
+  description = "The API as API Gateway imports it (OpenAPI 3 with x-amazon-apigateway-integration)."
+  value       = local.openapi
+}
+
+output "api_web_acl_arn" {
+  description = "The regional WAF web ACL on the API's stage (origin secret or 403)."
+  value       = aws_wafv2_web_acl.api.arn
+}
+
+output "api_web_acl_name" {
+  description = "Name of the API's web ACL (CloudWatch dimension WebACL of its blocked-requests metric)."
+  value       = aws_wafv2_web_acl.api.name
 }
 
 output "alb_security_group_id" {
@@ -67,7 +92,7 @@ output "alb_request_count_resource_label" {
 }
 
 output "web_acl_arn" {
-  description = "WAF web ACL on the distribution."
+  description = "WAF web ACL on the distribution (CloudFront scope)."
   value       = aws_wafv2_web_acl.this.arn
 }
 

@@ -55,8 +55,20 @@ mock_resource "aws_cloudfront_function" {
   defaults = { arn = "arn:aws:cloudfront::123456789012:function/queuefront-viewer-address" }
 }
 
-mock_resource "aws_apigatewayv2_api" {
-  defaults = { api_endpoint = "https://abcdef1234.execute-api.eu-west-1.amazonaws.com", id = "abcdef1234" }
+mock_resource "aws_api_gateway_rest_api" {
+  defaults = { id = "abcdef1234", root_resource_id = "root0000" }
+}
+
+mock_resource "aws_api_gateway_stage" {
+  defaults = { arn = "arn:aws:apigateway:eu-west-1::/restapis/abcdef1234/stages/live" }
+}
+
+mock_resource "aws_api_gateway_vpc_link" {
+  defaults = { id = "vpclink1" }
+}
+
+mock_resource "aws_wafv2_web_acl_association" {
+  defaults = { id = "association" }
 }
 
 mock_resource "aws_ecs_cluster" {
