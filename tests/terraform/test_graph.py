@@ -73,7 +73,10 @@ NEEDED: dict[str, Callable[[str], bool]] = {
     # the data stores the secrets point at
     "data stores": of_type(None, "aws_elasticache_replication_group", "aws_db_instance"),
     # ECS registers the api with a target group only once a listener rule forwards to it
-    "listener and rules": of_type("edge", "aws_lb_listener", "aws_lb_listener_rule"),
+    # (the ALB's; the NLB in front of it carries viewers' requests, which no task needs)
+    "listener and rules": lambda n: (
+        of_type("edge", "aws_lb_listener", "aws_lb_listener_rule")(n) and not n.endswith(".nlb")
+    ),
     # awslogs and the collector write to these at start
     "log groups": of_type("compute", "aws_cloudwatch_log_group"),
     # the execution role pulls and reads secrets, the task roles open the queues
