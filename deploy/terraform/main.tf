@@ -16,6 +16,15 @@ locals {
     ingest = { visibility_timeout_s = 120, message_retention_s = 345600, oldest_age_alarm_s = 300 }
   }
 
+  # The worker's deploy overlap: by default the smallest maximum percent that lets a deploy
+  # at worker_min_tasks start one new task before stopping an old one (ECS rounds the
+  # maximum down), so a deploy never drops below the backend's share; the autoscaling
+  # module refuses a combination whose full-scale overlap exceeds backend_max_concurrency.
+  worker_deployment_maximum_percent = coalesce(
+    var.worker_deployment_maximum_percent,
+    ceil(100 * (var.worker_min_tasks + 1) / var.worker_min_tasks),
+  )
+
   queues = {
     for k, q in var.queues : k => {
       name                 = q.name
@@ -165,6 +174,9 @@ module "compute" {
   alb_security_group_id        = module.edge.alb_security_group_id
   api_target_group_arn         = module.edge.target_group_arn
   api_listener_arn             = module.edge.listener_arn
+  alb_arn_suffix               = module.edge.alb_arn_suffix
+  target_group_arn_suffix      = module.edge.target_group_arn_suffix
+  runbook_base_url             = var.runbook_base_url
   service_prerequisites = {
     listener_rules = module.edge.listener_rule_arns
     network        = module.network.task_egress_ids
@@ -173,6 +185,7 @@ module "compute" {
   queue_names       = module.queues.queue_names
   queue_arns        = module.queues.queue_arns
   dlq_arns          = module.queues.dlq_arns
+  dlq_names         = module.queues.dlq_names
   dlq_suffix        = var.dlq_suffix
   max_receive_count = var.max_receive_count
   visibility_timeout_s = {
@@ -195,7 +208,7 @@ module "compute" {
 
   settings                                  = var.settings
   wait_for_steady_state                     = var.wait_for_steady_state
-  worker_deployment_maximum_percent         = var.worker_deployment_maximum_percent
+  worker_deployment_maximum_percent         = local.worker_deployment_maximum_percent
   worker_deployment_minimum_healthy_percent = var.worker_deployment_minimum_healthy_percent
   services                                  = var.services
   use_fargate_spot                          = var.use_fargate_spot
@@ -225,13 +238,14 @@ module "autoscaling" {
   api_requests_per_target = var.api_requests_per_target
   alb_resource_label      = module.edge.alb_request_count_resource_label
 
-  worker_min_tasks                  = var.worker_min_tasks
-  worker_max_tasks                  = var.worker_max_tasks
-  worker_concurrency                = var.settings.worker_concurrency
-  backend_max_concurrency           = var.backend_max_concurrency
-  worker_deployment_maximum_percent = var.worker_deployment_maximum_percent
-  worker_acceptable_latency_s       = var.worker_acceptable_latency_s
-  worker_processing_time_s          = var.worker_processing_time_s
+  worker_min_tasks                          = var.worker_min_tasks
+  worker_max_tasks                          = var.worker_max_tasks
+  worker_concurrency                        = var.settings.worker_concurrency
+  backend_max_concurrency                   = var.backend_max_concurrency
+  worker_deployment_maximum_percent         = local.worker_deployment_maximum_percent
+  worker_deployment_minimum_healthy_percent = var.worker_deployment_minimum_healthy_percent
+  worker_acceptable_latency_s               = var.worker_acceptable_latency_s
+  worker_processing_time_s                  = var.worker_processing_time_s
 
   writer_min_tasks            = var.writer_min_tasks
   writer_max_tasks            = var.writer_max_tasks

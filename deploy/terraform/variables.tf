@@ -233,14 +233,14 @@ variable "wait_for_steady_state" {
 
 variable "worker_deployment_maximum_percent" {
   type        = number
-  description = "The worker service's deployment_maximum_percent: 100 means no overlap during a deploy, so the legacy backend never sees more than worker_max_tasks x worker_concurrency calls."
-  default     = 100
+  description = "The worker service's deployment_maximum_percent; null: the smallest that lets a deploy at worker_min_tasks start one new task first (125 for 4). worker_max_tasks x this / 100 (rounded down) x worker_concurrency must stay within backend_max_concurrency."
+  default     = null
 }
 
 variable "worker_deployment_minimum_healthy_percent" {
   type        = number
-  description = "The worker service's deployment_minimum_healthy_percent: the share kept running while a deploy replaces the rest."
-  default     = 50
+  description = "The worker service's deployment_minimum_healthy_percent: 100 keeps the backend's whole share of workers running while a deploy replaces them."
+  default     = 100
 }
 
 variable "backend_cidr_blocks" {

@@ -99,7 +99,7 @@ MUTATIONS = [
     Mutation(
         "backend bound without the deploy overlap",
         f"{TF}/modules/autoscaling/main.tf",
-        "worker_peak_tasks         = ceil(var.worker_max_tasks"
+        "worker_peak_tasks         = floor(var.worker_max_tasks"
         " * var.worker_deployment_maximum_percent / 100)",
         "worker_peak_tasks         = var.worker_max_tasks",
         ("modules/autoscaling",),

@@ -94,7 +94,17 @@ run "production" {
 
   assert {
     condition     = module.autoscaling.worker_peak_backend_calls == 384 && module.autoscaling.worker_peak_backend_calls <= var.backend_max_concurrency
-    error_message = "12 workers x 32 slots, no deploy overlap: 384 calls at most, within the backend's 400"
+    error_message = "10 workers + 25% deploy overlap = 12 x 32 slots: 384 calls at most, within the backend's 400"
+  }
+
+  # a deploy keeps the backend's share: nothing stops before its replacement runs
+  assert {
+    condition = (
+      module.compute.deployments["worker"].minimum_healthy_percent == 100 &&
+      module.compute.deployments["worker"].maximum_percent == 125 &&
+      module.autoscaling.worker_deploy_headroom_at_min == 1
+    )
+    error_message = "worker deploys keep 100% and start one task first at the minimum count (125% of 4)"
   }
 }
 

@@ -649,6 +649,15 @@ resource "aws_ecs_service" "this" {
   }
   wait_for_steady_state = var.wait_for_steady_state
 
+  # An image that starts but serves errors passes the circuit breaker (its tasks run);
+  # these alarms roll it back (api: 5xx rate, unhealthy targets; worker, writer: their
+  # DLQs growing). ECS watches them during the deployment and its bake time.
+  alarms {
+    alarm_names = [for k in local.deployment_alarm_keys[each.key] : aws_cloudwatch_metric_alarm.deployment[k].alarm_name]
+    enable      = true
+    rollback    = true
+  }
+
   # api: always regular Fargate. worker and writer: on_demand_base tasks on Fargate, the
   # rest on Fargate Spot (a reclaimed task gets SIGTERM and drains like a scale-in).
   dynamic "capacity_provider_strategy" {
@@ -702,4 +711,120 @@ resource "aws_ecs_service" "this" {
     aws_vpc_security_group_egress_rule.alb_to_api_probe,
     aws_vpc_security_group_egress_rule.worker_to_backend,
   ]
+}
+
+# --- a rolled-back deployment fails the apply ---------------------------------------------------
+# wait_for_steady_state waits for *a* steady state: after the circuit breaker (or a
+# deployment alarm) rolled the deployment back, the service is steady on the previous task
+# definition and the AWS provider reports success (hashicorp/terraform-provider-aws#19519,
+# #20858). Read back after the apply, a service that does not run the task definition this
+# apply registered fails it.
+
+data "aws_ecs_service" "deployed" {
+  for_each = var.wait_for_steady_state ? local.services : {}
+
+  cluster_arn  = aws_ecs_cluster.this.arn
+  service_name = aws_ecs_service.this[each.key].name
+
+  depends_on = [aws_ecs_service.this]
+
+  lifecycle {
+    postcondition {
+      condition = contains([
+        aws_ecs_task_definition.this[each.key].arn,
+        "${aws_ecs_task_definition.this[each.key].family}:${aws_ecs_task_definition.this[each.key].revision}",
+      ], self.task_definition)
+      error_message = "The ${each.key} service runs ${self.task_definition}, not the task definition this apply registered: its deployment was rolled back (circuit breaker or deployment alarm). See the service's events and docs/runbooks/deployment-failed.md."
+    }
+  }
+}
+
+# --- deployment alarms --------------------------------------------------------------------------
+
+locals {
+  deployment_alarm_keys = {
+    api    = ["api-errors", "api-unhealthy"]
+    worker = ["worker-dlq"]
+    writer = ["writer-dlq"]
+  }
+
+  alb_dimensions = { LoadBalancer = var.alb_arn_suffix, TargetGroup = var.target_group_arn_suffix }
+
+  # Each alarm: metric queries (id => metric) and the expression that is compared.
+  deployment_alarms = {
+    # errors the api is never meant to answer: its own 500s (a bug: dependencies that are
+    # slow or down give 503/504 by design, which must not roll a deploy back during an
+    # overload) and the ALB's own 5xx (502: a task that resets connections)
+    api-errors = {
+      description = "More than ${var.deployment_error_threshold_percent}% of the api's answers are 500s or ALB 5xx (a bad image)"
+      threshold   = var.deployment_error_threshold_percent
+      expression  = "IF(FILL(requests, 0) > 0, 100 * (FILL(app500, 0) + FILL(elb5xx, 0)) / requests, 0)"
+      metrics = {
+        app500   = { namespace = var.metrics_namespace, name = "queuefront_http_requests_total", dimensions = { process = "api", status = "500" }, stat = "Sum" }
+        elb5xx   = { namespace = "AWS/ApplicationELB", name = "HTTPCode_ELB_5XX_Count", dimensions = local.alb_dimensions, stat = "Sum" }
+        requests = { namespace = "AWS/ApplicationELB", name = "RequestCount", dimensions = local.alb_dimensions, stat = "Sum" }
+      }
+    }
+    api-unhealthy = {
+      description = "api targets fail the ALB's liveness check (/healthz)"
+      threshold   = 0
+      expression  = "FILL(unhealthy, 0)"
+      metrics = {
+        unhealthy = { namespace = "AWS/ApplicationELB", name = "UnHealthyHostCount", dimensions = local.alb_dimensions, stat = "Maximum" }
+      }
+    }
+    worker-dlq = {
+      description = "Messages are reaching the high or normal DLQ"
+      threshold   = 0
+      expression  = "FILL(DIFF(high), 0) + FILL(DIFF(normal), 0)"
+      metrics = {
+        high   = { namespace = "AWS/SQS", name = "ApproximateNumberOfMessagesVisible", dimensions = { QueueName = var.dlq_names["high"] }, stat = "Maximum" }
+        normal = { namespace = "AWS/SQS", name = "ApproximateNumberOfMessagesVisible", dimensions = { QueueName = var.dlq_names["normal"] }, stat = "Maximum" }
+      }
+    }
+    writer-dlq = {
+      description = "Messages are reaching the ingest DLQ"
+      threshold   = 0
+      expression  = "FILL(DIFF(ingest), 0)"
+      metrics = {
+        ingest = { namespace = "AWS/SQS", name = "ApproximateNumberOfMessagesVisible", dimensions = { QueueName = var.dlq_names["ingest"] }, stat = "Maximum" }
+      }
+    }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "deployment" {
+  for_each = local.deployment_alarms
+
+  alarm_name          = "${var.name}-deploy-${each.key}"
+  alarm_description   = "${each.value.description}: a deployment in progress is rolled back. Runbook: ${var.runbook_base_url}/deployment-failed.md"
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = each.value.threshold
+  evaluation_periods  = 3
+  datapoints_to_alarm = 2
+  treat_missing_data  = "notBreaching"
+  tags                = var.tags
+
+  dynamic "metric_query" {
+    for_each = each.value.metrics
+    content {
+      id          = metric_query.key
+      return_data = false
+
+      metric {
+        namespace   = metric_query.value.namespace
+        metric_name = metric_query.value.name
+        dimensions  = metric_query.value.dimensions
+        stat        = metric_query.value.stat
+        period      = 60
+      }
+    }
+  }
+
+  metric_query {
+    id          = "signal"
+    label       = each.key
+    expression  = each.value.expression
+    return_data = true
+  }
 }

@@ -116,3 +116,9 @@ mock_data "aws_secretsmanager_random_password" {
 mock_data "aws_secretsmanager_secret_version" {
   defaults = { secret_string = "Mocked0Secret0Value0With0Enough0Characters0" }
 }
+
+# What a service runs after the apply: the task definition the apply registered (a
+# rolled-back deployment is simulated by overriding it).
+mock_data "aws_ecs_service" {
+  defaults = { task_definition = "arn:aws:ecs:eu-west-1:123456789012:task-definition/queuefront:1" }
+}

@@ -66,10 +66,17 @@ variables {
     ingest = "arn:aws:sqs:eu-west-1:123456789012:qf-ingest-dlq"
   }
   dlq_suffix              = "-dlq"
-  max_receive_count       = 3
-  visibility_timeout_s    = { worker = 60, writer = 120 }
-  redis_url_secret_arn    = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:qf/redis/url-AAAAAA"
-  database_url_secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:qf/postgres/url-BBBBBB"
+  dlq_names               = { high = "qf-high-dlq", normal = "qf-normal-dlq", ingest = "qf-ingest-dlq" }
+  alb_arn_suffix          = "app/qf-api/1"
+  target_group_arn_suffix = "targetgroup/qf-api/2"
+  runbook_base_url        = "https://example.com/runbooks"
+  # the root's values for worker_min_tasks = 4 (the smallest overlap that starts one task)
+  worker_deployment_maximum_percent         = 125
+  worker_deployment_minimum_healthy_percent = 100
+  max_receive_count                         = 3
+  visibility_timeout_s                      = { worker = 60, writer = 120 }
+  redis_url_secret_arn                      = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:qf/redis/url-AAAAAA"
+  database_url_secret_arn                   = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:qf/postgres/url-BBBBBB"
   # RDS-managed secrets are named rds!db-<uuid>
   database_password_secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-0000-CCCCCC"
   backend_url                  = "https://legacy.example.com:8443/base"
@@ -372,8 +379,13 @@ run "services_start_after_the_listener_and_wait_for_steady_state" {
   }
 
   assert {
-    condition     = aws_ecs_service.this["worker"].deployment_maximum_percent == 100 && aws_ecs_service.this["worker"].deployment_minimum_healthy_percent == 50
-    error_message = "worker deploys do not overlap (the backend bound holds during deploys)"
+    condition     = aws_ecs_service.this["worker"].deployment_maximum_percent == var.worker_deployment_maximum_percent && aws_ecs_service.this["worker"].deployment_minimum_healthy_percent == 100
+    error_message = "worker deploys keep every worker running and overlap by what the root allows (the backend bound is the autoscaling module's precondition)"
+  }
+
+  assert {
+    condition     = aws_ecs_service.this["api"].deployment_minimum_healthy_percent == 100 && aws_ecs_service.this["writer"].deployment_minimum_healthy_percent == 100
+    error_message = "api and writer deploys never drop below their count"
   }
 
   assert {
@@ -423,4 +435,47 @@ run "stop_timeout_must_outlast_the_drain" {
   }
 
   expect_failures = [aws_ecs_task_definition.this]
+}
+
+run "a_bad_image_is_rolled_back_by_alarms" {
+  command = plan
+
+  assert {
+    condition = alltrue([for s in aws_ecs_service.this : one(s.alarms).enable && one(s.alarms).rollback]) && {
+      for k, s in aws_ecs_service.this : k => one(s.alarms).alarm_names
+      } == {
+      api    = toset(["qf-deploy-api-errors", "qf-deploy-api-unhealthy"])
+      worker = toset(["qf-deploy-worker-dlq"])
+      writer = toset(["qf-deploy-writer-dlq"])
+    }
+    error_message = "each service's deployment is watched by its alarms and rolled back when one fires"
+  }
+
+  assert {
+    condition = (
+      { for q in aws_cloudwatch_metric_alarm.deployment["api-errors"].metric_query : q.id => q.expression if q.return_data } == { signal = "IF(FILL(requests, 0) > 0, 100 * (FILL(app500, 0) + FILL(elb5xx, 0)) / requests, 0)" } &&
+      [for q in aws_cloudwatch_metric_alarm.deployment["api-errors"].metric_query : one(q.metric).dimensions if q.id == "app500"] == [tomap({ process = "api", status = "500" })] &&
+      aws_cloudwatch_metric_alarm.deployment["api-errors"].threshold == 5
+    )
+    error_message = "the api rolls back on its own 500s and the ALB's 5xx over 5% (not on the 503/504 an overload answers by design)"
+  }
+
+  assert {
+    condition     = [for q in aws_cloudwatch_metric_alarm.deployment["api-unhealthy"].metric_query : one(q.metric).metric_name if q.id == "unhealthy"] == ["UnHealthyHostCount"] && aws_cloudwatch_metric_alarm.deployment["api-unhealthy"].threshold == 0
+    error_message = "an api target failing liveness rolls the deploy back"
+  }
+
+  assert {
+    condition = (
+      toset([for q in aws_cloudwatch_metric_alarm.deployment["worker-dlq"].metric_query : one(q.metric).dimensions["QueueName"] if !q.return_data]) == toset(["qf-high-dlq", "qf-normal-dlq"]) &&
+      toset([for q in aws_cloudwatch_metric_alarm.deployment["writer-dlq"].metric_query : one(q.metric).dimensions["QueueName"] if !q.return_data]) == toset(["qf-ingest-dlq"]) &&
+      aws_cloudwatch_metric_alarm.deployment["worker-dlq"].comparison_operator == "GreaterThanThreshold" && aws_cloudwatch_metric_alarm.deployment["worker-dlq"].threshold == 0
+    )
+    error_message = "a worker or writer whose DLQs grow during its deploy is rolled back"
+  }
+
+  assert {
+    condition     = alltrue([for a in aws_cloudwatch_metric_alarm.deployment : strcontains(a.alarm_description, "https://example.com/runbooks/deployment-failed.md")])
+    error_message = "each deployment alarm links its runbook"
+  }
 }
