@@ -14,6 +14,7 @@ import asyncio
 import math
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,21 +25,27 @@ from queuefront.consumer import Held, Poller, VisibilityKeeper
 from queuefront.envelope import decode_ingest
 from queuefront.limits import MAX_RECEIVE_MESSAGES
 from queuefront.routes import Route
+from queuefront.telemetry import get_logger
+from workers.writer import direct
 
 MAX_RECEIVE_FANOUT = 4
 """ReceiveMessage calls in flight at once while a batch fills."""
+log = get_logger(__name__)
+
 EMPTY_POLL_PAUSE_S = 0.1
 """Pause after an empty poll while a batch waits for company (bounded by its max wait)."""
 
 
 @dataclass(eq=False)
 class Parsed:
-    """A received message and its items; ``poison`` when it cannot be read at all."""
+    """A received message and its items; ``poison`` when it cannot be read at all;
+    ``dead_letter`` (the DLQ body) when it is refused to the DLQ at once."""
 
     held: Held
     route: Route | None
     items: list[dict[str, Any]] = field(default_factory=list)
     poison: str = ""
+    dead_letter: str = ""
 
     @property
     def count(self) -> int:
@@ -46,6 +53,9 @@ class Parsed:
 
 
 def parse(held: Held, sinks: dict[str, Route]) -> Parsed:
+    came_direct = direct.attributes_of(held)
+    if came_direct is not None:
+        return parse_direct(held, sinks, *came_direct)
     try:
         message = decode_ingest(held.message.body)
     except msgspec.DecodeError as exc:
@@ -55,6 +65,32 @@ def parse(held: Held, sinks: dict[str, Route]) -> Parsed:
         return Parsed(held, None, poison=f"no ingest route {message.route!r}")
     metrics.ITEMS_PER_MESSAGE.observe(len(message.items))
     return Parsed(held, route, message.items)
+
+
+def parse_direct(
+    held: Held, sinks: dict[str, Route], attributes: Mapping[str, str], body: str
+) -> Parsed:
+    """A single vote from API Gateway: validated here, refused to the DLQ when it does
+    not fit (``workers.writer.direct``)."""
+    try:
+        route, item = direct.parse(attributes, body, sinks, sent_at=held.message.sent_at)
+    except direct.Refused as exc:
+        reason = f"{exc.reason}: {exc}"
+        direct.count_refusal(attributes.get(direct.ROUTE_ATTRIBUTE, ""), exc.reason)
+        log.warning(
+            "direct message refused to the DLQ",
+            reason=reason,
+            request_id=attributes.get(direct.REQUEST_ID_ATTRIBUTE, ""),
+            message_id=held.message.message_id,
+        )
+        return Parsed(
+            held,
+            None,
+            poison=reason,
+            dead_letter=direct.dead_letter_body(attributes, body, reason),
+        )
+    metrics.ITEMS_PER_MESSAGE.observe(1)
+    return Parsed(held, route, [item])
 
 
 class Gatherer:

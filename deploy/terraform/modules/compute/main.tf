@@ -357,12 +357,15 @@ locals {
     depth    = ["sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
     redrive  = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
     send_url = ["sqs:SendMessage", "sqs:GetQueueUrl"]
+    # the writer's depth reading plus refusing a message (API Gateway's direct votes that
+    # do not fit their sink) to its DLQ with the reason (workers/writer/direct.py)
+    depth_refuse = ["sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"]
   }
 
   queue_access = {
     api     = { queues = { send = ["high", "normal", "ingest"] }, dlqs = {} }
     worker  = { queues = { consume = ["high", "normal"] }, dlqs = { depth = ["high", "normal"] } }
-    writer  = { queues = { consume = ["ingest"] }, dlqs = { depth = ["ingest"] } }
+    writer  = { queues = { consume = ["ingest"] }, dlqs = { depth_refuse = ["ingest"] } }
     migrate = { queues = {}, dlqs = {} }
     admin   = { queues = { send_url = ["high", "normal", "ingest"] }, dlqs = { redrive = ["high", "normal", "ingest"] } }
   }
@@ -371,7 +374,7 @@ locals {
   queue_kms_actions = {
     api     = ["kms:GenerateDataKey", "kms:Decrypt"]
     worker  = ["kms:Decrypt"]
-    writer  = ["kms:Decrypt"]
+    writer  = ["kms:GenerateDataKey", "kms:Decrypt"]
     migrate = []
     admin   = ["kms:GenerateDataKey", "kms:Decrypt"]
   }

@@ -342,6 +342,20 @@ run "consumers_may_not_consume_their_dead_letters" {
     condition     = anytrue([for st in jsondecode(aws_iam_role_policy.task["api"].policy).Statement : contains(st.Action, "kms:GenerateDataKey")])
     error_message = "the api sends to SSE-KMS queues: it needs a data key"
   }
+
+  # the writer refuses bad direct votes to its DLQ itself: it may send there, never receive
+  assert {
+    condition = alltrue(flatten([
+      for st in jsondecode(aws_iam_role_policy.task["writer"].policy).Statement : [
+        for r in st.Resource : (
+          r == var.dlq_arns.ingest ?
+          contains(st.Action, "sqs:SendMessage") && !contains(st.Action, "sqs:ReceiveMessage") && !contains(st.Action, "sqs:DeleteMessage") :
+          contains(st.Action, "sqs:ReceiveMessage") && !contains(st.Action, "sqs:SendMessage")
+        )
+      ] if startswith(st.Action[0], "sqs:")
+    ])) && anytrue([for st in jsondecode(aws_iam_role_policy.task["writer"].policy).Statement : contains(st.Action, "kms:GenerateDataKey")])
+    error_message = "writer: receives from ingest only, sends (refusals) to the ingest DLQ only, with a data key for it"
+  }
 }
 
 run "execution_role_reads_exactly_the_injected_secrets" {
