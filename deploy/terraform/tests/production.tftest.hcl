@@ -75,6 +75,19 @@ run "production" {
     error_message = "writer: ingest and its DLQ"
   }
 
+  # --- deploys that drop nothing ------------------------------------------------------------
+  # a deregistered api task keeps answering what it accepted: the ALB waits longer than the
+  # longest reply window before ECS stops it, and the task then drains within its stop timeout
+  assert {
+    condition     = module.edge.deregistration_delay_s > var.reply_window_s && module.edge.deregistration_delay_s <= var.reply_window_s + 30
+    error_message = "the ALB's deregistration delay must outlast the reply window (and not hold deploys for minutes)"
+  }
+
+  assert {
+    condition     = var.stop_timeout_s > var.settings.shutdown_timeout_s
+    error_message = "ECS's stop timeout must outlast the processes' drain"
+  }
+
   # --- queues ---------------------------------------------------------------------------------
   assert {
     condition     = module.queues.max_message_bytes == 1048576
@@ -82,6 +95,14 @@ run "production" {
   }
 
   # --- scaling ---------------------------------------------------------------------------------
+  assert {
+    condition = (
+      module.autoscaling.backlog_queues.worker == tolist(["queuefront-high", "queuefront-normal"]) &&
+      module.autoscaling.backlog_queues.writer == tolist(["queuefront-ingest"])
+    )
+    error_message = "the worker scales on high + normal, the writer on ingest"
+  }
+
   assert {
     condition     = module.autoscaling.worker_backlog_target == 100
     error_message = "worker: 5 s / (1.6 s / 32 slots) = 100 messages per task"

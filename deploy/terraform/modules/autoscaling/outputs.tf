@@ -30,3 +30,11 @@ output "worker_deploy_headroom_at_min" {
   description = "Worker tasks a deploy may start above the desired count at worker_min_tasks (at least 1 when the minimum healthy percent is 100)."
   value       = local.worker_deploy_headroom_at_min
 }
+
+output "backlog_queues" {
+  description = "The queues each backlog-per-task policy reads (worker: high and normal; writer: ingest)."
+  value = {
+    worker = distinct([for q in local.worker_queue_queries : q.queue])
+    writer = distinct([for q in local.writer_queue_queries : q.queue])
+  }
+}

@@ -110,3 +110,8 @@ output "listener_rule_arns" {
   description = "The listener rules in front of the api's target group (the forward rule that makes the group usable by ECS, and the probe block): the api service is created after them."
   value       = [aws_lb_listener_rule.from_cloudfront.arn, aws_lb_listener_rule.probes_not_public.arn]
 }
+
+output "deregistration_delay_s" {
+  description = "Seconds the ALB lets in-flight requests finish on a deregistered api task."
+  value       = tonumber(aws_lb_target_group.api.deregistration_delay)
+}

@@ -403,6 +403,16 @@ run "services_start_after_the_listener_and_wait_for_steady_state" {
   }
 
   assert {
+    condition     = alltrue([for s in aws_ecs_service.this : one(s.network_configuration).assign_public_ip == false])
+    error_message = "no task gets a public IP (private subnets; NAT and VPC endpoints for AWS APIs)"
+  }
+
+  assert {
+    condition     = [for st in aws_ecs_cluster.this.setting : st.value if st.name == "containerInsights"] == ["enabled"]
+    error_message = "Container Insights is on: the backlog-per-task scaling and the worker alarm read its RunningTaskCount"
+  }
+
+  assert {
     condition     = keys(aws_ecs_service.this) == ["api", "worker", "writer"]
     error_message = "api, worker and writer are services; migrate and admin are run-task only"
   }

@@ -277,6 +277,28 @@ run "only_cloudfront_reaches_the_api" {
     error_message = "only requests carrying the current secret are forwarded to the api"
   }
 
+  # every rule that forwards anything to the api requires the secret (a forward rule
+  # without the header condition would open the ALB to whatever reaches it)
+  assert {
+    condition = alltrue([
+      for r in [aws_lb_listener_rule.from_cloudfront, aws_lb_listener_rule.probes_not_public] :
+      one(r.action).type != "forward" || anytrue(flatten([
+        for c in r.condition : [for h in c.http_header : h.http_header_name == "X-Origin-Verify" && !contains(h.values, "*")]
+      ]))
+    ]) && one(aws_lb_listener.api.default_action).type != "forward"
+    error_message = "a listener rule (or the default action) forwards to the api without requiring the origin secret"
+  }
+
+  # CloudFront's WAF: the per-IP rule blocks, and no managed rule group is set to count only
+  assert {
+    condition = (
+      [for r in aws_wafv2_web_acl.this.rule : length(one(r.action).block) if r.name == "rate-per-ip"] == [1] &&
+      alltrue([for r in aws_wafv2_web_acl.this.rule : length(one(r.override_action).none) == 1 if r.name != "rate-per-ip"]) &&
+      length(one(aws_wafv2_web_acl.this.default_action).allow) == 1
+    )
+    error_message = "the edge WAF's rules must act: the rate rule blocks, the managed groups keep their own actions"
+  }
+
   assert {
     condition = (
       one(aws_lb_listener_rule.probes_not_public.action).type == "fixed-response" &&
