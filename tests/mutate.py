@@ -569,7 +569,10 @@ MUTATIONS = [
         "workers/writer/store.py",
         "    return isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError)",
         "    return False",
-        ("tests/integration/test_writer_credentials.py",),
+        (
+            "tests/integration/test_writer_credentials.py::"
+            "test_a_refused_login_stops_the_writer_and_sends_nothing_to_the_dlq",
+        ),
     ),
     Mutation(
         "writer: a redriven dead letter not recognised (its attributes are gone)",
