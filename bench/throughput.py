@@ -18,6 +18,11 @@ machine's busy time from ``/proc/stat``, which includes Postgres, Redis, the ker
 wrk itself); the Fargate price is
 ``ms of CPU x 1e6 / 1000`` vCPU-seconds per million requests at ``VCPU_HOUR_USD``.
 Rounds are repeated and medians quoted, since the load generator shares the cores.
+
+Every run also writes its figures — CPU and SQS calls per request per path and process,
+the machine's speed probe — to ``bench/figures/throughput.json`` (``--figures``; format in
+``bench/scaling/figures.py``), which the scaling simulator (``python -m bench.scaling``)
+reads: commit the file when the figures are meant to replace the previous ones.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import re
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -39,7 +45,8 @@ from pathlib import Path
 
 import asyncpg
 
-from devstack import Proc, Stack, new_stack_env, start_backend, start_emulator
+from bench.scaling.figures import FIGURES_PATH, PathFigures, ThroughputFigures
+from devstack import Proc, Stack, metric, new_stack_env, start_backend, start_emulator
 from queuefront.migrate import migrate
 from queuefront.queues import delete_queues, ensure_queues
 
@@ -81,6 +88,8 @@ class Sample:
     cpu_ms: dict[str, float]
     """ms of CPU per answered request, per process group."""
     stored_ok: bool | None = None
+    sqs_calls: dict[str, float] = field(default_factory=dict)
+    """SQS calls per answered request, per process group (their own counters)."""
 
 
 @dataclass
@@ -92,6 +101,9 @@ class Series:
 
     def cpu(self, group: str) -> float:
         return statistics.median(s.cpu_ms.get(group, 0.0) for s in self.samples)
+
+    def sqs(self, group: str) -> float:
+        return statistics.median(s.sqs_calls.get(group, 0.0) for s in self.samples)
 
 
 def _ms(text: str) -> float:
@@ -283,6 +295,19 @@ async def native_stack(api_processes: int, worker_concurrency: int) -> AsyncIter
             await conn.close()
 
 
+SQS_CALLS_METRIC = "queuefront_sqs_calls_total"
+QUEUEFRONT_GROUPS = ("api", "worker", "writer")
+
+
+async def sqs_calls(native: NativeStack) -> dict[str, float]:
+    """SQS calls so far of each queuefront process, from its own /metrics."""
+    return {
+        g: await metric(native.groups[g].metrics_url, SQS_CALLS_METRIC)
+        for g in QUEUEFRONT_GROUPS
+        if g in native.groups
+    }
+
+
 async def measure(
     native: NativeStack, name: str, url: str, lua: Path | None, seconds: int, connections: int
 ) -> Sample:
@@ -290,6 +315,8 @@ async def measure(
     vote was stored within ``STORED_WITHIN_S``."""
     meters = {"backend": native.backend} if name == "direct" else native.groups
     rows_before = await count_rows(native.db_url) if name == "votes" else 0
+    # read outside the CPU window: the scrape costs the processes a little CPU
+    calls_before = await sqs_calls(native) if name != "direct" else {}
     meter = Meter(meters)
     result = run_wrk(url, seconds, connections, lua)
     answered = result.requests - result.non_2xx
@@ -300,6 +327,11 @@ async def measure(
         )
     # writer CPU includes the storing that runs after wrk stops
     sample.cpu_ms = meter.per_request_ms(answered)
+    if calls_before:
+        calls_after = await sqs_calls(native)
+        sample.sqs_calls = {
+            g: (calls_after[g] - calls_before[g]) / max(answered, 1) for g in calls_before
+        }
     return sample
 
 
@@ -322,6 +354,60 @@ async def main_async(args: argparse.Namespace) -> None:
                 await asyncio.sleep(args.pause_s)
             probes.append(speed_probe_s())
     report(series, args, probes)
+    if args.figures:
+        figures(series, args, probes).save(Path(args.figures))
+        print(f"\nfigures written to {args.figures}")
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+    except OSError:
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def figures(
+    series: dict[str, Series], args: argparse.Namespace, probes: list[float]
+) -> ThroughputFigures:
+    """The run's figures in the format the scaling simulator reads
+    (``bench/scaling/figures.py``)."""
+    groups = ("api", "worker", "writer", "emulator", "machine")
+    paths = {}
+    for name, s in series.items():
+        cpu_groups = ("backend", "machine") if name == "direct" else groups
+        paths[name] = PathFigures(
+            requests_per_s=round(s.med("rps"), 1),
+            p50_ms=round(s.med("p50_ms"), 2),
+            p99_ms=round(s.med("p99_ms"), 2),
+            rounds=len(s.samples),
+            cpu_ms_per_request={g: round(s.cpu(g), 4) for g in cpu_groups},
+            sqs_calls_per_request=(
+                {} if name == "direct" else {g: round(s.sqs(g), 4) for g in QUEUEFRONT_GROUPS}
+            ),
+        )
+    return ThroughputFigures(
+        measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        commit=git_commit(),
+        command="python -m bench.throughput " + " ".join(sys.argv[1:]),
+        machine={
+            "cores": os.cpu_count(),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+            "speed_probe_s": [round(x, 3) for x in probes],
+        },
+        setup={
+            "api_processes": args.api_processes,
+            "worker_concurrency": args.worker_concurrency,
+            "backend_latency_ms": BACKEND_LATENCY_MS,
+            "backend_concurrency": BACKEND_CONCURRENCY,
+            "connections": args.connections,
+            "seconds": args.seconds,
+            "rounds": args.rounds,
+        },
+        paths=paths,
+    )
 
 
 def report(series: dict[str, Series], args: argparse.Namespace, probes: list[float]) -> None:
@@ -376,6 +462,11 @@ def main() -> None:
     parser.add_argument("--worker-concurrency", type=int, default=BACKEND_CONCURRENCY)
     parser.add_argument("--pause-s", type=float, default=2.0)
     parser.add_argument("--paths", nargs="+", default=["direct", "proxied", "cached", "votes"])
+    parser.add_argument(
+        "--figures",
+        default=str(FIGURES_PATH),
+        help="where to write the figures the scaling simulator reads ('' to skip)",
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 

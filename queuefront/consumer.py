@@ -13,6 +13,7 @@ another consumer while it is still in progress.
 from __future__ import annotations
 
 import asyncio
+import random
 import signal
 import time
 from collections.abc import Callable, Coroutine
@@ -35,9 +36,27 @@ log = get_logger(__name__)
 FAILURES = FailureLog(log)
 
 RECEIVE_ERROR_BACKOFF_S = 1.0
+"""Pause after a failed receive; doubled for each further failure in a row."""
+RECEIVE_ERROR_BACKOFF_MAX_S = 4.0
+"""Longest pause between failed receives: a consumer is back within this of SQS's
+return (readiness reports SQS down only after ``QF_RECEIVE_WAIT_S`` + 15 s)."""
 HEARTBEAT_S = 1.0
 DLQ_POLL_S = 15.0
 """How often consumers read their dead-letter queues' depth (for the DLQ alert)."""
+
+
+def error_backoff_s(
+    failures: int, uniform: Callable[[float, float], float] = random.uniform
+) -> float:
+    """The pause after ``failures`` failed receives in a row: half the step fixed, half
+    random ("equal jitter"). An SQS outage fails every consumer's polls at the same
+    moment; with a fixed pause they would all come back in one burst, each round, for
+    as long as it lasts — spread over the step, they do not, and none retries sooner
+    than half of it."""
+    step: float = min(
+        RECEIVE_ERROR_BACKOFF_MAX_S, RECEIVE_ERROR_BACKOFF_S * 2.0 ** max(0, failures - 1)
+    )
+    return step / 2 + uniform(0, step / 2)
 
 
 @dataclass(eq=False)
@@ -70,6 +89,7 @@ class Poller:
         self.queue = queue
         self._wait_s = wait_s
         self._long = False
+        self._failures = 0  # failed receives in a row
         self.last_ok = time.monotonic()
 
     def wants(self, free: int) -> int:
@@ -91,8 +111,10 @@ class Poller:
             messages = await self.queue.receive(want, self._wait_s if long_poll else 0)
         except Exception as exc:
             FAILURES.note("receive failed", exc, queue=self.queue.name)
-            await asyncio.sleep(RECEIVE_ERROR_BACKOFF_S)
+            self._failures += 1
+            await asyncio.sleep(error_backoff_s(self._failures))
             return None
+        self._failures = 0
         self.last_ok = time.monotonic()
         self._long = not messages
         return [Held(self.queue, m) for m in messages]

@@ -67,6 +67,18 @@ SQS_ENTRIES = Histogram(
 SQS_FAILED_ENTRIES = Counter(
     "queuefront_sqs_failed_entries_total", "Batch entries SQS refused.", ["operation"]
 )
+SENDS_SETTLED = Counter(
+    "queuefront_sends_settled_total",
+    "Requests whose send failed or was not acknowledged in time, by how the api settled "
+    "them: replied, claimed (a worker runs it: awaited), tombstoned (never runs: 503), "
+    "unsettled (Redis did not answer).",
+    ["outcome"],
+)
+SQS_UNKNOWN_SENDS = Counter(
+    "queuefront_sqs_unknown_sends_total",
+    "Messages whose SendMessageBatch answer was lost (read timeout, cut connection, 5xx): "
+    "SQS may have them; never re-sent blindly.",
+)
 QUEUE_BACKLOG = Gauge(
     "queuefront_queue_backlog_messages",
     "ApproximateNumberOfMessages of a queue, as last read.",
@@ -105,8 +117,15 @@ RATE_LIMITED = Counter("queuefront_rate_limited_total", "Requests refused with 4
 WORKER_MESSAGES = Counter(
     "queuefront_worker_messages_total",
     "Messages handled by workers, by outcome (ok, backend_error, expired, released, "
-    "invalid, publish_failed, duplicate, in_progress_elsewhere, failed).",
+    "invalid, publish_failed, duplicate, in_progress_elsewhere, failed, undeliverable: "
+    "the backend answered but its reply could not be handed back, a 502 was sent instead).",
     ["queue", "outcome"],
+)
+REFUSED_MESSAGES = Counter(
+    "queuefront_worker_refused_messages_total",
+    "Messages the worker refused to act on (left for the DLQ), by reason: undecodable, or "
+    "not a request the route table allows (route, method, path, id, reply_to, deadline, cache).",
+    ["queue", "reason"],
 )
 EXPIRED_MESSAGES = Counter(
     "queuefront_expired_messages_total",
@@ -241,6 +260,8 @@ def prime_api(routes: list[tuple[str, str, str, bool]]) -> None:
         REPLIES.labels(outcome)
     for reason in ("invalidation", "resubscribe"):
         CACHE_TIER_DROPS.labels(reason)
+    for outcome in ("replied", "claimed", "tombstoned", "unsettled"):
+        SENDS_SETTLED.labels(outcome)
     for name, kind, priority, cached in routes:
         HTTP_DURATION.labels(name, priority if kind == "proxy" else "none")
         if cached:
@@ -270,6 +291,13 @@ def prime_consumer(
         ROWS_INSERTED.labels(table)
         DUPLICATES_SKIPPED.labels(table)
         POISON_ROWS.labels(table)
+
+
+def prime_refusals(queues: list[str], reasons: tuple[str, ...]) -> None:
+    """Every refusal reason at 0, so an alert's rate() sees the first one."""
+    for queue in queues:
+        for reason in reasons:
+            REFUSED_MESSAGES.labels(queue, reason)
 
 
 @lru_cache(maxsize=4096)

@@ -13,10 +13,25 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from queuefront.headers import NEVER_FORWARDED, is_token
+
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 API_GATEWAY_TIMEOUT_S = 29.0
 """API Gateway's hard integration timeout: a reply window past it could never be seen."""
+
+
+def _check_header_names(names: list[str], where: str) -> None:
+    """Header names a route may forward: tokens, and none that the api withholds for
+    good (hop-by-hop, credentials, framing, or the forwarding headers it writes)."""
+    for name in names:
+        if not is_token(name):
+            raise ValueError(f"{where}: {name!r} is not a header name")
+        if name.lower() in NEVER_FORWARDED:
+            raise ValueError(
+                f"{where}: {name!r} is never forwarded (hop-by-hop, credentials, framing, "
+                "or a forwarding header the api writes itself)"
+            )
 
 
 class CacheRule(BaseModel):
@@ -36,6 +51,11 @@ class CacheRule(BaseModel):
     @property
     def forwarded(self) -> frozenset[str]:
         return frozenset(h.lower() for h in self.headers)
+
+    @model_validator(mode="after")
+    def _check(self) -> CacheRule:
+        _check_header_names(self.headers, "cache.headers")
+        return self
 
 
 FieldType = Literal["int", "bigint", "text", "bool", "uuid", "timestamptz", "jsonb"]
@@ -122,6 +142,16 @@ class Route(BaseModel):
     cache: CacheRule | None = None
     edge_ttl_s: int | None = Field(default=None, ge=0)
     public: bool = Field(default=False, description="served without credentials")
+    forward_headers: list[str] = Field(
+        default_factory=list,
+        description="client headers withheld by default (method override, URL rewrite: "
+        "X-HTTP-Method-Override, X-Original-URL, X-Rewrite-URL…) that this route passes on",
+    )
+
+    @property
+    def named_forwards(self) -> frozenset[str]:
+        """``forward_headers``, lower-case."""
+        return frozenset(h.lower() for h in self.forward_headers)
 
     @property
     def params(self) -> list[str]:
@@ -155,6 +185,13 @@ class Route(BaseModel):
             raise ValueError(f"cache.key {self.cache.key!r} is not a parameter of {self.path}")
         if self.cache is not None and self.method != "GET":
             raise ValueError("only GET routes can be cached (a body is not part of the key)")
+        _check_header_names(self.forward_headers, "forward_headers")
+        if self.forward_headers and self.kind != "proxy":
+            raise ValueError("forward_headers belongs to a proxy route")
+        if self.forward_headers and self.cache is not None:
+            raise ValueError(
+                "a cached route forwards exactly its cache.headers: name them there"
+            )
         if self.upstream is not None:
             unknown = set(_PARAM.findall(self.upstream)) - set(self.params)
             if unknown:

@@ -286,6 +286,15 @@ class Settings(BaseSettings):
         description="How long a stopping worker lets the work in hand finish (keep it "
         "under the container's stop timeout).",
     )
+    max_reply_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=1024,
+        le=256 * 1024 * 1024,
+        description="Largest backend answer body the worker reads; a larger one is answered "
+        "502 `reply_too_large`. A reply is held by the worker, stored in Redis, pushed "
+        "through pub/sub (a subscriber more than 8 MiB behind for a minute, or 32 MiB at "
+        "once, is disconnected by Redis's default limits) and held again by the pod.",
+    )
 
     # --- writer (ingest) -------------------------------------------------------------------------
     batch_size: int = Field(

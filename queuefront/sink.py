@@ -181,6 +181,36 @@ def validate(
 
 # --- the writer side -------------------------------------------------------------------
 
+LATEST_RECEIVED_AT = 253_402_300_799.0
+"""9999-12-31T23:59:59Z: the last second a ``datetime`` (hence the insert) can hold."""
+
+
+def check_item(sink: Sink, item: Mapping[str, Any]) -> None:
+    """An item from a message, checked again before it joins a batch insert; Invalid
+    names the field. The api validated it, but anyone who may send to the queue can
+    write one: a value the insert cannot take (``received_at: 1e300``, an int past its
+    column's range) would otherwise fail the whole batch, every time it is retried."""
+    item_id = item.get("id")
+    if not isinstance(item_id, str):
+        raise Invalid("id: not a string")
+    try:
+        uuid.UUID(item_id)
+    except ValueError:
+        raise Invalid("id: not a UUID") from None
+    at = item.get("received_at")
+    if isinstance(at, bool) or not isinstance(at, int | float):
+        raise Invalid("received_at: not a number")
+    if not 0 <= at <= LATEST_RECEIVED_AT:  # NaN fails this too
+        raise Invalid(f"received_at: {at!r} is no time a timestamp column can hold")
+    for name, spec in sink.fields.items():
+        value = item.get(name)
+        if value is None:
+            if spec.required:
+                raise Invalid(f"{name}: required")
+            continue
+        _check_value(name, spec, value)
+
+
 
 def _to_db(kind: FieldType, value: Any) -> Any:
     if value is None:

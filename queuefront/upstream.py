@@ -151,3 +151,37 @@ def _target(
             else _reencode(raw_query, QUERY_SAFE)
         )
     return f"{out}?{query}" if query or has_query else out
+
+
+def _chars(safe: str) -> str:
+    """A regex for one character of ``safe`` or one ``%XX`` (as ``_reencode`` writes it)."""
+    return f"(?:[{re.escape(safe)}]|%[0-9A-F]{{2}})"
+
+
+_PATH_PARAM = _chars(PATH_SAFE) + "+"
+_QUERY_VALUE_PARAM = _chars(QUERY_VALUE_SAFE) + "+"
+_RAW_QUERY = _chars(QUERY_SAFE) + "*"
+
+
+@lru_cache(maxsize=1024)
+def target_pattern(template: str) -> re.Pattern[str]:
+    """Every target ``request_target`` can build from ``template`` (and no other): the
+    worker checks a message's path with it, so a message written by anyone but the api
+    reaches no backend path the route table does not expose."""
+
+    def part(text: str, param: str) -> str:
+        out, last = "", 0
+        for m in _PARAM.finditer(text):
+            out += re.escape(text[last : m.start()]) + param
+            last = m.end()
+        return out + re.escape(text[last:])
+
+    path_part, has_query, query_part = template.partition("?")
+    pattern = part(path_part, _PATH_PARAM)
+    if not has_query:
+        pattern += rf"(?:\?{_RAW_QUERY})?"
+    elif query_part:
+        pattern += rf"\?{part(query_part, _QUERY_VALUE_PARAM)}(?:&{_RAW_QUERY})?"
+    else:
+        pattern += rf"\?{_RAW_QUERY}"
+    return re.compile(pattern)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -75,29 +76,37 @@ ADDRESSES_REMEMBERED = 65_536
 
 
 @lru_cache(maxsize=ADDRESSES_REMEMBERED)
-def _address(value: str, *, with_port: bool) -> str | None:
-    """The client's identity from an address: ``a.b.c.d``, ``a.b.c.d:port``, ``[v6]:port``,
-    a bare IPv6 address, or (``with_port``) CloudFront's unbracketed ``v6:port``.
-
-    An IPv6 client is identified by its /64: one subscriber usually holds a whole /64, and
-    rotating through it must not buy a fresh rate-limit budget per address.
-    """
+def _ip(value: str, *, with_port: bool) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address in ``value``: ``a.b.c.d``, ``a.b.c.d:port``, ``[v6]:port``, a bare
+    IPv6 address, or (``with_port``) CloudFront's unbracketed ``v6:port``."""
     value = value.strip()
     if value.startswith("["):
         value = value[1:].partition("]")[0]
     elif value.count(":") == 1 or (with_port and ":" in value):
         value = value.rpartition(":")[0]
     try:
-        address = ipaddress.ip_address(value)
+        return ipaddress.ip_address(value)
     except ValueError:
+        return None
+
+
+@lru_cache(maxsize=ADDRESSES_REMEMBERED)
+def _address(value: str, *, with_port: bool) -> str | None:
+    """The client's identity from an address (see ``_ip``).
+
+    An IPv6 client is identified by its /64: one subscriber usually holds a whole /64, and
+    rotating through it must not buy a fresh rate-limit budget per address.
+    """
+    address = _ip(value, with_port=with_port)
+    if address is None:
         return None
     if address.version == 6:
         return str(ipaddress.ip_network(f"{address}/64", strict=False))
     return str(address)
 
 
-def client_address(request: web.Request, settings: Settings) -> str:
-    """The address of the client as the outermost trusted proxy saw it.
+def _seen(request: web.Request, settings: Settings) -> Iterator[tuple[str, bool]]:
+    """Where the client's address may be read, most trusted first: (value, with_port).
 
     Each trusted proxy appends the address it received the request from to
     ``X-Forwarded-For``; with ``QF_TRUSTED_PROXY_HOPS=n`` the n-th entry from the right is
@@ -105,9 +114,7 @@ def client_address(request: web.Request, settings: Settings) -> str:
     are never read. With 0 hops, the TCP peer is the client.
     """
     if settings.client_ip_header:
-        seen = _address(request.headers.get(settings.client_ip_header, ""), with_port=True)
-        if seen is not None:
-            return seen
+        yield request.headers.get(settings.client_ip_header, ""), True
     hops = settings.trusted_proxy_hops
     if hops > 0:
         entries = [
@@ -117,11 +124,28 @@ def client_address(request: web.Request, settings: Settings) -> str:
             if e.strip()
         ]
         if entries:
-            seen = _address(entries[-hops] if len(entries) >= hops else entries[0], with_port=False)
-            if seen is not None:
-                return seen
-    peer = request.remote or ""
-    return _address(peer, with_port=False) or peer or "unknown"
+            yield entries[-hops] if len(entries) >= hops else entries[0], False
+    yield request.remote or "", False
+
+
+def client_address(request: web.Request, settings: Settings) -> str:
+    """The client's identity: its address as the outermost trusted proxy saw it (an
+    IPv6 address as its /64)."""
+    for value, with_port in _seen(request, settings):
+        seen = _address(value, with_port=with_port)
+        if seen is not None:
+            return seen
+    return request.remote or "unknown"
+
+
+def client_ip(request: web.Request, settings: Settings) -> str | None:
+    """The client's address itself, from the same trusted source as ``client_address``
+    (what the backend is told in ``X-Forwarded-For``); None when there is none."""
+    for value, with_port in _seen(request, settings):
+        seen = _ip(value, with_port=with_port)
+        if seen is not None:
+            return str(seen)
+    return None
 
 
 def _key_matches(key: str, configured: frozenset[str]) -> bool:
@@ -164,6 +188,8 @@ def _credentials(request: web.Request, settings: Settings) -> Identity | None:
         return None
     if not settings.auth_jwt_secret:
         raise AuthError("bearer tokens are not accepted here: send X-Api-Key")
+    if not token.isascii():  # a JWT is base64url text; PyJWT would raise on other bytes
+        raise AuthError("invalid bearer token: not ASCII")
     required = ["sub", "exp", *(["aud"] if settings.auth_jwt_audience else [])]
     try:
         claims = jwt.decode(

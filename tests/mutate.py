@@ -47,7 +47,18 @@ PROXY = "tests/integration/test_proxy.py"
 FORWARDING = "tests/integration/test_forwarding.py"
 CACHE_BOUNDS = "tests/integration/test_cache_bounds.py"
 FAULTS = "tests/integration/test_faults.py"
+SQS_RULES = "tests/integration/test_sqs_rules.py"
+SQSWIRE = "tests/integration/test_sqswire.py"
 UNIT_ROUTES = "tests/unit/test_codec_and_routes.py"
+SCALING_ALARMS = "tests/unit/test_scaling_alarms.py"
+SCALING_SIM = "tests/unit/test_scaling_sim.py"
+SCALING_TF = "tests/unit/test_scaling_terraform.py"
+SCALE_IN_TEST = "test_target_tracking_scales_in_after_fifteen_datapoints_below_ninety_percent"
+SCALE_IN_COOLDOWN_TEST = "test_scale_in_cooldown_blocks_the_next_scale_in_and_a_scale_out_ends_it"
+STEP_TEST = "test_a_step_to_ten_times_capacity_sheds_and_keeps_the_backend_busy"
+HANDBACK = "tests/integration/test_handback.py"
+TRUST = "tests/integration/test_message_trust.py"
+WRITER_ITEMS = "tests/integration/test_writer_items.py"
 
 
 @dataclass(frozen=True)
@@ -153,8 +164,8 @@ MUTATIONS = [
     Mutation(
         "identity: CloudFront's unbracketed v6:port not parsed",
         "service/auth.py",
-        'request.headers.get(settings.client_ip_header, ""), with_port=True)',
-        'request.headers.get(settings.client_ip_header, ""), with_port=False)',
+        'yield request.headers.get(settings.client_ip_header, ""), True',
+        'yield request.headers.get(settings.client_ip_header, ""), False',
         (f"{IDENTITY}::test_cloudfront_viewer_address_names_the_client",),
     ),
     Mutation(
@@ -230,16 +241,16 @@ MUTATIONS = [
     Mutation(
         "idempotency: a 504 frees the key (the retry runs afresh)",
         "service/idempotency.py",
-        "                unknown = Record(UNKNOWN, claim.request_id, claim.fingerprint)\n"
-        "                await self._redis.set(claim.name, _encode(unknown), ex=claim.ttl_s)",
-        "                await self._redis.delete(claim.name)",
+        "            unknown = Record(UNKNOWN, claim.request_id, claim.fingerprint)\n"
+        "            pipe.set(claim.name, _encode(unknown), ex=claim.ttl_s)",
+        "            pipe.delete(claim.name)",
         (f"{IDEMPOTENCY}::test_a_retry_after_a_504_never_calls_the_backend_again",),
     ),
     Mutation(
         "idempotency: the worker's 504 is no answer (the retry runs afresh)",
         "service/idempotency.py",
-        "return reply.status < 500 or reply.status == 504",
-        "return reply.status < 500",
+        "        return reply.status == 504",
+        "        return False",
         (f"{IDEMPOTENCY}::test_a_retry_after_a_504_never_calls_the_backend_again",),
     ),
     Mutation(
@@ -250,10 +261,10 @@ MUTATIONS = [
         (f"{IDEMPOTENCY}::test_a_retry_while_the_first_call_has_no_outcome_re_submits_it",),
     ),
     Mutation(
-        "proxy: a send given up leaves no tombstone",
-        "service/proxy.py",
-        "        await _tombstone(request, request_id)",
-        "        pass",
+        "tombstone: a send given up leaves no tombstone",
+        "service/tombstone.py",
+        "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])\n",
+        "",
         (f"{FAULTS}::test_frozen_sqs_gives_503_within_3_s_and_200_once_it_thaws",),
     ),
     # --- what crosses the queue (queuefront/headers.py, service/proxy.py) --------------
@@ -274,8 +285,8 @@ MUTATIONS = [
     Mutation(
         "cache: a cached route forwards every header",
         "service/proxy.py",
-        "headers = [(str(k), v) for k, v in request.headers.items() if k.lower() in named]",
-        "headers = request_headers_to_forward(request.headers.items())",
+        "headers = named_headers(request.headers.items(), named)",
+        "headers = backend_headers(request, route, app[SETTINGS])",
         (f"{HOTCACHE}::test_a_cached_route_forwards_only_the_headers_it_names",),
     ),
     # --- what may be shared (queuefront/cache.py) ---------------------------------------
@@ -447,13 +458,6 @@ MUTATIONS = [
         (f"{OWNERSHIP}::test_a_request_the_backend_call_cannot_even_send_is_answered_and_deleted",),
     ),
     Mutation(
-        "backend: the target is sent unchecked",
-        "workers/backend.py",
-        "        if not _TARGET.fullmatch(env.path):",
-        "        if False:",
-        (f"{OWNERSHIP}::test_a_request_the_backend_call_cannot_even_send_is_answered_and_deleted",),
-    ),
-    Mutation(
         "claim: another worker's claim is ignored",
         "workers/handback.py",
         'outcomes.append(Claim("mine" if won else "elsewhere"))',
@@ -472,6 +476,170 @@ MUTATIONS = [
             f"{OWNERSHIP}::test_a_request_with_a_stored_answer_never_reaches_the_backend",
             f"{OWNERSHIP}::test_duplicate_delivery_calls_the_backend_once",
         ),
+    ),
+    # --- one backend call per request, whatever fails after it (issue 16) --------------
+    Mutation(
+        "headers: a non-UTF-8 backend header value kept as aiohttp decoded it",
+        "queuefront/headers.py",
+        '                value = value.encode("utf-8", "surrogateescape").decode("latin-1")',
+        "                pass",
+        (
+            f"{HANDBACK}::test_a_latin1_response_header_is_passed_on_after_one_backend_call",
+            f"{FORWARDING}::test_a_header_that_is_not_utf8_gets_an_answer_never_a_500",
+        ),
+    ),
+    Mutation(
+        "worker: a failure after the backend call decided as if it had not started",
+        "workers/priority.py",
+        "            if held.backend_started:\n                await self._answer_instead(",
+        "            if False:\n                await self._answer_instead(",
+        (f"{HANDBACK}::test_a_reply_redis_refuses_is_answered_and_never_called_again",),
+    ),
+    Mutation(
+        "handback: a reply Redis refuses to store is retried until the deadline",
+        "workers/handback.py",
+        "                if not refusals_pass and not redis_away(exc):",
+        "                if False:",
+        (f"{HANDBACK}::test_a_reply_redis_refuses_is_answered_and_never_called_again",),
+    ),
+    Mutation(
+        "backend: the body is read without a bound",
+        "workers/backend.py",
+        "            if size > limit:",
+        "            if False:",
+        (f"{HANDBACK}::test_a_backend_answer_larger_than_the_reply_limit_gets_502",),
+    ),
+    # --- what reaches the backend (issue 16) --------------------------------------------
+    Mutation(
+        "forwarding: client-written forwarding headers passed on",
+        "queuefront/headers.py",
+        "    return _REQUEST_DROP | FORWARDING | (OVERRIDES - named)",
+        "    return _REQUEST_DROP | (OVERRIDES - named)",
+        (
+            f"{FORWARDING}::test_the_backend_is_told_who_the_client_is_by_the_api_alone",
+            f"{FORWARDING}::test_what_the_api_queues_carries_no_client_written_forwarding",
+            f"{FORWARDING}::test_behind_trusted_proxies_the_backend_gets_what_they_saw",
+        ),
+    ),
+    Mutation(
+        "forwarding: override and rewrite headers passed on everywhere",
+        "queuefront/headers.py",
+        "    return _REQUEST_DROP | FORWARDING | (OVERRIDES - named)",
+        "    return _REQUEST_DROP | FORWARDING",
+        (f"{FORWARDING}::test_what_the_api_queues_carries_no_client_written_forwarding",),
+    ),
+    Mutation(
+        "forwarding: the override a route names withheld",
+        "queuefront/headers.py",
+        "    return _REQUEST_DROP | FORWARDING | (OVERRIDES - named)",
+        "    return _REQUEST_DROP | FORWARDING | OVERRIDES",
+        (f"{FORWARDING}::test_the_backend_is_told_who_the_client_is_by_the_api_alone",),
+    ),
+    Mutation(
+        "forwarding: X-Forwarded-For is the TCP peer whatever the proxies",
+        "service/forwarding.py",
+        "    address = client_ip(request, settings)",
+        "    address = request.remote",
+        (f"{FORWARDING}::test_behind_trusted_proxies_the_backend_gets_what_they_saw",),
+    ),
+    Mutation(
+        "forwarding: X-Forwarded-Proto taken from the client",
+        "service/forwarding.py",
+        '_nearest(request, "X-Forwarded-Proto").lower() if trusted_proxies else ""',
+        '_nearest(request, "X-Forwarded-Proto").lower() if True else ""',
+        (f"{FORWARDING}::test_the_backend_is_told_who_the_client_is_by_the_api_alone",),
+    ),
+    Mutation(
+        "idempotency: a key that is not UTF-8 used as it was decoded",
+        "service/idempotency.py",
+        "    key = text_value(raw)",
+        "    key = raw",
+        (f"{FORWARDING}::test_a_header_that_is_not_utf8_gets_an_answer_never_a_500",),
+    ),
+    Mutation(
+        "auth: a bearer token that is not ASCII handed to PyJWT",
+        "service/auth.py",
+        "    if not token.isascii():",
+        "    if False:",
+        (f"{FORWARDING}::test_a_header_that_is_not_utf8_gets_an_answer_never_a_500",),
+    ),
+    Mutation(
+        "routes: a route may forward what the api writes itself",
+        "queuefront/routes.py",
+        "        if name.lower() in NEVER_FORWARDED:",
+        "        if False:",
+        (f"{UNIT_ROUTES}::test_bad_route_tables_name_the_problem",),
+    ),
+    # --- messages are claims, not instructions (issue 16) ------------------------------
+    Mutation(
+        "trust: a message's cache key taken as it is",
+        "workers/trust.py",
+        '        if serial == spec.key or not serial:\n            raise Refused("cache",',
+        '        if False:\n            raise Refused("cache",',
+        (f"{TRUST}::test_forged_messages_are_refused_and_never_executed",),
+    ),
+    Mutation(
+        "trust: a message's cache field taken as it is",
+        "workers/trust.py",
+        "        if spec.field != cache.field(route.name, env.path, vary):",
+        "        if False:",
+        (f"{TRUST}::test_forged_messages_are_refused_and_never_executed",),
+    ),
+    Mutation(
+        "trust: a message's cache TTL taken as it is",
+        "workers/trust.py",
+        "            ttl_s=route.cache.ttl_s,",
+        "            ttl_s=spec.ttl_s,",
+        (f"{TRUST}::test_an_honest_cached_message_is_stored_as_the_route_table_says",),
+    ),
+    Mutation(
+        "trust: replies published on any channel",
+        "workers/trust.py",
+        "        if tail == env.reply_to or not _CHANNEL_TAIL.fullmatch(tail):",
+        "        if False:",
+        (f"{TRUST}::test_forged_messages_are_refused_and_never_executed",),
+    ),
+    Mutation(
+        "trust: any backend path the message names",
+        "workers/trust.py",
+        "        if not target_pattern(upstream_template(route)).fullmatch(path):",
+        "        if False:",
+        (f"{TRUST}::test_forged_messages_are_refused_and_never_executed",),
+    ),
+    Mutation(
+        "trust: a forged message's override headers passed on",
+        "workers/trust.py",
+        "    drop = _ALWAYS_DROPPED | (OVERRIDES - route.named_forwards)",
+        "    drop = _ALWAYS_DROPPED",
+        (f"{TRUST}::test_a_forged_message_passes_no_header_the_api_would_withhold",),
+    ),
+    Mutation(
+        "trust: messages not checked at all",
+        "workers/priority.py",
+        "            env = self._check.check(decode_request(held.message.body))",
+        "            env = decode_request(held.message.body)",
+        (f"{TRUST}::test_forged_messages_are_refused_and_never_executed",),
+    ),
+    Mutation(
+        "writer: items not checked before the batch insert",
+        "workers/writer/gather.py",
+        "            sink.check_item(route.sink, item)",
+        "            pass",
+        (f"{WRITER_ITEMS}::test_items_the_insert_cannot_take_are_refused_alone",),
+    ),
+    Mutation(
+        "writer: received_at not bounded",
+        "queuefront/sink.py",
+        "    if not 0 <= at <= LATEST_RECEIVED_AT:  # NaN fails this too",
+        "    if False:",
+        (f"{WRITER_ITEMS}::test_items_the_insert_cannot_take_are_refused_alone",),
+    ),
+    Mutation(
+        "consumer: receive errors retried after a fixed pause",
+        "queuefront/consumer.py",
+        "    return step / 2 + uniform(0, step / 2)",
+        "    return step",
+        ("tests/unit/test_consumer_backoff.py::test_consumers_that_fail_together_retry_spread_out",),
     ),
     # --- the pod's reply listener (service/replies.py) ----------------------------------
     Mutation(
@@ -527,6 +695,153 @@ MUTATIONS = [
             f"{FORWARDING}::test_unforwardable_targets_get_400_before_anything_is_enqueued",
         ),
     ),
+    # --- SQS acknowledgements, outcomes and rules (issue 16: 3, 4, 6) -------------------
+    Mutation(
+        "sqs: the lean plane re-sends a SendMessageBatch after a read timeout",
+        "queuefront/sqs.py",
+        "send = partial(wire.call, attempts=1, read_timeout_s=send_read_timeout_s)",
+        "send = wire.call",
+        (
+            f"{SQS_RULES}::test_a_late_acknowledgement_is_awaited_and_not_re_sent[lean]",
+            f"{SQS_RULES}::test_a_vote_whose_acknowledgement_is_slow_or_lost_counts_once[slow]",
+            f"{SQSWIRE}::test_a_frozen_endpoint_fails_within_the_timeouts_and_attempts",
+        ),
+    ),
+    Mutation(
+        "sqs: botocore's send client retries (a lost answer is sent again)",
+        "queuefront/sqs.py",
+        'retries={"mode": "standard", "total_max_attempts": 1},',
+        'retries={"mode": "standard", "total_max_attempts": 3},',
+        (f"{SQS_RULES}::test_a_lost_answer_is_unknown_and_never_re_sent[botocore]",),
+    ),
+    Mutation(
+        "sqs: botocore's sends wait only the client's 1 s read timeout",
+        "queuefront/sqs.py",
+        "                    read_timeout=send_read_timeout_s,",
+        "                    read_timeout=read_s,",
+        (f"{SQS_RULES}::test_a_late_acknowledgement_is_awaited_and_not_re_sent[botocore]",),
+    ),
+    Mutation(
+        "sqs: an unknown outcome is retried like a refusal",
+        "queuefront/sqs.py",
+        '                if verdict == "unknown":',
+        "                if False:",
+        (f"{SQS_RULES}::test_a_lost_answer_is_unknown_and_never_re_sent[lean]",),
+    ),
+    Mutation(
+        "sqs: throttling read as a final refusal",
+        "queuefront/sqs.py",
+        '            return "throttled"',
+        '            return "final"',
+        (f"{SQS_RULES}::test_throttling_is_retried_in_either_shape[lean]",),
+    ),
+    Mutation(
+        "sqs: a retry's failure fails the entries SQS accepted",
+        "queuefront/sqs.py",
+        "                for i in todo:\n                    outcomes[i] = exc\n",
+        "                if attempt > 1:\n                    raise\n"
+        "                for i in todo:\n                    outcomes[i] = exc\n",
+        (f"{SQS_RULES}::test_a_retried_entry_fails_alone[lean]",),
+    ),
+    Mutation(
+        "sqs: a batch's size counted in characters (over 1 MiB of bytes, all refused)",
+        "queuefront/sqs.py",
+        "Batcher(self._send_batch, linger_s=self.linger_s, size_of=_utf8_len)",
+        "Batcher(self._send_batch, linger_s=self.linger_s, size_of=len)",
+        (f"{SQS_RULES}::test_batches_stay_within_sqs_s_mebibyte[lean]",),
+    ),
+    Mutation(
+        "tombstone: written without looking at the worker's claim",
+        "service/tombstone.py",
+        "if redis.call('EXISTS', KEYS[2]) == 1 then return {'claimed'} end\n",
+        "",
+        (
+            f"{SQS_RULES}::test_a_tombstone_never_lands_on_a_claimed_request",
+            f"{SQS_RULES}::test_a_slow_acknowledgement_is_not_a_failure[lean-3.5]",
+        ),
+    ),
+    Mutation(
+        "proxy: a send not acknowledged in time is a 503 though a worker runs it",
+        "service/proxy.py",
+        'log.info("send not acknowledged, but a worker has the request: waiting")\n'
+        "        return None",
+        'log.info("send not acknowledged, but a worker has the request: waiting")\n'
+        '        raise unavailable("sqs", "enqueue")',
+        (f"{SQS_RULES}::test_a_slow_acknowledgement_is_not_a_failure[lean-3.5]",),
+    ),
+    Mutation(
+        "proxy: a lost acknowledgement is settled before a worker could take the request",
+        "service/proxy.py",
+        "        if left_s > 0:",
+        "        if False:",
+        (f"{SQS_RULES}::test_a_lost_acknowledgement_still_answers_with_the_reply",),
+    ),
+    Mutation(
+        "packer: a message whose answer was lost is not sent again (a keyless vote 504s)",
+        "service/packer.py",
+        "        for _ in range(UNKNOWN_RESENDS):",
+        "        for _ in range(0):",
+        (f"{SQS_RULES}::test_a_vote_whose_acknowledgement_is_slow_or_lost_counts_once[cut]",),
+    ),
+    Mutation(
+        "packer: one refused item fails its message-mates",
+        "service/packer.py",
+        "            if not exc.sender_fault or len(items) == 1:",
+        "            if True:",
+        (f"{SQS_RULES}::test_an_item_sqs_refuses_fails_alone",),
+    ),
+    Mutation(
+        "envelope: U+FFFE and U+FFFF left raw in message bodies",
+        "queuefront/envelope.py",
+        '    if b"\\xef\\xbf" not in encoded:',
+        "    if True:",
+        (
+            f"{UNIT_ROUTES}::test_every_message_obeys_sqs_s_character_rule_and_means_the_same",
+            f"{SQS_RULES}::test_forbidden_characters_arrive_intact_and_fail_nobody",
+        ),
+    ),
+    Mutation(
+        "handback: a keyed request's reply lives only QF_REPLY_TTL_S",
+        "workers/handback.py",
+        "ttl_s = max(self._reply_ttl_s, min(env.keep_s, KEEP_REPLY_MAX_S))",
+        "ttl_s = self._reply_ttl_s",
+        (f"{SQS_RULES}::test_a_keyed_retry_long_after_the_504_replays_the_answer",),
+    ),
+    Mutation(
+        "handback: a keyed request's claim lives only 60 s past its deadline",
+        "workers/handback.py",
+        "CLAIM_GRACE_S, min(env.keep_s, KEEP_REPLY_MAX_S))",
+        "CLAIM_GRACE_S)",
+        (f"{SQS_RULES}::test_a_keyed_retry_long_after_the_504_replays_the_answer",),
+    ),
+    Mutation(
+        "proxy: the envelope does not ask to keep a keyed request's reply",
+        "service/proxy.py",
+        "        keep_s=keep_reply_s,",
+        "        keep_s=0,",
+        (f"{SQS_RULES}::test_a_keyed_retry_long_after_the_504_replays_the_answer",),
+    ),
+    Mutation(
+        "idempotency: a reply answered in time is kept for the key's life as well",
+        "service/idempotency.py",
+        "            pipe.expire(self._keys.reply(claim.request_id), reply_ttl_s)",
+        "            pass",
+        (f"{SQS_RULES}::test_a_keyed_retry_long_after_the_504_replays_the_answer",),
+    ),
+    Mutation(
+        "idempotency: a retryable 4xx (429, 401, 409) is replayed for the key's life",
+        "service/idempotency.py",
+        "    return reply.status not in RETRYABLE_4XX",
+        "    return True",
+        (f"{SQS_RULES}::test_which_backend_answers_a_key_keeps",),
+    ),
+    Mutation(
+        "idempotency: every 4xx released (a 422 runs again)",
+        "service/idempotency.py",
+        "    return reply.status not in RETRYABLE_4XX",
+        "    return reply.status < 400",
+        (f"{SQS_RULES}::test_which_backend_answers_a_key_keeps",),
+    ),
     # --- the route table (queuefront/routes.py) -----------------------------------------
     Mutation(
         "routes: a tallied field's domain unbounded in size",
@@ -580,6 +895,105 @@ MUTATIONS = [
         "    return from_dead_letter(message.body)",
         "    return None",
         (f"{DIRECT}::test_a_dead_letter_sent_back_is_validated_again",),
+    ),
+    # --- the scaling simulator (bench/scaling, issue 18) --------------------------------
+    Mutation(
+        "scaling: target tracking scales out on one datapoint",
+        "bench/scaling/aws.py",
+        "target_tracking_high_datapoints: int = 3",
+        "target_tracking_high_datapoints: int = 1",
+        (f"{SCALING_ALARMS}::test_target_tracking_scales_out_after_three_datapoints_in_a_row",),
+    ),
+    Mutation(
+        "scaling: target tracking scales in after three datapoints",
+        "bench/scaling/aws.py",
+        "target_tracking_low_datapoints: int = 15",
+        "target_tracking_low_datapoints: int = 3",
+        (f"{SCALING_ALARMS}::{SCALE_IN_TEST}",),
+    ),
+    Mutation(
+        "scaling: the scale-in alarm at the target, not at 90 % of it",
+        "bench/scaling/aws.py",
+        "target_tracking_low_ratio: float = 0.9",
+        "target_tracking_low_ratio: float = 1.0",
+        (f"{SCALING_ALARMS}::{SCALE_IN_TEST}",),
+    ),
+    Mutation(
+        "scaling: the scale-out cooldown forgets the capacity it started from",
+        "bench/scaling/autoscaling.py",
+        "base = self.out_base if now < self.out_until else svc.desired\n"
+        "            want = self.want(",
+        "base = svc.desired\n            want = self.want(",
+        (f"{SCALING_ALARMS}::test_scale_out_cooldown_only_lets_a_larger_scale_out_through",),
+    ),
+    Mutation(
+        "scaling: a scale-out leaves the scale-in cooldown running",
+        "bench/scaling/autoscaling.py",
+        "p.in_until = -math.inf",
+        "pass",
+        (f"{SCALING_ALARMS}::{SCALE_IN_COOLDOWN_TEST}",),
+    ),
+    Mutation(
+        "scaling: alarms never look back past evaluation_periods",
+        "bench/scaling/cloudwatch.py",
+        "span = range(last, last - self.n - EXTRA_RANGE_PERIODS, -1)",
+        "span = range(last, last - self.n, -1)",
+        (
+            f"{SCALING_ALARMS}::test_the_evaluation_range_uses_late_datapoints_once_they_are_published",
+            f"{SCALING_SIM}::test_the_writer_starts_from_zero_when_votes_wait",
+        ),
+    ),
+    Mutation(
+        "scaling: workers call the backend for expired messages",
+        "bench/scaling/workers.py",
+        "if cohort.expired or t >= cohort.deadline:",
+        "if False:",
+        (f"{SCALING_SIM}::test_workers_delete_expired_messages_without_calling_the_backend",),
+    ),
+    Mutation(
+        "scaling: workers take normal messages before high ones",
+        "bench/scaling/workers.py",
+        'PRIORITIES: tuple[Priority, ...] = ("high", "normal")',
+        'PRIORITIES: tuple[Priority, ...] = ("normal", "high")',
+        (f"{SCALING_SIM}::test_under_overload_normal_requests_are_shed_before_high_ones",),
+    ),
+    Mutation(
+        "scaling: admission ignores the backlog ahead",
+        "bench/scaling/admission.py",
+        "return max(0.0, math.floor(allowed * rate - ahead) + 1)",
+        "return max(0.0, math.floor(allowed * rate) + 1)",
+        (f"{SCALING_SIM}::{STEP_TEST}",),
+    ),
+    Mutation(
+        "scaling: a timed-out cohort's requests go uncounted",
+        "bench/scaling/sim.py",
+        "self.ledger.time_out(cohort.cls, cohort.open)",
+        "pass",
+        (f"{SCALING_SIM}::test_every_shipped_scenario_accounts_for_every_request_and_loses_none",),
+    ),
+    Mutation(
+        "scaling: the tfvars file is not read",
+        "bench/scaling/terraform.py",
+        "values: dict[str, Value] = dict(_tfvars(tfvars)) if tfvars is not None else {}",
+        "values: dict[str, Value] = {}",
+        (
+            f"{SCALING_TF}::test_the_policy_is_the_tfvars_through_the_module_wiring",
+            f"{SCALING_SIM}::test_the_tfvars_drive_the_result",
+        ),
+    ),
+    Mutation(
+        "scaling: --set is ignored",
+        "bench/scaling/terraform.py",
+        "values[path[0]] = value",
+        "pass",
+        (f"{SCALING_TF}::test_set_overrides_one_value_and_reaches_every_use",),
+    ),
+    Mutation(
+        "scaling: an undeclared variable is not reported",
+        "bench/scaling/terraform.py",
+        "        if decl is None:\n            raise TerraformError(",
+        "        if decl is None:\n            return None\n            raise TerraformError(",
+        (f"{SCALING_TF}::test_a_renamed_variable_fails_naming_it",),
     ),
 ]
 

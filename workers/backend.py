@@ -2,7 +2,8 @@
 
 Every outcome becomes a reply the api can pass on at once: the backend's own answer
 (any status), 504 when it did not answer before the request's deadline, 502 when it
-could not be reached or the request could not be sent at all. No exception leaves
+could not be reached or the request could not be sent at all, or when its answer is
+larger than the reply path takes (``QF_MAX_REPLY_BYTES``). No exception leaves
 ``call``: the worker holds an SQS message while it waits here, and an exception would
 leave that message without an owner. A 502's body never names the backend's host,
 address or port (the client has no business knowing them); the log does.
@@ -34,8 +35,15 @@ spaces. The api builds only such targets; anything else is refused here, unsent,
 rather than risk a request line the backend (or a proxy on the way) reads otherwise."""
 
 
+READ_CHUNK_BYTES = 64 * 1024
+
+
 class Unforwardable(ValueError):
     """The request cannot be sent as it is (a bad target)."""
+
+
+class ReplyTooLarge(Exception):
+    """The backend's answer is larger than the reply path takes."""
 
 
 def error_reply(request_id: str, status: int, code: str, message: str) -> Reply:
@@ -44,14 +52,24 @@ def error_reply(request_id: str, status: int, code: str, message: str) -> Reply:
 
 
 class Backend:
-    def __init__(self, base_url: str, session: aiohttp.ClientSession) -> None:
+    def __init__(self, base_url: str, session: aiohttp.ClientSession, max_reply_bytes: int) -> None:
         self._base = base_url.rstrip("/")
         self._session = session
+        self._max_reply_bytes = max_reply_bytes
 
     async def call(self, env: RequestEnvelope) -> Reply:
         started = time.perf_counter()
         try:
             reply = await self._request(env)
+        except ReplyTooLarge:
+            FAILURES.note("backend answer too large", route=env.route)
+            reply = error_reply(
+                env.id,
+                502,
+                "reply_too_large",
+                f"the backend's answer is larger than the {self._max_reply_bytes}-byte reply "
+                "limit (QF_MAX_REPLY_BYTES)",
+            )
         except TimeoutError:
             reply = error_reply(
                 env.id, 504, "timeout", "Request processing timed out (backend too slow)"
@@ -81,10 +99,29 @@ class Backend:
             timeout=aiohttp.ClientTimeout(total=max(env.seconds_left(), MIN_TIMEOUT_S)),
             allow_redirects=False,
         ) as resp:
-            body = await resp.read()
+            body = await self._read(resp)
             return Reply(
                 id=env.id,
                 status=resp.status,
                 headers=response_headers_to_return(resp.headers.items()),
                 body=body,
             )
+
+    async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
+        """The body, read no further than the limit: the reply is held by this worker,
+        stored in Redis, pushed through pub/sub and held again by the pod, so one
+        oversized answer (or a decompression bomb: the count is of decoded bytes) must
+        not take a process's memory or a subscriber's output buffer down with it."""
+        limit = self._max_reply_bytes
+        if resp.content_length is not None and resp.content_length > limit:
+            resp.close()  # drop the connection rather than drain what we will not use
+            raise ReplyTooLarge
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(READ_CHUNK_BYTES):
+            size += len(chunk)
+            if size > limit:
+                resp.close()
+                raise ReplyTooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)

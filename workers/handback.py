@@ -11,7 +11,10 @@ later and is dropped once its deadline passes.
 Hand back. A computed reply is kept until it is stored and published: if Redis is down
 for a moment, the worker retries with back-off until the request's deadline, so a
 Redis restart of a few seconds loses no answer. The api recovers replies stored while
-its subscription was down with one MGET.
+its subscription was down with one MGET. Only Redis being *away* (unreachable, slow,
+loading, mid-failover) is waited out: an error Redis answers for this very command
+(out of memory, no permission) will not pass before the deadline, so it is raised at
+once and the worker answers the client another way (``workers.priority``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,17 @@ from typing import Literal, TypeVar
 
 import msgspec
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    MasterDownError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from queuefront.batcher import Batcher
 from queuefront.cache import CacheStore, cacheable
@@ -40,11 +53,40 @@ CALL_TIMEOUT_S = 2.0
 """One Redis round trip; a longer silence counts as a failure and is retried."""
 CLAIM_GRACE_S = 60
 """A claim outlives the request's deadline by this much (late duplicates stay settled)."""
+KEEP_REPLY_MAX_S = 7 * 86_400
+"""Longest a reply is kept for a keyed request (its envelope's ``keep_s``, capped: the
+envelope comes from a queue, and a reply held for ever would be memory held for ever)."""
 CACHE_STORE_TIMEOUT_S = 1.0
 PIPELINE_ENTRIES = 64
 """Claims (or replies) sent in one pipeline at most."""
 
 T = TypeVar("T")
+
+
+_AWAY = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    TimeoutError,
+    BusyLoadingError,
+    ReadOnlyError,
+    MasterDownError,
+    TryAgainError,
+    ClusterDownError,
+)
+"""Redis unreachable, slow, loading its data or failing over: it passes with time."""
+
+
+_AWAY_REPLIES = ("BUSY", "LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
+"""Error replies of a Redis that is busy (a long script) or changing roles, whatever
+exception class the client maps them to."""
+
+
+def redis_away(exc: BaseException) -> bool:
+    """True when ``exc`` says Redis is away for now, not that it refused the command."""
+    return isinstance(exc, _AWAY) or (
+        isinstance(exc, ResponseError) and str(exc).startswith(_AWAY_REPLIES)
+    )
 
 
 class Expired(Exception):
@@ -70,13 +112,15 @@ class HandBack:
         self._claims: Batcher[tuple[str, int], Claim] = Batcher(
             self._claim_batch, linger_s=0, max_entries=PIPELINE_ENTRIES
         )
-        self._replies: Batcher[tuple[str, str, bytes], None] = Batcher(
+        self._replies: Batcher[tuple[str, str, bytes, int], None] = Batcher(
             self._reply_batch, linger_s=0, max_entries=PIPELINE_ENTRIES
         )
 
     async def claim(self, env: RequestEnvelope) -> Claim:
         """Claims the request for this worker, or says why not (retried until expiry)."""
-        ttl_s = max(1, int(env.seconds_left()) + CLAIM_GRACE_S)
+        # a keyed request's claim lives as long as its key: a retry after the api's 504
+        # must not call the backend again while the first call may have done the work
+        ttl_s = max(1, int(env.seconds_left()) + CLAIM_GRACE_S, min(env.keep_s, KEEP_REPLY_MAX_S))
         return await self._until_deadline(
             env, "claim", lambda: self._claims.submit((env.id, ttl_s))
         )
@@ -85,6 +129,8 @@ class HandBack:
         """The claims of messages handled at the same moment: one round trip for all."""
         pipe = self._redis.pipeline(transaction=False)
         for request_id, ttl_s in items:
+            # the claim BEFORE the read of the reply: the api's tombstone (one script that
+            # checks the claim, service.tombstone) then never lands under a running call
             pipe.set(self._keys.claim(request_id), self._worker_id, nx=True, ex=ttl_s)
             pipe.get(self._keys.reply(request_id))
         results = await pipe.execute(raise_on_error=False)
@@ -117,17 +163,25 @@ class HandBack:
         return reply
 
     async def publish(self, env: RequestEnvelope, payload: bytes) -> None:
+        """Stores and publishes ``payload``; waits out Redis being away until the deadline
+        (``Expired``), raises whatever else Redis answers (a refusal) at once."""
+        # a keyed request's reply lives as long as its key: a retry after the api's 504
+        # finds it, however late, instead of running the request again
+        ttl_s = max(self._reply_ttl_s, min(env.keep_s, KEEP_REPLY_MAX_S))
         await self._until_deadline(
-            env, "reply store", lambda: self._replies.submit((env.id, env.reply_to, payload))
+            env,
+            "reply store",
+            lambda: self._replies.submit((env.id, env.reply_to, payload, ttl_s)),
+            refusals_pass=False,
         )
 
     async def _reply_batch(
-        self, items: Sequence[tuple[str, str, bytes]]
+        self, items: Sequence[tuple[str, str, bytes, int]]
     ) -> list[BaseException | None]:
         """Replies finished at the same moment: stored and published in one round trip."""
         pipe = self._redis.pipeline(transaction=False)
-        for request_id, channel, payload in items:
-            pipe.set(self._keys.reply(request_id), payload, ex=self._reply_ttl_s)
+        for request_id, channel, payload, ttl_s in items:
+            pipe.set(self._keys.reply(request_id), payload, ex=ttl_s)
             pipe.publish(channel, payload)
         results = await pipe.execute(raise_on_error=False)
         outcomes: list[BaseException | None] = []
@@ -156,14 +210,24 @@ class HandBack:
         return reply
 
     async def _until_deadline(
-        self, env: RequestEnvelope, what: str, attempt: Callable[[], Awaitable[T]]
+        self,
+        env: RequestEnvelope,
+        what: str,
+        attempt: Callable[[], Awaitable[T]],
+        *,
+        refusals_pass: bool = True,
     ) -> T:
+        """``attempt`` retried until the deadline. ``refusals_pass``: an error Redis
+        answers (out of memory, say) is retried too — a claim may wait for memory to
+        free; a computed reply may not (it would hold its slot to the deadline)."""
         tries = 0
         while True:
             try:
                 async with asyncio.timeout(min(CALL_TIMEOUT_S, max(0.05, env.seconds_left()))):
                     return await attempt()
             except (RedisError, OSError, TimeoutError) as exc:
+                if not refusals_pass and not redis_away(exc):
+                    raise
                 FAILURES.note(f"redis {what} failed, retrying", exc)
             delay = RETRY_BACKOFF_S[min(tries, len(RETRY_BACKOFF_S) - 1)]
             tries += 1

@@ -40,6 +40,7 @@ from typing import Any, Literal
 import aiohttp
 import structlog
 import uvloop
+from redis.exceptions import RedisError
 
 from queuefront import metrics, tasks
 from queuefront.consumer import Held, Poller, VisibilityKeeper, serve, visibility_timeouts
@@ -48,11 +49,13 @@ from queuefront.envelope import RequestEnvelope, decode_request
 from queuefront.failures import FailureLog
 from queuefront.keys import Keys
 from queuefront.redis import open_redis
+from queuefront.routes import load_routes
 from queuefront.settings import Settings
 from queuefront.sqs import QueueOps, open_client
 from queuefront.telemetry import configure_logging, get_logger
-from workers.backend import Backend
+from workers.backend import Backend, error_reply
 from workers.handback import Expired, HandBack
+from workers.trust import REASONS, MessageCheck, Refused
 
 log = get_logger(__name__)
 FAILURES = FailureLog(log)
@@ -67,6 +70,8 @@ FAILED_RETRY_S = 5
 soon, and after maxReceiveCount it is in the DLQ for an operator."""
 CLAIMED_RECHECK_S = 5
 """When a request is claimed by another worker, its duplicate looks again this much later."""
+ANSWER_INSTEAD_S = 2.0
+"""How long a 502 sent in place of a reply that could not be handed back may take."""
 SHORT_POLLS_GRACE_S = 0.5
 """At shutdown, how long buffered messages wait for the worker's in-flight short polls
 (the emulator answers one within 40 ms, SQS at once) before they are released."""
@@ -80,6 +85,7 @@ WORKER_OUTCOMES = (
     "publish_failed",
     "failed",
     "invalid",
+    "undeliverable",
 )
 
 
@@ -92,8 +98,10 @@ class PriorityWorker:
         reporter: DrainReporter,
         backend: Backend,
         keeper: VisibilityKeeper,
+        check: MessageCheck,
     ) -> None:
         self._settings = settings
+        self._check = check
         self._queues = queues
         self._handback = handback
         self._reporter = reporter
@@ -207,59 +215,87 @@ class PriorityWorker:
         left to reach its DLQ — never held without an owner."""
         queue_name = held.queue.name
         try:
-            env = decode_request(held.message.body)
+            env = self._check.check(decode_request(held.message.body))
         except Exception as exc:
-            # left undeleted: after maxReceiveCount receives SQS moves it to the DLQ
+            # never executed; left undeleted: after maxReceiveCount receives SQS moves it
+            # to the DLQ, where an operator finds it
             self._keeper.untrack(held)
-            FAILURES.note("invalid message", exc, message_id=held.message.message_id)
+            reason = exc.reason if isinstance(exc, Refused) else "undecodable"
+            FAILURES.note(f"message refused ({reason})", exc, message_id=held.message.message_id)
             metrics.WORKER_MESSAGES.labels(queue_name, "invalid").inc()
+            metrics.REFUSED_MESSAGES.labels(queue_name, reason).inc()
             return
         structlog.contextvars.bind_contextvars(request_id=env.id, route=env.route)
-        called = False
         try:
-            called = await self._process(held, env)
+            await self._process(held, env)
         except asyncio.CancelledError:
             raise  # shutdown: run() releases what it cancels
         except Exception as exc:
+            # decided on whether the backend call *started*, never on what it returned:
+            # once it has, the backend may have acted, and a second call may act twice
+            if held.backend_started:
+                await self._answer_instead(held, env, exc)
+                return
             FAILURES.note("message handling failed", exc, traceback=True)
             metrics.WORKER_MESSAGES.labels(queue_name, "failed").inc()
-            if not called:
-                await self._handback.unclaim(env)
+            if self._claimed.pop(held, None) is not None:
+                await self._handback.unclaim(env)  # ours only: never another worker's
             self._keeper.untrack(held)
             # visible again soon: retried, and after maxReceiveCount in the DLQ
             self._spawn(held.release(FAILED_RETRY_S))
 
-    async def _process(self, held: Held, env: RequestEnvelope) -> bool:
-        """Handles one decoded message; True once the backend has been called."""
+    async def _answer_instead(self, held: Held, env: RequestEnvelope, exc: Exception) -> None:
+        """After the backend call, a reply that cannot be handed back as it is (it cannot
+        be encoded, Redis refuses to store it): the client gets a 502 naming the problem
+        at once, instead of a 504 at its deadline, and the message is deleted — a second
+        delivery could only call the backend again."""
+        FAILURES.note("reply not handed back, 502 sent instead", exc, traceback=True)
+        metrics.WORKER_MESSAGES.labels(held.queue.name, "undeliverable").inc()
+        problem = "Redis refused it" if isinstance(exc, RedisError) else type(exc).__name__
+        reply = error_reply(
+            env.id,
+            502,
+            "bad_gateway",
+            f"the backend answered, but its answer could not be passed on ({problem})",
+        )
+        try:
+            async with asyncio.timeout(max(0.05, min(ANSWER_INSTEAD_S, env.seconds_left()))):
+                # hand_back, not publish: a cached route's waiting pods are released too
+                await self._handback.hand_back(env, reply)
+        except Exception as again:  # Redis away or refusing: nothing more can reach the pod
+            FAILURES.note("502 instead of the reply not delivered either", again)
+        self._done(held)
+
+    async def _process(self, held: Held, env: RequestEnvelope) -> None:
+        """Handles one decoded message. ``held.backend_started`` is set before the call."""
         queue_name = held.queue.name
         metrics.MESSAGE_AGE.labels(queue_name).observe(max(0.0, time.time() - env.enqueued_at))
         if env.seconds_left() <= 0:
             # the client already has its 504: calling the backend would only add load
             self._expired(held, env)
-            return False
+            return
         try:
             claim = await self._handback.claim(env)
         except Expired:
             self._expired(held, env)
-            return False
+            return
         if claim.outcome == "replied":
             # settled already (a duplicate delivery, or the api's tombstone): no second
             # backend call; publishing again costs nothing and may still reach its pod
             assert claim.stored is not None
             metrics.WORKER_MESSAGES.labels(queue_name, "duplicate").inc()
-            with contextlib.suppress(Expired):
+            with contextlib.suppress(Expired, RedisError):  # Redis away, or refusing
                 await self._handback.publish(env, claim.stored)
             self._done(held)
-            return False
-        if claim.outcome == "mine":
-            self._claimed[held] = env
+            return
         if claim.outcome == "elsewhere":
             # another worker calls (or called) the backend for it: look again later;
             # after the deadline the copy is dropped as expired
             metrics.WORKER_MESSAGES.labels(queue_name, "in_progress_elsewhere").inc()
             self._keeper.untrack(held)
             self._spawn(held.release(min(CLAIMED_RECHECK_S, max(1, int(env.seconds_left())))))
-            return False
+            return
+        self._claimed[held] = env
         held.backend_started = True
         started = time.monotonic()
         reply = await self._backend.call(env)
@@ -270,13 +306,12 @@ class PriorityWorker:
             self._keeper.untrack(held)
             metrics.WORKER_MESSAGES.labels(queue_name, "publish_failed").inc()
             self._done(held)
-            return True
+            return
         self._reporter.record(time.monotonic() - started)
         outcome = "ok" if reply.status < 500 else "backend_error"
         metrics.WORKER_MESSAGES.labels(queue_name, outcome).inc()
         log.debug("replied", status=reply.status)
         self._done(held)
-        return True
 
     def _expired(self, held: Held, env: RequestEnvelope) -> None:
         metrics.EXPIRED_MESSAGES.labels(held.queue.name).inc()
@@ -363,12 +398,14 @@ async def main_async(settings: Settings) -> None:
             "normal": await QueueOps.open(client, settings.queue_normal, linger_s),
         }
         metrics.prime_consumer([q.name for q in queues.values()], WORKER_OUTCOMES)
+        metrics.prime_refusals([q.name for q in queues.values()], REASONS)
         keeper = VisibilityKeeper(await visibility_timeouts(*queues.values()))
         dlqs = [await QueueOps.open(client, settings.dlq_name(q.name), 0) for q in queues.values()]
-        backend = Backend(settings.backend_url, http)
+        backend = Backend(settings.backend_url, http, settings.max_reply_bytes)
         handback = HandBack(redis, keys, worker_id, settings.reply_ttl_s)
         reporter = DrainReporter(redis, keys, worker_id, settings.worker_concurrency)
-        worker = PriorityWorker(settings, queues, handback, reporter, backend, keeper)
+        check = MessageCheck(load_routes(settings.routes_file), keys)
+        worker = PriorityWorker(settings, queues, handback, reporter, backend, keeper, check)
         reporting = asyncio.create_task(reporter.run(), name="drain-report")
         try:
             await serve(worker, settings=settings, redis=redis, dlqs=dlqs)

@@ -11,6 +11,7 @@ import time
 import uuid
 
 import aiohttp
+import msgspec
 from redis.asyncio import Redis
 
 from devstack import Stack, backend_calls, eventually, free_port, kill_clients, metric
@@ -48,12 +49,16 @@ async def none_in_flight(queue: QueueOps) -> bool:
 async def test_a_request_the_backend_call_cannot_even_send_is_answered_and_deleted(
     stack: Stack, redis: Redis
 ) -> None:
-    """Control characters in the path make the HTTP client refuse to send: the worker
-    answers 502 (naming no address) and deletes the message; nothing stays in flight."""
+    """A header value with control characters makes the HTTP client refuse to send: the
+    worker answers 502 (naming no address) and deletes the message; nothing stays in
+    flight."""
     await stack.start_worker()
     settings = stack.settings()
     keys = Keys(settings.key_prefix)
-    bad = [envelope(stack, f"/items/x{c}y") for c in ("\x00", "\x01", "\r\nX-Injected: 1")]
+    bad = [
+        msgspec.structs.replace(envelope(stack, "/items/x"), headers=[("X-Note", value)])
+        for value in ("a\x00b", "a\x01b", "a\r\nX-Injected: 1")
+    ]
     async with open_client(settings) as sqs:
         normal = await QueueOps.open(sqs, settings.queue_normal, 0)
         for env in bad:
@@ -66,6 +71,7 @@ async def test_a_request_the_backend_call_cannot_even_send_is_answered_and_delet
         for env in bad:
             reply = decode_reply(await redis.get(keys.reply(env.id)))
             assert reply.status == 502
+            assert b"could not be forwarded" in reply.body
             assert b"127.0.0.1" not in reply.body
         await eventually(lambda: none_in_flight(normal), 10, "no message left in flight")
         await normal.close()

@@ -123,8 +123,10 @@ def test_a_broken_link_or_anchor_is_reported(tmp_path: Path) -> None:
         ("SLA: the kiosk's table", "sla-the-kiosks-table"),
         ("Compose and AWS, side by side", "compose-and-aws-side-by-side"),
         ("`QF_API_PROCESSES` and more", "qf_api_processes-and-more"),
-        ("Observability: CloudWatch, not Amazon Managed Service for Prometheus",
-         "observability-cloudwatch-not-amazon-managed-service-for-prometheus"),
+        (
+            "Observability: CloudWatch, not Amazon Managed Service for Prometheus",
+            "observability-cloudwatch-not-amazon-managed-service-for-prometheus",
+        ),
         ("compose ↔ AWS", "compose--aws"),
     ],
 )

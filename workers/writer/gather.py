@@ -20,31 +20,37 @@ from typing import Any
 
 import msgspec
 
-from queuefront import metrics
+from queuefront import metrics, sink
 from queuefront.consumer import Held, Poller, VisibilityKeeper
 from queuefront.envelope import decode_ingest
+from queuefront.failures import FailureLog
 from queuefront.limits import MAX_RECEIVE_MESSAGES
 from queuefront.routes import Route
 from queuefront.telemetry import get_logger
 from workers.writer import direct
 
+log = get_logger(__name__)
+FAILURES = FailureLog(log)
+
 MAX_RECEIVE_FANOUT = 4
 """ReceiveMessage calls in flight at once while a batch fills."""
-log = get_logger(__name__)
-
 EMPTY_POLL_PAUSE_S = 0.1
 """Pause after an empty poll while a batch waits for company (bounded by its max wait)."""
 
 
 @dataclass(eq=False)
 class Parsed:
-    """A received message and its items; ``poison`` when it cannot be read at all;
-    ``dead_letter`` (the DLQ body) when it is refused to the DLQ at once."""
+    """A received message and its items; ``poison`` when it cannot be read at all,
+    ``refused`` when some of its items cannot be stored (they are left out of the
+    batch; the message is kept for the DLQ once its other items are stored);
+    ``dead_letter`` (the DLQ body) when it is refused to the DLQ at once (a direct
+    message from API Gateway that does not fit its sink)."""
 
     held: Held
     route: Route | None
     items: list[dict[str, Any]] = field(default_factory=list)
     poison: str = ""
+    refused: list[str] = field(default_factory=list)
     dead_letter: str = ""
 
     @property
@@ -64,7 +70,19 @@ def parse(held: Held, sinks: dict[str, Route]) -> Parsed:
     if route is None:
         return Parsed(held, None, poison=f"no ingest route {message.route!r}")
     metrics.ITEMS_PER_MESSAGE.observe(len(message.items))
-    return Parsed(held, route, message.items)
+    assert route.sink is not None
+    items, refused = [], []
+    for item in message.items:
+        try:
+            sink.check_item(route.sink, item)
+        except sink.Invalid as exc:
+            refused.append(str(exc))
+            continue
+        items.append(item)
+    if refused:
+        metrics.POISON_ROWS.labels(route.sink.table).inc(len(refused))
+        FAILURES.note("items refused", table=route.sink.table, reason=refused[0])
+    return Parsed(held, route, items, refused=refused)
 
 
 def parse_direct(

@@ -37,14 +37,18 @@ async def settle(
     done: list[Held] = []
     failed: list[Held] = []
     for parsed in batch:
-        bad = parsed.poison or any(i.get("id") in result.bad_ids for i in parsed.items)
+        bad = (
+            parsed.poison
+            or parsed.refused
+            or any(i.get("id") in result.bad_ids for i in parsed.items)
+        )
         (failed if bad else done).append(parsed.held)
         if bad:
             final = parsed.held.message.receive_count >= max_receive_count
             metrics.POISON_MESSAGES.labels(str(final).lower()).inc()
             log.warning(
                 "message kept for retry or DLQ",
-                poison=parsed.poison or "row",
+                poison=parsed.poison or ("item refused" if parsed.refused else "row"),
                 receive_count=parsed.held.message.receive_count,
                 final=final,
             )

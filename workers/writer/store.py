@@ -65,7 +65,7 @@ class BatchStore:
         result = BatchResult()
         by_route: dict[str, tuple[Route, list[dict[str, Any]]]] = {}
         for parsed in batch:
-            if parsed.route is not None:
+            if parsed.route is not None and parsed.items:
                 by_route.setdefault(parsed.route.name, (parsed.route, []))[1].extend(parsed.items)
         if not by_route:
             return result

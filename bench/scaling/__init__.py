@@ -1,0 +1,16 @@
+"""The scaling simulator: ``python -m bench.scaling SCENARIO.toml`` (see ``__main__``).
+
+One module per concern:
+
+- ``terraform`` (with ``hcl``): the deployed policy, read from deploy/terraform;
+- ``aws``: AWS's constants (metric delays, target tracking's alarms, start times, prices),
+  each with its source; ``model``: the simulator's own assumptions;
+- ``figures``: the measured per-request costs that bench.throughput writes;
+- ``scenario``: the scenario files (load over time, backend, overrides);
+- ``gateway`` (CloudFront, API Gateway), ``admission`` (the api's rule), ``workers``
+  (queues, workers, backend), ``writer`` (ingest queue and writers);
+- ``cloudwatch`` (metrics, metric math, alarms) and ``autoscaling`` (ECS services,
+  target tracking, step scaling);
+- ``sim`` (the loop), ``ledger`` (where each request ended), ``report`` (the JSON and the
+  table), ``plot``, ``run`` (a scenario file to a result).
+"""

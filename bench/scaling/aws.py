@@ -1,0 +1,151 @@
+"""What AWS does that the Terraform does not say: metric periods and publication delays,
+target tracking's alarms, task start times, API Gateway's and CloudFront's behaviour, and
+prices. Each constant carries its source; where AWS publishes no figure the comment says
+so and gives the range assumed. Ranges are (low, high) and drawn uniformly per datapoint
+or per task from the scenario's seed, so a run is reproducible and the spread shows.
+
+A scenario may override any of these for one run (``[aws]`` table, same names in lower
+case), which is how the calibration against this machine and "what if AWS is slower"
+runs are made without editing code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+Range = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class AwsConstants:
+    # --- CloudWatch metrics -------------------------------------------------------------
+    sqs_period_s: float = 60.0
+    """SQS pushes its queue metrics to CloudWatch at one-minute intervals ("Amazon SQS and
+    CloudWatch are integrated … metrics … are automatically collected and pushed to
+    CloudWatch at one-minute intervals", SQS Developer Guide, Monitoring with CloudWatch)."""
+
+    sqs_publication_delay_s: Range = (60.0, 150.0)
+    """How late a one-minute SQS datapoint becomes visible to alarms. AWS publishes no
+    figure; practitioners report 1-3 minutes typical (and "up to 15 minutes" in the worst
+    case). Assumed 60-150 s after the minute ends."""
+
+    container_insights_period_s: float = 60.0
+    """ECS/ContainerInsights RunningTaskCount and DesiredTaskCount: one-minute metrics
+    derived from the task telemetry (CloudWatch User Guide, Container Insights metrics)."""
+
+    container_insights_publication_delay_s: Range = (60.0, 180.0)
+    """AWS publishes no figure ("Metrics are not visible until the container tasks have
+    been running for some time", Container Insights metrics). Assumed 60-180 s: it is
+    computed from performance log events, one step more than SQS's. Its spread against
+    SQS's is what can fill a missing DesiredTaskCount with 0 in the writer's from-zero
+    alarm."""
+
+    ecs_publication_delay_s: Range = (30.0, 90.0)
+    """AWS/ECS CPUUtilization, one-minute resolution by default (ECS Developer Guide,
+    "Faster auto scaling with high-resolution metrics": 60 s, or 20 s when configured).
+    Delay not published; assumed 30-90 s."""
+
+    alb_publication_delay_s: Range = (30.0, 90.0)
+    """AWS/ApplicationELB RequestCountPerTarget, one-minute sums. Delay not published;
+    assumed 30-90 s."""
+
+    emf_publication_delay_s: Range = (20.0, 90.0)
+    """The queuefront namespace (admission rejections) arrives as embedded metric format
+    logs from the ADOT collector: scraped every 30 s, exported in batches of up to 60 s
+    (modules/compute: scrape_interval, batch timeout), then extracted by CloudWatch Logs
+    (not published; seconds). Assumed 20-90 s."""
+
+    # --- target tracking's alarms --------------------------------------------------------
+    target_tracking_high_datapoints: int = 3
+    """Application Auto Scaling creates the scale-out alarm as 3 of 3 one-minute
+    datapoints. Not in the user guide; the alarms it creates show it (reported in
+    aws/copilot-cli#4233, hashicorp/terraform-provider-aws#42553) and it cannot be
+    configured."""
+
+    target_tracking_low_datapoints: int = 15
+    """The scale-in alarm: 15 of 15 one-minute datapoints (same sources as above)."""
+
+    target_tracking_low_ratio: float = 0.9
+    """The scale-in alarm fires below 90% of the target: "only when utilization reaches a
+    threshold that is far enough below the target value (usually more than 10% lower)"
+    (Application Auto Scaling User Guide, How target tracking works)."""
+
+    alarm_action_repeat: bool = True
+    """Auto Scaling actions repeat every period while an alarm stays in ALARM ("Except for
+    Auto Scaling actions, the actions happen only on state transitions", CloudWatch User
+    Guide, Alarm actions)."""
+
+    # --- ECS / Fargate --------------------------------------------------------------------
+    task_start_s: Range = (45.0, 90.0)
+    """From a raised desired count to the container running its process: ECS scheduling,
+    Fargate capacity, ENI attachment (awsvpc: "several seconds", ECS Developer Guide,
+    Optimize task launch time), image pull (no cache on Fargate) and start. AWS publishes
+    no figure; reports range from under a minute to 1-3 minutes for images of a few
+    hundred MB. Assumed 45-90 s for the queuefront image (~150 MB)."""
+
+    process_ready_s: float = 3.0
+    """Python start, settings, connections, the frozen heap (measured locally: an api or
+    worker answers /readyz within 2-3 s of its start)."""
+
+    # --- API Gateway / CloudFront -----------------------------------------------------------
+    api_gateway_account_rate: float = 10_000.0
+    """Requests/s per account and Region across HTTP and REST APIs (API Gateway quotas:
+    10,000 RPS; 2,500 in some newer Regions), a token bucket."""
+
+    api_gateway_account_burst: float = 5_000.0
+    """The account bucket's capacity: 5,000 requests (API Gateway quotas)."""
+
+    api_gateway_timeout_s: float = 30.0
+    """HTTP API integration timeout: at most 30 s (API Gateway quotas, HTTP APIs); a
+    request not answered by then gets 504 from API Gateway."""
+
+    cloudfront_error_ttl_s: float = 10.0
+    """CloudFront caches an origin's 5xx for the error caching minimum TTL, 10 s by
+    default (CloudFront Developer Guide, Error caching): viewers of an edge-cached object
+    whose refresh failed get the error for that long."""
+
+    # --- SQS ------------------------------------------------------------------------------
+    sqs_delivery_s: float = 0.02
+    """Send to receivable, with a waiting long poll: tens of milliseconds in-Region (not
+    published; measured ~10-20 ms on the emulator). Below one simulation step."""
+
+    sqs_send_s: float = 0.015
+    """One SendMessage(Batch) round trip in-Region (not published; assumed 10-20 ms): how
+    long an ingest pack stays open under load (service/packer.py: group commit)."""
+
+    # --- prices (USD; Linux/x86, us-east-1 — eu-west-1 lists the same or up to ~10% more) --
+    fargate_vcpu_hour: float = 0.04048
+    """AWS Fargate pricing, per vCPU-hour, on demand (also bench/throughput.py)."""
+
+    fargate_gb_hour: float = 0.004445
+    """AWS Fargate pricing, per GB of memory-hour, on demand."""
+
+    fargate_spot_discount: float = 0.70
+    """Fargate Spot runs "up to 70%" below on demand (AWS Fargate pricing); the actual
+    price varies. Assumed the full 70%."""
+
+    sqs_per_million: float = 0.40
+    """Amazon SQS pricing, standard queues, per million requests (each 64 KB of a
+    payload counts as one), after the first million a month."""
+
+    api_gateway_per_million: float = 1.00
+    """Amazon API Gateway pricing, HTTP APIs, per million requests (first 300 million a
+    month). Throttled requests (429) are assumed not billed."""
+
+    cloudfront_https_per_10k: float = 0.0100
+    """Amazon CloudFront pricing, HTTPS requests per 10,000, United States (Europe is
+    listed higher); data transfer is not counted (bytes are not simulated)."""
+
+    def with_overrides(self, values: dict[str, Any]) -> AwsConstants:
+        known = {f.name for f in fields(self)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"[aws] has unknown constants: {', '.join(sorted(unknown))}")
+        converted: dict[str, Any] = {
+            k: tuple(float(x) for x in v) if isinstance(v, list) else v for k, v in values.items()
+        }
+        return replace(self, **converted)
+
+
+DEFAULT = AwsConstants()

@@ -1,0 +1,215 @@
+"""A finished run as the JSON object of the CLI contract, and as a table.
+
+Conservation, per client class: offered = answered + shed + timed_out + in the system at
+the end + lost. For queued requests the contract names them: offered = answered + shed +
+timed_out + queued_at_end + lost.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from bench.scaling.scenario import CLASSES
+from bench.scaling.sim import Simulation
+from bench.scaling.workers import receivers_per_queue
+
+HOUR_S = 3600.0
+
+
+def _round(x: float | None, digits: int = 3) -> float | None:
+    return None if x is None or math.isnan(x) else round(x, digits)
+
+
+def aws_requests(sim: Simulation) -> dict[str, int]:
+    """What AWS bills per request: SQS calls (the measured calls per queued request and per
+    vote, plus the standing polls), requests that passed API Gateway's throttles, every
+    viewer request at CloudFront."""
+    policy = sim.policy
+    api_poll = float(sim.api_settings["backlog_poll_s"])
+    worker_wait = float(policy.services["worker"].settings["receive_wait_s"])
+    writer_wait = float(policy.services["writer"].settings["receive_wait_s"])
+    standing = (
+        # every api process reads both queues' attributes once per poll
+        2 * sim.api_processes * sim.services["api"].task_seconds / api_poll
+        # idle receive loops long-poll once per QF_RECEIVE_WAIT_S (an upper bound: busy
+        # loops' calls are in the per-request figures)
+        + 2
+        * receivers_per_queue(sim.pool.concurrency)
+        * sim.services["worker"].task_seconds
+        / worker_wait
+        + sim.services["writer"].task_seconds / writer_wait
+    )
+    sqs = (
+        sim.queued_messages * sim.sqs_calls_per["queued"]
+        + sim.ingest_items * sim.sqs_calls_per["ingest"]
+        + standing
+    )
+    return {
+        "sqs_calls": round(sqs),
+        "api_gateway": sim.gateway_passed if sim.model.api_gateway else 0,
+        "cloudfront": sum(sim.ledger.offered[c] for c in CLASSES) if sim.model.cloudfront else 0,
+        "backend_calls": sim.pool.completed,
+    }
+
+
+def cost_usd(sim: Simulation, requests: dict[str, int]) -> dict[str, float]:
+    """Fargate by task-seconds and size (on demand / Spot share), the rest per request."""
+    aws = sim.aws
+    fargate = 0.0
+    for svc in sim.services.values():
+        spec = svc.spec
+        per_hour = (spec.cpu_units / 1024) * aws.fargate_vcpu_hour + (
+            spec.memory_mib / 1024
+        ) * aws.fargate_gb_hour
+        on_demand = svc.task_seconds - svc.spot_task_seconds
+        fargate += per_hour * (on_demand + svc.spot_task_seconds * (1 - aws.fargate_spot_discount))
+    out = {
+        "fargate": fargate / HOUR_S,
+        "sqs": requests["sqs_calls"] * aws.sqs_per_million / 1e6,
+        "api_gateway": requests["api_gateway"] * aws.api_gateway_per_million / 1e6,
+        "cloudfront": requests["cloudfront"] * aws.cloudfront_https_per_10k / 1e4,
+    }
+    out["total"] = sum(out.values())
+    return {k: round(v, 4) for k, v in out.items()}
+
+
+def per_minute(sim: Simulation) -> list[dict[str, Any]]:
+    """Each minute's requests and tasks, for checks on the shape of a run."""
+    s, dt = sim.series, sim.dt
+    per = max(1, round(60.0 / dt))
+    out = []
+    for i in range(0, len(s.t), per):
+        j = i + per
+        out.append(
+            {
+                "minute": i // per,
+                "offered": {c: sum(s.offered[c][i:j]) for c in CLASSES},
+                "answered": {c: sum(s.answered[c][i:j]) for c in CLASSES},
+                "shed": {c: sum(s.shed[c][i:j]) for c in CLASSES},
+                "backend_capacity": round(sum(s.backend_capacity_rps[i:j]) * dt, 1),
+                "tasks": {k: max(v[i:j]) for k, v in s.running.items()},
+            }
+        )
+    return out
+
+
+def result(sim: Simulation, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    led, pool, ingest = sim.ledger, sim.pool, sim.ingest
+    in_system = sim.in_system()
+    requests = aws_requests(sim)
+    offered = {c: led.offered[c] for c in CLASSES}
+    first_up = sim.scenario.first_step_up_s()
+    first_serving = [
+        s.first_scaled_serving_at
+        for s in sim.services.values()
+        if s.first_scaled_serving_at is not None
+    ]
+    first_scale_out = None
+    if first_up is not None:
+        later = [t for t in first_serving if t >= first_up]
+        first_scale_out = _round(min(later) - first_up, 1) if later else None
+    return {
+        "scenario": sim.scenario.name,
+        "duration_s": sim.scenario.duration_s,
+        "overrides": overrides or {},
+        "offered": offered,
+        "answered": {c: led.answered[c] for c in CLASSES},
+        "shed": {c: led.shed[c] for c in CLASSES},
+        "timed_out": led.timed_out["queued"],
+        "timed_out_by_class": {c: led.timed_out[c] for c in CLASSES},
+        "lost": sum(led.lost[c] for c in CLASSES) + ingest.lost,
+        "lost_by_class": {c: led.lost[c] + (ingest.lost if c == "ingest" else 0) for c in CLASSES},
+        "queued_at_end": in_system.get("queued", 0),
+        "in_system_at_end": {c: in_system.get(c, 0) for c in CLASSES},
+        "ingest_stored": ingest.stored,
+        "ingest_backlog_at_end": ingest.items,
+        "latency_p50_s": _round(sim.latency_percentile(0.50)),
+        "latency_p99_s": _round(sim.latency_percentile(0.99)),
+        "max_backlog": {
+            "high": pool.queues["high"].max_length,
+            "normal": pool.queues["normal"].max_length,
+            "ingest": ingest.max_messages,
+        },
+        "max_oldest_age_s": {
+            "high": _round(pool.queues["high"].max_oldest_age_s, 1),
+            "normal": _round(pool.queues["normal"].max_oldest_age_s, 1),
+            "ingest": _round(ingest.max_oldest_age_s, 1),
+        },
+        "peak_tasks": {n: s.peak_tasks for n, s in sim.services.items()},
+        "task_hours": {n: _round(s.task_seconds / HOUR_S) for n, s in sim.services.items()},
+        "first_scale_out_s": first_scale_out,
+        "cost_usd": cost_usd(sim, requests),
+        "aws_requests": requests,
+        "shed_reasons": {c: dict(led.shed_reasons[c]) for c in CLASSES if led.shed_reasons[c]},
+        "queued_by_priority": {p: dict(v) for p, v in sim.by_priority.items()},
+        "edge_refreshes": {
+            "offered": led.offered["edge_origin"],
+            "answered": led.answered["edge_origin"],
+            "failed": led.shed["edge_origin"] + led.timed_out["edge_origin"],
+        },
+        "backend": {
+            "calls": pool.completed,
+            "late_calls": pool.late_calls,
+            "expired_deleted": pool.expired_deleted,
+        },
+        "scaling_activities": [
+            {"t_s": round(t, 1), "service": name, "policy": policy, "from": a, "to": b}
+            for name, target in sim.targets.items()
+            for t, policy, a, b in target.activities
+        ],
+        "minutes": per_minute(sim),
+    }
+
+
+def table(r: dict[str, Any]) -> str:
+    """The run as a few aligned lines (what the CLI prints without --json)."""
+    lines = [
+        f"scenario {r['scenario']} ({r['duration_s']:.0f} s)"
+        + (f", overrides {r['overrides']}" if r["overrides"] else "")
+    ]
+    head = (
+        f"{'class':<8} {'offered':>10} {'answered':>10} {'shed':>9} {'timed out':>9} {'at end':>7}"
+    )
+    lines += ["", head, "-" * len(head)]
+    for c in CLASSES:
+        lines.append(
+            f"{c:<8} {r['offered'][c]:>10,} {r['answered'][c]:>10,} {r['shed'][c]:>9,} "
+            f"{r['timed_out_by_class'][c]:>9,} {r['in_system_at_end'][c]:>7,}"
+        )
+    p50, p99 = r["latency_p50_s"], r["latency_p99_s"]
+    lines += [
+        "",
+        f"lost {r['lost']}; queued latency p50 {p50 if p50 is not None else '-'} s, "
+        f"p99 {p99 if p99 is not None else '-'} s; ingest stored {r['ingest_stored']:,}, "
+        f"backlog at end {r['ingest_backlog_at_end']:,}",
+        "max backlog "
+        + ", ".join(f"{k} {v:,}" for k, v in r["max_backlog"].items())
+        + "; max oldest age "
+        + ", ".join(f"{k} {v} s" for k, v in r["max_oldest_age_s"].items()),
+        "peak tasks "
+        + ", ".join(f"{k} {v}" for k, v in r["peak_tasks"].items())
+        + "; task-hours "
+        + ", ".join(f"{k} {v}" for k, v in r["task_hours"].items()),
+        f"first scale-out serving {r['first_scale_out_s']} s after the first step-up",
+        "cost USD " + ", ".join(f"{k} {v:.4f}" for k, v in r["cost_usd"].items()),
+    ]
+    if r["shed_reasons"]:
+        lines.append(
+            "shed by reason "
+            + "; ".join(
+                f"{c}: " + ", ".join(f"{k} {v:,}" for k, v in reasons.items())
+                for c, reasons in r["shed_reasons"].items()
+            )
+        )
+    acts = r["scaling_activities"]
+    if acts:
+        lines.append(
+            f"scaling activities ({len(acts)}): "
+            + ", ".join(
+                f"{a['t_s']:.0f}s {a['service']} {a['from']}→{a['to']} ({a['policy']})"
+                for a in acts[:12]
+            )
+            + (" …" if len(acts) > 12 else "")
+        )
+    return "\n".join(lines)

@@ -1,0 +1,219 @@
+"""The high and normal queues, the priority workers and the legacy backend.
+
+Between two simulation steps this is event-driven: a call ends at its own time, the slot
+it frees takes the next message at that moment, so a 1.6 s call in 1 s steps keeps its
+slot exactly 1.6 s. What the workers do follows ``workers/priority.py``:
+
+- strict priority: a free slot takes the oldest available high message; normal messages
+  only while no high one is available;
+- a message whose window has passed is deleted without calling the backend (the client
+  already has its 504), which costs no slot time;
+- each task holds ``QF_WORKER_CONCURRENCY`` calls and prefetches up to
+  ``PREFETCH_PER_RECEIVER`` per receive loop (those are in flight for SQS's metrics but
+  wait no longer: a prefetched message starts as soon as a slot frees);
+- a worker's CPU per message (the measured figure) caps how many calls it can start.
+
+The backend serves ``slots`` calls at once; more wait in its own line, still holding
+their worker slots. In collapse mode, a call that starts being served takes
+``examples.legacy_backend.service_time_s`` of the calls in flight — the demo backend's own
+rule, imported rather than copied.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+
+from bench.scaling.model import Batch, Cohort, Priority
+from bench.scaling.scenario import Backend
+from examples.legacy_backend import service_time_s
+from workers.priority import MAX_RECEIVERS_PER_QUEUE, PREFETCH_PER_RECEIVER, RECEIVERS_PER_SLOTS
+
+PRIORITIES: tuple[Priority, ...] = ("high", "normal")
+SPREAD_GROUPS = 5
+"""Calls started together are split into this many groups of different service times."""
+
+
+def receivers_per_queue(concurrency: int) -> int:
+    """Receive loops a worker task runs per queue (workers/priority.py)."""
+    return max(1, min(MAX_RECEIVERS_PER_QUEUE, concurrency // RECEIVERS_PER_SLOTS))
+
+
+def prefetch_per_task(concurrency: int) -> int:
+    """Messages one worker task receives ahead of its free slots (workers/priority.py)."""
+    return min(concurrency, PREFETCH_PER_RECEIVER * receivers_per_queue(concurrency))
+
+
+class MessageQueue:
+    """One SQS queue of proxied requests, oldest first."""
+
+    def __init__(self, name: Priority) -> None:
+        self.name = name
+        self.entries: deque[Batch] = deque()
+        self.length = 0
+        """Messages in the queue, the expired ones included (SQS still holds them)."""
+        self.max_length = 0
+        self.max_oldest_age_s = 0.0
+
+    def push(self, cohort: Cohort, n: int, receivable_at: float) -> None:
+        if n > 0:
+            self.entries.append(Batch(cohort, n, receivable_at))
+            self.length += n
+            self.max_length = max(self.max_length, self.length)
+
+    def oldest_age_s(self, now: float) -> float:
+        if not self.entries:
+            return 0.0
+        return max(0.0, now - self.entries[0].cohort.arrived)
+
+
+class WorkerPool:
+    """All worker tasks of the service together, and the backend they call."""
+
+    def __init__(self, backend: Backend, concurrency: int, spread: float = 0.0) -> None:
+        self.backend = backend
+        self.spread = spread
+        self.concurrency = concurrency
+        self.queues = {p: MessageQueue(p) for p in PRIORITIES}
+        self.tasks = 0
+        self.cpu_s_per_message = 0.0
+        self.cpu_per_task = 1.0
+        self._in_service: list[tuple[float, int, Cohort, int, float]] = []
+        """(end, seq, cohort, calls, taken_at): calls the backend serves."""
+        self._waiting: deque[Batch] = deque()
+        """Calls a worker holds (taken at ``at``), waiting for a backend slot."""
+        self._seq = 0
+        self.serving = 0
+        """Calls the backend is serving."""
+        self.waiting = 0
+        """Calls held by workers, waiting for a backend slot."""
+        self.completed = 0
+        """Messages completed (a reply published, in time or not): the drain reports."""
+        self.busy_s = 0.0
+        """Seconds those completions took, summed (the drain reports' busy time)."""
+        self.expired_deleted = 0
+        self.late_calls = 0
+        """Backend calls whose client had already timed out when they ended."""
+        self.completions: list[tuple[Cohort, int, float]] = []
+        """(cohort, n, end) of replies published this step, for the simulator."""
+        self._cpu_left = 0.0
+
+    # --- capacity ------------------------------------------------------------------------
+
+    @property
+    def slots(self) -> int:
+        return self.tasks * self.concurrency
+
+    @property
+    def held(self) -> int:
+        return self.serving + self.waiting
+
+    def prefetched(self) -> dict[Priority, int]:
+        """Messages received ahead of free slots (in flight for SQS), high first."""
+        room = self.tasks * prefetch_per_task(self.concurrency)
+        out: dict[Priority, int] = {}
+        for p in PRIORITIES:
+            out[p] = min(self.queues[p].length, room)
+            room -= out[p]
+        return out
+
+    def visible(self, p: Priority) -> int:
+        return self.queues[p].length - self.prefetched()[p]
+
+    def not_visible(self, p: Priority) -> int:
+        """In flight: received and not deleted (prefetched, waiting, being served)."""
+        held = sum(n for _, _, c, n, _ in self._in_service if c.priority == p)
+        held += sum(b.n for b in self._waiting if b.cohort.priority == p)
+        return held + self.prefetched()[p]
+
+    # --- the step --------------------------------------------------------------------------
+
+    def run(self, t0: float, t1: float) -> None:
+        """Serves from t0 to t1: completions at their times, new calls as slots free."""
+        self.completions = []
+        self._cpu_left = (
+            self.tasks * self.cpu_per_task * (t1 - t0) / max(self.cpu_s_per_message, 1e-9)
+        )
+        t = t0
+        while True:
+            self._start(t)
+            nxt = t1
+            if self._in_service:
+                nxt = min(nxt, self._in_service[0][0])
+            if self.held < self.slots and self._cpu_left >= 1:
+                for q in self.queues.values():
+                    if q.entries and q.entries[0].at > t:
+                        nxt = min(nxt, q.entries[0].at)
+            if nxt >= t1:
+                return
+            t = nxt
+            self._complete(t)
+
+    def _start(self, t: float) -> None:
+        free = self.slots - self.held
+        for p in PRIORITIES:
+            q = self.queues[p]
+            while free > 0 and q.entries:
+                batch = q.entries[0]
+                if batch.at > t:
+                    break
+                cohort, n = batch.cohort, batch.n
+                if cohort.expired or t >= cohort.deadline:
+                    q.entries.popleft()  # deleted unanswered: no backend call
+                    q.length -= n
+                    self.expired_deleted += n
+                    continue
+                k = min(n, free, int(self._cpu_left))
+                if k <= 0:
+                    return
+                batch.n = n - k
+                if n == k:
+                    q.entries.popleft()
+                q.length -= k
+                free -= k
+                self._cpu_left -= k
+                self._waiting.append(Batch(cohort, k, t))
+                self.waiting += k
+            if free <= 0:
+                break
+        self._serve(t)
+
+    def _serve(self, t: float) -> None:
+        """Starts what waits for the backend while it has free slots."""
+        while self._waiting and self.serving < self.backend.slots:
+            batch = self._waiting[0]
+            k = min(batch.n, self.backend.slots - self.serving)
+            batch.n -= k
+            if batch.n == 0:
+                self._waiting.popleft()
+            self.waiting -= k
+            self.serving += k
+            base = self.backend.service_at(t)
+            in_flight = self.serving + self.waiting
+            service = (
+                service_time_s(base, in_flight, self.backend.knee)
+                if self.backend.collapse
+                else base
+            )
+            groups = min(k, SPREAD_GROUPS) if self.spread > 0 else 1
+            for g in range(groups):
+                calls = k // groups + (1 if g < k % groups else 0)
+                factor = 1.0 + self.spread * ((2 * g + 1) / groups - 1) if groups > 1 else 1.0
+                self._seq += 1
+                heapq.heappush(
+                    self._in_service,
+                    (t + service * factor, self._seq, batch.cohort, calls, batch.at),
+                )
+
+    def _complete(self, t: float) -> None:
+        while self._in_service and self._in_service[0][0] <= t:
+            end, _, cohort, n, taken = heapq.heappop(self._in_service)
+            self.serving -= n
+            self.completed += n
+            self.busy_s += n * (end - taken)
+            self.completions.append((cohort, n, end))
+        self._serve(t)
+
+    def utilisation(self) -> float:
+        return self.held / self.slots if self.slots else math.nan

@@ -1,0 +1,294 @@
+"""The scaling simulator end to end, on small scenarios (seconds in all): every request
+is accounted for, a load the system can serve is served, an overload is shed while the
+backend stays busy, more tasks never shed more, and the Terraform drives the result."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.scaling import scenario
+from bench.scaling.__main__ import main
+from bench.scaling.run import simulate, simulate_file
+from bench.scaling.scenario import CLASSES, ScenarioError
+from bench.scaling.terraform import TERRAFORM_DIR
+
+SCENARIOS = sorted(
+    (Path(__file__).resolve().parents[2] / "bench" / "scaling" / "scenarios").glob("*.toml")
+)
+assert SCENARIOS, "no shipped scenarios found"
+
+
+def scenario_of(**raw: Any) -> scenario.Scenario:
+    return scenario.parse({"name": "test", **raw})
+
+
+def assert_conserved(r: dict[str, Any]) -> None:
+    assert r["lost"] == 0
+    for c in CLASSES:
+        accounted = (
+            r["answered"][c]
+            + r["shed"][c]
+            + r["timed_out_by_class"][c]
+            + r["in_system_at_end"][c]
+            + r["lost_by_class"][c]
+        )
+        assert r["offered"][c] == accounted, c
+    q = r["offered"]["queued"]
+    assert q == (
+        r["answered"]["queued"]
+        + r["shed"]["queued"]
+        + r["timed_out"]
+        + r["queued_at_end"]
+        + r["lost_by_class"]["queued"]
+    )
+    # every accepted vote is stored or still queued
+    assert r["answered"]["ingest"] == (
+        r["ingest_stored"] + r["ingest_backlog_at_end"] + r["lost_by_class"]["ingest"]
+    )
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
+def test_every_shipped_scenario_accounts_for_every_request_and_loses_none(path: Path) -> None:
+    r = simulate_file(path).result
+    assert sum(r["offered"].values()) > 0
+    assert_conserved(r)
+
+
+FLAT = {
+    "duration_s": 600,
+    "backend": {"slots": 100, "service_s": 1.0},
+    "mix": {"high_share": 0.2, "cached_miss_ratio": 0.1, "edge_objects": 10},
+    "load": [{"at_s": 0, "queued_rps": 30, "cached_rps": 100, "edge_rps": 200, "ingest_rps": 50}],
+}
+
+
+def test_a_flat_load_below_capacity_sheds_nothing() -> None:
+    # three workers of 32 slots at 1 s per call: 96 calls/s; 30 + 10 (misses) offered
+    r = simulate(scenario_of(**FLAT)).result
+    assert_conserved(r)
+    assert r["shed"] == {c: 0 for c in CLASSES}
+    assert r["timed_out_by_class"] == {c: 0 for c in CLASSES}
+    assert r["answered"]["queued"] >= r["offered"]["queued"] - r["queued_at_end"]
+    assert r["latency_p99_s"] < 1.0 * 1.25 + 0.5  # the call (±25 %) and no queue to speak of
+    assert r["ingest_stored"] > 0.9 * r["offered"]["ingest"]
+
+
+STEP = {
+    "duration_s": 600,
+    "backend": {"slots": 384, "service_s": 1.6},  # 240 calls/s
+    # twelve workers from the start (12 x 32 = 384 slots): the test is of admission, not
+    # of scaling; three api tasks, since every api process admits up to the room it sees
+    # (service/admission.py counts its own admissions only), so 30 pods overshoot more
+    "terraform": {"worker_min_tasks": 12, "api_max_tasks": 3},
+    "load": [
+        {"at_s": 0, "queued_rps": 100},
+        {"at_s": 60, "queued_rps": 100},
+        {"at_s": 60, "queued_rps": 2400},
+    ],
+}
+
+
+def test_a_step_to_ten_times_capacity_sheds_and_keeps_the_backend_busy() -> None:
+    r = simulate(scenario_of(**STEP)).result
+    assert_conserved(r)
+    assert r["shed"]["queued"] > 0.8 * r["offered"]["queued"]
+    capacity = 384 / 1.6 * 60
+    for minute in r["minutes"][3:]:  # from two minutes after the step on
+        assert 0.9 * capacity <= minute["answered"]["queued"] <= 1.01 * capacity, minute
+    # what admission lets in is answered in its window: timeouts stay a small share
+    assert r["timed_out"] < 0.05 * r["answered"]["queued"]
+
+
+def test_under_overload_normal_requests_are_shed_before_high_ones() -> None:
+    r = simulate(
+        scenario_of(
+            **{
+                **STEP,
+                "mix": {"high_share": 0.1},
+                "model": {"api_gateway": False},  # no route throttles: the pods and workers decide
+            }
+        )
+    ).result
+    assert_conserved(r)
+    high, normal = r["queued_by_priority"]["high"], r["queued_by_priority"]["normal"]
+    assert normal.get("shed", 0) > 0.8 * normal["offered"]
+    assert high.get("shed", 0) + high.get("timed_out", 0) < 0.01 * high["offered"]
+    assert high["answered"] > 0.98 * high["offered"]
+
+
+def test_workers_delete_expired_messages_without_calling_the_backend() -> None:
+    """Without predictive admission two minutes of overload fill the queue far past the
+    reply window. The workers delete what has expired without a backend call, so once the
+    load is back under capacity the backend answers the new requests at once instead of
+    working through minutes of calls nobody waits for."""
+    overload = {
+        **STEP,
+        "model": {"settings": {"admission_predictive": False}},
+        "load": [
+            {"at_s": 0, "queued_rps": 100},
+            {"at_s": 60, "queued_rps": 100},
+            {"at_s": 60, "queued_rps": 2400},
+            {"at_s": 180, "queued_rps": 2400},
+            {"at_s": 180, "queued_rps": 100},
+        ],
+    }
+    r = simulate(scenario_of(**overload)).result
+    assert_conserved(r)
+    assert r["max_backlog"]["normal"] > 20 * 240  # more than a window's worth of calls
+    assert r["backend"]["expired_deleted"] > 0
+    for minute in r["minutes"][5:]:
+        assert minute["answered"]["queued"] >= 0.9 * minute["offered"]["queued"], minute
+
+
+BURST = {
+    "duration_s": 900,
+    "backend": {"slots": 400, "service_s": 1.6},
+    "load": [
+        {"at_s": 0, "queued_rps": 20},
+        {"at_s": 60, "queued_rps": 20},
+        {"at_s": 60, "queued_rps": 200},
+    ],
+}
+
+
+def test_raising_the_worker_maximum_never_sheds_more() -> None:
+    shed = []
+    for most in (3, 6, 12):
+        r = simulate(scenario_of(**BURST), {"worker_max_tasks": most}).result
+        assert_conserved(r)
+        assert r["peak_tasks"]["worker"] <= most
+        shed.append(r["shed"]["queued"] + r["timed_out"])
+    assert shed[0] >= shed[1] >= shed[2]
+    assert shed[0] > shed[2]  # and the maximum matters here
+
+
+def test_the_tfvars_drive_the_result(tmp_path: Path) -> None:
+    copy = tmp_path / "terraform"
+    shutil.copytree(TERRAFORM_DIR, copy, ignore=shutil.ignore_patterns(".terraform", "tests"))
+    tfvars = copy / "examples" / "production.tfvars"
+    text = tfvars.read_text()
+    assert text.count("worker_max_tasks            = 12") == 1
+    tfvars.write_text(
+        text.replace("worker_max_tasks            = 12", "worker_max_tasks            = 4")
+    )
+    sc = scenario_of(**BURST)
+    base = simulate(sc).result
+    edited = simulate(sc, None, copy, tfvars).result
+    via_set = simulate(sc, {"worker_max_tasks": 4}).result
+    assert base["peak_tasks"]["worker"] > 4 and edited["peak_tasks"]["worker"] == 4
+    assert edited["answered"]["queued"] < base["answered"]["queued"]
+    without_overrides = {k: v for k, v in via_set.items() if k != "overrides"}
+    assert without_overrides == {k: v for k, v in edited.items() if k != "overrides"}
+
+
+def test_the_writer_starts_from_zero_when_votes_wait() -> None:
+    r = simulate(
+        scenario_of(
+            duration_s=600,
+            backend={"slots": 10, "service_s": 1.0},
+            load=[{"at_s": 0, "ingest_rps": 100}],
+        )
+    ).result
+    assert_conserved(r)
+    starts = [a for a in r["scaling_activities"] if a["service"] == "writer"]
+    assert starts and starts[0]["from"] == 0 and starts[0]["policy"] == "writer_from_zero"
+    assert r["ingest_stored"] > 0 and r["max_oldest_age_s"]["ingest"] > 60
+
+
+# --- the command line ----------------------------------------------------------------------
+
+
+def write_scenario(tmp_path: Path, raw: dict[str, Any]) -> Path:
+    lines = ['name = "cli"', f"duration_s = {raw['duration_s']}", "[backend]"]
+    lines += [f"{k} = {v}" for k, v in raw["backend"].items()]
+    for point in raw["load"]:
+        lines.append("[[load]]")
+        lines += [f"{k} = {v}" for k, v in point.items()]
+    path = tmp_path / "cli.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+CONTRACT = {
+    "offered",
+    "answered",
+    "shed",
+    "timed_out",
+    "lost",
+    "queued_at_end",
+    "ingest_stored",
+    "ingest_backlog_at_end",
+    "latency_p50_s",
+    "latency_p99_s",
+    "max_backlog",
+    "max_oldest_age_s",
+    "peak_tasks",
+    "task_hours",
+    "first_scale_out_s",
+    "cost_usd",
+}
+
+
+def test_cli_json_plot_and_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_scenario(tmp_path, {**BURST, "duration_s": 300})
+    out = tmp_path / "run.png"
+    assert main([str(path), "--json", "--plot", str(out), "--set", "worker_max_tasks=5"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert set(r) >= CONTRACT
+    for key in ("offered", "answered", "shed"):
+        assert set(r[key]) == set(CLASSES)
+    assert set(r["cost_usd"]) == {"fargate", "sqs", "api_gateway", "cloudfront", "total"}
+    assert r["overrides"] == {"worker_max_tasks": 5} and r["peak_tasks"]["worker"] <= 5
+    assert r["first_scale_out_s"] is None or r["first_scale_out_s"] > 0
+    assert out.read_bytes().startswith(b"\x89PNG")
+    assert main([str(path)]) == 0
+    assert "queued" in capsys.readouterr().out
+
+
+def test_cli_refuses_what_it_cannot_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_scenario(tmp_path, {**BURST, "duration_s": 60})
+    assert main([str(path), "--set", "worker_maximum=5"]) == 2
+    assert "no variable 'worker_maximum'" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        "duration_s = 60\nstep_s = 2\n[backend]\nslots = 1\nservice_s = 1\n[[load]]\nat_s = 0\n"
+    )
+    assert main([str(bad)]) == 2
+    assert "step_s" in capsys.readouterr().err
+
+
+# --- scenarios -------------------------------------------------------------------------------
+
+
+def test_load_is_piecewise_linear_with_steps() -> None:
+    sc = scenario_of(
+        duration_s=100,
+        backend={"slots": 1, "service_s": 1},
+        load=[
+            {"at_s": 0, "queued_rps": 10},
+            {"at_s": 10, "queued_rps": 20},
+            {"at_s": 20, "queued_rps": 20},
+            {"at_s": 20, "queued_rps": 100},
+        ],
+    )
+    assert sc.rate("queued", 5) == 15 and sc.rate("queued", 20) == 100
+    assert sc.cumulative("queued", 10) == 150 and sc.cumulative("queued", 30) == 150 + 200 + 1000
+    assert sc.rate("cached", 5) == 0
+    assert sc.first_step_up_s() == 0
+
+
+def test_malformed_scenarios_are_refused() -> None:
+    base = {"duration_s": 60, "backend": {"slots": 1, "service_s": 1}, "load": [{"at_s": 0}]}
+    with pytest.raises(ScenarioError, match="backend"):
+        scenario.parse({k: v for k, v in base.items() if k != "backend"})
+    with pytest.raises(ScenarioError, match="unknown keys"):
+        scenario.parse({**base, "load": [{"at_s": 0, "queue_rps": 3}]})
+    with pytest.raises(ScenarioError, match="time order"):
+        scenario.parse({**base, "load": [{"at_s": 5}, {"at_s": 0}]})
+    with pytest.raises(ValueError, match="unknown constants"):
+        simulate(scenario.parse({**base, "model": {"vcpu": 2}}))
