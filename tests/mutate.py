@@ -875,8 +875,8 @@ MUTATIONS = [
     Mutation(
         "writer: a refused vote left for SQS's redrive (no reason, three receives)",
         "workers/writer/settle.py",
-        "    refused = [p for p in batch if p.dead_letter and dlq is not None]",
-        "    refused = [p for p in batch if p.dead_letter and dlq is None]",
+        "    to_dlq = [p for p in batch if p.dead_letter and dlq is not None]",
+        "    to_dlq = [p for p in batch if p.dead_letter and dlq is None]",
         (f"{DIRECT}::test_a_bad_vote_is_refused_to_the_dlq_with_its_reason",),
     ),
     Mutation(

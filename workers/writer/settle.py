@@ -28,12 +28,12 @@ async def settle(
 ) -> None:
     """Deletes every message whose items are all stored; refuses what must go to the DLQ
     at once; gives the others back."""
-    refused = [p for p in batch if p.dead_letter and dlq is not None]
-    if refused:
+    to_dlq = [p for p in batch if p.dead_letter and dlq is not None]
+    if to_dlq:
         assert dlq is not None
-        keeper.untrack(*(p.held for p in refused))
-        await asyncio.gather(*(dead_letter(p, dlq) for p in refused))
-        batch = [p for p in batch if p not in refused]
+        keeper.untrack(*(p.held for p in to_dlq))
+        await asyncio.gather(*(dead_letter(p, dlq) for p in to_dlq))
+        batch = [p for p in batch if p not in to_dlq]
     done: list[Held] = []
     failed: list[Held] = []
     for parsed in batch:
