@@ -82,7 +82,7 @@ docs: $(BIN)/.installed
 # module with mocked AWS providers, offline: tests/terraform/tfcli.py points terraform at the
 # provider mirror (TF_PLUGIN_MIRROR, default /opt/tf-plugins). `make test` runs it too.
 tf-test: $(BIN)/.installed
-	$(BIN)/pytest -q tests/terraform/test_terraform_test.py tests/terraform/test_terraform_validate.py
+	$(BIN)/pytest -q tests/terraform/test_terraform_test.py tests/terraform/test_terraform_validate.py tests/terraform/test_graph.py
 
 # Proof of the terraform suites: each regression in tests/terraform/mutate.py is applied to
 # a scratch copy and must make a suite fail (minutes; not part of `make test`).

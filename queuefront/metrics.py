@@ -196,6 +196,12 @@ INGEST_ACCEPTED = Counter(
 INGEST_REJECTED = Counter(
     "queuefront_ingest_rejected_total", "Ingest bodies refused with 400.", ["route"]
 )
+INGEST_REFUSED = Counter(
+    "queuefront_ingest_refused_total",
+    "Messages from API Gateway's direct ingest integration the writer refused to the DLQ "
+    "(reason: invalid, unknown_route, malformed).",
+    ["route", "reason"],
+)
 ROWS_INSERTED = Counter(
     "queuefront_ingest_rows_inserted_total", "Rows the writer inserted.", ["table"]
 )

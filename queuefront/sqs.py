@@ -128,6 +128,9 @@ class Message:
     receive_count: int
     sent_at: float
     """Unix time SQS accepted the message."""
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    """Message attributes by name (their StringValue), when the queue asks for them
+    (``QueueOps.message_attributes``): what API Gateway's SQS integration sends."""
 
 
 API_CONNECT_TIMEOUT_S = 0.5
@@ -305,6 +308,9 @@ class QueueOps:
     url: str
     linger_s: float | None = 0.002
     """Send linger; None: group commit (``queuefront.batcher``)."""
+    message_attributes: tuple[str, ...] = ()
+    """Message attributes to receive (``("All",)``: every one); none by default, since a
+    message of queuefront's own carries everything in its body."""
     _sender: Batcher[str, str] = field(init=False)
     _deleter: Batcher[str, None] = field(init=False)
     _visibility: Batcher[tuple[str, int], None] = field(init=False)
@@ -346,6 +352,11 @@ class QueueOps:
                 "MaxNumberOfMessages": max_messages,
                 "WaitTimeSeconds": wait_s,
                 "AttributeNames": RECEIVE_ATTRIBUTES,
+                **(
+                    {"MessageAttributeNames": list(self.message_attributes)}
+                    if self.message_attributes
+                    else {}
+                ),
             },
         )
         raw = resp.get("Messages", [])
@@ -357,6 +368,10 @@ class QueueOps:
                 message_id=m["MessageId"],
                 receive_count=int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
                 sent_at=int(m.get("Attributes", {}).get("SentTimestamp", "0")) / 1000,
+                attributes={
+                    name: str(value.get("StringValue", ""))
+                    for name, value in (m.get("MessageAttributes") or {}).items()
+                },
             )
             for m in raw
         ]

@@ -37,6 +37,7 @@ PYTEST_TIMEOUT_S = 900
 """A mutated run that has not ended by then is stopped and reported as TIMEOUT."""
 
 IDENTITY = "tests/integration/test_identity.py"
+DIRECT = "tests/integration/test_ingest_direct.py"
 IDEMPOTENCY = "tests/integration/test_idempotency.py"
 INGEST = "tests/integration/test_ingest.py"
 HOTCACHE = "tests/integration/test_hotcache.py"
@@ -1015,6 +1016,52 @@ MUTATIONS = [
         "    if public is not None and not listening(public):",
         "    if False:",
         (f"{PROCESSES}::test_a_pod_is_ready_only_once_its_public_port_listens",),
+    ),
+    # --- votes straight from API Gateway (workers/writer/direct.py; issue 19 §6) ---------
+    Mutation(
+        "writer: message attributes not received (API Gateway's votes look undecodable)",
+        "workers/writer/run.py",
+        'queue.message_attributes = ("All",)',
+        "queue.message_attributes = ()",
+        (f"{DIRECT}::test_votes_from_api_gateway_are_stored_once_and_tallied",),
+    ),
+    Mutation(
+        "writer: a direct vote's id from the SQS message, not API Gateway's request id",
+        "workers/writer/direct.py",
+        "            item=item_id(request_id),",
+        "            item=str(uuid.uuid4()),",
+        (f"{DIRECT}::test_votes_from_api_gateway_are_stored_once_and_tallied",),
+    ),
+    Mutation(
+        "writer: direct bodies stored without the sink's check",
+        "workers/writer/direct.py",
+        "        raise Refused(REASON_INVALID, str(exc)) from None",
+        '        return route, {"id": item_id(request_id), "received_at": received_at}',
+        (f"{DIRECT}::test_a_bad_vote_is_refused_to_the_dlq_with_its_reason",),
+    ),
+    Mutation(
+        "writer: a refused vote left for SQS's redrive (no reason, three receives)",
+        "workers/writer/settle.py",
+        "    to_dlq = [p for p in batch if p.dead_letter and dlq is not None]",
+        "    to_dlq = [p for p in batch if p.dead_letter and dlq is None]",
+        (f"{DIRECT}::test_a_bad_vote_is_refused_to_the_dlq_with_its_reason",),
+    ),
+    Mutation(
+        "writer: refused credentials taken for a bad batch (votes walk to the DLQ)",
+        "workers/writer/store.py",
+        "    return isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError)",
+        "    return False",
+        (
+            "tests/integration/test_writer_credentials.py::"
+            "test_a_refused_login_stops_the_writer_and_sends_nothing_to_the_dlq",
+        ),
+    ),
+    Mutation(
+        "writer: a redriven dead letter not recognised (its attributes are gone)",
+        "workers/writer/direct.py",
+        "    return from_dead_letter(message.body)",
+        "    return None",
+        (f"{DIRECT}::test_a_dead_letter_sent_back_is_validated_again",),
     ),
     # --- admission reopens by itself (issue 16, §1) --------------------------------------
     Mutation(

@@ -1,4 +1,5 @@
-# queuefront on AWS: CloudFront + WAF -> API Gateway (HTTP API, VPC link) -> internal ALB ->
+# queuefront on AWS: CloudFront + WAF -> API Gateway (REST API, regional WAF, VPC link ->
+# internal NLB) -> internal ALB ->
 # api tasks -> SQS (high, normal, ingest) -> worker / writer tasks -> legacy backend /
 # Postgres, with Redis for replies, cache and tallies; every service autoscaled on load.
 
@@ -14,6 +15,15 @@ locals {
     normal = { visibility_timeout_s = 60, message_retention_s = 3600, oldest_age_alarm_s = floor(0.75 * local.reply_window_s) }
     ingest = { visibility_timeout_s = 120, message_retention_s = 345600, oldest_age_alarm_s = 300 }
   }
+
+  # The worker's deploy overlap: by default the smallest maximum percent that lets a deploy
+  # at worker_min_tasks start one new task before stopping an old one (ECS rounds the
+  # maximum down), so a deploy never drops below the backend's share; the autoscaling
+  # module refuses a combination whose full-scale overlap exceeds backend_max_concurrency.
+  worker_deployment_maximum_percent = coalesce(
+    var.worker_deployment_maximum_percent,
+    ceil(100 * (var.worker_min_tasks + 1) / var.worker_min_tasks),
+  )
 
   queues = {
     for k, q in var.queues : k => {
@@ -55,7 +65,10 @@ module "observability" {
   service_names           = module.compute.service_names
   alb_arn_suffix          = module.edge.alb_arn_suffix
   target_group_arn_suffix = module.edge.target_group_arn_suffix
-  api_id                  = module.edge.api_id
+  api_name                = module.edge.api_name
+  api_stage               = module.edge.stage_name
+  api_web_acl_name        = module.edge.api_web_acl_name
+  alarm_subscriptions     = var.alarm_subscriptions
   queue_names             = module.queues.queue_names
   dlq_names               = module.queues.dlq_names
   ingest_lag_threshold_s  = 2 * var.writer_acceptable_latency_s
@@ -102,6 +115,7 @@ module "database" {
   multi_az                  = var.db_multi_az
   backup_retention_days     = var.db_backup_retention_days
   deletion_protection       = var.db_deletion_protection
+  password_rotation_days    = var.db_password_rotation_days
   kms_key_arn               = module.kms.key_arn
   alarm_topic_arn           = module.observability.alarm_topic_arn
   runbook_base_url          = var.runbook_base_url
@@ -125,6 +139,7 @@ module "edge" {
   default_throttle              = var.default_throttle
   route_throttles               = var.route_throttles
   edge_cached_paths             = var.edge_cached_paths
+  edge_cache_query_strings      = var.edge_cache_query_strings
   price_class                   = var.price_class
   domain_names                  = var.domain_names
   cloudfront_certificate_arn    = var.cloudfront_certificate_arn
@@ -134,6 +149,15 @@ module "edge" {
   origin_secret_accept_previous = var.origin_secret_accept_previous
   kms_key_arn                   = module.kms.key_arn
   log_retention_days            = var.log_retention_days
+  manage_api_gateway_account    = var.manage_api_gateway_account
+
+  # votes straight from API Gateway to the ingest queue (off by default)
+  ingest_direct = var.ingest_direct ? {
+    route_key  = var.ingest_direct_route
+    route_name = var.ingest_direct_route_name
+    queue_name = module.queues.queue_names["ingest"]
+    queue_arn  = module.queues.queue_arns["ingest"]
+  } : null
 }
 
 module "compute" {
@@ -150,10 +174,18 @@ module "compute" {
   alb_security_group_id        = module.edge.alb_security_group_id
   api_target_group_arn         = module.edge.target_group_arn
   api_listener_arn             = module.edge.listener_arn
+  alb_arn_suffix               = module.edge.alb_arn_suffix
+  target_group_arn_suffix      = module.edge.target_group_arn_suffix
+  runbook_base_url             = var.runbook_base_url
+  service_prerequisites = {
+    listener_rules = module.edge.listener_rule_arns
+    network        = module.network.task_egress_ids
+  }
 
   queue_names       = module.queues.queue_names
   queue_arns        = module.queues.queue_arns
   dlq_arns          = module.queues.dlq_arns
+  dlq_names         = module.queues.dlq_names
   dlq_suffix        = var.dlq_suffix
   max_receive_count = var.max_receive_count
   visibility_timeout_s = {
@@ -161,8 +193,10 @@ module "compute" {
     writer = local.queues["ingest"].visibility_timeout_s
   }
 
+  # The secrets' versions (not their containers): the services wait for the values.
   redis_url_secret_arn            = module.cache.url_secret_arn
   database_url_secret_arn         = module.database.url_secret_arn
+  database_password_secret_arn    = module.database.password_secret_arn
   auth_api_keys_secret_arn        = var.auth_api_keys_secret_arn
   auth_jwt_secret_arn             = var.auth_jwt_secret_arn
   auth_invalidate_keys_secret_arn = var.auth_invalidate_keys_secret_arn
@@ -174,7 +208,7 @@ module "compute" {
 
   settings                                  = var.settings
   wait_for_steady_state                     = var.wait_for_steady_state
-  worker_deployment_maximum_percent         = var.worker_deployment_maximum_percent
+  worker_deployment_maximum_percent         = local.worker_deployment_maximum_percent
   worker_deployment_minimum_healthy_percent = var.worker_deployment_minimum_healthy_percent
   services                                  = var.services
   use_fargate_spot                          = var.use_fargate_spot
@@ -204,13 +238,14 @@ module "autoscaling" {
   api_requests_per_target = var.api_requests_per_target
   alb_resource_label      = module.edge.alb_request_count_resource_label
 
-  worker_min_tasks                  = var.worker_min_tasks
-  worker_max_tasks                  = var.worker_max_tasks
-  worker_concurrency                = var.settings.worker_concurrency
-  backend_max_concurrency           = var.backend_max_concurrency
-  worker_deployment_maximum_percent = var.worker_deployment_maximum_percent
-  worker_acceptable_latency_s       = var.worker_acceptable_latency_s
-  worker_processing_time_s          = var.worker_processing_time_s
+  worker_min_tasks                          = var.worker_min_tasks
+  worker_max_tasks                          = var.worker_max_tasks
+  worker_concurrency                        = var.settings.worker_concurrency
+  backend_max_concurrency                   = var.backend_max_concurrency
+  worker_deployment_maximum_percent         = local.worker_deployment_maximum_percent
+  worker_deployment_minimum_healthy_percent = var.worker_deployment_minimum_healthy_percent
+  worker_acceptable_latency_s               = var.worker_acceptable_latency_s
+  worker_processing_time_s                  = var.worker_processing_time_s
 
   writer_min_tasks            = var.writer_min_tasks
   writer_max_tasks            = var.writer_max_tasks

@@ -233,14 +233,14 @@ variable "wait_for_steady_state" {
 
 variable "worker_deployment_maximum_percent" {
   type        = number
-  description = "The worker service's deployment_maximum_percent: 100 means no overlap during a deploy, so the legacy backend never sees more than worker_max_tasks x worker_concurrency calls."
-  default     = 100
+  description = "The worker service's deployment_maximum_percent; null: the smallest that lets a deploy at worker_min_tasks start one new task first (125 for 4). worker_max_tasks x this / 100 (rounded down) x worker_concurrency must stay within backend_max_concurrency."
+  default     = null
 }
 
 variable "worker_deployment_minimum_healthy_percent" {
   type        = number
-  description = "The worker service's deployment_minimum_healthy_percent: the share kept running while a deploy replaces the rest."
-  default     = 50
+  description = "The worker service's deployment_minimum_healthy_percent: 100 keeps the backend's whole share of workers running while a deploy replaces them."
+  default     = 100
 }
 
 variable "backend_cidr_blocks" {
@@ -361,6 +361,12 @@ variable "db_deletion_protection" {
   default     = true
 }
 
+variable "db_password_rotation_days" {
+  type        = number
+  description = "Days between rotations of the RDS-managed master password (RDS rotates it; the value is never in Terraform's state). docs/runbooks/rotate-database-password.md."
+  default     = 30
+}
+
 # --- autoscaling --------------------------------------------------------------------------------------
 
 variable "api_min_tasks" {
@@ -473,6 +479,12 @@ variable "edge_cached_paths" {
   default     = ["/api/polls", "/api/polls/*/results"]
 }
 
+variable "edge_cache_query_strings" {
+  type        = map(list(string))
+  description = "Per edge-cached path, the query strings its route reads: only these are in its cache key and reach the origin (a path not listed: none)."
+  default     = {}
+}
+
 variable "waf_rate_limit" {
   type        = number
   description = "Requests per client IP per 5 minutes before WAF blocks."
@@ -518,12 +530,42 @@ variable "origin_secret_accept_previous" {
   default     = false
 }
 
+variable "manage_api_gateway_account" {
+  type        = bool
+  description = "Set the account's API Gateway CloudWatch role (account-and-region-wide; REST access logs need it); false where another stack sets it."
+  default     = true
+}
+
+variable "ingest_direct" {
+  type        = bool
+  description = "Votes straight from API Gateway to the ingest queue (the voting seed's v2): ingest_direct_route skips the api pods; the writer validates, deduplicates (by API Gateway's request id) and stores. Gives up idempotency keys and per-identity rate limits on that route (docs: deploy/terraform/README.md)."
+  default     = false
+}
+
+variable "ingest_direct_route" {
+  type        = string
+  description = "With ingest_direct: the route (a key of route_throttles, API Gateway syntax) whose integration sends to the ingest queue."
+  default     = "POST /api/polls/{poll_id}/votes"
+}
+
+variable "ingest_direct_route_name" {
+  type        = string
+  description = "With ingest_direct: that route's name in the route table (its sink is what the writer validates against)."
+  default     = "vote"
+}
+
 # --- observability -------------------------------------------------------------------------------
 
 variable "alarm_emails" {
   type        = list(string)
   description = "E-mail addresses for the alarm topic."
   default     = []
+}
+
+variable "alarm_subscriptions" {
+  type        = map(object({ protocol = string, endpoint = string }))
+  description = "Subscribers of the alarm (paging) topic besides alarm_emails, by a name of your choice: e.g. { pager = { protocol = \"https\", endpoint = \"<paging service URL>\" } }."
+  default     = {}
 }
 
 variable "runbook_base_url" {

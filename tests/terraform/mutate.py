@@ -99,7 +99,7 @@ MUTATIONS = [
     Mutation(
         "backend bound without the deploy overlap",
         f"{TF}/modules/autoscaling/main.tf",
-        "worker_peak_tasks         = ceil(var.worker_max_tasks"
+        "worker_peak_tasks         = floor(var.worker_max_tasks"
         " * var.worker_deployment_maximum_percent / 100)",
         "worker_peak_tasks         = var.worker_max_tasks",
         ("modules/autoscaling",),
@@ -123,7 +123,7 @@ MUTATIONS = [
         f"{TF}/modules/compute/main.tf",
         '    worker  = { queues = { consume = ["high", "normal"] }, '
         'dlqs = { depth = ["high", "normal"] } }\n'
-        '    writer  = { queues = { consume = ["ingest"] }, dlqs = { depth = ["ingest"] } }',
+        '    writer  = { queues = { consume = ["ingest"] }, dlqs = { depth_refuse = ["ingest"] } }',
         """    worker  = { queues = { consume = ["high", "normal"] }, dlqs = {} }
     writer  = { queues = { consume = ["ingest"] }, dlqs = {} }""",
         ("modules/compute", "."),
@@ -149,6 +149,200 @@ MUTATIONS = [
         '''  default     = "16"''',
         '''  default     = "16.4"''',
         ("modules/database",),
+    ),
+    # --- issue 19: the first apply, the edge, deploys, secrets, direct votes --------------
+    Mutation(
+        "§1: the Redis URL output names the secret's container, not its value",
+        f"{TF}/modules/cache/outputs.tf",
+        "  value       = aws_secretsmanager_secret_version.url.arn",
+        "  value       = aws_secretsmanager_secret.url.arn",
+        ("modules/cache",),
+        ("tests/terraform/test_graph.py",),
+    ),
+    Mutation(
+        "§1: services no longer wait for the execution role's policy",
+        f"{TF}/modules/compute/main.tf",
+        "    aws_iam_role_policy.execution,\n",
+        "",
+        ("modules/compute",),
+        ("tests/terraform/test_graph.py",),
+    ),
+    Mutation(
+        "§1: the tasks' egress leaves out the NAT routes",
+        f"{TF}/modules/network/outputs.tf",
+        "    aws_route.private_nat[*].id,\n",
+        "",
+        ("modules/network",),
+        ("tests/terraform/test_graph.py",),
+    ),
+    Mutation(
+        "§2: edge-cached paths without the viewer-address function",
+        f"{TF}/modules/edge/main.tf",
+        "      # every behaviour that reaches the origin says who the viewer is\n"
+        "      function_association {\n"
+        '        event_type   = "viewer-request"\n'
+        "        function_arn = aws_cloudfront_function.viewer_address.arn\n"
+        "      }\n",
+        "",
+        ("modules/edge", "."),
+    ),
+    Mutation(
+        "§2: edge-cached paths keyed on every query string",
+        f"{TF}/modules/edge/main.tf",
+        'query_string_behavior = length(each.value.query_strings) > 0 ? "whitelist" : "none"',
+        'query_string_behavior = "all"',
+        ("modules/edge",),
+    ),
+    Mutation(
+        "§2: the edge-cached paths' origin request policy forwards no header",
+        f"{TF}/modules/edge/main.tf",
+        '    header_behavior = "whitelist"\n'
+        "    headers {\n"
+        "      items = [local.client_ip_header]\n"
+        "    }\n",
+        '    header_behavior = "none"\n',
+        ("modules/edge",),
+    ),
+    Mutation(
+        "§3: the API's WAF lets in anything that contains the secret",
+        f"{TF}/modules/edge/api.tf",
+        'positional_constraint = "EXACTLY"',
+        'positional_constraint = "CONTAINS"',
+        ("modules/edge",),
+    ),
+    Mutation(
+        "§3: a route's throttle on a method path with a leading slash (applies to nothing)",
+        f"{TF}/modules/edge/api.tf",
+        'method_path = "${trimprefix(each.value.path, "/")}/${upper(each.value.method)}"',
+        'method_path = "${each.value.path}/${upper(each.value.method)}"',
+        ("modules/edge",),
+    ),
+    Mutation(
+        "§3: the ALB's default action forwards (no origin check at the second hop)",
+        f"{TF}/modules/edge/main.tf",
+        "  default_action {\n"
+        '    type = "fixed-response"\n'
+        "\n"
+        "    fixed_response {\n"
+        '      content_type = "application/json"\n'
+        '      status_code  = "403"\n'
+        '      message_body = jsonencode({ error = "forbidden", message = "Requests are served '
+        'through the public endpoint only" })\n'
+        "    }\n"
+        "  }\n",
+        "  default_action {\n"
+        '    type             = "forward"\n'
+        "    target_group_arn = aws_lb_target_group.api.arn\n"
+        "  }\n",
+        ("modules/edge",),
+    ),
+    Mutation(
+        "§4: a rolled-back deployment is not read back",
+        f"{TF}/modules/compute/main.tf",
+        "  for_each = var.wait_for_steady_state ? local.services : {}",
+        "  for_each = {}",
+        ("modules/compute",),
+    ),
+    Mutation(
+        "§4: deployment alarms do not roll back",
+        f"{TF}/modules/compute/main.tf",
+        "    rollback    = true",
+        "    rollback    = false",
+        ("modules/compute",),
+    ),
+    Mutation(
+        "§4: the worker's deploy drops to half (minimum healthy 50%)",
+        f"{TF}/variables.tf",
+        'of workers running while a deploy replaces them."\n  default     = 100',
+        'of workers running while a deploy replaces them."\n  default     = 50',
+        (".",),
+    ),
+    Mutation(
+        "§4: the worker's deploy overlap not derived (100%: with 100% healthy it never starts)",
+        f"{TF}/main.tf",
+        "    ceil(100 * (var.worker_min_tasks + 1) / var.worker_min_tasks),",
+        "    100,",
+        (".",),
+    ),
+    Mutation(
+        "§4: a silent collector does not page (missing data not breaching)",
+        f"{TF}/modules/observability/main.tf",
+        '  statistic           = "SampleCount"\n'
+        "  period              = 60\n"
+        "  evaluation_periods  = 5\n"
+        '  comparison_operator = "LessThanThreshold"\n'
+        "  threshold           = 1\n"
+        '  treat_missing_data  = "breaching"\n',
+        '  statistic           = "SampleCount"\n'
+        "  period              = 60\n"
+        "  evaluation_periods  = 5\n"
+        '  comparison_operator = "LessThanThreshold"\n'
+        "  threshold           = 1\n"
+        '  treat_missing_data  = "notBreaching"\n',
+        ("modules/observability",),
+    ),
+    Mutation(
+        "§4 / issue 16: the clock alarm sees clocks that run ahead only",
+        f"{TF}/modules/observability/main.tf",
+        'expression  = "MAX([ABS(ahead), ABS(behind)])"',
+        'expression  = "ahead"',
+        ("modules/observability",),
+    ),
+    Mutation(
+        "§4: the RDS password generated by Terraform again (in the state)",
+        f"{TF}/modules/database/main.tf",
+        "  manage_master_user_password   = true\n",
+        '  password                      = "Generated0ByTerraform0And0Kept0In0State"\n',
+        ("modules/database",),
+    ),
+    Mutation(
+        "§5: tasks with public IPs",
+        f"{TF}/modules/compute/main.tf",
+        "    assign_public_ip = false",
+        "    assign_public_ip = true",
+        ("modules/compute",),
+    ),
+    Mutation(
+        "§5: Container Insights off (the scaling metric math reads its task count)",
+        f"{TF}/modules/compute/main.tf",
+        '    name  = "containerInsights"\n    value = "enabled"',
+        '    name  = "containerInsights"\n    value = "disabled"',
+        ("modules/compute",),
+    ),
+    Mutation(
+        "§5: the ALB drops in-flight replies on deploys (deregistration delay 5 s)",
+        f"{TF}/main.tf",
+        "  deregistration_delay_s        = ceil(local.reply_window_s) + 15",
+        "  deregistration_delay_s        = 5",
+        (".",),
+    ),
+    Mutation(
+        "§5: the writer scales on the normal queue",
+        f"{TF}/main.tf",
+        '  writer_queue_name  = module.queues.queue_names["ingest"]',
+        '  writer_queue_name  = module.queues.queue_names["normal"]',
+        (".",),
+    ),
+    Mutation(
+        "§5: the edge WAF's rate rule only counts",
+        f"{TF}/modules/edge/main.tf",
+        "    action {\n      block {}\n    }",
+        "    action {\n      count {}\n    }",
+        ("modules/edge",),
+    ),
+    Mutation(
+        "§6: the direct route's role may send to every queue",
+        f"{TF}/modules/edge/api.tf",
+        "        Resource = [var.ingest_direct.queue_arn]",
+        '        Resource = ["*"]',
+        ("modules/edge",),
+    ),
+    Mutation(
+        "issue 16: Redis may evict exactly-once keys",
+        f"{TF}/modules/cache/main.tf",
+        'value = "noeviction"',
+        'value = "volatile-lru"',
+        ("modules/cache",),
     ),
 ]
 

@@ -44,15 +44,17 @@ REQUIRED = {
     "writer": {
         "QF_REDIS_URL",
         "QF_DATABASE_URL",
+        "PGPASSWORD",
         "QF_AWS_REGION",
         "QF_QUEUE_INGEST",
         "QF_METRICS_PORT",
         "QF_SQS_ENDPOINT_URL",
     },
-    "migrate": {"QF_DATABASE_URL"},
+    "migrate": {"QF_DATABASE_URL", "PGPASSWORD"},
     "admin": {
         "QF_REDIS_URL",
         "QF_DATABASE_URL",
+        "PGPASSWORD",
         "QF_AWS_REGION",
         "QF_QUEUE_HIGH",
         "QF_QUEUE_NORMAL",
@@ -62,7 +64,28 @@ REQUIRED = {
 }
 
 # Credentials: never plain environment, always a Secrets Manager reference.
-MUST_BE_SECRETS = {"QF_REDIS_URL", "QF_DATABASE_URL", "QF_AUTH_API_KEYS", "QF_AUTH_JWT_SECRET"}
+MUST_BE_SECRETS = {
+    "QF_REDIS_URL",
+    "QF_DATABASE_URL",
+    "QF_AUTH_API_KEYS",
+    "QF_AUTH_JWT_SECRET",
+    "PGPASSWORD",
+}
+
+
+# Read by the Postgres driver rather than by Settings: asyncpg takes PGPASSWORD when the URL
+# has no password (the RDS-managed password; deploy/terraform/modules/database).
+DRIVER_ENV = {"PGPASSWORD"}
+
+
+def test_the_driver_reads_what_the_tasks_set() -> None:
+    import inspect
+
+    from asyncpg import connect_utils
+
+    source = inspect.getsource(connect_utils)
+    for name in DRIVER_ENV:
+        assert f"os.getenv('{name}')" in source, f"asyncpg no longer reads {name}"
 
 
 def settings_env_names() -> set[str]:
@@ -93,7 +116,7 @@ def names(process: str, kind: str) -> set[str]:
 
 
 def test_settings_names_are_what_the_check_expects() -> None:
-    known = settings_env_names()
+    known = settings_env_names() | DRIVER_ENV
     assert {"QF_REDIS_URL", "QF_DATABASE_URL", "QF_QUEUE_HIGH", "QF_HTTP_PORT"} <= known
     every_required = set().union(*REQUIRED.values()) | MUST_BE_SECRETS
     assert every_required <= known, (
@@ -110,7 +133,7 @@ def test_every_process_has_environment_and_secrets() -> None:
 
 @pytest.mark.parametrize("process", PROCESSES)
 def test_task_definition_names_only_settings_the_code_has(process: str) -> None:
-    known = settings_env_names()
+    known = settings_env_names() | DRIVER_ENV
     env, secrets = names(process, "environment"), names(process, "secrets")
     unknown = (env | secrets) - known
     assert not unknown, (
@@ -134,9 +157,11 @@ def test_credentials_come_from_secrets_manager(process: str) -> None:
     )
     table = compute_locals()["secrets"][process]
     for name in secrets:
-        assert str(table[name]).startswith("${var."), (
-            f"{process}.{name} must be a secret ARN variable"
-        )
+        ref = str(table[name])
+        local = re.fullmatch(r"\$\{local\.([a-z_]+)\}", ref)
+        if local:  # a JSON key of a secret: "${var.<secret arn>}:<key>::"
+            ref = str(compute_locals()[local.group(1)]).strip('"')
+        assert ref.startswith("${var."), f"{process}.{name} must be a secret ARN variable"
 
 
 def test_queue_names_come_from_the_queues_module() -> None:

@@ -84,7 +84,8 @@ STEP = {
     # twelve workers from the start (12 x 32 = 384 slots): the test is of admission, not
     # of scaling; three api tasks, since every api process admits up to the room it sees
     # (service/admission.py counts its own admissions only), so 30 pods overshoot more
-    "terraform": {"worker_min_tasks": 12, "api_max_tasks": 3},
+    # (production's maximum is 10 since worker deploys keep 100 % and overlap by 25 %)
+    "terraform": {"worker_min_tasks": 12, "worker_max_tasks": 12, "api_max_tasks": 3},
     "load": [
         {"at_s": 0, "queued_rps": 100},
         {"at_s": 60, "queued_rps": 100},
@@ -158,7 +159,7 @@ BURST = {
 
 def test_raising_the_worker_maximum_never_sheds_more() -> None:
     shed = []
-    for most in (3, 6, 12):
+    for most in (4, 6, 12):  # production's minimum is 4
         r = simulate(scenario_of(**BURST), {"worker_max_tasks": most}).result
         assert_conserved(r)
         assert r["peak_tasks"]["worker"] <= most
@@ -172,9 +173,9 @@ def test_the_tfvars_drive_the_result(tmp_path: Path) -> None:
     shutil.copytree(TERRAFORM_DIR, copy, ignore=shutil.ignore_patterns(".terraform", "tests"))
     tfvars = copy / "examples" / "production.tfvars"
     text = tfvars.read_text()
-    assert text.count("worker_max_tasks            = 12") == 1
+    assert text.count("worker_max_tasks            = 10") == 1
     tfvars.write_text(
-        text.replace("worker_max_tasks            = 12", "worker_max_tasks            = 4")
+        text.replace("worker_max_tasks            = 10", "worker_max_tasks            = 4")
     )
     sc = scenario_of(**BURST)
     base = simulate(sc).result

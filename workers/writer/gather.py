@@ -14,6 +14,7 @@ import asyncio
 import math
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from queuefront.failures import FailureLog
 from queuefront.limits import MAX_RECEIVE_MESSAGES
 from queuefront.routes import Route
 from queuefront.telemetry import get_logger
+from workers.writer import direct
 
 log = get_logger(__name__)
 FAILURES = FailureLog(log)
@@ -40,13 +42,16 @@ EMPTY_POLL_PAUSE_S = 0.1
 class Parsed:
     """A received message and its items; ``poison`` when it cannot be read at all,
     ``refused`` when some of its items cannot be stored (they are left out of the
-    batch; the message is kept for the DLQ once its other items are stored)."""
+    batch; the message is kept for the DLQ once its other items are stored);
+    ``dead_letter`` (the DLQ body) when it is refused to the DLQ at once (a direct
+    message from API Gateway that does not fit its sink)."""
 
     held: Held
     route: Route | None
     items: list[dict[str, Any]] = field(default_factory=list)
     poison: str = ""
     refused: list[str] = field(default_factory=list)
+    dead_letter: str = ""
 
     @property
     def count(self) -> int:
@@ -54,6 +59,9 @@ class Parsed:
 
 
 def parse(held: Held, sinks: dict[str, Route]) -> Parsed:
+    came_direct = direct.attributes_of(held)
+    if came_direct is not None:
+        return parse_direct(held, sinks, *came_direct)
     try:
         message = decode_ingest(held.message.body)
     except msgspec.DecodeError as exc:
@@ -75,6 +83,32 @@ def parse(held: Held, sinks: dict[str, Route]) -> Parsed:
         metrics.POISON_ROWS.labels(route.sink.table).inc(len(refused))
         FAILURES.note("items refused", table=route.sink.table, reason=refused[0])
     return Parsed(held, route, items, refused=refused)
+
+
+def parse_direct(
+    held: Held, sinks: dict[str, Route], attributes: Mapping[str, str], body: str
+) -> Parsed:
+    """A single vote from API Gateway: validated here, refused to the DLQ when it does
+    not fit (``workers.writer.direct``)."""
+    try:
+        route, item = direct.parse(attributes, body, sinks, sent_at=held.message.sent_at)
+    except direct.Refused as exc:
+        reason = f"{exc.reason}: {exc}"
+        direct.count_refusal(attributes.get(direct.ROUTE_ATTRIBUTE, ""), exc.reason)
+        log.warning(
+            "direct message refused to the DLQ",
+            reason=reason,
+            request_id=attributes.get(direct.REQUEST_ID_ATTRIBUTE, ""),
+            message_id=held.message.message_id,
+        )
+        return Parsed(
+            held,
+            None,
+            poison=reason,
+            dead_letter=direct.dead_letter_body(attributes, body, reason),
+        )
+    metrics.ITEMS_PER_MESSAGE.observe(1)
+    return Parsed(held, route, [item])
 
 
 class Gatherer:

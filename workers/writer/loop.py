@@ -12,7 +12,7 @@ from queuefront.sqs import QueueOps
 from queuefront.telemetry import get_logger
 from workers.writer import settle
 from workers.writer.gather import Gatherer, Parsed
-from workers.writer.store import BatchStore, Unstorable
+from workers.writer.store import BatchStore, CredentialsRefused, Unstorable
 
 log = get_logger(__name__)
 
@@ -26,9 +26,13 @@ class Writer:
         outbox: TallyOutbox,
         routes: RouteTable,
         keeper: VisibilityKeeper,
+        dlq: QueueOps | None = None,
     ) -> None:
         self._settings = settings
         self._queue = queue
+        self._dlq = dlq
+        self.credentials_refused: CredentialsRefused | None = None
+        """Set when the writer stopped because Postgres refused its credentials."""
         self._store = store
         self._outbox = outbox
         self._keeper = keeper
@@ -58,13 +62,25 @@ class Writer:
         (Postgres down at shutdown), so the loop ends."""
         try:
             result = await self._store.store_until_done(batch, self._stopping)
+        except CredentialsRefused as exc:
+            log.error(
+                "the database refused the writer's credentials (rotated password?): giving"
+                " the batch back and exiting, so that a new task reads the current secret",
+                error=repr(exc.__cause__),
+            )
+            self.credentials_refused = exc
+            self._stopping.set()
+            await settle.release((p.held for p in batch), self._keeper)
+            return False
         except Unstorable as exc:
             await settle.give_back(batch, self._keeper, error=repr(exc.__cause__))
             return True
         if result is None:  # stopping while Postgres is down: give the batch back
             await settle.release((p.held for p in batch), self._keeper)
             return False
-        await settle.settle(batch, result, self._keeper, self._settings.max_receive_count)
+        await settle.settle(
+            batch, result, self._keeper, self._settings.max_receive_count, self._dlq
+        )
         log.debug(
             "batch stored",
             messages=len(batch),

@@ -22,7 +22,7 @@ from queuefront.tally import TallyStore
 from queuefront.telemetry import configure_logging, get_logger
 from workers.writer.check import SinkMismatch, check_sinks
 from workers.writer.loop import Writer
-from workers.writer.store import BatchStore
+from workers.writer.store import BatchStore, CredentialsRefused
 
 log = get_logger(__name__)
 
@@ -49,6 +49,9 @@ async def main_async(settings: Settings) -> None:
             queue = await QueueOps.open(
                 client, settings.queue_ingest, settings.send_linger_ms / 1000
             )
+            # API Gateway's direct messages carry their route, request id and path
+            # parameters as message attributes (workers.writer.direct)
+            queue.message_attributes = ("All",)
             dlq = await QueueOps.open(client, settings.dlq_name(settings.queue_ingest), 0)
             tables = tuple(r.sink.table for r in routes.sinks.values() if r.sink is not None)
             metrics.prime_consumer([queue.name], ("released",), tables)
@@ -58,7 +61,7 @@ async def main_async(settings: Settings) -> None:
             reviver = Reviver(pool, tallies, keys, routes.sinks)
             outbox = TallyOutbox(pool, tallies, reviver.revive)
             store = BatchStore(pool, outbox, keys)
-            writer = Writer(settings, queue, store, outbox, routes, keeper)
+            writer = Writer(settings, queue, store, outbox, routes, keeper, dlq)
             await serve(
                 writer,
                 settings=settings,
@@ -66,6 +69,8 @@ async def main_async(settings: Settings) -> None:
                 dlqs=[dlq],
                 also_down=writer.down,
             )
+            if writer.credentials_refused is not None:
+                raise writer.credentials_refused
     finally:
         await pool.close()
         await redis.aclose()
@@ -79,6 +84,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except SinkMismatch as exc:
         log.error("the route table's sinks do not match the database", problems=str(exc))
         sys.exit(f"writer not started: {exc}")
+    except CredentialsRefused as exc:
+        # exit non-zero: ECS replaces the task, and the new one reads the current secret
+        sys.exit(f"writer stopped: the database refused its credentials: {exc.__cause__!r}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from queuefront import metrics
 from queuefront.consumer import Held, VisibilityKeeper
+from queuefront.sqs import QueueOps
 from queuefront.telemetry import get_logger
 from workers.writer.gather import Parsed
 from workers.writer.store import BatchResult
@@ -19,9 +20,20 @@ POISON_RETRY_S = 1
 
 
 async def settle(
-    batch: list[Parsed], result: BatchResult, keeper: VisibilityKeeper, max_receive_count: int
+    batch: list[Parsed],
+    result: BatchResult,
+    keeper: VisibilityKeeper,
+    max_receive_count: int,
+    dlq: QueueOps | None = None,
 ) -> None:
-    """Deletes every message whose items are all stored; gives the others back."""
+    """Deletes every message whose items are all stored; refuses what must go to the DLQ
+    at once; gives the others back."""
+    to_dlq = [p for p in batch if p.dead_letter and dlq is not None]
+    if to_dlq:
+        assert dlq is not None
+        keeper.untrack(*(p.held for p in to_dlq))
+        await asyncio.gather(*(dead_letter(p, dlq) for p in to_dlq))
+        batch = [p for p in batch if p not in to_dlq]
     done: list[Held] = []
     failed: list[Held] = []
     for parsed in batch:
@@ -42,6 +54,19 @@ async def settle(
             )
     keeper.untrack(*done, *failed)
     await asyncio.gather(*(h.delete() for h in done), *(h.release(POISON_RETRY_S) for h in failed))
+
+
+async def dead_letter(parsed: Parsed, dlq: QueueOps) -> None:
+    """Writes a refused message to the DLQ with its reason, then deletes it here; if the
+    DLQ does not take it, the message comes back after a short visibility and is refused
+    again (it is never deleted before the DLQ has it)."""
+    try:
+        await dlq.send(parsed.dead_letter)
+    except Exception as exc:
+        log.warning("refused message not dead-lettered, retrying", error=repr(exc))
+        await parsed.held.release(POISON_RETRY_S)
+        return
+    await parsed.held.delete()
 
 
 async def give_back(batch: list[Parsed], keeper: VisibilityKeeper, *, error: str) -> None:

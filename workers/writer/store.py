@@ -146,6 +146,10 @@ class BatchStore:
                 self.schema_error = ""
                 return result
             except Exception as exc:
+                if credentials_refused(exc):
+                    # rotated password (the RDS-managed secret): waiting will not bring
+                    # the old one back, and a new task reads the current one at start
+                    raise CredentialsRefused(exc) from exc
                 outage = is_outage(exc)
                 attempt += 1
                 metrics.DB_RETRIES.inc()
@@ -171,6 +175,18 @@ class BatchStore:
 
 class Unstorable(Exception):
     """A batch failed ``SCHEMA_ATTEMPTS`` times with an error that is no outage's."""
+
+
+class CredentialsRefused(Exception):
+    """Postgres refused the writer's credentials on a new connection: the password was
+    rotated (or the role locked). The writer gives its batch back and exits, so that ECS
+    starts a task that reads the current secret (PGPASSWORD) — nothing goes to the DLQ."""
+
+
+def credentials_refused(exc: BaseException) -> bool:
+    """SQLSTATE class 28 (invalid authorization: a wrong password, a role that may not
+    log in)."""
+    return isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError)
 
 
 OUTAGE_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58"})

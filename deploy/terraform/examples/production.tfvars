@@ -33,14 +33,17 @@ services = {
 }
 
 # Backlog targets: acceptable latency / processing time per message per task.
-# worker: 5 s / (1.6 s / 32) = 100 messages per task. 12 x 32 = 384 <= 400 backend slots,
-# during deploys too (worker_deployment_maximum_percent = 100: no overlap).
+# worker: 5 s / (1.6 s / 32) = 100 messages per task. Deploys keep every worker running
+# (minimum healthy 100%) and start new ones first: with 4 tasks at least, the overlap is
+# 125% (one task at 4), so at full scale 10 tasks become floor(12.5) = 12 during a deploy:
+# 12 x 32 = 384 <= 400 backend slots. (Without overlap 12 tasks would fit, but a deploy
+# would halve the workers.)
 # writer: 30 s / 0.0175 s = 1,714 messages per task (the ingest benchmark: 57 messages/s of
 # up to 50 items each per writer).
 api_min_tasks               = 3
 api_max_tasks               = 30
-worker_min_tasks            = 3
-worker_max_tasks            = 12
+worker_min_tasks            = 4
+worker_max_tasks            = 10
 worker_acceptable_latency_s = 5
 worker_processing_time_s    = 0.05
 writer_min_tasks            = 0

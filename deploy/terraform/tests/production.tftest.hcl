@@ -41,10 +41,12 @@ run "production" {
   }
 
   assert {
-    condition = anytrue([
-      for f in module.edge.default_behavior_functions : f.event_type == "viewer-request" && f.function_arn == module.edge.viewer_address_function_arn
+    condition = length(module.edge.behaviors) == 3 && alltrue([
+      for b in module.edge.behaviors : anytrue([
+        for f in b.function_association : f.event_type == "viewer-request" && f.function_arn == module.edge.viewer_address_function_arn
+      ])
     ])
-    error_message = "every request through the default behaviour gets X-Qf-Viewer-Address from CloudFront"
+    error_message = "every request through every behaviour (the edge-cached paths too) gets X-Qf-Viewer-Address from CloudFront"
   }
 
   assert {
@@ -73,6 +75,19 @@ run "production" {
     error_message = "writer: ingest and its DLQ"
   }
 
+  # --- deploys that drop nothing ------------------------------------------------------------
+  # a deregistered api task keeps answering what it accepted: the ALB waits longer than the
+  # longest reply window before ECS stops it, and the task then drains within its stop timeout
+  assert {
+    condition     = module.edge.deregistration_delay_s > var.reply_window_s && module.edge.deregistration_delay_s <= var.reply_window_s + 30
+    error_message = "the ALB's deregistration delay must outlast the reply window (and not hold deploys for minutes)"
+  }
+
+  assert {
+    condition     = var.stop_timeout_s > var.settings.shutdown_timeout_s
+    error_message = "ECS's stop timeout must outlast the processes' drain"
+  }
+
   # --- queues ---------------------------------------------------------------------------------
   assert {
     condition     = module.queues.max_message_bytes == 1048576
@@ -80,6 +95,14 @@ run "production" {
   }
 
   # --- scaling ---------------------------------------------------------------------------------
+  assert {
+    condition = (
+      module.autoscaling.backlog_queues.worker == tolist(["queuefront-high", "queuefront-normal"]) &&
+      module.autoscaling.backlog_queues.writer == tolist(["queuefront-ingest"])
+    )
+    error_message = "the worker scales on high + normal, the writer on ingest"
+  }
+
   assert {
     condition     = module.autoscaling.worker_backlog_target == 100
     error_message = "worker: 5 s / (1.6 s / 32 slots) = 100 messages per task"
@@ -92,7 +115,17 @@ run "production" {
 
   assert {
     condition     = module.autoscaling.worker_peak_backend_calls == 384 && module.autoscaling.worker_peak_backend_calls <= var.backend_max_concurrency
-    error_message = "12 workers x 32 slots, no deploy overlap: 384 calls at most, within the backend's 400"
+    error_message = "10 workers + 25% deploy overlap = 12 x 32 slots: 384 calls at most, within the backend's 400"
+  }
+
+  # a deploy keeps the backend's share: nothing stops before its replacement runs
+  assert {
+    condition = (
+      module.compute.deployments["worker"].minimum_healthy_percent == 100 &&
+      module.compute.deployments["worker"].maximum_percent == 125 &&
+      module.autoscaling.worker_deploy_headroom_at_min == 1
+    )
+    error_message = "worker deploys keep 100% and start one task first at the minimum count (125% of 4)"
   }
 }
 
@@ -107,4 +140,28 @@ run "no_credentials_is_refused" {
   }
 
   expect_failures = [var.auth_disabled]
+}
+
+# Votes straight from API Gateway to the ingest queue: the stack's own queue, route and role.
+run "ingest_direct" {
+  command = apply
+
+  variables {
+    ingest_direct = true
+  }
+
+  assert {
+    condition     = module.edge.openapi.paths["/api/polls/{poll_id}/votes"].post["x-amazon-apigateway-integration"].uri == "arn:aws:apigateway:eu-west-1:sqs:path/123456789012/queuefront-ingest"
+    error_message = "the votes route sends to the stack's ingest queue"
+  }
+
+  assert {
+    condition     = strcontains(module.edge.openapi.paths["/api/polls/{poll_id}/votes"].post["x-amazon-apigateway-integration"].requestTemplates["application/json"], "MessageAttribute.1.Name=route&MessageAttribute.1.Value.DataType=String&MessageAttribute.1.Value.StringValue=vote&")
+    error_message = "the messages name the route table's vote route (its sink is what the writer checks)"
+  }
+
+  assert {
+    condition     = module.edge.openapi.paths["/api/login"].post["x-amazon-apigateway-integration"].connectionType == "VPC_LINK" && module.edge.openapi.paths["/{proxy+}"]["x-amazon-apigateway-any-method"]["x-amazon-apigateway-integration"].connectionType == "VPC_LINK"
+    error_message = "everything else still goes to the api"
+  }
 }

@@ -34,9 +34,14 @@ locals {
     for j, m in local.backlog_metrics : { id = "q0${j == 0 ? "v" : "n"}", queue = var.writer_queue_name, metric = m }
   ]
 
-  # During a deploy at full scale ECS runs up to max_tasks x maximum percent / 100 tasks.
-  worker_peak_tasks         = ceil(var.worker_max_tasks * var.worker_deployment_maximum_percent / 100)
+  # During a deploy at full scale ECS runs up to max_tasks x maximum percent / 100 tasks,
+  # rounded down (ECS's rounding of maximumPercent).
+  worker_peak_tasks         = floor(var.worker_max_tasks * var.worker_deployment_maximum_percent / 100)
   worker_peak_backend_calls = local.worker_peak_tasks * var.worker_concurrency
+
+  # With a minimum healthy percent of 100 a deploy must be able to start one new task before
+  # it stops an old one, at the smallest count too (maximumPercent is rounded down).
+  worker_deploy_headroom_at_min = floor(var.worker_min_tasks * var.worker_deployment_maximum_percent / 100) - var.worker_min_tasks
 
   worker_resource_id = "service/${var.cluster_name}/${var.worker_service_name}"
   writer_resource_id = "service/${var.cluster_name}/${var.writer_service_name}"
@@ -108,6 +113,11 @@ resource "aws_appautoscaling_target" "worker" {
     precondition {
       condition     = var.worker_min_tasks <= var.worker_max_tasks
       error_message = "worker_min_tasks must not exceed worker_max_tasks."
+    }
+
+    precondition {
+      condition     = var.worker_deployment_minimum_healthy_percent < 100 || local.worker_deploy_headroom_at_min >= 1
+      error_message = "With worker_deployment_minimum_healthy_percent = 100, worker_min_tasks x worker_deployment_maximum_percent / 100 (rounded down) must exceed worker_min_tasks, or a deploy at the minimum count can never start a new task."
     }
   }
 }

@@ -25,3 +25,16 @@ output "worker_peak_backend_calls" {
   description = "Most concurrent calls the workers can make on the legacy backend: at full scale, during a deploy."
   value       = local.worker_peak_backend_calls
 }
+
+output "worker_deploy_headroom_at_min" {
+  description = "Worker tasks a deploy may start above the desired count at worker_min_tasks (at least 1 when the minimum healthy percent is 100)."
+  value       = local.worker_deploy_headroom_at_min
+}
+
+output "backlog_queues" {
+  description = "The queues each backlog-per-task policy reads (worker: high and normal; writer: ingest)."
+  value = {
+    worker = distinct([for q in local.worker_queue_queries : q.queue])
+    writer = distinct([for q in local.writer_queue_queries : q.queue])
+  }
+}

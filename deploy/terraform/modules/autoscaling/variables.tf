@@ -135,12 +135,21 @@ variable "backend_max_concurrency" {
 
 variable "worker_deployment_maximum_percent" {
   type        = number
-  description = "The worker service's deployment_maximum_percent: during a deploy up to worker_max_tasks x this / 100 workers call the backend."
-  default     = 100
+  description = "The worker service's deployment_maximum_percent: during a deploy up to worker_max_tasks x this / 100 (rounded down) workers call the backend."
 
   validation {
     condition     = var.worker_deployment_maximum_percent >= 100 && var.worker_deployment_maximum_percent <= 200
     error_message = "worker_deployment_maximum_percent must be between 100 and 200."
+  }
+}
+
+variable "worker_deployment_minimum_healthy_percent" {
+  type        = number
+  description = "The worker service's deployment_minimum_healthy_percent: 100 keeps the whole backend share running during a deploy (the new task starts before an old one stops)."
+
+  validation {
+    condition     = var.worker_deployment_minimum_healthy_percent >= 0 && var.worker_deployment_minimum_healthy_percent <= 100
+    error_message = "worker_deployment_minimum_healthy_percent must be between 0 and 100."
   }
 }
 

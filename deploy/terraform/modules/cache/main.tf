@@ -76,6 +76,27 @@ data "aws_secretsmanager_secret_version" "auth_token" {
 
 # --- replication group -------------------------------------------------------------------
 
+# noeviction: queuefront's exactly-once keys (the worker's claims, idempotency records,
+# tombstones, tally markers) must never be evicted to make room — an evicted claim or
+# marker lets a message be executed or counted a second time. With noeviction a full Redis
+# refuses writes instead, which the processes turn into 503 + Retry-After; the memory and
+# evictions alarms below page long before that.
+resource "aws_elasticache_parameter_group" "this" {
+  name        = "${var.name}-redis"
+  family      = var.parameter_group_family
+  description = "queuefront: never evict (exactly-once keys), notify nothing"
+  tags        = var.tags
+
+  parameter {
+    name  = "maxmemory-policy"
+    value = "noeviction"
+  }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
 resource "aws_cloudwatch_log_group" "slow" {
   name              = "/elasticache/${var.name}/slow-log"
   retention_in_days = var.log_retention_days
@@ -90,7 +111,7 @@ resource "aws_elasticache_replication_group" "this" {
   engine               = "redis"
   engine_version       = var.engine_version
   node_type            = var.node_type
-  parameter_group_name = var.parameter_group_name
+  parameter_group_name = aws_elasticache_parameter_group.this.name
   port                 = 6379
   num_cache_clusters   = 1 + var.replicas
 
@@ -136,9 +157,12 @@ resource "aws_secretsmanager_secret_version" "url" {
   secret_string = "rediss://:${data.aws_secretsmanager_secret_version.auth_token.secret_string}@${aws_elasticache_replication_group.this.primary_endpoint_address}:6379/0"
 }
 
+# The URL the tasks read exists only once the replication group does (10-20 minutes on a
+# first apply): the output below is the secret's *version*, so whatever injects it waits.
+
 resource "aws_cloudwatch_metric_alarm" "memory" {
   alarm_name          = "${var.name}-redis-memory"
-  alarm_description   = "Redis memory over 80%: replies, cache and idempotency keys may be evicted. Runbook: ${var.runbook_base_url}/redis-memory.md"
+  alarm_description   = "Redis memory over ${var.memory_alarm_percent}%: with maxmemory-policy noeviction a full Redis refuses writes (the api answers 503). Runbook: ${var.runbook_base_url}/redis-memory.md"
   namespace           = "AWS/ElastiCache"
   metric_name         = "DatabaseMemoryUsagePercentage"
   dimensions          = { ReplicationGroupId = aws_elasticache_replication_group.this.id }
@@ -146,8 +170,27 @@ resource "aws_cloudwatch_metric_alarm" "memory" {
   period              = 300
   evaluation_periods  = 2
   comparison_operator = "GreaterThanThreshold"
-  threshold           = 80
+  threshold           = var.memory_alarm_percent
   treat_missing_data  = "missing"
+  alarm_actions       = [var.alarm_topic_arn]
+  ok_actions          = [var.alarm_topic_arn]
+  tags                = var.tags
+}
+
+# Any eviction at all means the policy is not noeviction (a parameter group changed by hand,
+# a restore with the default group): exactly-once keys may be gone.
+resource "aws_cloudwatch_metric_alarm" "evictions" {
+  alarm_name          = "${var.name}-redis-evictions"
+  alarm_description   = "Redis evicted keys: claims, idempotency records or tally markers may be lost (maxmemory-policy must be noeviction). Runbook: ${var.runbook_base_url}/redis-memory.md"
+  namespace           = "AWS/ElastiCache"
+  metric_name         = "Evictions"
+  dimensions          = { ReplicationGroupId = aws_elasticache_replication_group.this.id }
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
   alarm_actions       = [var.alarm_topic_arn]
   ok_actions          = [var.alarm_topic_arn]
   tags                = var.tags

@@ -61,10 +61,26 @@ variable "engine_version" {
   default     = "7.1"
 }
 
-variable "parameter_group_name" {
+variable "parameter_group_family" {
   type        = string
-  description = "Parameter group (cluster mode disabled: queuefront uses pub/sub and MGET on one shard)."
-  default     = "default.redis7"
+  description = "Family of the module's parameter group (maxmemory-policy noeviction; cluster mode disabled: queuefront uses pub/sub and MGET on one shard); must match engine_version."
+  default     = "redis7"
+
+  validation {
+    condition     = can(regex("^(redis|valkey)[0-9]", var.parameter_group_family))
+    error_message = "parameter_group_family must be an ElastiCache family such as redis7."
+  }
+}
+
+variable "memory_alarm_percent" {
+  type        = number
+  description = "DatabaseMemoryUsagePercentage above which the memory alarm pages (a full Redis refuses writes under noeviction)."
+  default     = 80
+
+  validation {
+    condition     = var.memory_alarm_percent > 0 && var.memory_alarm_percent < 100
+    error_message = "memory_alarm_percent must be between 0 and 100."
+  }
 }
 
 variable "auth_token_version" {
@@ -112,7 +128,7 @@ variable "log_retention_days" {
 
 variable "alarm_topic_arn" {
   type        = string
-  description = "SNS topic for the memory alarm."
+  description = "SNS topic (the paging topic) for the memory and evictions alarms."
 }
 
 variable "runbook_base_url" {

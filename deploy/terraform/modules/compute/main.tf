@@ -125,17 +125,30 @@ locals {
     writer = {
       QF_REDIS_URL    = var.redis_url_secret_arn
       QF_DATABASE_URL = var.database_url_secret_arn
+      PGPASSWORD      = local.database_password
     }
     migrate = {
       QF_DATABASE_URL = var.database_url_secret_arn
+      PGPASSWORD      = local.database_password
     }
     admin = {
       QF_REDIS_URL    = var.redis_url_secret_arn
       QF_DATABASE_URL = var.database_url_secret_arn
+      PGPASSWORD      = local.database_password
     }
   }
 
-  secret_arns = distinct(compact(flatten([for p in values(local.secrets) : values(p)])))
+  # The RDS-managed master secret is JSON {username, password}: ECS injects its password key
+  # (<arn>:<json key>:<stage>:<version>) as PGPASSWORD, which asyncpg reads when
+  # QF_DATABASE_URL carries no password. Read at task start: after a rotation the writer
+  # exits on a refused connection and its next task reads the new value.
+  database_password = "${var.database_password_secret_arn}:password::"
+
+  # IAM names the secrets themselves (a JSON key's reference is not a resource).
+  secret_arns = distinct(compact([
+    for ref in flatten([for p in values(local.secrets) : values(p)]) :
+    ref == null ? null : trimsuffix(ref, ":password::")
+  ]))
 
   security_groups = {
     api     = [var.tasks_security_group_id, aws_security_group.api.id]
@@ -159,6 +172,8 @@ locals {
   metric_declarations = [
     { dimensions = [["process"], ["process", "status"]], metric_name_selectors = ["^queuefront_http_requests_total$"] },
     { dimensions = [["process", "outcome"]], metric_name_selectors = ["^queuefront_replies_total$"] },
+    # heartbeat of the api (the metrics-missing alarm) and every process's clock offset
+    { dimensions = [["process"]], metric_name_selectors = ["^queuefront_pending_replies$", "^queuefront_clock_offset_seconds$"] },
     { dimensions = [["process"]], metric_name_selectors = ["^queuefront_admission_rejections_total$", "^queuefront_rate_limited_total$", "^queuefront_http_request_duration_seconds$", "^queuefront_ingest_lag_seconds$", "^queuefront_ingest_accepted_total$", "^queuefront_ingest_rows_inserted_total$", "^queuefront_expired_messages_total$", "^queuefront_writer_db_retries_total$"] },
     { dimensions = [["process", "queue"]], metric_name_selectors = ["^queuefront_dlq_messages$", "^queuefront_message_age_seconds$"] },
     { dimensions = [["process", "outcome"]], metric_name_selectors = ["^queuefront_worker_messages_total$"] },
@@ -342,12 +357,15 @@ locals {
     depth    = ["sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
     redrive  = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
     send_url = ["sqs:SendMessage", "sqs:GetQueueUrl"]
+    # the writer's depth reading plus refusing a message (API Gateway's direct votes that
+    # do not fit their sink) to its DLQ with the reason (workers/writer/direct.py)
+    depth_refuse = ["sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"]
   }
 
   queue_access = {
     api     = { queues = { send = ["high", "normal", "ingest"] }, dlqs = {} }
     worker  = { queues = { consume = ["high", "normal"] }, dlqs = { depth = ["high", "normal"] } }
-    writer  = { queues = { consume = ["ingest"] }, dlqs = { depth = ["ingest"] } }
+    writer  = { queues = { consume = ["ingest"] }, dlqs = { depth_refuse = ["ingest"] } }
     migrate = { queues = {}, dlqs = {} }
     admin   = { queues = { send_url = ["high", "normal", "ingest"] }, dlqs = { redrive = ["high", "normal", "ingest"] } }
   }
@@ -356,7 +374,7 @@ locals {
   queue_kms_actions = {
     api     = ["kms:GenerateDataKey", "kms:Decrypt"]
     worker  = ["kms:Decrypt"]
-    writer  = ["kms:Decrypt"]
+    writer  = ["kms:GenerateDataKey", "kms:Decrypt"]
     migrate = []
     admin   = ["kms:GenerateDataKey", "kms:Decrypt"]
   }
@@ -600,10 +618,15 @@ locals {
 
 # --- services --------------------------------------------------------------------------------
 
-# The api's service registers with the ALB's target group, which ECS refuses until a
-# listener forwards to the group: the services wait for the listener (var.api_listener_arn).
-resource "terraform_data" "api_listener" {
-  input = var.api_listener_arn
+# What the services' first tasks need and other modules make: the listener and its forward
+# rule (ECS refuses a target group no listener rule uses), the private routes and VPC
+# endpoints (image pull, secrets, logs), the data stores' security group rules. The secret
+# *values* come in through the secret ARN variables, which the cache and database modules
+# take from the secret versions. A first apply that started services earlier would launch
+# tasks that cannot start; three failures trip the circuit breaker and the apply fails
+# (tests/terraform/test_graph.py checks the order on `terraform graph`).
+resource "terraform_data" "prerequisites" {
+  input = merge(var.service_prerequisites, { listener = [var.api_listener_arn] })
 }
 
 resource "aws_ecs_service" "this" {
@@ -628,6 +651,15 @@ resource "aws_ecs_service" "this" {
     rollback = true
   }
   wait_for_steady_state = var.wait_for_steady_state
+
+  # An image that starts but serves errors passes the circuit breaker (its tasks run);
+  # these alarms roll it back (api: 5xx rate, unhealthy targets; worker, writer: their
+  # DLQs growing). ECS watches them during the deployment and its bake time.
+  alarms {
+    alarm_names = [for k in local.deployment_alarm_keys[each.key] : aws_cloudwatch_metric_alarm.deployment[k].alarm_name]
+    enable      = true
+    rollback    = true
+  }
 
   # api: always regular Fargate. worker and writer: on_demand_base tasks on Fargate, the
   # rest on Fargate Spot (a reclaimed task gets SIGTERM and drains like a scale-in).
@@ -667,5 +699,135 @@ resource "aws_ecs_service" "this" {
     ignore_changes = [desired_count]
   }
 
-  depends_on = [aws_ecs_cluster_capacity_providers.this, terraform_data.api_listener]
+  # ... and what this module makes that the task definitions do not reference: the roles'
+  # policies (pull, logs, secrets; queues), the collector's log group, the security group
+  # rules that let the ALB reach the api and the worker reach the backend.
+  depends_on = [
+    aws_ecs_cluster_capacity_providers.this,
+    terraform_data.prerequisites,
+    aws_iam_role_policy.execution,
+    aws_iam_role_policy.task,
+    aws_cloudwatch_log_group.metrics,
+    aws_vpc_security_group_ingress_rule.api_from_alb,
+    aws_vpc_security_group_ingress_rule.api_probe_from_alb,
+    aws_vpc_security_group_egress_rule.alb_to_api,
+    aws_vpc_security_group_egress_rule.alb_to_api_probe,
+    aws_vpc_security_group_egress_rule.worker_to_backend,
+  ]
+}
+
+# --- a rolled-back deployment fails the apply ---------------------------------------------------
+# wait_for_steady_state waits for *a* steady state: after the circuit breaker (or a
+# deployment alarm) rolled the deployment back, the service is steady on the previous task
+# definition and the AWS provider reports success (hashicorp/terraform-provider-aws#19519,
+# #20858). Read back after the apply, a service that does not run the task definition this
+# apply registered fails it.
+
+data "aws_ecs_service" "deployed" {
+  for_each = var.wait_for_steady_state ? local.services : {}
+
+  cluster_arn  = aws_ecs_cluster.this.arn
+  service_name = aws_ecs_service.this[each.key].name
+
+  depends_on = [aws_ecs_service.this]
+
+  lifecycle {
+    postcondition {
+      condition = contains([
+        aws_ecs_task_definition.this[each.key].arn,
+        "${aws_ecs_task_definition.this[each.key].family}:${aws_ecs_task_definition.this[each.key].revision}",
+      ], self.task_definition)
+      error_message = "The ${each.key} service runs ${self.task_definition}, not the task definition this apply registered: its deployment was rolled back (circuit breaker or deployment alarm). See the service's events and docs/runbooks/deployment-failed.md."
+    }
+  }
+}
+
+# --- deployment alarms --------------------------------------------------------------------------
+
+locals {
+  deployment_alarm_keys = {
+    api    = ["api-errors", "api-unhealthy"]
+    worker = ["worker-dlq"]
+    writer = ["writer-dlq"]
+  }
+
+  alb_dimensions = { LoadBalancer = var.alb_arn_suffix, TargetGroup = var.target_group_arn_suffix }
+
+  # Each alarm: metric queries (id => metric) and the expression that is compared.
+  deployment_alarms = {
+    # errors the api is never meant to answer: its own 500s (a bug: dependencies that are
+    # slow or down give 503/504 by design, which must not roll a deploy back during an
+    # overload) and the ALB's own 5xx (502: a task that resets connections)
+    api-errors = {
+      description = "More than ${var.deployment_error_threshold_percent}% of the api's answers are 500s or ALB 5xx (a bad image)"
+      threshold   = var.deployment_error_threshold_percent
+      expression  = "IF(FILL(requests, 0) > 0, 100 * (FILL(app500, 0) + FILL(elb5xx, 0)) / requests, 0)"
+      metrics = {
+        app500   = { namespace = var.metrics_namespace, name = "queuefront_http_requests_total", dimensions = { process = "api", status = "500" }, stat = "Sum" }
+        elb5xx   = { namespace = "AWS/ApplicationELB", name = "HTTPCode_ELB_5XX_Count", dimensions = local.alb_dimensions, stat = "Sum" }
+        requests = { namespace = "AWS/ApplicationELB", name = "RequestCount", dimensions = local.alb_dimensions, stat = "Sum" }
+      }
+    }
+    api-unhealthy = {
+      description = "api targets fail the ALB's liveness check (/healthz)"
+      threshold   = 0
+      expression  = "FILL(unhealthy, 0)"
+      metrics = {
+        unhealthy = { namespace = "AWS/ApplicationELB", name = "UnHealthyHostCount", dimensions = local.alb_dimensions, stat = "Maximum" }
+      }
+    }
+    worker-dlq = {
+      description = "Messages are reaching the high or normal DLQ"
+      threshold   = 0
+      expression  = "FILL(DIFF(high), 0) + FILL(DIFF(normal), 0)"
+      metrics = {
+        high   = { namespace = "AWS/SQS", name = "ApproximateNumberOfMessagesVisible", dimensions = { QueueName = var.dlq_names["high"] }, stat = "Maximum" }
+        normal = { namespace = "AWS/SQS", name = "ApproximateNumberOfMessagesVisible", dimensions = { QueueName = var.dlq_names["normal"] }, stat = "Maximum" }
+      }
+    }
+    writer-dlq = {
+      description = "Messages are reaching the ingest DLQ"
+      threshold   = 0
+      expression  = "FILL(DIFF(ingest), 0)"
+      metrics = {
+        ingest = { namespace = "AWS/SQS", name = "ApproximateNumberOfMessagesVisible", dimensions = { QueueName = var.dlq_names["ingest"] }, stat = "Maximum" }
+      }
+    }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "deployment" {
+  for_each = local.deployment_alarms
+
+  alarm_name          = "${var.name}-deploy-${each.key}"
+  alarm_description   = "${each.value.description}: a deployment in progress is rolled back. Runbook: ${var.runbook_base_url}/deployment-failed.md"
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = each.value.threshold
+  evaluation_periods  = 3
+  datapoints_to_alarm = 2
+  treat_missing_data  = "notBreaching"
+  tags                = var.tags
+
+  dynamic "metric_query" {
+    for_each = each.value.metrics
+    content {
+      id          = metric_query.key
+      return_data = false
+
+      metric {
+        namespace   = metric_query.value.namespace
+        metric_name = metric_query.value.name
+        dimensions  = metric_query.value.dimensions
+        stat        = metric_query.value.stat
+        period      = 60
+      }
+    }
+  }
+
+  metric_query {
+    id          = "signal"
+    label       = each.key
+    expression  = each.value.expression
+    return_data = true
+  }
 }

@@ -69,3 +69,8 @@ output "container_definitions" {
   description = "The rendered container definitions (JSON) of each process's task definition."
   value       = { for k, t in aws_ecs_task_definition.this : k => t.container_definitions }
 }
+
+output "deployments" {
+  description = "Minimum healthy and maximum percent of each service's deployments (api, worker, writer)."
+  value       = local.deployment
+}

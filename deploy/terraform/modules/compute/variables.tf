@@ -75,6 +75,44 @@ variable "api_listener_arn" {
   description = "The ALB listener that forwards to api_target_group_arn: the services are created after it (ECS refuses a target group no listener uses)."
 }
 
+variable "service_prerequisites" {
+  type        = map(list(string))
+  description = "Ids of what the services' tasks need to start that other modules make (the network's routes and endpoints, the listener rules in front of the target group, ...): the services are created after every one of them."
+  default     = {}
+}
+
+variable "alb_arn_suffix" {
+  type        = string
+  description = "The internal ALB's ARN suffix (CloudWatch dimension LoadBalancer of the api's deployment alarms)."
+}
+
+variable "target_group_arn_suffix" {
+  type        = string
+  description = "The api target group's ARN suffix (CloudWatch dimension TargetGroup of the api's deployment alarms)."
+}
+
+variable "dlq_names" {
+  type        = map(string)
+  description = "Dead-letter queue names by key (high, normal, ingest): the worker's and writer's deployment alarms watch them grow."
+
+  validation {
+    condition     = toset(keys(var.dlq_names)) == toset(["high", "normal", "ingest"])
+    error_message = "dlq_names must have exactly the keys high, normal and ingest."
+  }
+}
+
+variable "deployment_error_threshold_percent" {
+  type        = number
+  description = "Share of the api's answers that may be 500s or ALB 5xx during a deployment before it is rolled back."
+  default     = 5
+}
+
+variable "runbook_base_url" {
+  type        = string
+  description = "Where docs/runbooks is published; each alarm's description links <runbook_base_url>/<alarm>.md."
+  default     = "docs/runbooks"
+}
+
 variable "wait_for_steady_state" {
   type        = bool
   description = "terraform apply waits until each service's tasks run (and fails when the deployment circuit breaker rolls back) instead of succeeding over crash-looping tasks."
@@ -84,7 +122,6 @@ variable "wait_for_steady_state" {
 variable "worker_deployment_maximum_percent" {
   type        = number
   description = "deployment_maximum_percent of the worker service: the overlap during a deploy, which multiplies the calls the legacy backend can get (100: none)."
-  default     = 100
 
   validation {
     condition     = var.worker_deployment_maximum_percent >= 100 && var.worker_deployment_maximum_percent <= 200
@@ -94,12 +131,11 @@ variable "worker_deployment_maximum_percent" {
 
 variable "worker_deployment_minimum_healthy_percent" {
   type        = number
-  description = "deployment_minimum_healthy_percent of the worker service: with no overlap, a deploy replaces the tasks above this share at a time."
-  default     = 50
+  description = "deployment_minimum_healthy_percent of the worker service: 100 keeps every worker (the backend's whole share) running while a deploy starts new ones in the overlap worker_deployment_maximum_percent allows."
 
   validation {
-    condition     = var.worker_deployment_minimum_healthy_percent >= 0 && var.worker_deployment_minimum_healthy_percent < 100
-    error_message = "worker_deployment_minimum_healthy_percent must be between 0 and 99 (100 with no overlap would never deploy)."
+    condition     = var.worker_deployment_minimum_healthy_percent >= 0 && var.worker_deployment_minimum_healthy_percent <= 100
+    error_message = "worker_deployment_minimum_healthy_percent must be between 0 and 100."
   }
 }
 
@@ -171,7 +207,17 @@ variable "redis_url_secret_arn" {
 
 variable "database_url_secret_arn" {
   type        = string
-  description = "Secret holding QF_DATABASE_URL (writer and migrate only)."
+  description = "Secret holding QF_DATABASE_URL without the password (writer, migrate and admin only)."
+}
+
+variable "database_password_secret_arn" {
+  type        = string
+  description = "The RDS-managed master secret (JSON username/password): its password key is the writer's, migrate's and admin's PGPASSWORD."
+
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:secretsmanager:", var.database_password_secret_arn))
+    error_message = "database_password_secret_arn must be a Secrets Manager secret ARN."
+  }
 }
 
 variable "auth_api_keys_secret_arn" {

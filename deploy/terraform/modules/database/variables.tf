@@ -55,14 +55,14 @@ variable "username" {
   }
 }
 
-variable "password_version" {
+variable "password_rotation_days" {
   type        = number
-  description = "Bump to set a new generated master password (written write-only to RDS and to the URL secret; never stored in the state)."
-  default     = 1
+  description = "Days between rotations of the RDS-managed master password (RDS rotates its own secret; the value never passes through Terraform)."
+  default     = 30
 
   validation {
-    condition     = var.password_version >= 1 && floor(var.password_version) == var.password_version
-    error_message = "password_version must be a positive integer."
+    condition     = var.password_rotation_days >= 1 && var.password_rotation_days <= 90 && floor(var.password_rotation_days) == var.password_rotation_days
+    error_message = "password_rotation_days must be a whole number of days between 1 and 90."
   }
 }
 

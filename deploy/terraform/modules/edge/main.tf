@@ -1,5 +1,6 @@
-# Viewer -> CloudFront (WAF, edge cache that honours s-maxage) -> API Gateway HTTP API
-# (throttling) -> VPC link -> internal ALB -> api tasks.
+# Viewer -> CloudFront (WAF, edge cache that honours s-maxage) -> API Gateway REST API
+# (regional WAF: the origin secret or nothing; throttling) -> VPC link -> internal NLB ->
+# internal ALB -> api tasks. The API Gateway part is in api.tf.
 
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
@@ -11,36 +12,20 @@ locals {
   listener_port = local.alb_https ? 443 : 80
 }
 
-resource "aws_security_group" "vpc_link" {
-  name        = "${var.name}-vpc-link"
-  description = "API Gateway VPC link: to the internal ALB only"
-  vpc_id      = var.vpc_id
-  tags        = var.tags
-}
-
 resource "aws_security_group" "alb" {
   name        = "${var.name}-alb"
-  description = "Internal ALB: from the VPC link only, to the api tasks"
+  description = "Internal ALB: from the internal NLB (API Gateway's VPC link) only, to the api tasks"
   vpc_id      = var.vpc_id
   tags        = var.tags
 }
 
-resource "aws_vpc_security_group_egress_rule" "vpc_link_to_alb" {
-  security_group_id            = aws_security_group.vpc_link.id
-  description                  = "to the ALB listener"
-  ip_protocol                  = "tcp"
-  from_port                    = local.listener_port
-  to_port                      = local.listener_port
-  referenced_security_group_id = aws_security_group.alb.id
-}
-
-resource "aws_vpc_security_group_ingress_rule" "alb_from_vpc_link" {
+resource "aws_vpc_security_group_ingress_rule" "alb_from_nlb" {
   security_group_id            = aws_security_group.alb.id
-  description                  = "from the API Gateway VPC link"
+  description                  = "from the internal NLB behind API Gateway's VPC link"
   ip_protocol                  = "tcp"
   from_port                    = local.listener_port
   to_port                      = local.listener_port
-  referenced_security_group_id = aws_security_group.vpc_link.id
+  referenced_security_group_id = aws_security_group.nlb.id
 }
 
 # The ALB's egress (to the api tasks' port only) is made by the compute module, which owns
@@ -202,105 +187,6 @@ resource "aws_lb_listener_rule" "from_cloudfront" {
   tags = var.tags
 }
 
-# --- API Gateway HTTP API ----------------------------------------------------------------------
-
-resource "aws_apigatewayv2_vpc_link" "this" {
-  name               = var.name
-  subnet_ids         = var.subnet_ids
-  security_group_ids = [aws_security_group.vpc_link.id]
-  tags               = var.tags
-}
-
-resource "aws_apigatewayv2_api" "this" {
-  name          = var.name
-  protocol_type = "HTTP"
-  description   = "queuefront api behind CloudFront"
-  tags          = var.tags
-}
-
-resource "aws_apigatewayv2_integration" "alb" {
-  api_id                 = aws_apigatewayv2_api.this.id
-  integration_type       = "HTTP_PROXY"
-  integration_method     = "ANY"
-  integration_uri        = aws_lb_listener.api.arn
-  connection_type        = "VPC_LINK"
-  connection_id          = aws_apigatewayv2_vpc_link.this.id
-  payload_format_version = "1.0"
-  timeout_milliseconds   = var.integration_timeout_ms
-
-  dynamic "tls_config" {
-    for_each = local.alb_https ? [1] : []
-    content {
-      server_name_to_verify = var.alb_certificate_domain
-    }
-  }
-}
-
-# Authentication is the api's own (API keys / JWT, QF_AUTH_*): API Gateway passes the
-# credentials through.
-resource "aws_apigatewayv2_route" "default" {
-  #checkov:skip=CKV_AWS_309:the api authenticates every route itself (QF_AUTH_API_KEYS / QF_AUTH_JWT_SECRET); public routes are public by design
-  api_id    = aws_apigatewayv2_api.this.id
-  route_key = "$default"
-  target    = "integrations/${aws_apigatewayv2_integration.alb.id}"
-}
-
-resource "aws_apigatewayv2_route" "throttled" {
-  #checkov:skip=CKV_AWS_309:the api authenticates every route itself (QF_AUTH_API_KEYS / QF_AUTH_JWT_SECRET)
-  for_each = var.route_throttles
-
-  api_id    = aws_apigatewayv2_api.this.id
-  route_key = each.key
-  target    = "integrations/${aws_apigatewayv2_integration.alb.id}"
-}
-
-resource "aws_cloudwatch_log_group" "api_access" {
-  name              = "/apigateway/${var.name}/access"
-  retention_in_days = var.log_retention_days
-  kms_key_id        = var.kms_key_arn
-  tags              = var.tags
-}
-
-resource "aws_apigatewayv2_stage" "default" {
-  api_id      = aws_apigatewayv2_api.this.id
-  name        = "$default"
-  auto_deploy = true
-
-  default_route_settings {
-    throttling_burst_limit   = var.default_throttle.burst
-    throttling_rate_limit    = var.default_throttle.rate
-    detailed_metrics_enabled = true
-  }
-
-  dynamic "route_settings" {
-    for_each = var.route_throttles
-    content {
-      route_key                = route_settings.key
-      throttling_burst_limit   = route_settings.value.burst
-      throttling_rate_limit    = route_settings.value.rate
-      detailed_metrics_enabled = true
-    }
-  }
-
-  access_log_settings {
-    destination_arn = aws_cloudwatch_log_group.api_access.arn
-    format = jsonencode({
-      requestId          = "$context.requestId"
-      ip                 = "$context.identity.sourceIp"
-      requestTime        = "$context.requestTime"
-      routeKey           = "$context.routeKey"
-      status             = "$context.status"
-      responseLength     = "$context.responseLength"
-      integrationLatency = "$context.integrationLatency"
-      integrationError   = "$context.integrationErrorMessage"
-    })
-  }
-
-  tags = var.tags
-
-  depends_on = [aws_apigatewayv2_route.throttled]
-}
-
 # --- CloudFront ------------------------------------------------------------------------------
 
 # Default behaviour: every method; the cache key includes the credentials, so an
@@ -335,10 +221,24 @@ resource "aws_cloudfront_cache_policy" "origin_controlled" {
 }
 
 # Public edge-cached routes (the voting system's GET /polls): one shared entry per URL,
-# whoever asks, for the s-maxage the route sets.
+# whoever asks, for the s-maxage the route sets. One policy per path: its cache key holds
+# the query strings that route reads (edge_cache_query_strings) and no others, so a viewer
+# adding random query strings gets a miss of their own, not everybody's results page
+# refetched (and rate-limited) at the origin. No header is in the key.
+locals {
+  edge_cached = {
+    for i, path in var.edge_cached_paths : path => {
+      index         = i
+      query_strings = lookup(var.edge_cache_query_strings, path, [])
+    }
+  }
+}
+
 resource "aws_cloudfront_cache_policy" "edge_public" {
-  name        = "${var.name}-edge-public"
-  comment     = "Public GET routes: TTL from s-maxage, keyed on path and query string"
+  for_each = local.edge_cached
+
+  name        = "${var.name}-edge-public-${each.value.index}"
+  comment     = "${each.key}: TTL from s-maxage, keyed on the path and ${length(each.value.query_strings) > 0 ? join(", ", each.value.query_strings) : "no query string"}"
   min_ttl     = 0
   default_ttl = 0
   max_ttl     = var.edge_max_ttl_s
@@ -356,8 +256,39 @@ resource "aws_cloudfront_cache_policy" "edge_public" {
     }
 
     query_strings_config {
-      query_string_behavior = "all"
+      query_string_behavior = length(each.value.query_strings) > 0 ? "whitelist" : "none"
+
+      dynamic "query_strings" {
+        for_each = length(each.value.query_strings) > 0 ? [each.value.query_strings] : []
+        content {
+          items = query_strings.value
+        }
+      }
     }
+  }
+}
+
+# What the edge-cached behaviours send to the origin besides their cache key: the viewer's
+# address the function sets (the api rate-limits each viewer's cache misses as that viewer,
+# not as the ALB node), and nothing else — no credential, no cookie, no other header. An
+# origin request policy forwards without keying: the address never splits the cache.
+resource "aws_cloudfront_origin_request_policy" "edge_public" {
+  name    = "${var.name}-edge-public"
+  comment = "Edge-cached routes: the viewer's address only"
+
+  headers_config {
+    header_behavior = "whitelist"
+    headers {
+      items = [local.client_ip_header]
+    }
+  }
+
+  cookies_config {
+    cookie_behavior = "none"
+  }
+
+  query_strings_config {
+    query_string_behavior = "none"
   }
 }
 
@@ -424,6 +355,9 @@ resource "aws_cloudfront_response_headers_policy" "security" {
 locals {
   origin_id   = "api-gateway"
   all_methods = ["DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"]
+
+  # set by viewer_address.js on every behaviour; the api's QF_CLIENT_IP_HEADER
+  client_ip_header = "X-Qf-Viewer-Address"
 }
 
 resource "aws_cloudfront_distribution" "this" {
@@ -443,7 +377,8 @@ resource "aws_cloudfront_distribution" "this" {
 
   origin {
     origin_id   = local.origin_id
-    domain_name = trimprefix(aws_apigatewayv2_api.this.api_endpoint, "https://")
+    domain_name = local.api_domain
+    origin_path = "/${local.stage_name}"
 
     # what the ALB requires (origin verification above); a viewer's own header of that
     # name is replaced
@@ -487,8 +422,15 @@ resource "aws_cloudfront_distribution" "this" {
       cached_methods             = ["GET", "HEAD"]
       viewer_protocol_policy     = "https-only"
       compress                   = true
-      cache_policy_id            = aws_cloudfront_cache_policy.edge_public.id
+      cache_policy_id            = aws_cloudfront_cache_policy.edge_public[ordered_cache_behavior.value].id
+      origin_request_policy_id   = aws_cloudfront_origin_request_policy.edge_public.id
       response_headers_policy_id = aws_cloudfront_response_headers_policy.security.id
+
+      # every behaviour that reaches the origin says who the viewer is
+      function_association {
+        event_type   = "viewer-request"
+        function_arn = aws_cloudfront_function.viewer_address.arn
+      }
     }
   }
 

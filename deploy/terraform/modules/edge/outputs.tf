@@ -1,6 +1,6 @@
 output "client_ip_header" {
   description = "Header CloudFront sets to the viewer's address on every request it forwards (the api's QF_CLIENT_IP_HEADER)."
-  value       = "X-Qf-Viewer-Address"
+  value       = local.client_ip_header
 }
 
 output "viewer_address_function_arn" {
@@ -11,6 +11,14 @@ output "viewer_address_function_arn" {
 output "default_behavior_functions" {
   description = "Function associations of the distribution's default behaviour."
   value       = one(aws_cloudfront_distribution.this.default_cache_behavior).function_association
+}
+
+output "behaviors" {
+  description = "Every cache behaviour of the distribution (default first, then the edge-cached paths) with its function associations and cache/origin request policy ids."
+  value = concat(
+    [merge(one(aws_cloudfront_distribution.this.default_cache_behavior), { path_pattern = "*" })],
+    aws_cloudfront_distribution.this.ordered_cache_behavior,
+  )
 }
 
 output "cloudfront_domain_name" {
@@ -24,13 +32,38 @@ output "cloudfront_distribution_id" {
 }
 
 output "api_endpoint" {
-  description = "API Gateway endpoint (CloudFront's origin)."
-  value       = aws_apigatewayv2_api.this.api_endpoint
+  description = "API Gateway stage URL behind CloudFront (its WAF refuses whatever did not come through CloudFront)."
+  value       = "https://${local.api_domain}/${aws_api_gateway_stage.live.stage_name}"
 }
 
 output "api_id" {
-  description = "API Gateway HTTP API id."
-  value       = aws_apigatewayv2_api.this.id
+  description = "API Gateway REST API id."
+  value       = aws_api_gateway_rest_api.this.id
+}
+
+output "api_name" {
+  description = "API Gateway REST API name (CloudWatch dimension ApiName)."
+  value       = aws_api_gateway_rest_api.this.name
+}
+
+output "stage_name" {
+  description = "The API's stage (CloudWatch dimension Stage; CloudFront's origin path)."
+  value       = aws_api_gateway_stage.live.stage_name
+}
+
+output "openapi" {
+  description = "The API as API Gateway imports it (OpenAPI 3 with x-amazon-apigateway-integration)."
+  value       = local.openapi
+}
+
+output "api_web_acl_arn" {
+  description = "The regional WAF web ACL on the API's stage (origin secret or 403)."
+  value       = aws_wafv2_web_acl.api.arn
+}
+
+output "api_web_acl_name" {
+  description = "Name of the API's web ACL (CloudWatch dimension WebACL of its blocked-requests metric)."
+  value       = aws_wafv2_web_acl.api.name
 }
 
 output "alb_security_group_id" {
@@ -59,7 +92,7 @@ output "alb_request_count_resource_label" {
 }
 
 output "web_acl_arn" {
-  description = "WAF web ACL on the distribution."
+  description = "WAF web ACL on the distribution (CloudFront scope)."
   value       = aws_wafv2_web_acl.this.arn
 }
 
@@ -71,4 +104,14 @@ output "listener_arn" {
 output "origin_secret_arn" {
   description = "Secrets Manager secret with the origin header's value."
   value       = aws_secretsmanager_secret.origin.arn
+}
+
+output "listener_rule_arns" {
+  description = "The listener rules in front of the api's target group (the forward rule that makes the group usable by ECS, and the probe block): the api service is created after them."
+  value       = [aws_lb_listener_rule.from_cloudfront.arn, aws_lb_listener_rule.probes_not_public.arn]
+}
+
+output "deregistration_delay_s" {
+  description = "Seconds the ALB lets in-flight requests finish on a deregistered api task."
+  value       = tonumber(aws_lb_target_group.api.deregistration_delay)
 }

@@ -83,7 +83,7 @@ variable "default_throttle" {
 
 variable "route_throttles" {
   type        = map(object({ burst = number, rate = number }))
-  description = "Routes (\"METHOD /path\", API Gateway syntax) with their own throttling; everything else goes through $default."
+  description = "Routes (\"METHOD /path\", API Gateway syntax) with their own throttling (each becomes its own method of the REST API); everything else goes through the stage-wide default_throttle."
   default     = {}
 
   validation {
@@ -94,8 +94,19 @@ variable "route_throttles" {
 
 variable "edge_cached_paths" {
   type        = list(string)
-  description = "CloudFront path patterns of public, edge-cached GET routes (their responses carry s-maxage); cached for all viewers, keyed on the query string only."
+  description = "CloudFront path patterns of public, edge-cached GET routes (their responses carry s-maxage); cached for all viewers, keyed on the path and the query strings edge_cache_query_strings lists for it."
   default     = ["/api/polls", "/api/polls/*/results"]
+}
+
+variable "edge_cache_query_strings" {
+  type        = map(list(string))
+  description = "Per edge-cached path pattern, the query strings its route reads: only these are in its cache key and reach the origin (a path not listed: none)."
+  default     = {}
+
+  validation {
+    condition     = alltrue([for qs in values(var.edge_cache_query_strings) : length(qs) <= 10])
+    error_message = "A cache policy can whitelist at most 10 query strings."
+  }
 }
 
 variable "edge_max_ttl_s" {
@@ -181,6 +192,28 @@ variable "origin_secret_accept_previous" {
   type        = bool
   description = "The ALB also accepts the secret's previous value (AWSPREVIOUS): on during a rotation, until CloudFront sends the new one."
   default     = false
+}
+
+variable "ingest_direct" {
+  type = object({
+    route_key  = string
+    route_name = string
+    queue_name = string
+    queue_arn  = string
+  })
+  description = "Send one ingest route straight from API Gateway to the ingest queue (no api pod sees it): route_key as in route_throttles (\"POST /api/polls/{poll_id}/votes\"; it must be one of them), route_name its name in the route table (the writer validates against its sink). null: off."
+  default     = null
+
+  validation {
+    condition     = var.ingest_direct == null || can(regex("^POST /", var.ingest_direct.route_key))
+    error_message = "ingest_direct.route_key must be a POST route such as \"POST /api/polls/{poll_id}/votes\"."
+  }
+}
+
+variable "manage_api_gateway_account" {
+  type        = bool
+  description = "Set the account's API Gateway CloudWatch role (an account-and-region-wide setting REST access logs need); false where another stack already sets it."
+  default     = true
 }
 
 variable "kms_key_arn" {

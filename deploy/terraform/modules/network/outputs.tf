@@ -27,3 +27,17 @@ output "availability_zones" {
   description = "AZs of the private subnets (the new VPC's; empty for an existing VPC)."
   value       = local.azs
 }
+
+output "task_egress_ids" {
+  description = "What a task needs to reach ECR, Secrets Manager, SQS and logs (private routes through NAT, route table associations, VPC endpoints, the tasks' HTTPS egress): services are created after all of it, or their first tasks cannot pull the image."
+  value = concat(
+    aws_route.private_nat[*].id,
+    aws_route_table_association.private[*].id,
+    aws_nat_gateway.this[*].id,
+    aws_route.public_internet[*].id, # the NAT gateways' own way out
+    aws_route_table_association.public[*].id,
+    [for e in aws_vpc_endpoint.interface : e.id],
+    aws_vpc_endpoint.s3[*].id,
+    [aws_vpc_security_group_egress_rule.tasks_https.id],
+  )
+}

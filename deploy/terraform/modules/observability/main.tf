@@ -18,7 +18,7 @@ locals {
   partition  = data.aws_partition.current.partition
   runbook    = "${var.runbook_base_url}/%s.md"
 
-  api_gateway_dimensions = { ApiId = var.api_id, Stage = "$default" }
+  api_gateway_dimensions = { ApiName = var.api_name, Stage = var.api_stage }
   service_arn_prefix     = "arn:${local.partition}:ecs:${local.region}:${local.account_id}:service/${var.cluster_name}/"
 }
 
@@ -64,12 +64,21 @@ resource "aws_sns_topic_policy" "alarms" {
   })
 }
 
-resource "aws_sns_topic_subscription" "email" {
-  for_each = toset(var.alarm_emails)
+# The paging topic's subscribers: e-mail, and whatever pages a person (an HTTPS endpoint of
+# a paging service, SMS, a chat integration's Lambda or SQS queue): alarm_subscriptions.
+locals {
+  subscriptions = merge(
+    { for e in var.alarm_emails : "email:${e}" => { protocol = "email", endpoint = e } },
+    var.alarm_subscriptions,
+  )
+}
+
+resource "aws_sns_topic_subscription" "alarms" {
+  for_each = local.subscriptions
 
   topic_arn = aws_sns_topic.alarms.arn
-  protocol  = "email"
-  endpoint  = each.value
+  protocol  = each.value.protocol
+  endpoint  = each.value.endpoint
 }
 
 # --- failed deployments ----------------------------------------------------------------------
@@ -121,7 +130,7 @@ resource "aws_cloudwatch_metric_alarm" "api_5xx_rate" {
 
     metric {
       namespace   = "AWS/ApiGateway"
-      metric_name = "5xx"
+      metric_name = "5XXError"
       dimensions  = local.api_gateway_dimensions
       stat        = "Sum"
       period      = 60
@@ -297,6 +306,161 @@ resource "aws_cloudwatch_metric_alarm" "worker_not_running" {
   tags                = var.tags
 }
 
+# --- the metrics pipeline itself ---------------------------------------------------------------
+# The alarms above that read queuefront_* metrics go quiet, not red, when the ADOT sidecars
+# stop shipping (collector crashed, IAM or log group broken): an absent rate is no breach.
+# One gauge per process that is written at every scrape whatever the traffic is the
+# heartbeat; its absence pages. The writer may run no task at all (it scales to zero), so
+# its heartbeat counts only while ECS says a writer runs.
+
+locals {
+  heartbeats = {
+    api    = { metric = "queuefront_pending_replies", dimensions = { process = "api" } }
+    worker = { metric = "queuefront_dlq_messages", dimensions = { process = "worker", queue = var.dlq_names["high"] } }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "metrics_missing" {
+  for_each = local.heartbeats
+
+  alarm_name          = "${var.name}-${each.key}-metrics-missing"
+  alarm_description   = "No queuefront metrics from the ${each.key} for 5 minutes: the collector sidecars are not shipping, and every alarm on the application's metrics is blind. Runbook: ${format(local.runbook, "metrics-missing")}"
+  namespace           = var.metrics_namespace
+  metric_name         = each.value.metric
+  dimensions          = each.value.dimensions
+  statistic           = "SampleCount"
+  period              = 60
+  evaluation_periods  = 5
+  comparison_operator = "LessThanThreshold"
+  threshold           = 1
+  treat_missing_data  = "breaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+  tags                = var.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "writer_metrics_missing" {
+  alarm_name          = "${var.name}-writer-metrics-missing"
+  alarm_description   = "A writer task runs but no queuefront metrics came from the writer for 5 minutes: the collector sidecars are not shipping, and the ingest alarms are blind. Runbook: ${format(local.runbook, "metrics-missing")}"
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  threshold           = 1
+  evaluation_periods  = 5
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+  tags                = var.tags
+
+  metric_query {
+    id          = "running"
+    return_data = false
+
+    metric {
+      namespace   = "ECS/ContainerInsights"
+      metric_name = "RunningTaskCount"
+      dimensions  = { ClusterName = var.cluster_name, ServiceName = var.service_names["writer"] }
+      stat        = "Minimum"
+      period      = 60
+    }
+  }
+
+  metric_query {
+    id          = "heartbeat"
+    return_data = false
+
+    metric {
+      namespace   = var.metrics_namespace
+      metric_name = "queuefront_dlq_messages"
+      dimensions  = { process = "writer", queue = var.dlq_names["ingest"] }
+      stat        = "SampleCount"
+      period      = 60
+    }
+  }
+
+  metric_query {
+    id          = "silent"
+    label       = "writer running without metrics"
+    expression  = "IF(FILL(running, 0) > 0 AND FILL(heartbeat, 0) == 0, 1, 0)"
+    return_data = true
+  }
+}
+
+# --- clocks ------------------------------------------------------------------------------------
+# queuefront_clock_offset_seconds: how far a process's wall clock is from the shared
+# reference (Redis TIME). Cross-process times (deadlines in envelopes, ingest lag) assume
+# the clocks agree; SigV4 refuses requests 5 minutes off. Any process more than
+# clock_offset_threshold_s off, ahead or behind, pages.
+
+resource "aws_cloudwatch_metric_alarm" "clock_offset" {
+  for_each = toset(["api", "worker", "writer"])
+
+  alarm_name          = "${var.name}-${each.key}-clock-offset"
+  alarm_description   = "A ${each.key} process's clock is more than ${var.clock_offset_threshold_s}s from the reference (Redis TIME): deadlines and lags computed across processes are off by as much. Runbook: ${format(local.runbook, "clock-offset")}"
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.clock_offset_threshold_s
+  evaluation_periods  = 3
+  datapoints_to_alarm = 2
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+  tags                = var.tags
+
+  metric_query {
+    id          = "ahead"
+    return_data = false
+
+    metric {
+      namespace   = var.metrics_namespace
+      metric_name = "queuefront_clock_offset_seconds"
+      dimensions  = { process = each.key }
+      stat        = "Maximum"
+      period      = 60
+    }
+  }
+
+  metric_query {
+    id          = "behind"
+    return_data = false
+
+    metric {
+      namespace   = var.metrics_namespace
+      metric_name = "queuefront_clock_offset_seconds"
+      dimensions  = { process = each.key }
+      stat        = "Minimum"
+      period      = 60
+    }
+  }
+
+  metric_query {
+    id          = "offset"
+    label       = "largest clock offset (s)"
+    expression  = "MAX([ABS(ahead), ABS(behind)])"
+    return_data = true
+  }
+}
+
+# --- direct calls to the API --------------------------------------------------------------------
+# The API's own WAF refuses whatever did not come through CloudFront (edge module). Refusals
+# cost nothing downstream, but a steady stream means someone knows the API's address and
+# is probing it: worth knowing, and a sign the origin secret may have leaked if the
+# refusals stop while the traffic goes on.
+
+resource "aws_cloudwatch_metric_alarm" "direct_calls" {
+  alarm_name          = "${var.name}-api-direct-calls"
+  alarm_description   = "Over ${var.direct_calls_threshold} requests in 5 minutes reached the API's execute-api endpoint without coming through CloudFront (refused by its WAF). Runbook: ${format(local.runbook, "direct-calls")}"
+  namespace           = "AWS/WAFV2"
+  metric_name         = "BlockedRequests"
+  dimensions          = { WebACL = var.api_web_acl_name, Region = local.region, Rule = "ALL" }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.direct_calls_threshold
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+  tags                = var.tags
+}
+
 # --- the SLA dashboard -----------------------------------------------------------------------
 # The kiosk seed's view: requests by outcome, reply latency percentiles, backlog and the age
 # of the oldest message, then the queuefront metrics that explain them.
@@ -308,9 +472,9 @@ locals {
     {
       title = "Requests by outcome (API Gateway)"
       metrics = [
-        ["AWS/ApiGateway", "Count", "ApiId", var.api_id, "Stage", "$default", { stat = "Sum", label = "requests" }],
-        ["AWS/ApiGateway", "4xx", "ApiId", var.api_id, "Stage", "$default", { stat = "Sum", label = "4xx" }],
-        ["AWS/ApiGateway", "5xx", "ApiId", var.api_id, "Stage", "$default", { stat = "Sum", label = "5xx" }],
+        ["AWS/ApiGateway", "Count", "ApiName", var.api_name, "Stage", var.api_stage, { stat = "Sum", label = "requests" }],
+        ["AWS/ApiGateway", "4XXError", "ApiName", var.api_name, "Stage", var.api_stage, { stat = "Sum", label = "4xx" }],
+        ["AWS/ApiGateway", "5XXError", "ApiName", var.api_name, "Stage", var.api_stage, { stat = "Sum", label = "5xx" }],
       ]
     },
     {
@@ -325,7 +489,7 @@ locals {
       title = "Reply latency percentiles (API Gateway, seconds to the viewer's answer)"
       metrics = [
         for p in ["p50", "p90", "p99"] :
-        ["AWS/ApiGateway", "Latency", "ApiId", var.api_id, "Stage", "$default", { stat = p, label = p }]
+        ["AWS/ApiGateway", "Latency", "ApiName", var.api_name, "Stage", var.api_stage, { stat = p, label = p }]
       ]
     },
     {

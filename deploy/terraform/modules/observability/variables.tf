@@ -39,9 +39,47 @@ variable "target_group_arn_suffix" {
   description = "api target group ARN suffix (CloudWatch dimension TargetGroup)."
 }
 
-variable "api_id" {
+variable "api_name" {
   type        = string
-  description = "API Gateway HTTP API id."
+  description = "API Gateway REST API name (CloudWatch dimension ApiName)."
+}
+
+variable "api_stage" {
+  type        = string
+  description = "The API's stage (CloudWatch dimension Stage)."
+}
+
+variable "api_web_acl_name" {
+  type        = string
+  description = "Name of the regional WAF web ACL on the API's stage (its BlockedRequests are direct calls)."
+}
+
+variable "direct_calls_threshold" {
+  type        = number
+  description = "Requests in 5 minutes the API's WAF may refuse (callers that skipped CloudFront) before the direct-calls alarm fires."
+  default     = 100
+}
+
+variable "clock_offset_threshold_s" {
+  type        = number
+  description = "Seconds a process's clock may be off the reference (queuefront_clock_offset_seconds, either way) before the clock alarm pages."
+  default     = 1
+
+  validation {
+    condition     = var.clock_offset_threshold_s > 0
+    error_message = "clock_offset_threshold_s must be positive."
+  }
+}
+
+variable "alarm_subscriptions" {
+  type        = map(object({ protocol = string, endpoint = string }))
+  description = "Subscribers of the alarm (paging) topic besides alarm_emails, by a name of your choice: a paging service's HTTPS endpoint, SMS, a Lambda or SQS queue of a chat integration."
+  default     = {}
+
+  validation {
+    condition     = alltrue([for s in values(var.alarm_subscriptions) : contains(["email", "email-json", "http", "https", "sms", "lambda", "sqs", "firehose", "application"], s.protocol)])
+    error_message = "alarm_subscriptions protocols must be SNS protocols (email, https, sms, lambda, sqs, ...)."
+  }
 }
 
 variable "api_5xx_threshold_percent" {

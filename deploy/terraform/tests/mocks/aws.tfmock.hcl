@@ -55,8 +55,20 @@ mock_resource "aws_cloudfront_function" {
   defaults = { arn = "arn:aws:cloudfront::123456789012:function/queuefront-viewer-address" }
 }
 
-mock_resource "aws_apigatewayv2_api" {
-  defaults = { api_endpoint = "https://abcdef1234.execute-api.eu-west-1.amazonaws.com", id = "abcdef1234" }
+mock_resource "aws_api_gateway_rest_api" {
+  defaults = { id = "abcdef1234", root_resource_id = "root0000" }
+}
+
+mock_resource "aws_api_gateway_stage" {
+  defaults = { arn = "arn:aws:apigateway:eu-west-1::/restapis/abcdef1234/stages/live" }
+}
+
+mock_resource "aws_api_gateway_vpc_link" {
+  defaults = { id = "vpclink1" }
+}
+
+mock_resource "aws_wafv2_web_acl_association" {
+  defaults = { id = "association" }
 }
 
 mock_resource "aws_ecs_cluster" {
@@ -80,7 +92,16 @@ mock_resource "aws_cloudcontrolapi_resource" {
 }
 
 mock_resource "aws_db_instance" {
-  defaults = { address = "queuefront-postgres.abcdefghijkl.eu-west-1.rds.amazonaws.com", port = 5432, id = "db-ABCDEFGHIJKLMNOPQRSTUVWXYZ" }
+  defaults = {
+    address            = "queuefront-postgres.abcdefghijkl.eu-west-1.rds.amazonaws.com"
+    port               = 5432
+    id                 = "db-ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    master_user_secret = [{ secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-mocked-AbCdEf", kms_key_id = "arn:aws:kms:eu-west-1:123456789012:key/1111", secret_status = "active" }]
+  }
+}
+
+mock_resource "aws_secretsmanager_secret_version" {
+  defaults = { arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:mocked-AbCdEf" }
 }
 
 mock_resource "aws_elasticache_replication_group" {
@@ -94,4 +115,10 @@ mock_data "aws_secretsmanager_random_password" {
 
 mock_data "aws_secretsmanager_secret_version" {
   defaults = { secret_string = "Mocked0Secret0Value0With0Enough0Characters0" }
+}
+
+# What a service runs after the apply: the task definition the apply registered (a
+# rolled-back deployment is simulated by overriding it).
+mock_data "aws_ecs_service" {
+  defaults = { task_definition = "arn:aws:ecs:eu-west-1:123456789012:task-definition/queuefront:1" }
 }

@@ -28,12 +28,15 @@ variables {
   writer_queue_name   = "qf-ingest"
   alb_resource_label  = "app/qf-api/1/targetgroup/qf-api/2"
 
-  worker_min_tasks            = 3
-  worker_max_tasks            = 12
-  worker_concurrency          = 32
-  backend_max_concurrency     = 400
-  worker_acceptable_latency_s = 5
-  worker_processing_time_s    = 0.05
+  worker_min_tasks   = 4
+  worker_max_tasks   = 10
+  worker_concurrency = 32
+
+  worker_deployment_maximum_percent         = 125
+  worker_deployment_minimum_healthy_percent = 100
+  backend_max_concurrency                   = 400
+  worker_acceptable_latency_s               = 5
+  worker_processing_time_s                  = 0.05
 
   writer_min_tasks            = 0
   writer_max_tasks            = 4
@@ -56,7 +59,7 @@ run "backlog_targets_are_messages_per_task" {
   }
 
   assert {
-    condition     = aws_appautoscaling_target.worker.min_capacity == 3 && aws_appautoscaling_target.worker.max_capacity == 12
+    condition     = aws_appautoscaling_target.worker.min_capacity == 4 && aws_appautoscaling_target.worker.max_capacity == 10
     error_message = "worker: between worker_min_tasks and worker_max_tasks"
   }
 
@@ -177,7 +180,38 @@ run "peak_backend_calls" {
 
   assert {
     condition     = output.worker_peak_backend_calls == 384
-    error_message = "12 tasks x 32 slots with no deploy overlap"
+    error_message = "10 tasks + 25% deploy overlap, rounded down as ECS does: 12 x 32 slots"
+  }
+
+  assert {
+    condition     = output.worker_deploy_headroom_at_min == 1
+    error_message = "a deploy at the minimum count (4) can start one task before stopping one"
+  }
+}
+
+run "a_deploy_that_cannot_start_a_task_is_refused" {
+  command = plan
+
+  variables {
+    worker_deployment_maximum_percent = 120
+  }
+
+  # floor(4 x 1.2) = 4: with 100% kept healthy, ECS could never start the first new task
+  expect_failures = [aws_appautoscaling_target.worker]
+}
+
+run "a_deploy_may_drop_capacity_if_asked" {
+  command = plan
+
+  variables {
+    worker_deployment_maximum_percent         = 100
+    worker_deployment_minimum_healthy_percent = 50
+    worker_max_tasks                          = 12
+  }
+
+  assert {
+    condition     = output.worker_peak_backend_calls == 384
+    error_message = "without overlap 12 tasks fit the backend"
   }
 }
 
@@ -195,7 +229,7 @@ run "too_many_workers_for_the_backend_are_refused" {
   command = plan
 
   variables {
-    worker_max_tasks = 13
+    worker_max_tasks = 11
   }
 
   expect_failures = [aws_appautoscaling_target.worker]

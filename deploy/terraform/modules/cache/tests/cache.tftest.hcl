@@ -42,3 +42,31 @@ run "tls_auth_and_narrow_paths" {
     error_message = "the alarm links its runbook"
   }
 }
+
+run "exactly_once_keys_are_never_evicted" {
+  command = apply
+
+  assert {
+    condition     = aws_elasticache_replication_group.this.parameter_group_name == aws_elasticache_parameter_group.this.name
+    error_message = "the replication group uses the module's parameter group, not a default one (volatile-lru)"
+  }
+
+  assert {
+    condition     = [for p in aws_elasticache_parameter_group.this.parameter : p.value if p.name == "maxmemory-policy"] == ["noeviction"]
+    error_message = "maxmemory-policy is noeviction: claims, idempotency records, tombstones and tally markers are never evicted"
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.evictions.metric_name == "Evictions" && aws_cloudwatch_metric_alarm.evictions.threshold == 0 &&
+      aws_cloudwatch_metric_alarm.evictions.comparison_operator == "GreaterThanThreshold" &&
+      aws_cloudwatch_metric_alarm.evictions.alarm_actions == toset([var.alarm_topic_arn])
+    )
+    error_message = "any eviction pages"
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.memory.metric_name == "DatabaseMemoryUsagePercentage" && aws_cloudwatch_metric_alarm.memory.threshold == 80 && aws_cloudwatch_metric_alarm.memory.alarm_actions == toset([var.alarm_topic_arn])
+    error_message = "memory over 80% pages, before a full Redis refuses writes"
+  }
+}

@@ -66,12 +66,21 @@ variables {
     ingest = "arn:aws:sqs:eu-west-1:123456789012:qf-ingest-dlq"
   }
   dlq_suffix              = "-dlq"
-  max_receive_count       = 3
-  visibility_timeout_s    = { worker = 60, writer = 120 }
-  redis_url_secret_arn    = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:qf/redis/url-AAAAAA"
-  database_url_secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:qf/postgres/url-BBBBBB"
-  backend_url             = "https://legacy.example.com:8443/base"
-  kms_key_arn             = "arn:aws:kms:eu-west-1:123456789012:key/1111"
+  dlq_names               = { high = "qf-high-dlq", normal = "qf-normal-dlq", ingest = "qf-ingest-dlq" }
+  alb_arn_suffix          = "app/qf-api/1"
+  target_group_arn_suffix = "targetgroup/qf-api/2"
+  runbook_base_url        = "https://example.com/runbooks"
+  # the root's values for worker_min_tasks = 4 (the smallest overlap that starts one task)
+  worker_deployment_maximum_percent         = 125
+  worker_deployment_minimum_healthy_percent = 100
+  max_receive_count                         = 3
+  visibility_timeout_s                      = { worker = 60, writer = 120 }
+  redis_url_secret_arn                      = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:qf/redis/url-AAAAAA"
+  database_url_secret_arn                   = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:qf/postgres/url-BBBBBB"
+  # RDS-managed secrets are named rds!db-<uuid>
+  database_password_secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-0000-CCCCCC"
+  backend_url                  = "https://legacy.example.com:8443/base"
+  kms_key_arn                  = "arn:aws:kms:eu-west-1:123456789012:key/1111"
   settings = {
     http_port                 = 8080
     metrics_port              = 9100
@@ -203,8 +212,16 @@ run "environment_and_secrets" {
   }
 
   assert {
-    condition     = [for s in jsondecode(aws_ecs_task_definition.this["writer"].container_definitions)[0].secrets : s.name] == ["QF_DATABASE_URL", "QF_REDIS_URL"]
-    error_message = "the writer gets the database and Redis URLs from Secrets Manager"
+    condition     = [for s in jsondecode(aws_ecs_task_definition.this["writer"].container_definitions)[0].secrets : s.name] == ["PGPASSWORD", "QF_DATABASE_URL", "QF_REDIS_URL"]
+    error_message = "the writer gets the database and Redis URLs and the database password from Secrets Manager"
+  }
+
+  assert {
+    condition = alltrue([
+      for p in ["writer", "migrate", "admin"] :
+      { for s in jsondecode(aws_ecs_task_definition.this[p].container_definitions)[0].secrets : s.name => s.valueFrom }["PGPASSWORD"] == "${var.database_password_secret_arn}:password::"
+    ])
+    error_message = "every database client gets PGPASSWORD from the password key of the RDS-managed secret"
   }
 
   assert {
@@ -325,6 +342,20 @@ run "consumers_may_not_consume_their_dead_letters" {
     condition     = anytrue([for st in jsondecode(aws_iam_role_policy.task["api"].policy).Statement : contains(st.Action, "kms:GenerateDataKey")])
     error_message = "the api sends to SSE-KMS queues: it needs a data key"
   }
+
+  # the writer refuses bad direct votes to its DLQ itself: it may send there, never receive
+  assert {
+    condition = alltrue(flatten([
+      for st in jsondecode(aws_iam_role_policy.task["writer"].policy).Statement : [
+        for r in st.Resource : (
+          r == var.dlq_arns.ingest ?
+          contains(st.Action, "sqs:SendMessage") && !contains(st.Action, "sqs:ReceiveMessage") && !contains(st.Action, "sqs:DeleteMessage") :
+          contains(st.Action, "sqs:ReceiveMessage") && !contains(st.Action, "sqs:SendMessage")
+        )
+      ] if startswith(st.Action[0], "sqs:")
+    ])) && anytrue([for st in jsondecode(aws_iam_role_policy.task["writer"].policy).Statement : contains(st.Action, "kms:GenerateDataKey")])
+    error_message = "writer: receives from ingest only, sends (refusals) to the ingest DLQ only, with a data key for it"
+  }
 }
 
 run "execution_role_reads_exactly_the_injected_secrets" {
@@ -333,8 +364,8 @@ run "execution_role_reads_exactly_the_injected_secrets" {
   assert {
     condition = toset(flatten([
       for st in jsondecode(aws_iam_role_policy.execution.policy).Statement : st.Resource if st.Sid == "ReadInjectedSecrets"
-    ])) == toset([var.redis_url_secret_arn, var.database_url_secret_arn])
-    error_message = "the execution role reads the Redis and database URL secrets, nothing else"
+    ])) == toset([var.redis_url_secret_arn, var.database_url_secret_arn, var.database_password_secret_arn])
+    error_message = "the execution role reads the Redis and database URL secrets and the RDS-managed password secret (the secret, not a JSON key's reference), nothing else"
   }
 
   assert {
@@ -347,7 +378,7 @@ run "services_start_after_the_listener_and_wait_for_steady_state" {
   command = plan
 
   assert {
-    condition     = terraform_data.api_listener.input == var.api_listener_arn
+    condition     = terraform_data.prerequisites.input["listener"] == [var.api_listener_arn]
     error_message = "the services wait for the ALB listener"
   }
 
@@ -362,8 +393,23 @@ run "services_start_after_the_listener_and_wait_for_steady_state" {
   }
 
   assert {
-    condition     = aws_ecs_service.this["worker"].deployment_maximum_percent == 100 && aws_ecs_service.this["worker"].deployment_minimum_healthy_percent == 50
-    error_message = "worker deploys do not overlap (the backend bound holds during deploys)"
+    condition     = aws_ecs_service.this["worker"].deployment_maximum_percent == var.worker_deployment_maximum_percent && aws_ecs_service.this["worker"].deployment_minimum_healthy_percent == 100
+    error_message = "worker deploys keep every worker running and overlap by what the root allows (the backend bound is the autoscaling module's precondition)"
+  }
+
+  assert {
+    condition     = aws_ecs_service.this["api"].deployment_minimum_healthy_percent == 100 && aws_ecs_service.this["writer"].deployment_minimum_healthy_percent == 100
+    error_message = "api and writer deploys never drop below their count"
+  }
+
+  assert {
+    condition     = alltrue([for s in aws_ecs_service.this : one(s.network_configuration).assign_public_ip == false])
+    error_message = "no task gets a public IP (private subnets; NAT and VPC endpoints for AWS APIs)"
+  }
+
+  assert {
+    condition     = [for st in aws_ecs_cluster.this.setting : st.value if st.name == "containerInsights"] == ["enabled"]
+    error_message = "Container Insights is on: the backlog-per-task scaling and the worker alarm read its RunningTaskCount"
   }
 
   assert {
@@ -413,4 +459,47 @@ run "stop_timeout_must_outlast_the_drain" {
   }
 
   expect_failures = [aws_ecs_task_definition.this]
+}
+
+run "a_bad_image_is_rolled_back_by_alarms" {
+  command = plan
+
+  assert {
+    condition = alltrue([for s in aws_ecs_service.this : one(s.alarms).enable && one(s.alarms).rollback]) && {
+      for k, s in aws_ecs_service.this : k => one(s.alarms).alarm_names
+      } == {
+      api    = toset(["qf-deploy-api-errors", "qf-deploy-api-unhealthy"])
+      worker = toset(["qf-deploy-worker-dlq"])
+      writer = toset(["qf-deploy-writer-dlq"])
+    }
+    error_message = "each service's deployment is watched by its alarms and rolled back when one fires"
+  }
+
+  assert {
+    condition = (
+      { for q in aws_cloudwatch_metric_alarm.deployment["api-errors"].metric_query : q.id => q.expression if q.return_data } == { signal = "IF(FILL(requests, 0) > 0, 100 * (FILL(app500, 0) + FILL(elb5xx, 0)) / requests, 0)" } &&
+      [for q in aws_cloudwatch_metric_alarm.deployment["api-errors"].metric_query : one(q.metric).dimensions if q.id == "app500"] == [tomap({ process = "api", status = "500" })] &&
+      aws_cloudwatch_metric_alarm.deployment["api-errors"].threshold == 5
+    )
+    error_message = "the api rolls back on its own 500s and the ALB's 5xx over 5% (not on the 503/504 an overload answers by design)"
+  }
+
+  assert {
+    condition     = [for q in aws_cloudwatch_metric_alarm.deployment["api-unhealthy"].metric_query : one(q.metric).metric_name if q.id == "unhealthy"] == ["UnHealthyHostCount"] && aws_cloudwatch_metric_alarm.deployment["api-unhealthy"].threshold == 0
+    error_message = "an api target failing liveness rolls the deploy back"
+  }
+
+  assert {
+    condition = (
+      toset([for q in aws_cloudwatch_metric_alarm.deployment["worker-dlq"].metric_query : one(q.metric).dimensions["QueueName"] if !q.return_data]) == toset(["qf-high-dlq", "qf-normal-dlq"]) &&
+      toset([for q in aws_cloudwatch_metric_alarm.deployment["writer-dlq"].metric_query : one(q.metric).dimensions["QueueName"] if !q.return_data]) == toset(["qf-ingest-dlq"]) &&
+      aws_cloudwatch_metric_alarm.deployment["worker-dlq"].comparison_operator == "GreaterThanThreshold" && aws_cloudwatch_metric_alarm.deployment["worker-dlq"].threshold == 0
+    )
+    error_message = "a worker or writer whose DLQs grow during its deploy is rolled back"
+  }
+
+  assert {
+    condition     = alltrue([for a in aws_cloudwatch_metric_alarm.deployment : strcontains(a.alarm_description, "https://example.com/runbooks/deployment-failed.md")])
+    error_message = "each deployment alarm links its runbook"
+  }
 }

@@ -38,17 +38,32 @@ run "major_version_only_and_verified_tls" {
   }
 }
 
-run "the_url_follows_the_endpoint" {
+run "the_password_is_rds_managed_and_never_in_terraform" {
   command = apply
 
   assert {
-    condition     = terraform_data.endpoint.input == "queuefront-postgres.abcdefghijkl.eu-west-1.rds.amazonaws.com:5432"
-    error_message = "the URL secret is keyed on the instance's address and port (a new endpoint rewrites it)"
+    condition     = aws_db_instance.this.manage_master_user_password && aws_db_instance.this.master_user_secret_kms_key_id == var.kms_key_arn
+    error_message = "RDS generates, keeps (under the stack's key) and rotates the master password"
   }
 
   assert {
-    condition     = aws_secretsmanager_secret_version.url.secret_string_wo_version == var.password_version
-    error_message = "the URL is written with the password's version"
+    condition     = aws_db_instance.this.password == null && aws_db_instance.this.password_wo == null
+    error_message = "no password argument: the value never passes through Terraform"
+  }
+
+  assert {
+    condition     = aws_secretsmanager_secret_version.url.secret_string == "postgresql://queuefront@queuefront-postgres.abcdefghijkl.eu-west-1.rds.amazonaws.com:5432/queuefront?sslmode=verify-full&sslrootcert=/app/certs/rds-global-bundle.pem"
+    error_message = "the URL secret is the instance's endpoint, the user and TLS options, and no password (PGPASSWORD comes from the managed secret)"
+  }
+
+  assert {
+    condition     = output.password_secret_arn == "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-mocked-AbCdEf"
+    error_message = "the module hands on the RDS-managed secret"
+  }
+
+  assert {
+    condition     = aws_secretsmanager_secret_rotation.master.secret_id == output.password_secret_arn && one(aws_secretsmanager_secret_rotation.master.rotation_rules).automatically_after_days == 30 && aws_secretsmanager_secret_rotation.master.rotate_immediately == false
+    error_message = "the managed secret rotates on the schedule given (password_rotation_days), not on every apply"
   }
 }
 

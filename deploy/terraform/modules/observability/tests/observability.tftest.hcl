@@ -14,7 +14,9 @@ variables {
   service_names           = { api = "qf-api", worker = "qf-worker", writer = "qf-writer" }
   alb_arn_suffix          = "app/qf-api/1"
   target_group_arn_suffix = "targetgroup/qf-api/2"
-  api_id                  = "abcdef1234"
+  api_name                = "qf"
+  api_stage               = "live"
+  api_web_acl_name        = "qf-api"
   queue_names             = { high = "qf-high", normal = "qf-normal", ingest = "qf-ingest" }
   dlq_names               = { high = "qf-high-dlq", normal = "qf-normal-dlq", ingest = "qf-ingest-dlq" }
   runbook_base_url        = "https://example.com/runbooks"
@@ -46,8 +48,10 @@ run "alarms_watch_the_sla" {
   }
 
   assert {
-    condition     = aws_cloudwatch_metric_alarm.api_5xx_rate.threshold == 5
-    error_message = "API Gateway 5xx over 5% alarms"
+    condition = aws_cloudwatch_metric_alarm.api_5xx_rate.threshold == 5 && toset([
+      for q in aws_cloudwatch_metric_alarm.api_5xx_rate.metric_query : "${one(q.metric).metric_name} ${jsonencode(one(q.metric).dimensions)}" if q.expression == null
+    ]) == toset(["5XXError {\"ApiName\":\"qf\",\"Stage\":\"live\"}", "Count {\"ApiName\":\"qf\",\"Stage\":\"live\"}"])
+    error_message = "the REST API's 5XXError over 5% of its Count alarms (REST metric names and dimensions)"
   }
 
   assert {
@@ -65,6 +69,10 @@ run "every_alarm_pages_and_links_its_runbook" {
         aws_cloudwatch_metric_alarm.api_5xx_rate, aws_cloudwatch_metric_alarm.reply_timeout_rate,
         aws_cloudwatch_metric_alarm.admission_rejections, aws_cloudwatch_metric_alarm.ingest_lag,
         aws_cloudwatch_metric_alarm.api_unhealthy_hosts, aws_cloudwatch_metric_alarm.worker_not_running,
+        aws_cloudwatch_metric_alarm.metrics_missing["api"], aws_cloudwatch_metric_alarm.metrics_missing["worker"],
+        aws_cloudwatch_metric_alarm.writer_metrics_missing, aws_cloudwatch_metric_alarm.clock_offset["api"],
+        aws_cloudwatch_metric_alarm.clock_offset["worker"], aws_cloudwatch_metric_alarm.clock_offset["writer"],
+        aws_cloudwatch_metric_alarm.direct_calls,
       ] : a.alarm_actions == toset([aws_sns_topic.alarms.arn])
     ])
     error_message = "every alarm notifies the alarm topic"
@@ -145,5 +153,68 @@ run "the_dashboard_shows_the_sla" {
       if w.properties.title == "Age of the oldest message (seconds)"
     ])) == toset(["qf-high", "qf-normal", "qf-ingest"])
     error_message = "the age of the oldest message of every queue"
+  }
+}
+
+run "paging_is_more_than_email" {
+  command = plan
+
+  variables {
+    alarm_emails        = ["oncall@example.com"]
+    alarm_subscriptions = { pager = { protocol = "https", endpoint = "https://events.pagerduty.example/integration/abc/enqueue" } }
+  }
+
+  assert {
+    condition = toset([for s in aws_sns_topic_subscription.alarms : "${s.protocol} ${s.endpoint}"]) == toset([
+      "email oncall@example.com", "https https://events.pagerduty.example/integration/abc/enqueue",
+    ]) && alltrue([for s in aws_sns_topic_subscription.alarms : s.topic_arn == aws_sns_topic.alarms.arn])
+    error_message = "the alarm topic pages every subscriber given, e-mail or not"
+  }
+}
+
+run "a_silent_collector_pages" {
+  command = plan
+
+  assert {
+    condition = alltrue([
+      for k, a in aws_cloudwatch_metric_alarm.metrics_missing :
+      a.treat_missing_data == "breaching" && a.namespace == "queuefront" && a.dimensions["process"] == k && a.comparison_operator == "LessThanThreshold" && a.threshold == 1
+    ]) && toset(keys(aws_cloudwatch_metric_alarm.metrics_missing)) == toset(["api", "worker"])
+    error_message = "no heartbeat from the api or the worker pages (missing data breaches)"
+  }
+
+  assert {
+    condition     = { for q in aws_cloudwatch_metric_alarm.writer_metrics_missing.metric_query : q.id => q.expression if q.return_data } == { silent = "IF(FILL(running, 0) > 0 AND FILL(heartbeat, 0) == 0, 1, 0)" }
+    error_message = "a running writer without metrics pages; a writer scaled to zero does not"
+  }
+
+  assert {
+    condition     = strcontains(aws_cloudwatch_metric_alarm.metrics_missing["api"].alarm_description, "https://example.com/runbooks/metrics-missing.md")
+    error_message = "the heartbeat alarm links its runbook"
+  }
+}
+
+run "a_clock_off_by_more_than_a_second_pages" {
+  command = plan
+
+  assert {
+    condition = alltrue([
+      for k, a in aws_cloudwatch_metric_alarm.clock_offset :
+      a.threshold == 1 && a.comparison_operator == "GreaterThanThreshold" &&
+      { for q in a.metric_query : q.id => q.expression if q.return_data } == { offset = "MAX([ABS(ahead), ABS(behind)])" } &&
+      toset([for q in a.metric_query : "${one(q.metric).metric_name} ${one(q.metric).stat} ${one(q.metric).dimensions["process"]}" if !q.return_data]) == toset([
+        "queuefront_clock_offset_seconds Maximum ${k}", "queuefront_clock_offset_seconds Minimum ${k}",
+      ])
+    ]) && length(aws_cloudwatch_metric_alarm.clock_offset) == 3
+    error_message = "every process's clock offset beyond 1 s, ahead or behind, pages"
+  }
+}
+
+run "direct_calls_are_seen" {
+  command = plan
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.direct_calls.namespace == "AWS/WAFV2" && aws_cloudwatch_metric_alarm.direct_calls.metric_name == "BlockedRequests" && aws_cloudwatch_metric_alarm.direct_calls.dimensions == tomap({ WebACL = "qf-api", Region = "eu-west-1", Rule = "ALL" })
+    error_message = "requests the API's WAF refused (they skipped CloudFront) are counted and alarm"
   }
 }
