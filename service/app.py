@@ -46,6 +46,7 @@ from service.idempotency import Idempotency
 from service.packer import Packer
 from service.ratelimit import RateLimiter
 from service.replies import Channel, ReplyWaiter
+from service.scaling_signal import ScalingSignal, parse_dimensions
 
 log = get_logger(__name__)
 
@@ -112,6 +113,24 @@ async def sqs_ctx(app: web.Application) -> AsyncIterator[None]:
             await packer.close()
         for ops in app[QUEUES].values():
             await ops.close()
+
+
+async def scaling_signal_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The pod's scaling signal on stdout (service/scaling_signal.py), when asked for."""
+    settings = app[SETTINGS]
+    if settings.scaling_signal_interval_s <= 0:
+        yield
+        return
+    signal = ScalingSignal(
+        app[MONITOR],
+        lambda: app[WAITER].pending,
+        interval_s=settings.scaling_signal_interval_s,
+        namespace=settings.scaling_signal_namespace,
+        dimensions=parse_dimensions(settings.scaling_signal_dimensions),
+    )
+    await signal.start()
+    yield
+    await signal.stop()
 
 
 async def probes_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -189,7 +208,7 @@ def init_app(settings: Settings | None = None) -> web.Application:
     app[POD_ID] = settings.pod_id or uuid.uuid4().hex[:12]
     live: probes.LiveCheck = partial(handlers.live, app)
     app[probes.LIVE_CHECK] = live
-    app.cleanup_ctx.extend([redis_ctx, replies_ctx, sqs_ctx, probes_ctx])
+    app.cleanup_ctx.extend([redis_ctx, replies_ctx, sqs_ctx, scaling_signal_ctx, probes_ctx])
     # after the contexts' start-up (aiohttp runs them first): what they built is frozen too
     app.on_startup.append(_settle_heap)
     add_routes(app, table.routes)

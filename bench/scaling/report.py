@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from bench.scaling import criteria
 from bench.scaling.scenario import CLASSES
 from bench.scaling.sim import Simulation
 from bench.scaling.workers import receivers_per_queue
@@ -88,6 +89,8 @@ def per_minute(sim: Simulation) -> list[dict[str, Any]]:
                 "answered": {c: sum(s.answered[c][i:j]) for c in CLASSES},
                 "shed": {c: sum(s.shed[c][i:j]) for c in CLASSES},
                 "backend_capacity": round(sum(s.backend_capacity_rps[i:j]) * dt, 1),
+                "backend_offered": sum(s.backend_offered[i:j]),
+                "backend_answered": sum(s.backend_answered[i:j]),
                 "tasks": {k: max(v[i:j]) for k, v in s.running.items()},
             }
         )
@@ -109,7 +112,7 @@ def result(sim: Simulation, overrides: dict[str, Any] | None = None) -> dict[str
     if first_up is not None:
         later = [t for t in first_serving if t >= first_up]
         first_scale_out = _round(min(later) - first_up, 1) if later else None
-    return {
+    out: dict[str, Any] = {
         "scenario": sim.scenario.name,
         "duration_s": sim.scenario.duration_s,
         "overrides": overrides or {},
@@ -160,6 +163,8 @@ def result(sim: Simulation, overrides: dict[str, Any] | None = None) -> dict[str
         ],
         "minutes": per_minute(sim),
     }
+    out["criteria"] = criteria.as_json(criteria.evaluate(out, sim.scenario.changes_s()))
+    return out
 
 
 def table(r: dict[str, Any]) -> str:
@@ -202,6 +207,16 @@ def table(r: dict[str, Any]) -> str:
                 for c, reasons in r["shed_reasons"].items()
             )
         )
+    crit = r["criteria"]
+    lines.append(
+        "criteria "
+        + ("met" if crit["ok"] else "NOT met")
+        + ": "
+        + "; ".join(
+            f"{name} {'ok' if c['ok'] else 'FAIL'} ({c['detail']})"
+            for name, c in crit["checks"].items()
+        )
+    )
     acts = r["scaling_activities"]
     if acts:
         lines.append(

@@ -12,16 +12,25 @@ output "policy_arns" {
   description = "Scaling policy ARNs by name."
   value = {
     api_cpu          = aws_appautoscaling_policy.api_cpu.arn
-    api_requests     = aws_appautoscaling_policy.api_requests.arn
+    api_requests     = one(aws_appautoscaling_policy.api_requests[*].arn)
+    api_fast         = aws_appautoscaling_policy.api_fast.arn
     worker_backlog   = aws_appautoscaling_policy.worker_backlog.arn
     writer_backlog   = aws_appautoscaling_policy.writer_backlog.arn
     writer_from_zero = aws_appautoscaling_policy.writer_from_zero.arn
     writer_to_zero   = aws_appautoscaling_policy.writer_to_zero.arn
-    worker_admission = aws_appautoscaling_policy.worker_admission.arn
+    worker_demand    = aws_appautoscaling_policy.worker_demand.arn
+    worker_fast      = aws_appautoscaling_policy.worker_fast.arn
   }
 }
 
 output "worker_peak_backend_calls" {
   description = "Most concurrent calls the workers can make on the legacy backend: at full scale, during a deploy."
   value       = local.worker_peak_backend_calls
+}
+
+output "scheduled_actions" {
+  description = "The scheduled actions of scaling_events: name => schedule, service, minimum."
+  value = {
+    for k, a in local.event_actions : "${var.name}-${k}" => { schedule = a.schedule, service = a.service, min_tasks = a.min }
+  }
 }
