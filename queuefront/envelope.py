@@ -4,6 +4,11 @@ Requests travel through SQS, whose bodies must be text: they are JSON, with the 
 body kept as text when it is valid UTF-8 (the usual case, and it keeps the whole message size
 for JSON bodies) and base64 otherwise. Replies travel through Redis, which takes bytes:
 they are msgpack, so a binary body costs nothing extra.
+
+Every message body leaves through ``sqs_safe``: SQS refuses a body holding a character
+outside XML's set (``InvalidMessageContents``), and client text — a vote's field, a
+header, a path, a body — may hold one. Escaped, not refused: the client's text arrives
+exactly as sent, and no message (with up to 50 other clients' votes in it) fails for it.
 """
 
 from __future__ import annotations
@@ -18,8 +23,25 @@ import msgspec
 
 Headers = list[tuple[str, str]]
 
-# Characters that are valid in UTF-8 but not in an SQS message body.
-_SQS_FORBIDDEN = ("\ufffe", "\uffff")
+_SQS_ESCAPES = ((b"\xef\xbf\xbe", b"\\ufffe"), (b"\xef\xbf\xbf", b"\\uffff"))
+"""U+FFFE and U+FFFF in UTF-8, and their JSON escapes."""
+
+
+def sqs_safe(encoded: bytes) -> bytes:
+    """JSON (as this module's encoder writes it) that SQS takes, meaning the same.
+
+    SQS accepts only ``#x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD #x10000-#x10FFFF``. The
+    encoder already escapes every control character below U+0020 and refuses lone
+    surrogates (``UnicodeEncodeError``: not text), which leaves U+FFFE and U+FFFF: they
+    can only stand inside JSON strings, where ``\\uffff`` decodes to the same character.
+    UTF-8 is self-synchronising, so these byte sequences are those characters and
+    nothing else. Costs one scan when neither is there.
+    """
+    if b"\xef\xbf" not in encoded:
+        return encoded
+    for raw, escaped in _SQS_ESCAPES:
+        encoded = encoded.replace(raw, escaped)
+    return encoded
 
 
 class CacheSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -53,6 +75,10 @@ class RequestEnvelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     """Unix time after which nobody waits for the answer."""
     enqueued_at: float
     cache: CacheSpec | None = None
+    keep_s: int = 0
+    """A request with an idempotency key: how long its reply must be kept (the key's
+    lifetime), so a retry after the api's 504 finds it however late (0: the usual
+    ``QF_REPLY_TTL_S``)."""
 
     def body_bytes(self) -> bytes:
         return base64.b64decode(self.body) if self.body_b64 else self.body.encode()
@@ -91,9 +117,7 @@ def pack_body(raw: bytes) -> tuple[str, bool]:
         text = raw.decode()
     except UnicodeDecodeError:
         return base64.b64encode(raw).decode(), True
-    if any(c in text for c in _SQS_FORBIDDEN):
-        return base64.b64encode(raw).decode(), True
-    return text, False
+    return text, False  # U+FFFE/U+FFFF are escaped with the rest of the message (sqs_safe)
 
 
 _json_encoder = msgspec.json.Encoder()
@@ -104,7 +128,8 @@ _cached_decoder = msgspec.msgpack.Decoder(CachedReply)
 
 
 def encode_request(env: RequestEnvelope) -> str:
-    return _json_encoder.encode(env).decode()
+    """Raises ``UnicodeEncodeError`` for a string that is not text (a lone surrogate)."""
+    return sqs_safe(_json_encoder.encode(env)).decode()
 
 
 def decode_request(body: str | bytes) -> RequestEnvelope:
@@ -143,7 +168,7 @@ _ingest_decoder = msgspec.json.Decoder(IngestMessage)
 
 
 def encode_ingest(message: IngestMessage) -> str:
-    return _json_encoder.encode(message).decode()
+    return sqs_safe(_json_encoder.encode(message)).decode()
 
 
 def decode_ingest(body: str | bytes) -> IngestMessage:
@@ -176,3 +201,8 @@ def _ingest_head(route: str) -> bytes:
 
 def encode_json(value: Any) -> bytes:
     return _json_encoder.encode(value)
+
+
+def encode_item(item: Any) -> bytes:
+    """An ingest item, encoded once at the api, as it goes into a message (``sqs_safe``)."""
+    return sqs_safe(_json_encoder.encode(item))

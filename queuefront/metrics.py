@@ -67,6 +67,18 @@ SQS_ENTRIES = Histogram(
 SQS_FAILED_ENTRIES = Counter(
     "queuefront_sqs_failed_entries_total", "Batch entries SQS refused.", ["operation"]
 )
+SENDS_SETTLED = Counter(
+    "queuefront_sends_settled_total",
+    "Requests whose send failed or was not acknowledged in time, by how the api settled "
+    "them: replied, claimed (a worker runs it: awaited), tombstoned (never runs: 503), "
+    "unsettled (Redis did not answer).",
+    ["outcome"],
+)
+SQS_UNKNOWN_SENDS = Counter(
+    "queuefront_sqs_unknown_sends_total",
+    "Messages whose SendMessageBatch answer was lost (read timeout, cut connection, 5xx): "
+    "SQS may have them; never re-sent blindly.",
+)
 QUEUE_BACKLOG = Gauge(
     "queuefront_queue_backlog_messages",
     "ApproximateNumberOfMessages of a queue, as last read.",
@@ -242,6 +254,8 @@ def prime_api(routes: list[tuple[str, str, str, bool]]) -> None:
         REPLIES.labels(outcome)
     for reason in ("invalidation", "resubscribe"):
         CACHE_TIER_DROPS.labels(reason)
+    for outcome in ("replied", "claimed", "tombstoned", "unsettled"):
+        SENDS_SETTLED.labels(outcome)
     for name, kind, priority, cached in routes:
         HTTP_DURATION.labels(name, priority if kind == "proxy" else "none")
         if cached:

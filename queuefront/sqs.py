@@ -8,22 +8,32 @@ messages one by one would spend its CPU on SQS calls instead of on requests.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 from weakref import WeakKeyDictionary
 
+import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.credentials import AioCredentials
 from aiobotocore.session import AioSession, get_session
+from botocore.exceptions import (
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+)
 
 from queuefront import metrics
 from queuefront.batcher import Batcher
 from queuefront.limits import MAX_RECEIVE_MESSAGES
 from queuefront.settings import Settings
-from queuefront.sqswire import open_wire
+from queuefront.sqswire import THROTTLING_CODES, backoff, open_wire
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient as SQSClient
@@ -40,15 +50,74 @@ RECEIVE_ATTRIBUTES = ("ApproximateReceiveCount", "SentTimestamp")
 """The message attributes ``Message`` is built from."""
 
 SEND_ATTEMPTS = 3
-"""Tries of a batch entry that SQS refused for a reason of its own (not the sender's)."""
+"""SendMessageBatch calls for one entry at most: the first, and retries of what SQS
+certainly did not take (throttled, not connected, an entry refused for a reason of its
+own). Never a retry of a call whose answer was lost (``SendUnknown``)."""
+
+SEND_READ_TIMEOUT_S = 10.0
+"""How long a send waits for SQS's answer, whatever the client's own read timeout. An
+acknowledgement that comes late still comes: SQS has the message, and a short timeout
+would turn a slow answer into a failure (or, with a retry, into a second message).
+Callers bound their own waits (a request its window); the call outlives them."""
 
 
 class SQSEntryError(Exception):
-    """One entry of a batch call failed; the other entries may have succeeded."""
+    """SQS answered, and did not take this entry: it is certainly not on the queue. The
+    other entries of the call may have succeeded."""
 
-    def __init__(self, operation: str, code: str, message: str) -> None:
+    def __init__(
+        self, operation: str, code: str, message: str, *, sender_fault: bool = False
+    ) -> None:
         super().__init__(f"{operation}: {code}: {message}")
         self.code = code
+        self.sender_fault = sender_fault
+        """SQS blames the message itself (``InvalidMessageContents``, too long): sending it
+        again would fail again."""
+
+
+class SendUnknown(Exception):
+    """The call that carried this message may have reached SQS, but its answer was lost
+    (a read timeout, a connection cut mid-call, a 5xx, an unreadable answer): the message
+    may be on the queue, or not.
+
+    It is never re-sent blindly: a standard queue has no deduplication, so a re-send
+    after a lost answer is a second message. The caller decides — the api keeps waiting
+    for the reply of a proxied request (``service.proxy``), and re-sends an ingest
+    message only because its items carry ids the writer stores once (``service.packer``).
+    """
+
+    def __init__(self, operation: str, cause: BaseException) -> None:
+        super().__init__(f"{operation}: no answer, the outcome is unknown: {cause!r}")
+        self.cause = cause
+
+
+SendFailure = Literal["unknown", "retry", "throttled", "final"]
+
+
+def send_failure(exc: Exception) -> SendFailure:
+    """What a failed SendMessageBatch call means for its entries.
+
+    ``unknown``: SQS may have carried it out (see ``SendUnknown``); ``retry`` /
+    ``throttled``: it certainly did not (not connected; throttled) and may be tried
+    again; ``final``: it did not, and trying again would not help (refused: access,
+    a missing queue, a batch too long, no credentials).
+    """
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        if not {error.get("Code"), error.get("QueryErrorCode")}.isdisjoint(THROTTLING_CODES):
+            return "throttled"
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        # a 5xx (InternalError, ServiceUnavailable) says nothing of what was stored
+        return "unknown" if status >= 500 or status == 0 else "final"
+    if isinstance(exc, ConnectTimeoutError | NoCredentialsError):
+        return "retry" if isinstance(exc, ConnectTimeoutError) else "final"
+    if isinstance(exc, EndpointConnectionError):
+        # both data planes raise this for any connection error; only a failed connect
+        # (refused, no route, no DNS) proves the request was never written
+        cause = exc.kwargs.get("error")
+        if isinstance(cause, aiohttp.ClientConnectorError | socket.gaierror):
+            return "retry"
+    return "unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,12 +146,18 @@ async def open_client(
     read_timeout_s: float | None = None,
     attempts: int = 3,
     data_plane: DataPlane | None = None,
+    send_read_timeout_s: float = SEND_READ_TIMEOUT_S,
 ) -> AsyncIterator[SQSClient]:
     """One client per process: creating one costs tens of milliseconds and a connection pool.
 
     ``read_timeout_s`` defaults to the long poll plus a margin (consumers); botocore's own
     retries (``attempts``, standard mode) count against the caller's time as well, so a
     caller with a deadline keeps them few.
+
+    Sends are the exception, on both data planes: ``QueueOps`` makes each SendMessageBatch
+    call once, with ``send_read_timeout_s``, and retries only what SQS certainly did not
+    take (see ``send_failure``). botocore's standard mode would retry a read timeout,
+    and a SendMessageBatch whose answer was lost may well have been carried out.
 
     ``data_plane`` (default ``QF_SQS_DATA_PLANE``): ``lean`` sends the per-message calls of
     the ``QueueOps`` made on this client through ``queuefront.sqswire`` (same endpoint,
@@ -100,7 +175,8 @@ async def open_client(
             max_pool_connections=pool,
             connect_timeout=connect_timeout_s,
             read_timeout=read_s,
-            retries={"mode": "standard", "max_attempts": attempts},
+            # total_max_attempts counts the first try; "max_attempts" would count retries only
+            retries={"mode": "standard", "total_max_attempts": attempts},
             parameter_validation=False,
         ),
     }
@@ -125,7 +201,20 @@ async def open_client(
                     verify=_verify(session),
                 )
             )
-            _DATA_PLANES[client] = wire.call
+            send = partial(wire.call, attempts=1, read_timeout_s=send_read_timeout_s)
+            _DATA_PLANES[client] = Planes(call=wire.call, send=send)
+        else:
+            # botocore's retries are per client: sends get a client of their own, one try
+            config = kwargs["config"].merge(
+                AioConfig(
+                    read_timeout=send_read_timeout_s,
+                    retries={"mode": "standard", "total_max_attempts": 1},
+                )
+            )
+            sender = await stack.enter_async_context(
+                session.create_client("sqs", **{**kwargs, "config": config})
+            )
+            _DATA_PLANES[client] = Planes(call=_client_calls(client), send=_client_calls(sender))
         try:
             yield client
         finally:
@@ -149,8 +238,17 @@ def _verify(session: AioSession) -> bool | str:
 DataCall = Callable[[str, Mapping[str, Any]], Awaitable[Any]]
 """One data-plane call: operation name and its parameters, the decoded response."""
 
-_DATA_PLANES: WeakKeyDictionary[Any, DataCall] = WeakKeyDictionary()
-"""The data plane ``open_client`` set up beside each client it opened."""
+
+@dataclass(frozen=True, slots=True)
+class Planes:
+    call: DataCall
+    """Every per-message call, with the client's retries."""
+    send: DataCall
+    """SendMessageBatch: one try, ``SEND_READ_TIMEOUT_S`` (``QueueOps`` retries)."""
+
+
+_DATA_PLANES: WeakKeyDictionary[Any, Planes] = WeakKeyDictionary()
+"""The data planes ``open_client`` set up beside each client it opened."""
 
 _METHODS = {
     "SendMessageBatch": "send_message_batch",
@@ -170,14 +268,22 @@ def _client_calls(client: Any) -> DataCall:
     return call
 
 
-def data_plane_of(client: Any) -> DataCall:
+def planes_of(client: Any) -> Planes:
     """How ``QueueOps`` on ``client`` make their calls: what ``open_client`` set up, or
-    the client's own methods (a client from elsewhere)."""
+    the client's own methods (a client from elsewhere, with its own retries)."""
     try:
         planned = _DATA_PLANES.get(client)
     except TypeError:  # an object that cannot be weakly referenced: none was set up
         planned = None
-    return planned or _client_calls(client)
+    if planned is None:
+        calls = _client_calls(client)
+        return Planes(call=calls, send=calls)
+    return planned
+
+
+def data_plane_of(client: Any) -> DataCall:
+    """The per-message calls of ``planes_of(client)`` (sends aside)."""
+    return planes_of(client).call
 
 
 async def queue_url(client: SQSClient, name: str) -> str:
@@ -203,9 +309,11 @@ class QueueOps:
     _deleter: Batcher[str, None] = field(init=False)
     _visibility: Batcher[tuple[str, int], None] = field(init=False)
     _call: DataCall = field(init=False)
+    _send_call: DataCall = field(init=False)
 
     def __post_init__(self) -> None:
-        self._call = data_plane_of(self.client)
+        planes = planes_of(self.client)
+        self._call, self._send_call = planes.call, planes.send
         self._sender = Batcher(self._send_batch, linger_s=self.linger_s, size_of=_utf8_len)
         slow = max(self.linger_s or 0.0, SLOW_LINGER_S)
         self._deleter = Batcher(self._delete_batch, linger_s=slow)
@@ -216,7 +324,11 @@ class QueueOps:
         return cls(client, name, await queue_url(client, name), linger_s)
 
     async def send(self, body: str) -> str:
-        """Returns the message id once SQS has accepted this message."""
+        """Returns the message id once SQS has accepted this message.
+
+        Raises ``SendUnknown`` when SQS may have it (its answer was lost), anything else
+        when it certainly does not: ``SQSEntryError`` (this entry refused), the error of
+        the whole call (refused, not connected)."""
         return await self._sender.submit(body)
 
     async def delete(self, receipt_handle: str) -> None:
@@ -268,33 +380,56 @@ class QueueOps:
     # --- batch calls -----------------------------------------------------------------
 
     async def _send_batch(self, bodies: Sequence[str]) -> list[str | BaseException]:
+        """Each entry's own outcome. A retry carries only the entries SQS certainly did
+        not take, and its failure is theirs alone: the entries accepted before keep
+        their message ids (their messages are on the queue)."""
         outcomes: list[str | BaseException] = [
             SQSEntryError("SendMessageBatch", "NotSent", "not sent")
         ] * len(bodies)
         todo = list(range(len(bodies)))
-        for _ in range(SEND_ATTEMPTS):
-            resp = await self._call(
-                "SendMessageBatch",
-                {
-                    "QueueUrl": self.url,
-                    "Entries": [{"Id": str(i), "MessageBody": bodies[i]} for i in todo],
-                },
-            )
+        for attempt in range(1, SEND_ATTEMPTS + 1):
             _count("SendMessageBatch", len(todo))
+            try:
+                resp = await self._send_call(
+                    "SendMessageBatch",
+                    {
+                        "QueueUrl": self.url,
+                        "Entries": [{"Id": str(i), "MessageBody": bodies[i]} for i in todo],
+                    },
+                )
+            except Exception as exc:
+                verdict = send_failure(exc)
+                if verdict == "unknown":
+                    metrics.SQS_UNKNOWN_SENDS.inc(len(todo))
+                    unknown = SendUnknown("SendMessageBatch", exc)
+                    for i in todo:
+                        outcomes[i] = unknown
+                    break
+                for i in todo:
+                    outcomes[i] = exc
+                if verdict == "final" or attempt == SEND_ATTEMPTS:
+                    break
+                await asyncio.sleep(backoff(attempt, throttled=verdict == "throttled"))
+                continue
             for ok in resp.get("Successful", []):
                 outcomes[int(ok["Id"])] = ok["MessageId"]
             retry = []
             for bad in resp.get("Failed", []):
                 i = int(bad["Id"])
                 metrics.SQS_FAILED_ENTRIES.labels("SendMessageBatch").inc()
+                sender_fault = bool(bad.get("SenderFault", False))
                 outcomes[i] = SQSEntryError(
-                    "SendMessageBatch", bad.get("Code", "?"), bad.get("Message", "")
+                    "SendMessageBatch",
+                    bad.get("Code", "?"),
+                    bad.get("Message", ""),
+                    sender_fault=sender_fault,
                 )
-                if not bad.get("SenderFault", False):
+                if not sender_fault:
                     retry.append(i)
-            if not retry:
+            if not retry or attempt == SEND_ATTEMPTS:
                 break
             todo = retry
+            await asyncio.sleep(backoff(attempt, throttled=False))
         return outcomes
 
     async def _delete_batch(self, handles: Sequence[str]) -> list[BaseException | None]:
@@ -334,6 +469,9 @@ def _entry_outcomes(operation: str, n: int, failed: Sequence[Any]) -> list[BaseE
     for bad in failed:
         metrics.SQS_FAILED_ENTRIES.labels(operation).inc()
         outcomes[int(bad["Id"])] = SQSEntryError(
-            operation, bad.get("Code", "?"), bad.get("Message", "")
+            operation,
+            bad.get("Code", "?"),
+            bad.get("Message", ""),
+            sender_fault=bool(bad.get("SenderFault", False)),
         )
     return outcomes

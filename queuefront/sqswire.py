@@ -162,21 +162,38 @@ class SQSWire:
         self._signing_name = signing_name
         self._quota = RetryQuota()
 
-    async def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        """One SQS operation (``params`` as in the API reference); the decoded response."""
+    async def call(
+        self,
+        operation: str,
+        params: Mapping[str, Any],
+        *,
+        attempts: int | None = None,
+        read_timeout_s: float | None = None,
+    ) -> dict[str, Any]:
+        """One SQS operation (``params`` as in the API reference); the decoded response.
+
+        ``attempts`` (default: the wire's) and ``read_timeout_s`` (default: the
+        session's) for this call only: ``QueueOps`` sends with one attempt, since a call
+        whose answer was lost may have been carried out (``queuefront.sqs``)."""
         body = _encode(params)
+        tries = self._attempts if attempts is None else max(1, attempts)
+        limits = self._http.timeout
+        if read_timeout_s is not None:
+            limits = aiohttp.ClientTimeout(
+                total=None, sock_connect=limits.sock_connect, sock_read=read_timeout_s
+            )
         attempt = spent = 0
         while True:
             attempt += 1
             try:
-                status, headers, data = await self._send(operation, body)
+                status, headers, data = await self._send(operation, body, limits)
             except (ConnectionError, HTTPClientError):
                 # transient in botocore's standard mode (its timeouts are among these)
-                tokens = self._retry_tokens(attempt, throttled=False)
+                tokens = self._retry_tokens(attempt, tries, throttled=False)
                 if not tokens:
                     raise
                 spent = tokens
-                await asyncio.sleep(_backoff(attempt, throttled=False))
+                await asyncio.sleep(backoff(attempt, throttled=False))
                 continue
             if status < 300:
                 self._quota.release(spent)
@@ -186,21 +203,25 @@ class SQSWire:
             throttled = not codes.isdisjoint(THROTTLING_CODES)
             transient = status in TRANSIENT_STATUS or not codes.isdisjoint(TRANSIENT_CODES)
             tokens = (
-                self._retry_tokens(attempt, throttled=throttled) if throttled or transient else 0
+                self._retry_tokens(attempt, tries, throttled=throttled)
+                if throttled or transient
+                else 0
             )
             if not tokens:
                 raise self._error(operation, response)
             spent = tokens
             retry_after = headers.get("x-amz-retry-after")
-            await asyncio.sleep(_backoff(attempt, throttled=throttled, retry_after=retry_after))
+            await asyncio.sleep(backoff(attempt, throttled=throttled, retry_after=retry_after))
 
-    def _retry_tokens(self, attempt: int, *, throttled: bool) -> int:
+    def _retry_tokens(self, attempt: int, attempts: int, *, throttled: bool) -> int:
         """Tokens taken from the retry quota for another try; 0: no try left."""
-        if attempt >= self._attempts:
+        if attempt >= attempts:
             return 0
         return self._quota.acquire(throttled)
 
-    async def _send(self, operation: str, body: bytes) -> tuple[int, Mapping[str, str], bytes]:
+    async def _send(
+        self, operation: str, body: bytes, limits: aiohttp.ClientTimeout
+    ) -> tuple[int, Mapping[str, str], bytes]:
         if self._credentials is None:
             raise NoCredentialsError()
         frozen = await self._credentials.get_frozen_credentials()
@@ -224,6 +245,7 @@ class SQSWire:
                 headers=headers,
                 proxy=self._proxy,
                 proxy_headers=self._proxy_headers,
+                timeout=limits,
             ) as resp:
                 data = await resp.read()
                 return resp.status, resp.headers, data
@@ -285,7 +307,7 @@ def _error_response(
     }
 
 
-def _backoff(attempt: int, *, throttled: bool, retry_after: str | None = None) -> float:
+def backoff(attempt: int, *, throttled: bool, retry_after: str | None = None) -> float:
     """botocore's standard back-off: ``rand(0, 1) * min(base * 2**(attempt-1), 20 s)``,
     stretched to the server's ``x-amz-retry-after`` (ms) by at most 5 s."""
     base = THROTTLE_BASE_S if throttled else BACKOFF_BASE_S

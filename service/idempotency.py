@@ -10,19 +10,33 @@ A record is in one of three states:
 - ``pending``: the first request runs (TTL just past its reply window, so a pod that
   dies mid-request does not lock the key for long); a duplicate meanwhile gets ``409``.
 - ``done``: the answer is replayed for ``QF_IDEMPOTENCY_TTL_S`` (``QF_IDEMPOTENCY_ANON_TTL_S``
-  for anonymous clients) with ``Idempotent-Replayed: true``. Every status below 500 is an
-  answer, and so is a 504 from the worker: the backend got the call but did not answer in
-  time, so it may have done the work, and calling it again could do it twice.
-- ``unknown``: the request was sent but no reply came within the window (the api's 504),
-  or its client went away. The backend may still be working on it, so a retry must not
-  start it again: the retry gets the first request's stored reply (``reply:<id>``) if it
-  has arrived since, and otherwise re-submits the SAME request id — the worker never calls
-  the backend for an id that already has a reply or a reply in progress, so the retry
-  gets the first call's answer once it exists, or another 504 while it does not.
+  for anonymous clients) with ``Idempotent-Replayed: true``.
+- ``unknown``: the request was sent (or may have been: SQS did not acknowledge it) but
+  no reply came within the window (the api's 504), or its client went away. The backend
+  may still be working on it, so a retry must not start it again: the retry gets the
+  first request's stored reply (``reply:<id>``) if it has arrived since, and otherwise
+  re-submits the SAME request id — the worker never calls the backend for an id that
+  already has a reply or a reply in progress. A keyed request's reply is kept as long
+  as its key (the envelope's ``keep_s``), so a retry a day later still finds it.
 
-Released (the client's retry runs afresh, under a new request id): the other 5xx answers
-(500, 502, 503: the backend failed or could not be reached), and every refusal before
-the request was queued (400, 413, 429, 503 from the api).
+What a record keeps — the rule Stripe states: a result is saved once the endpoint has
+begun executing, and nothing is saved for a request refused before (validation, rate
+limits, a concurrent request with the same key): those are safe to retry, and a replay
+would only repeat a refusal that may no longer hold. The IETF draft leaves the choice
+to the server and defines only the key's own errors (400, 409, 422), which are never
+stored. The api cannot see inside the backend, so it goes by what each status says:
+
+- kept (``is_answer``): 2xx and 3xx; the 4xx that say "your request, as sent, is
+  wrong" (400, 402, 404, 410, 422, …) — the same request would get the same answer, and
+  one such as 402 may record an attempt; and the worker's 504 — the backend got the call
+  and did not answer in time, so it may have done the work.
+- released (the retry runs afresh, under a new request id): the 4xx that say the
+  request was not acted on and may succeed unchanged later (``RETRYABLE_4XX``: 401, 403
+  and 407 — credentials the client can renew under the same identity; 408, 425, 429 —
+  "too early / too many, try again"; 409, 412, 423, 428 — a state that can change);
+  the other 5xx (500, 502, 503: the backend failed or could not be reached); and every
+  answer the api gives without anything being queued (400, 413, 429, and 503 — a
+  refusal, or a send settled by a tombstone: ``service.tombstone``).
 
 Redis growth: every record expires. Anonymous clients (public routes, no credentials)
 can create records without limit but pay the shorter TTL, so their records are bounded
@@ -96,9 +110,16 @@ def fingerprint(method: str, raw_target: str, body: bytes) -> bytes:
     return digest.digest()[:16]
 
 
+RETRYABLE_4XX = frozenset({401, 403, 407, 408, 409, 412, 423, 425, 428, 429})
+"""Client errors that say the request was not acted on and may succeed if sent again
+unchanged: never replayed (see the module's docstring)."""
+
+
 def is_answer(reply: Reply) -> bool:
     """A reply that stands for the key (see the module's docstring), not a failure to retry."""
-    return reply.status < 500 or reply.status == 504
+    if reply.status >= 500:
+        return reply.status == 504
+    return reply.status not in RETRYABLE_4XX
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,18 +239,32 @@ class Idempotency:
         return None
 
     async def finish(
-        self, claim: Claim, reply: Reply | None, failure: BaseException | None
+        self,
+        claim: Claim,
+        reply: Reply | None,
+        failure: BaseException | None,
+        *,
+        reply_ttl_s: int | None = None,
     ) -> None:
-        """Records how the request ended (see the module's docstring for the states)."""
+        """Records how the request ended (see the module's docstring for the states).
+
+        ``reply_ttl_s``: the reply came in time, so ``reply:<id>`` and ``claim:<id>``,
+        kept for the key's lifetime in case it did not, go back to their usual life (the
+        record holds the answer)."""
+        pipe = self._redis.pipeline(transaction=False)
+        if reply is not None and is_answer(reply):
+            done = Record(DONE, claim.request_id, claim.fingerprint, encode_reply(reply))
+            pipe.set(claim.name, _encode(done), ex=claim.ttl_s)
+        elif reply is not None or (isinstance(failure, ApiError) and failure.status != 504):
+            pipe.delete(claim.name)
+        else:  # sent, and no answer yet: a retry must not start it again
+            unknown = Record(UNKNOWN, claim.request_id, claim.fingerprint)
+            pipe.set(claim.name, _encode(unknown), ex=claim.ttl_s)
+        if reply is not None and reply_ttl_s is not None:
+            pipe.expire(self._keys.reply(claim.request_id), reply_ttl_s)
+            pipe.expire(self._keys.claim(claim.request_id), reply_ttl_s)
         try:
-            if reply is not None and is_answer(reply):
-                done = Record(DONE, claim.request_id, claim.fingerprint, encode_reply(reply))
-                await self._redis.set(claim.name, _encode(done), ex=claim.ttl_s)
-            elif reply is not None or (isinstance(failure, ApiError) and failure.status != 504):
-                await self._redis.delete(claim.name)
-            else:  # sent, and no answer yet: a retry must not start it again
-                unknown = Record(UNKNOWN, claim.request_id, claim.fingerprint)
-                await self._redis.set(claim.name, _encode(unknown), ex=claim.ttl_s)
+            await pipe.execute()
         except RedisError as exc:
             # the pending record expires after the window: the key is free again then
             log.warning("idempotency record not updated", error=str(exc))

@@ -9,7 +9,6 @@ A dependency that is slow or down answers 503 fast, an overloaded queue 503 at o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 
@@ -20,27 +19,31 @@ from queuefront.envelope import (
     CacheSpec,
     Reply,
     RequestEnvelope,
-    encode_reply,
     encode_request,
     pack_body,
 )
 from queuefront.failures import FailureLog
 from queuefront.headers import named_headers
 from queuefront.routes import Route
+from queuefront.sqs import SendUnknown, SQSEntryError
 from queuefront.telemetry import get_logger
 from queuefront.upstream import Unforwardable, request_target
 from service.context import HOTCACHE, IDEMPOTENCY, KEYS, MONITOR, QUEUES, REDIS, SETTINGS, WAITER
-from service.deps import REDIS_CALL_S, SQS_SEND_S, Deadline, bounded, guarded
-from service.errors import PRIORITY, REQUEST_ID, ApiError
+from service.deps import GUARDED_ERRORS, REDIS_CALL_S, SQS_SEND_S, Deadline, bounded
+from service.errors import PRIORITY, REQUEST_ID, ApiError, unavailable
 from service.forwarding import backend_headers
 from service.gates import check_access
 from service.hotcache import Target
 from service.idempotency import UNSAFE_METHODS, fingerprint, request_key
+from service.tombstone import Settled, settle
 
 log = get_logger(__name__)
 FAILURES = FailureLog(log)
 
+SEND_ERRORS: tuple[type[BaseException], ...] = (*GUARDED_ERRORS, SendUnknown)
+"""A send that failed, or may have: SQS, its client, or the wait for its answer."""
 TOMBSTONE_TIMEOUT_S = 0.5
+"""Longest the api waits for Redis to settle a request whose send it gave up on."""
 
 
 def reply_response(reply: Reply, route: Route, cache_state: str | None) -> web.Response:
@@ -79,7 +82,9 @@ async def handle(request: web.Request, route: Route) -> web.Response:
     reply: Reply | None = None
     failure: BaseException | None = None
     try:
-        response, reply = await _serve(request, route, deadline)
+        # the reply outlives the window as long as the key does: a retry after a 504,
+        # however late, finds it instead of running the request again
+        response, reply = await _serve(request, route, deadline, keep_reply_s=claim.ttl_s)
         return response
     except BaseException as exc:
         failure = exc
@@ -87,13 +92,15 @@ async def handle(request: web.Request, route: Route) -> web.Response:
     finally:
         try:
             async with asyncio.timeout(REDIS_CALL_S):
-                await store.finish(claim, reply, failure)
+                await store.finish(
+                    claim, reply, failure, reply_ttl_s=request.app[SETTINGS].reply_ttl_s
+                )
         except Exception as exc:  # the claim expires by itself after the window
             FAILURES.note("idempotency record not updated", exc)
 
 
 async def _serve(
-    request: web.Request, route: Route, deadline: Deadline
+    request: web.Request, route: Route, deadline: Deadline, *, keep_reply_s: int = 0
 ) -> tuple[web.Response, Reply]:
     """Answers from the cache (cached routes) or through the queue."""
     app = request.app
@@ -107,7 +114,9 @@ async def _serve(
         raise ApiError(400, "bad_request", str(exc)) from None
     if route.cache is None:
         headers = backend_headers(request, route, app[SETTINGS])
-        reply = await _queue(request, route, upstream, headers, body, deadline, None)
+        reply = await _queue(
+            request, route, upstream, headers, body, deadline, None, keep_reply_s
+        )
         return reply_response(reply, route, None), reply
     # a cached route forwards only the headers it names, and keys on their values: an
     # answer shared with everyone must not depend on anything else the client sent
@@ -192,6 +201,7 @@ async def _queue(
     body: bytes,
     deadline: Deadline,
     cache_spec: CacheSpec | None,
+    keep_reply_s: int = 0,
 ) -> Reply:
     """Admission, enqueue, and the wait for the reply; raises ApiError (503, 504, 413)."""
     app = request.app
@@ -213,8 +223,17 @@ async def _queue(
         deadline=now + deadline.left(),
         enqueued_at=now,
         cache=cache_spec,
+        keep_s=keep_reply_s,
     )
-    encoded = encode_request(envelope)
+    try:
+        encoded = encode_request(envelope)
+    except UnicodeEncodeError:
+        # a lone surrogate (bytes that were not UTF-8) is not text, so no message SQS
+        # takes: headers are made text before (queuefront.headers.text_value), the target
+        # is encoded ASCII and the body base64 — this keeps any other path from a 500
+        raise ApiError(
+            400, "bad_request", "the request holds characters that are not valid Unicode text"
+        ) from None
     limit = app[SETTINGS].max_message_bytes
     if len(encoded.encode()) > limit:
         raise ApiError(
@@ -224,24 +243,86 @@ async def _queue(
     waiter = app[WAITER]
     future = waiter.expect(request_id)
     try:
-        async with guarded("sqs", "enqueue", deadline.bound(SQS_SEND_S)):
-            await app[QUEUES][route.priority].send(encoded)
-    except BaseException:
-        waiter.forget(request_id, timed_out=False)
-        # the send may still complete after we gave up: a stored answer tells the worker
-        # that this request is settled, so it never calls the backend for it
-        await _tombstone(request, request_id)
-        raise
-    try:
+        early = await _enqueue(request, route, request_id, encoded, deadline, future)
+        if early is not None:
+            waiter.forget(request_id, timed_out=False)
+            return early
         async with asyncio.timeout(max(0.001, deadline.left())):
             return await future
     except TimeoutError:
         waiter.forget(request_id, timed_out=True)
         metrics.REPLIES.labels("timeout").inc()
         raise ApiError(504, "timeout", "Request processing timed out") from None
-    except asyncio.CancelledError:  # the client went away
+    except BaseException:  # refused (ApiError), or the client went away
         waiter.forget(request_id, timed_out=False)
         raise
+
+
+async def _enqueue(
+    request: web.Request,
+    route: Route,
+    request_id: str,
+    encoded: str,
+    deadline: Deadline,
+    future: asyncio.Future[Reply],
+) -> Reply | None:
+    """Puts the request on its queue. None: its reply is to be awaited (SQS has it, or
+    may have it and a worker has taken it); a Reply: it is answered already. Raises
+    ApiError when the request will never run.
+
+    A send that fails or is not acknowledged within ``SQS_SEND_S`` may still have
+    reached SQS (a slow acknowledgement is not a failure): the request is settled in one
+    atomic step against the workers' claims (``service.tombstone``) — a tombstone, and
+    503 (it will never run); or a worker has it, and its reply is awaited until the
+    deadline (504 at worst, the idempotency key kept as unknown). Nothing is re-sent.
+    """
+    app = request.app
+    wait_s = deadline.bound(SQS_SEND_S)
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(wait_s):
+            await app[QUEUES][route.priority].send(encoded)
+        return None
+    except asyncio.CancelledError:  # the client went away
+        await _settle(request, request_id, deadline)
+        raise
+    except SQSEntryError as exc:
+        failure: BaseException = exc
+        if exc.sender_fault:
+            # SQS refuses the message itself (its content or size): sending it again
+            # would fail again; certainly not queued, so nothing to settle
+            FAILURES.note("sqs refused a message", exc, what="enqueue")
+            raise ApiError(
+                400, "bad_request", f"the queue refused this request ({exc.code})"
+            ) from None
+    except SEND_ERRORS as exc:
+        failure = exc
+    maybe_queued = isinstance(failure, SendUnknown | TimeoutError)
+    FAILURES.note(
+        "sqs send not acknowledged" if maybe_queued else "sqs unavailable",
+        failure,
+        what="enqueue",
+    )
+    if maybe_queued and not future.done():
+        # SQS may have it: a worker gets the time the api would have waited for SQS
+        # (a lost answer comes back at once) before the request is settled
+        left_s = wait_s - (time.monotonic() - started)
+        if left_s > 0:
+            await asyncio.wait({future}, timeout=left_s)
+    if future.done():  # the reply came before (or instead of) the acknowledgement
+        return None
+    settled = await _settle(request, request_id, deadline)
+    metrics.SENDS_SETTLED.labels(settled.outcome if settled else "unsettled").inc()
+    if settled is not None and settled.outcome == "replied":
+        return settled.reply
+    if settled is not None and settled.outcome == "claimed":
+        log.info("send not acknowledged, but a worker has the request: waiting")
+        return None
+    if settled is None and maybe_queued:
+        # neither SQS nor Redis could tell: the request may run, so the client waits
+        # for its reply and gets 504 at worst — never a 503 for a request that runs
+        return None
+    raise unavailable("sqs", "enqueue")
 
 
 def _flight_id(request: web.Request) -> str:
@@ -249,15 +330,18 @@ def _flight_id(request: web.Request) -> str:
     return uuid.uuid4().hex
 
 
-async def _tombstone(request: web.Request, request_id: str) -> None:
+async def _settle(request: web.Request, request_id: str, deadline: Deadline) -> Settled | None:
+    """``service.tombstone.settle``; None when Redis did not answer in time."""
     app = request.app
-    reply = Reply(id=request_id, status=503, headers=[], body=b"")
-    with contextlib.suppress(Exception):
+    try:
         async with asyncio.timeout(TOMBSTONE_TIMEOUT_S):
-            await app[REDIS].set(
-                app[KEYS].reply(request_id),
-                encode_reply(reply),
-                nx=True,
-                ex=app[SETTINGS].reply_ttl_s,
+            return await settle(
+                app[REDIS],
+                app[KEYS],
+                request_id,
+                reply_ttl_s=app[SETTINGS].reply_ttl_s,
+                seconds_left=deadline.left(),
             )
-
+    except Exception as exc:
+        FAILURES.note("request not settled", exc)
+        return None

@@ -46,6 +46,8 @@ PROXY = "tests/integration/test_proxy.py"
 FORWARDING = "tests/integration/test_forwarding.py"
 CACHE_BOUNDS = "tests/integration/test_cache_bounds.py"
 FAULTS = "tests/integration/test_faults.py"
+SQS_RULES = "tests/integration/test_sqs_rules.py"
+SQSWIRE = "tests/integration/test_sqswire.py"
 UNIT_ROUTES = "tests/unit/test_codec_and_routes.py"
 SCALING_ALARMS = "tests/unit/test_scaling_alarms.py"
 SCALING_SIM = "tests/unit/test_scaling_sim.py"
@@ -238,16 +240,16 @@ MUTATIONS = [
     Mutation(
         "idempotency: a 504 frees the key (the retry runs afresh)",
         "service/idempotency.py",
-        "                unknown = Record(UNKNOWN, claim.request_id, claim.fingerprint)\n"
-        "                await self._redis.set(claim.name, _encode(unknown), ex=claim.ttl_s)",
-        "                await self._redis.delete(claim.name)",
+        "            unknown = Record(UNKNOWN, claim.request_id, claim.fingerprint)\n"
+        "            pipe.set(claim.name, _encode(unknown), ex=claim.ttl_s)",
+        "            pipe.delete(claim.name)",
         (f"{IDEMPOTENCY}::test_a_retry_after_a_504_never_calls_the_backend_again",),
     ),
     Mutation(
         "idempotency: the worker's 504 is no answer (the retry runs afresh)",
         "service/idempotency.py",
-        "return reply.status < 500 or reply.status == 504",
-        "return reply.status < 500",
+        "        return reply.status == 504",
+        "        return False",
         (f"{IDEMPOTENCY}::test_a_retry_after_a_504_never_calls_the_backend_again",),
     ),
     Mutation(
@@ -258,10 +260,10 @@ MUTATIONS = [
         (f"{IDEMPOTENCY}::test_a_retry_while_the_first_call_has_no_outcome_re_submits_it",),
     ),
     Mutation(
-        "proxy: a send given up leaves no tombstone",
-        "service/proxy.py",
-        "        await _tombstone(request, request_id)",
-        "        pass",
+        "tombstone: a send given up leaves no tombstone",
+        "service/tombstone.py",
+        "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])\n",
+        "",
         (f"{FAULTS}::test_frozen_sqs_gives_503_within_3_s_and_200_once_it_thaws",),
     ),
     # --- what crosses the queue (queuefront/headers.py, service/proxy.py) --------------
@@ -691,6 +693,153 @@ MUTATIONS = [
             f"{UNIT_ROUTES}::test_unforwardable_input_is_refused",
             f"{FORWARDING}::test_unforwardable_targets_get_400_before_anything_is_enqueued",
         ),
+    ),
+    # --- SQS acknowledgements, outcomes and rules (issue 16: 3, 4, 6) -------------------
+    Mutation(
+        "sqs: the lean plane re-sends a SendMessageBatch after a read timeout",
+        "queuefront/sqs.py",
+        "send = partial(wire.call, attempts=1, read_timeout_s=send_read_timeout_s)",
+        "send = wire.call",
+        (
+            f"{SQS_RULES}::test_a_late_acknowledgement_is_awaited_and_not_re_sent[lean]",
+            f"{SQS_RULES}::test_a_vote_whose_acknowledgement_is_slow_or_lost_counts_once[slow]",
+            f"{SQSWIRE}::test_a_frozen_endpoint_fails_within_the_timeouts_and_attempts",
+        ),
+    ),
+    Mutation(
+        "sqs: botocore's send client retries (a lost answer is sent again)",
+        "queuefront/sqs.py",
+        'retries={"mode": "standard", "total_max_attempts": 1},',
+        'retries={"mode": "standard", "total_max_attempts": 3},',
+        (f"{SQS_RULES}::test_a_lost_answer_is_unknown_and_never_re_sent[botocore]",),
+    ),
+    Mutation(
+        "sqs: botocore's sends wait only the client's 1 s read timeout",
+        "queuefront/sqs.py",
+        "                    read_timeout=send_read_timeout_s,",
+        "                    read_timeout=read_s,",
+        (f"{SQS_RULES}::test_a_late_acknowledgement_is_awaited_and_not_re_sent[botocore]",),
+    ),
+    Mutation(
+        "sqs: an unknown outcome is retried like a refusal",
+        "queuefront/sqs.py",
+        '                if verdict == "unknown":',
+        "                if False:",
+        (f"{SQS_RULES}::test_a_lost_answer_is_unknown_and_never_re_sent[lean]",),
+    ),
+    Mutation(
+        "sqs: throttling read as a final refusal",
+        "queuefront/sqs.py",
+        '            return "throttled"',
+        '            return "final"',
+        (f"{SQS_RULES}::test_throttling_is_retried_in_either_shape[lean]",),
+    ),
+    Mutation(
+        "sqs: a retry's failure fails the entries SQS accepted",
+        "queuefront/sqs.py",
+        "                for i in todo:\n                    outcomes[i] = exc\n",
+        "                if attempt > 1:\n                    raise\n"
+        "                for i in todo:\n                    outcomes[i] = exc\n",
+        (f"{SQS_RULES}::test_a_retried_entry_fails_alone[lean]",),
+    ),
+    Mutation(
+        "sqs: a batch's size counted in characters (over 1 MiB of bytes, all refused)",
+        "queuefront/sqs.py",
+        "Batcher(self._send_batch, linger_s=self.linger_s, size_of=_utf8_len)",
+        "Batcher(self._send_batch, linger_s=self.linger_s, size_of=len)",
+        (f"{SQS_RULES}::test_batches_stay_within_sqs_s_mebibyte[lean]",),
+    ),
+    Mutation(
+        "tombstone: written without looking at the worker's claim",
+        "service/tombstone.py",
+        "if redis.call('EXISTS', KEYS[2]) == 1 then return {'claimed'} end\n",
+        "",
+        (
+            f"{SQS_RULES}::test_a_tombstone_never_lands_on_a_claimed_request",
+            f"{SQS_RULES}::test_a_slow_acknowledgement_is_not_a_failure[lean-3.5]",
+        ),
+    ),
+    Mutation(
+        "proxy: a send not acknowledged in time is a 503 though a worker runs it",
+        "service/proxy.py",
+        'log.info("send not acknowledged, but a worker has the request: waiting")\n'
+        "        return None",
+        'log.info("send not acknowledged, but a worker has the request: waiting")\n'
+        '        raise unavailable("sqs", "enqueue")',
+        (f"{SQS_RULES}::test_a_slow_acknowledgement_is_not_a_failure[lean-3.5]",),
+    ),
+    Mutation(
+        "proxy: a lost acknowledgement is settled before a worker could take the request",
+        "service/proxy.py",
+        "        if left_s > 0:",
+        "        if False:",
+        (f"{SQS_RULES}::test_a_lost_acknowledgement_still_answers_with_the_reply",),
+    ),
+    Mutation(
+        "packer: a message whose answer was lost is not sent again (a keyless vote 504s)",
+        "service/packer.py",
+        "        for _ in range(UNKNOWN_RESENDS):",
+        "        for _ in range(0):",
+        (f"{SQS_RULES}::test_a_vote_whose_acknowledgement_is_slow_or_lost_counts_once[cut]",),
+    ),
+    Mutation(
+        "packer: one refused item fails its message-mates",
+        "service/packer.py",
+        "            if not exc.sender_fault or len(items) == 1:",
+        "            if True:",
+        (f"{SQS_RULES}::test_an_item_sqs_refuses_fails_alone",),
+    ),
+    Mutation(
+        "envelope: U+FFFE and U+FFFF left raw in message bodies",
+        "queuefront/envelope.py",
+        '    if b"\\xef\\xbf" not in encoded:',
+        "    if True:",
+        (
+            f"{UNIT_ROUTES}::test_every_message_obeys_sqs_s_character_rule_and_means_the_same",
+            f"{SQS_RULES}::test_forbidden_characters_arrive_intact_and_fail_nobody",
+        ),
+    ),
+    Mutation(
+        "handback: a keyed request's reply lives only QF_REPLY_TTL_S",
+        "workers/handback.py",
+        "ttl_s = max(self._reply_ttl_s, min(env.keep_s, KEEP_REPLY_MAX_S))",
+        "ttl_s = self._reply_ttl_s",
+        (f"{SQS_RULES}::test_a_keyed_retry_long_after_the_504_replays_the_answer",),
+    ),
+    Mutation(
+        "handback: a keyed request's claim lives only 60 s past its deadline",
+        "workers/handback.py",
+        "CLAIM_GRACE_S, min(env.keep_s, KEEP_REPLY_MAX_S))",
+        "CLAIM_GRACE_S)",
+        (f"{SQS_RULES}::test_a_keyed_retry_long_after_the_504_replays_the_answer",),
+    ),
+    Mutation(
+        "proxy: the envelope does not ask to keep a keyed request's reply",
+        "service/proxy.py",
+        "        keep_s=keep_reply_s,",
+        "        keep_s=0,",
+        (f"{SQS_RULES}::test_a_keyed_retry_long_after_the_504_replays_the_answer",),
+    ),
+    Mutation(
+        "idempotency: a reply answered in time is kept for the key's life as well",
+        "service/idempotency.py",
+        "            pipe.expire(self._keys.reply(claim.request_id), reply_ttl_s)",
+        "            pass",
+        (f"{SQS_RULES}::test_a_keyed_retry_long_after_the_504_replays_the_answer",),
+    ),
+    Mutation(
+        "idempotency: a retryable 4xx (429, 401, 409) is replayed for the key's life",
+        "service/idempotency.py",
+        "    return reply.status not in RETRYABLE_4XX",
+        "    return True",
+        (f"{SQS_RULES}::test_which_backend_answers_a_key_keeps",),
+    ),
+    Mutation(
+        "idempotency: every 4xx released (a 422 runs again)",
+        "service/idempotency.py",
+        "    return reply.status not in RETRYABLE_4XX",
+        "    return reply.status < 400",
+        (f"{SQS_RULES}::test_which_backend_answers_a_key_keeps",),
     ),
     # --- the route table (queuefront/routes.py) -----------------------------------------
     Mutation(

@@ -53,6 +53,9 @@ CALL_TIMEOUT_S = 2.0
 """One Redis round trip; a longer silence counts as a failure and is retried."""
 CLAIM_GRACE_S = 60
 """A claim outlives the request's deadline by this much (late duplicates stay settled)."""
+KEEP_REPLY_MAX_S = 7 * 86_400
+"""Longest a reply is kept for a keyed request (its envelope's ``keep_s``, capped: the
+envelope comes from a queue, and a reply held for ever would be memory held for ever)."""
 CACHE_STORE_TIMEOUT_S = 1.0
 PIPELINE_ENTRIES = 64
 """Claims (or replies) sent in one pipeline at most."""
@@ -109,13 +112,15 @@ class HandBack:
         self._claims: Batcher[tuple[str, int], Claim] = Batcher(
             self._claim_batch, linger_s=0, max_entries=PIPELINE_ENTRIES
         )
-        self._replies: Batcher[tuple[str, str, bytes], None] = Batcher(
+        self._replies: Batcher[tuple[str, str, bytes, int], None] = Batcher(
             self._reply_batch, linger_s=0, max_entries=PIPELINE_ENTRIES
         )
 
     async def claim(self, env: RequestEnvelope) -> Claim:
         """Claims the request for this worker, or says why not (retried until expiry)."""
-        ttl_s = max(1, int(env.seconds_left()) + CLAIM_GRACE_S)
+        # a keyed request's claim lives as long as its key: a retry after the api's 504
+        # must not call the backend again while the first call may have done the work
+        ttl_s = max(1, int(env.seconds_left()) + CLAIM_GRACE_S, min(env.keep_s, KEEP_REPLY_MAX_S))
         return await self._until_deadline(
             env, "claim", lambda: self._claims.submit((env.id, ttl_s))
         )
@@ -124,6 +129,8 @@ class HandBack:
         """The claims of messages handled at the same moment: one round trip for all."""
         pipe = self._redis.pipeline(transaction=False)
         for request_id, ttl_s in items:
+            # the claim BEFORE the read of the reply: the api's tombstone (one script that
+            # checks the claim, service.tombstone) then never lands under a running call
             pipe.set(self._keys.claim(request_id), self._worker_id, nx=True, ex=ttl_s)
             pipe.get(self._keys.reply(request_id))
         results = await pipe.execute(raise_on_error=False)
@@ -158,20 +165,23 @@ class HandBack:
     async def publish(self, env: RequestEnvelope, payload: bytes) -> None:
         """Stores and publishes ``payload``; waits out Redis being away until the deadline
         (``Expired``), raises whatever else Redis answers (a refusal) at once."""
+        # a keyed request's reply lives as long as its key: a retry after the api's 504
+        # finds it, however late, instead of running the request again
+        ttl_s = max(self._reply_ttl_s, min(env.keep_s, KEEP_REPLY_MAX_S))
         await self._until_deadline(
             env,
             "reply store",
-            lambda: self._replies.submit((env.id, env.reply_to, payload)),
+            lambda: self._replies.submit((env.id, env.reply_to, payload, ttl_s)),
             refusals_pass=False,
         )
 
     async def _reply_batch(
-        self, items: Sequence[tuple[str, str, bytes]]
+        self, items: Sequence[tuple[str, str, bytes, int]]
     ) -> list[BaseException | None]:
         """Replies finished at the same moment: stored and published in one round trip."""
         pipe = self._redis.pipeline(transaction=False)
-        for request_id, channel, payload in items:
-            pipe.set(self._keys.reply(request_id), payload, ex=self._reply_ttl_s)
+        for request_id, channel, payload, ttl_s in items:
+            pipe.set(self._keys.reply(request_id), payload, ex=ttl_s)
             pipe.publish(channel, payload)
         results = await pipe.execute(raise_on_error=False)
         outcomes: list[BaseException | None] = []

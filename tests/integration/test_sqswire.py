@@ -22,7 +22,14 @@ from botocore.exceptions import (
 
 from devstack import Proc, eventually, free_port, start_emulator
 from queuefront.settings import Settings
-from queuefront.sqs import Message, QueueOps, SQSEntryError, data_plane_of, open_client
+from queuefront.sqs import (
+    Message,
+    QueueOps,
+    SendUnknown,
+    SQSEntryError,
+    data_plane_of,
+    open_client,
+)
 from queuefront.sqswire import SQSWire
 
 
@@ -198,11 +205,17 @@ async def test_a_frozen_endpoint_fails_within_the_timeouts_and_attempts(
 ) -> None:
     """SIGSTOP: connections are accepted by the kernel, nothing answers. Each attempt
     gives up after the read timeout; the call fails after exactly ``attempts`` of them
-    (plus back-off of at most 50 ms) with botocore's ReadTimeoutError."""
+    (plus back-off of at most 50 ms) with botocore's ReadTimeoutError. A send is the
+    exception: tried once whatever ``attempts`` says (SQS may have carried it out), it
+    fails with SendUnknown after one read timeout of its own."""
     url, emulator = own_emulator
     read_s = 0.4
     async with open_client(
-        lean_settings(url), connect_timeout_s=0.3, read_timeout_s=read_s, attempts=attempts
+        lean_settings(url),
+        connect_timeout_s=0.3,
+        read_timeout_s=read_s,
+        attempts=attempts,
+        send_read_timeout_s=read_s,
     ) as client:
         name = f"qft-frozen-{uuid.uuid4().hex[:8]}"
         await client.create_queue(QueueName=name)
@@ -210,7 +223,7 @@ async def test_a_frozen_endpoint_fails_within_the_timeouts_and_attempts(
         assert await ops.backlog() == 0  # a pooled connection, and the path works
         emulator.signal(signal.SIGSTOP)
         try:
-            for call in (ops.backlog, lambda: ops.send("frozen"), lambda: ops.receive(10, 0)):
+            for call in (ops.backlog, lambda: ops.receive(10, 0)):
                 started = time.monotonic()
                 with pytest.raises(ReadTimeoutError) as err:
                     await call()
@@ -218,6 +231,12 @@ async def test_a_frozen_endpoint_fails_within_the_timeouts_and_attempts(
                 # what the api and the consumers catch: a BotoCoreError, an OSError too
                 assert isinstance(err.value, BotoCoreError | OSError | TimeoutError)
                 assert attempts * read_s - 0.05 <= elapsed <= attempts * read_s + 0.35, elapsed
+            started = time.monotonic()
+            with pytest.raises(SendUnknown) as unknown:
+                await ops.send("frozen")
+            elapsed = time.monotonic() - started
+            assert isinstance(unknown.value.cause, ReadTimeoutError)
+            assert read_s - 0.05 <= elapsed <= read_s + 0.35, elapsed
         finally:
             emulator.signal(signal.SIGCONT)
             await ops.close()

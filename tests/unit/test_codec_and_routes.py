@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -210,3 +211,42 @@ def test_ingest_items_joined_as_encoded_equal_the_encoded_message() -> None:
         assert decode_ingest(joined) == IngestMessage(route=route, items=items)
         alone = encode_ingest_items(route, [encode_json(items[0])])
         assert len(alone.encode()) == ingest_overhead_bytes(route) + len(encode_json(items[0]))
+
+
+SQS_FORBIDDEN = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+"""What SQS refuses in a message body (``InvalidMessageContents``)."""
+AWKWARD_TEXT = [
+    "plain",
+    "\uffff",
+    "a\ufffe\uffffb",
+    "\x00\x01\x08\x0b\x0c\x1f\x7f\x85 controls",
+    "\ufffd\ufdd0\U0001fffe\U0010ffff edges",
+    'q"uo\\te',
+]
+
+
+@pytest.mark.parametrize("text", AWKWARD_TEXT)
+def test_every_message_obeys_sqs_s_character_rule_and_means_the_same(text: str) -> None:
+    """Client text anywhere in a message — header, target, body, an item's field — gives
+    a body SQS accepts, which decodes to exactly what the client sent."""
+    from queuefront.envelope import IngestMessage, decode_ingest, encode_ingest, encode_item
+
+    env = RequestEnvelope(
+        id="r1",
+        route="item",
+        method="POST",
+        path="/items/" + text,
+        headers=[("X-Note", text)],
+        body=text,
+        reply_to="replies:p",
+        deadline=2.0,
+        enqueued_at=1.0,
+    )
+    wire = encode_request(env)
+    assert not SQS_FORBIDDEN.search(wire)
+    assert decode_request(wire) == env
+    item = {"id": "a", "voter": text, text: [text]}
+    message = encode_ingest(IngestMessage(route="vote", items=[item]))
+    assert not SQS_FORBIDDEN.search(message)
+    assert decode_ingest(message).items == [item]
+    assert not SQS_FORBIDDEN.search(encode_item(item).decode())

@@ -23,8 +23,8 @@ from queuefront.sqs import QueueOps, open_client
 from queuefront.sqswire import (
     BACKOFF_BASE_S,
     RetryQuota,
-    _backoff,
     _error_response,
+    backoff,
     open_wire,
 )
 
@@ -308,12 +308,12 @@ def test_error_codes_are_read_as_botocore_reads_them() -> None:
 
 def test_back_off_is_botocore_s_standard_one(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("queuefront.sqswire.random.random", lambda: 1.0)
-    assert _backoff(1, throttled=False) == BACKOFF_BASE_S
-    assert _backoff(3, throttled=False) == BACKOFF_BASE_S * 4
-    assert _backoff(2, throttled=True) == 2.0
-    assert _backoff(30, throttled=True) == 20.0  # capped
-    assert _backoff(1, throttled=False, retry_after="1500") == 1.5
-    assert _backoff(1, throttled=False, retry_after="60000") == BACKOFF_BASE_S + 5
+    assert backoff(1, throttled=False) == BACKOFF_BASE_S
+    assert backoff(3, throttled=False) == BACKOFF_BASE_S * 4
+    assert backoff(2, throttled=True) == 2.0
+    assert backoff(30, throttled=True) == 20.0  # capped
+    assert backoff(1, throttled=False, retry_after="1500") == 1.5
+    assert backoff(1, throttled=False, retry_after="60000") == BACKOFF_BASE_S + 5
 
 
 def test_the_retry_quota_stops_retries_when_spent_and_refills_on_success() -> None:
