@@ -947,6 +947,11 @@ class PolicyReader:
 
     def read(self) -> Policy:
         tts, steps = self.policies()
+        signal = (
+            self.asg.var("scaling_signal")
+            if "scaling_signal" in self.asg.files.variables
+            else None
+        )
         hc = _one(self.edge.resource("aws_lb_target_group", "api"), "health_check", "edge")
         throttle = self.edge.var("default_throttle")
         routes = self.edge.var("route_throttles")
@@ -969,8 +974,9 @@ class PolicyReader:
                 n: self.root.var(n) for n in self.root.files.variables if _has_value(self.root, n)
             },
             scheduled=self.scheduled(),
-            signal_namespace=str(self.asg.var("scaling_signal")["namespace"]),
-            signal_metrics=dict(self.asg.var("scaling_signal")["metrics"]),
+            # a policy without the pods' signal (an older Terraform) reads none of it
+            signal_namespace=str(signal["namespace"]) if signal else "",
+            signal_metrics=dict(signal["metrics"]) if signal else {},
         )
 
 
