@@ -88,7 +88,7 @@ def summary(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cell(x: float | None) -> str:
-    return "–" if x is None else f"{x:g}"
+    return "-" if x is None else f"{x:g}"
 
 
 def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
