@@ -458,8 +458,8 @@ variable "scaling_signal_interval_s" {
   default     = 5
 
   validation {
-    condition     = var.scaling_signal_interval_s > 0 && var.scaling_signal_interval_s <= 30
-    error_message = "scaling_signal_interval_s must be between 0 and 30 (the fast alarms need datapoints)."
+    condition     = var.scaling_signal_interval_s >= 0 && var.scaling_signal_interval_s <= 30
+    error_message = "scaling_signal_interval_s must be between 0 (no signal: the fast alarms see nothing) and 30."
   }
 }
 

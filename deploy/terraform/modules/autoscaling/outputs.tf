@@ -34,3 +34,19 @@ output "scheduled_actions" {
     for k, a in local.event_actions : "${var.name}-${k}" => { schedule = a.schedule, service = a.service, min_tasks = a.min }
   }
 }
+
+output "signal_reads" {
+  description = "What the fast alarms read of the pods' scaling signal: namespace, dimensions and metric names, per alarm (the task definition must write the same)."
+  value = {
+    api_fast = {
+      namespace  = aws_cloudwatch_metric_alarm.api_fast.namespace
+      dimensions = aws_cloudwatch_metric_alarm.api_fast.dimensions
+      metrics    = [aws_cloudwatch_metric_alarm.api_fast.metric_name]
+    }
+    worker_fast = {
+      namespace  = one(distinct([for q in aws_cloudwatch_metric_alarm.worker_fast.metric_query : one(q.metric).namespace if !q.return_data]))
+      dimensions = one(distinct([for q in aws_cloudwatch_metric_alarm.worker_fast.metric_query : one(q.metric).dimensions if !q.return_data]))
+      metrics    = sort([for q in aws_cloudwatch_metric_alarm.worker_fast.metric_query : one(q.metric).metric_name if !q.return_data])
+    }
+  }
+}
