@@ -1037,14 +1037,17 @@ MUTATIONS = [
         "bench/scaling/cloudwatch.py",
         "return a.emf_log_publication_delay_s",
         "return (0.0, 0.0)",
-        (f"{SCALING_POLICY}::test_the_pods_signal_decides_within_seconds_of_a_step",),
+        (
+            f"{SCALING_POLICY}::test_the_pods_signal_decides_within_seconds_of_a_step",
+            f"{SCALING_POLICY}::test_the_pods_signal_reaches_the_alarms_after_the_log_drivers_batch",
+        ),
     ),
     Mutation(
         "scaling: listen backlogs full before the CPU serves the step",
         "bench/scaling/sim.py",
         "        self._serve_api(t)\n        self._trim_backlogs(t)",
         "        self._trim_backlogs(t)\n        self._serve_api(t)",
-        (f"{SCALING_POLICY}::test_every_shipped_scenario_holds_its_criteria",),
+        (f"{SCALING_POLICY}::test_a_pod_serves_more_a_second_than_its_listen_backlog_holds",),
     ),
     Mutation(
         "scaling: goodput not checked",

@@ -91,13 +91,39 @@ def test_the_pods_signal_decides_within_seconds_of_a_step() -> None:
     """Three workers at 65 calls/s of 1.6 s: the pods' demand crosses the target at the
     step; the 10 s alarm decides within two periods and the publication delay, where
     target tracking on SQS's one-minute datapoints took minutes (before: 277 s)."""
-    r = simulate(small(**STEP)).result
-    assert r["first_scale_decision_s"] is not None and r["first_scale_decision_s"] <= 45
+    run = simulate(small(**STEP))
+    r = run.result
+    decision = r["first_scale_decision_s"]
+    # no sooner than the datapoints exist: two 10 s periods after the step, published
+    # at least the awslogs driver's batch later
+    policy, aws = run.sim.policy, run.sim.aws
+    fast = next(p for p in policy.step_policies if p.name == "worker_fast").alarm
+    earliest = fast.datapoints_to_alarm * fast.period_s + aws.emf_log_publication_delay_s[0]
+    assert decision is not None and earliest <= decision <= 45
     first = r["scaling_activities"][0]
     assert first["service"] == "worker" and first["policy"] == "worker_fast"
     # what the step asks of the backend is answered from the minute after the grace on
     for m in checked_minutes(r["minutes"], [120.0]):
         assert m["backend_answered"] >= GOODPUT_SHARE * could_serve(m), m
+
+
+def test_the_pods_signal_reaches_the_alarms_after_the_log_drivers_batch() -> None:
+    """A 10 s datapoint of the signal is seen neither before its period ends nor before
+    the awslogs driver's 5 s batch (and CloudWatch Logs' extraction) has passed."""
+    sim = simulate(small(**{**STEP, "duration_s": 60})).sim
+    key = next(k for k in sim.store.samples if k[1] == "QueueBacklog")
+    stat = next(
+        q.stat
+        for p in sim.policy.step_policies
+        for q in p.alarm.queries
+        if q.stat is not None and key_of(q.stat) == key
+    )
+    lo, hi = sim.aws.emf_log_publication_delay_s
+    assert lo >= 5.0
+    for k in range(3):
+        end = (k + 1) * stat.period_s
+        assert sim.store.datapoint(stat, k, end + lo - 0.5) is None
+        assert sim.store.datapoint(stat, k, end + hi + 0.5) is not None
 
 
 def test_without_the_pods_signal_the_workers_wait_for_sqs() -> None:
@@ -202,6 +228,23 @@ def test_a_writer_at_zero_is_started() -> None:
 
 
 # --- what the policy rests on ------------------------------------------------------------------
+
+
+def test_a_pod_serves_more_a_second_than_its_listen_backlog_holds() -> None:
+    """Requests arrive over a second while the CPU serves them: a pod whose listen
+    backlog holds 128 connections serves 2,000 cache hits a second (0.2 s of CPU), and
+    refuses only what is still waiting beyond the bound."""
+    r = simulate(
+        small(
+            duration_s=60,
+            backend={"slots": 10, "service_s": 1.0},
+            load=[{"at_s": 0, "cached_rps": 2000}],
+            model={"somaxconn": 128},
+        ),
+        {"api_min_tasks": 1, "api_max_tasks": 1, "services.api.desired_count": 1},
+    ).result
+    assert r["shed"]["cached"] == 0, r["shed_reasons"]
+    assert r["answered"]["cached"] == r["offered"]["cached"] - r["in_system_at_end"]["cached"]
 
 
 def test_a_bucket_whose_rate_exceeds_its_burst_passes_its_rate() -> None:
