@@ -4,13 +4,19 @@ workers and the backend, and the votes through the ingest queue and the writers;
 sampling CloudWatch's metrics and letting Application Auto Scaling act.
 
 The api tier, per step: the requests that passed API Gateway join the api processes'
-listen backlogs (``QF_LISTEN_BACKLOG`` capped by the kernel's somaxconn, per process;
-beyond it a connection is refused: a 503 from the ALB). The tasks' CPU (running tasks x
-vCPUs x ``vcpu_factor``) serves them oldest first at the measured CPU per request of
-their class. A queued request then meets the pod's pending bound
-(``QF_MAX_PENDING_REPLIES`` per process) and admission (bench/scaling/admission.py);
-admitted, it is a message in the high or normal queue with a deadline one reply window
-after the handler started (or API Gateway's 30 s after the client sent it, if sooner).
+listen backlogs, and the tasks' CPU (running tasks x vCPUs x ``vcpu_factor``) serves them
+oldest first at the measured CPU per request of their class; what still waits at the
+step's end beyond the backlogs' bound (``QF_LISTEN_BACKLOG`` capped by the kernel's
+somaxconn, per process) is refused, newest first: a 503 from the ALB. (Requests arrive
+over the step while the CPU serves, so a second's arrivals may exceed the bound.) A queued
+request then meets the pod's pending bound (``QF_MAX_PENDING_REPLIES`` per process) and
+admission (bench/scaling/admission.py); admitted, it is a message in the high or normal
+queue with a deadline one reply window after the handler started (or API Gateway's 30 s
+after the client sent it, if sooner).
+
+Every step also records the samples of the metrics the policy reads — the pods' scaling
+signal only in the steps where a pod writes its line (``QF_SCALING_SIGNAL_INTERVAL_S``) —
+runs the scheduled actions that are due, and lets Application Auto Scaling act.
 """
 
 from __future__ import annotations

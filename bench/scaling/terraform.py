@@ -948,9 +948,7 @@ class PolicyReader:
     def read(self) -> Policy:
         tts, steps = self.policies()
         signal = (
-            self.asg.var("scaling_signal")
-            if "scaling_signal" in self.asg.files.variables
-            else None
+            self.asg.var("scaling_signal") if "scaling_signal" in self.asg.files.variables else None
         )
         hc = _one(self.edge.resource("aws_lb_target_group", "api"), "health_check", "edge")
         throttle = self.edge.var("default_throttle")
