@@ -579,33 +579,32 @@ class PolicyReader:
         where: str,
         period: float | None = None,
     ) -> MetricStat:
-        dims_raw = block.get("dimensions", {})
+        dims_raw = block.get("dimensions")
         if isinstance(dims_raw, str):  # dimensions = local.x: a map expression
             dims_raw = scope.value(dims_raw, **extra)
         dims: list[tuple[str, str]] = []
-        if isinstance(dims_raw, Mapping):
+        if isinstance(dims_raw, Mapping):  # dimensions = { Name = value } (alarms)
             for k, v in dims_raw.items():
                 if not k.startswith("__"):
                     dims.append((unquote(k), _entity(scope.value(v, **extra))))
-        else:
-            blocks = [(d, extra) for d in _blocks(dims_raw)]
-            # dynamic "dimensions" { for_each = … } (a metric of target tracking's)
-            saved = dict(scope.extra)
-            scope.extra.update(extra)
-            try:
-                blocks += [
-                    (d, {**extra, **more})
-                    for d, more in _expand(scope, {"dynamic": block.get("dynamic")}, "dimensions")
-                ]
-            finally:
-                scope.extra = saved
-            for d, names in blocks:
-                dims.append(
-                    (
-                        str(scope.value(d["name"], **names)),
-                        _entity(scope.value(d["value"], **names)),
-                    )
+        blocks = [] if isinstance(dims_raw, Mapping) else [(d, extra) for d in _blocks(dims_raw)]
+        # dynamic "dimensions" { for_each = … } (a target tracking metric's blocks)
+        saved = dict(scope.extra)
+        scope.extra.update(extra)
+        try:
+            blocks += [
+                (d, {**extra, **more})
+                for d, more in _expand(scope, {"dynamic": block.get("dynamic")}, "dimensions")
+            ]
+        finally:
+            scope.extra = saved
+        for d, names in blocks:
+            dims.append(
+                (
+                    str(scope.value(d["name"], **names)),
+                    _entity(scope.value(d["value"], **names)),
                 )
+            )
         stat = block.get("stat", block.get("statistic"))
         p = block.get("period")
         return MetricStat(

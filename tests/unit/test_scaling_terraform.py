@@ -109,6 +109,9 @@ def test_the_policy_is_the_tfvars_through_the_module_wiring() -> None:
     # target tracking on the same demand, over one-minute datapoints
     assert tt["worker_demand"].target == root_default("worker_target_utilization_percent")
     assert tt["worker_demand"].period_s == 60
+    assert {q.stat.dimensions for q in tt["worker_demand"].queries if q.stat} == {
+        ((signal["dimension"], values["name"]),)
+    }  # the same series the fast alarm reads (dynamic "dimensions" blocks)
     # no request-count policy unless api_requests_per_target is given
     assert "api_requests" not in tt
     with_requests = load_policy({"api_requests_per_target": 6000})
