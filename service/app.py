@@ -215,5 +215,6 @@ def init_app(settings: Settings | None = None) -> web.Application:
     openapi.install(app, table, settings)
     metrics.prime_api([(r.name, r.kind, r.priority, r.cache is not None) for r in table.routes])
     auth.check_configuration(settings)
+    parse_dimensions(settings.scaling_signal_dimensions)  # a malformed one stops the start
     log.info("api configured", pod_id=app[POD_ID], routes=[r.name for r in table.routes])
     return app
