@@ -45,9 +45,20 @@ $(BIN)/promtool: | $(BIN)/.installed
 	  && dpkg-deb --fsys-tarfile prometheus_*.deb | tar -xO ./usr/bin/promtool > promtool) \
 	  && install -m 0755 $$d/promtool $@ && rm -rf $$d; fi
 
+# libfaketime (tests/integration/test_clocks.py runs workers with skewed wall clocks): only
+# the library the `faketime` command preloads, taken from Debian's libfaketime package, so
+# nothing is installed system-wide; a system copy is used when there is one
+FAKETIME_LIB := $(VENV)/lib/faketime/libfaketime.so.1
+$(FAKETIME_LIB): | $(BIN)/.installed
+	@mkdir -p $(@D); sys=$$(ls /usr/lib/*/faketime/libfaketime.so.1 2>/dev/null | head -n1); \
+	if [ -n "$$sys" ]; then ln -sf "$$sys" $@; else \
+	  d=$$(mktemp -d) && (cd $$d && apt-get update -qq && apt-get download -q libfaketime \
+	  && dpkg-deb -x libfaketime_*.deb x) \
+	  && install -m 0644 $$d/x/usr/lib/*/faketime/libfaketime.so.1 $@ && rm -rf $$d; fi
+
 deps: $(BIN)/.installed $(SQS_DIR)/node_modules/.package-lock.json
 
-test-deps: deps $(CHECKOV_VENV)/bin/checkov $(BIN)/promtool
+test-deps: deps $(CHECKOV_VENV)/bin/checkov $(BIN)/promtool $(FAKETIME_LIB)
 
 run: deps
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/honcho start -f Procfile
@@ -81,7 +92,7 @@ tf-mutations: $(BIN)/.installed
 # Proof of the hardening's regression tests (issue 9): each mutation in tests/mutate.py
 # reverts one fix in a scratch copy of the tree and must make the tests that guard it fail
 # (20 to 40 minutes; not part of `make test`). MUTATIONS_ARGS picks some: names, -k TEST.
-mutations: deps
+mutations: deps $(FAKETIME_LIB)
 	$(BIN)/python -m tests.mutate $(MUTATIONS_ARGS)
 
 bench: deps

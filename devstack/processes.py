@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,13 +141,17 @@ async def start_backend(log_dir: Path, **env: str) -> tuple[str, Proc]:
     return url, proc
 
 
-async def start_redis(log_dir: Path, port: int | None = None) -> tuple[str, Proc]:
+async def start_redis(
+    log_dir: Path, port: int | None = None, extra_args: Sequence[str] = ()
+) -> tuple[str, Proc]:
     """A Redis of the test's own, so a fault test can stop or restart it without
-    touching the shared one (the same port again after a restart: ``port``)."""
+    touching the shared one (the same port again after a restart: ``port``).
+    ``extra_args``: more of its configuration, e.g. ``("--maxmemory", "8mb")``."""
     server = shutil.which("redis-server")
     assert server, "redis-server is needed for the fault tests"
     port = port or free_port()
     args = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    args += list(extra_args)
     proc = spawn("redis", args, {}, log_dir)
     proc.port = port
     deadline = time.monotonic() + 10

@@ -25,7 +25,7 @@ from queuefront.routes import load_routes
 from queuefront.settings import Settings
 from queuefront.sink import quote_ident
 from queuefront.sqs import QueueOps, open_client
-from queuefront.tally import TallyStore
+from queuefront.tally import TallyStore, field_from_text
 from queuefront.telemetry import configure_logging, get_logger
 
 log = get_logger(__name__)
@@ -36,7 +36,7 @@ async def reconcile(settings: Settings) -> dict[str, int]:
     routes = load_routes(settings.routes_file)
     keys = Keys(settings.key_prefix)
     redis = open_redis(settings)
-    store = TallyStore(redis, keys)
+    store = TallyStore(redis, keys, settings.tally_ttl_s)
     rebuilt: dict[str, int] = {}
     conn = await asyncpg.connect(settings.database_url)
     try:
@@ -48,29 +48,33 @@ async def reconcile(settings: Settings) -> dict[str, int]:
                 if route.tally is None or route.sink is None:
                     continue
                 group, count = quote_ident(route.tally.group), quote_ident(route.tally.count)
+                group_kind = route.sink.fields[route.tally.group].type
                 rows = await conn.fetch(
-                    f"SELECT {group}::text AS g, {count}::text AS c, count(*) AS n "
+                    f"SELECT {group}::text AS g, {count}::text AS c, count(*) AS n, "
+                    "extract(epoch FROM now() - max(received_at))::float8 AS age_s "
                     f"FROM {quote_ident(route.sink.table)} GROUP BY 1, 2"
                 )
                 counts: dict[str, dict[str, int]] = defaultdict(dict)
+                quiet_s: dict[str, float] = {}
                 for r in rows:
-                    counts[keys.tally(route.name, r["g"])][_tally_field(r["c"])] = r["n"]
+                    g = field_from_text(r["g"]) if group_kind == "bool" else r["g"]
+                    key = keys.tally(route.name, g)
+                    counts[key][field_from_text(r["c"])] = r["n"]
+                    quiet_s[key] = min(quiet_s.get(key, float("inf")), float(r["age_s"]))
+                # a group without a vote for a whole TTL stays expired, as it would have
+                live = {k: v for k, v in counts.items() if quiet_s[k] < store.ttl_s}
+                ttl_s = {k: int(store.ttl_s - quiet_s[k]) for k in live}
                 stale = [
                     k.decode() if isinstance(k, bytes) else k
                     async for k in redis.scan_iter(match=keys.tally_pattern(route.name))
                 ]
-                await store.overwrite(counts, [k for k in stale if k not in counts])
-                rebuilt[route.name] = len(counts)
+                await store.overwrite(live, [k for k in stale if k not in live], ttl_s)
+                rebuilt[route.name] = len(live)
     finally:
         await conn.close()
         await redis.aclose()
     log.info("tallies reconciled", rebuilt=rebuilt)
     return rebuilt
-
-
-def _tally_field(text: str) -> str:
-    """Postgres renders booleans as t/f; the writer counts str(True)/str(False)."""
-    return {"t": "True", "f": "False"}.get(text, text)
 
 
 async def redrive(settings: Settings, queue: str) -> int:

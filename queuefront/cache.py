@@ -16,6 +16,9 @@ same (one Lua call), and invalidation increments it (one Lua call).
 Why a lease: N pods missing the same key at once would make N backend calls (the
 stampede after a TTL ends). The first pod to ``SET NX`` the lease makes the call; the
 others wait for the ``fill`` event on the cache channel and read the stored answer.
+The lease is short (a holder that dies must not block the key for long) and its holder
+renews it while its call runs (``extend_lease``), so a backend slower than the lease
+still gets one call; only the holder's token renews or releases it.
 
 Every store, failed store and invalidation is announced on ``cache-events``, which
 every api pod subscribes to for its in-process tier (``service.hotcache``).
@@ -24,12 +27,12 @@ every api pod subscribes to for its in-process tier (``service.hotcache``).
 from __future__ import annotations
 
 import hashlib
-import time
 from typing import Literal
 
 import msgspec
 from redis.asyncio import Redis
 
+from queuefront import clock
 from queuefront.envelope import CachedReply, CacheSpec, Reply, decode_cached, encode_cached
 from queuefront.keys import Keys
 
@@ -98,6 +101,44 @@ async def lookup(redis: Redis, keys: Keys, serial: str, field_name: str) -> Look
 async def take_lease(redis: Redis, lease: str, holder: str, ttl_s: float) -> bool:
     """True when this caller may make the backend call for a missing field."""
     return bool(await redis.set(lease, holder, nx=True, px=max(1, int(ttl_s * 1000))))
+
+
+# KEYS: lease. ARGV: holder token, TTL (ms).
+_EXTEND = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+# KEYS: lease. ARGV: holder token, event channel, fill event (not stored).
+_RELEASE_MINE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+"""
+
+
+class Leases:
+    """The holder's side of the leases: renew one while its call runs, release it after
+    (a no-op when the worker's store already did, or another holder has it now)."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._keys = keys
+        self._extend = redis.register_script(_EXTEND)
+        self._release = redis.register_script(_RELEASE_MINE)
+
+    async def extend(self, lease: str, holder: str, ttl_s: float) -> bool:
+        """False when the lease is no longer ``holder``'s (released, or expired)."""
+        ms = max(1, int(ttl_s * 1000))
+        return bool(await self._extend(keys=[lease], args=[holder, ms]))
+
+    async def release(self, lease: str, holder: str, cache_key: str, field_name: str) -> bool:
+        """Frees ``holder``'s lease and wakes the pods waiting for it (they look again)."""
+        event = encode_event(CacheEvent("fill", cache_key, field_name, False))
+        return bool(
+            await self._release(keys=[lease], args=[holder, self._keys.cache_events(), event])
+        )
 
 
 def cacheable(reply: Reply, forwarded: frozenset[str]) -> bool:
@@ -172,8 +213,7 @@ class CacheStore:
     async def store(self, spec: CacheSpec, reply: Reply) -> bool:
         """Stores ``reply`` unless the serial was invalidated since the look-up; announces
         the outcome either way (waiting pods stop waiting). True when stored."""
-        now = time.time()
-        expires_at = now + spec.ttl_s
+        expires_at = clock.now() + spec.ttl_s  # every pod compares it with its clock.now()
         value = encode_cached(CachedReply(expires_at, reply, expires_at + spec.stale_s))
         lease = lease_key(self._keys, spec.key, spec.field)
         stored = await self._store(

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from prometheus_client import Gauge
 from redis.asyncio import Redis
 
-from queuefront import heap, metrics
+from queuefront import clock, heap, metrics
 from queuefront.failures import FailureLog
 from queuefront.limits import MAX_RECEIVE_MESSAGES
 from queuefront.probes import start_probe_server
@@ -210,14 +210,17 @@ async def serve(
             down.append("sqs")
         return down
 
-    probes = await start_probe_server(settings.metrics_port, ready)
-    depth = asyncio.create_task(watch_depth(dlqs, metrics.DLQ_DEPTH, DLQ_POLL_S))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, consumer.stop)
-    heap.settle()  # start-up is done: see queuefront.heap
-    try:
-        await consumer.run()
-    finally:
-        depth.cancel()
-        await probes.cleanup()
+    # deadlines, reports and cache expiry are judged on Redis's clock (queuefront.clock):
+    # sampled once before the probe server says the process is up
+    async with clock.kept_in_sync(redis):
+        probes = await start_probe_server(settings.metrics_port, ready)
+        depth = asyncio.create_task(watch_depth(dlqs, metrics.DLQ_DEPTH, DLQ_POLL_S))
+        heap.settle()  # start-up is done: see queuefront.heap
+        try:
+            await consumer.run()
+        finally:
+            depth.cancel()
+            await probes.cleanup()

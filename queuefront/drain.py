@@ -6,7 +6,8 @@ worker writes, once per ``REPORT_INTERVAL_S``, one field of the Redis hash ``wor
 its slots and two running totals — messages completed and the seconds they took. A pod
 reads the whole hash once per backlog poll and turns successive totals into:
 
-- ``rate``: messages completed per second by all live workers (smoothed);
+- ``rate``: messages completed per second by all live workers (each worker's own rate,
+  smoothed over its reports, summed);
 - ``service_s``: mean time one message takes (backend call and reply);
 - ``potential``: what the live workers could complete if busy (slots / service time).
 
@@ -16,6 +17,21 @@ the completion rate says nothing about capacity; until the backlog has stood for
 (``saturated``), the larger of the two is used, so a burst is not refused merely because
 the workers were idle before it. Once the backlog persists, the workers are draining as
 fast as they can and the measured rate *is* the capacity.
+
+Recent evidence only. An estimate that only a completion can change is a trap for
+admission: once it says "too slow", requests are refused, nothing completes, and it says
+so for ever (a slow spell once closed every route until the api restarted). So nothing
+here waits for a completion to change: a worker's rate is measured again at each of its
+reports (one with nothing completed measures zero), and the service time is the mean of
+the completions seen in the last ``SERVICE_WINDOW_S``. With none in the window the last
+mean stands — after a quiet spell it is still the best guess — but its age is known
+(``stale``), and admission lets a probe through when a stale estimate is what refuses
+(``service.admission``), so the estimate is measured again rather than believed.
+
+Times. A report's ``at`` is on the reference clock (``queuefront.clock``), the one the
+pods judge freshness on: a worker whose wall clock is off neither looks dead nor sent from
+the future. Rates divide by differences of ``at`` between reports of the same worker,
+which that worker's monotonic clock made.
 """
 
 from __future__ import annotations
@@ -23,12 +39,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 import msgspec
 from redis.asyncio import Redis
 
+from queuefront.clock import CLOCK
 from queuefront.keys import Keys
 
 REPORT_INTERVAL_S = 1.0
@@ -37,13 +54,18 @@ STALE_AFTER_S = 5.0
 FORGET_AFTER_S = 120.0
 """Reports older than this are removed from the hash by the pods that read it."""
 SMOOTHING = 0.3
-"""Weight of the newest measurement in the rate and service-time averages."""
+"""Weight of a worker's newest rate measurement in its smoothed rate."""
+SERVICE_WINDOW_S = 5.0
+"""The service time is the mean of the completions a pod saw in this many seconds: long
+enough for a stable mean under load, short enough that what a probe measures after a slow
+spell is not averaged with the spell (the spell's completions have left the window by the
+time a probe is let through)."""
 MIN_SERVICE_S = 0.001
 
 
 class DrainReport(msgspec.Struct, frozen=True, array_like=True):
     at: float
-    """Unix time of the report."""
+    """Unix time of the report, on the reference clock (``queuefront.clock``)."""
     slots: int
     completed: int
     """Messages completed since the worker started."""
@@ -71,11 +93,13 @@ class DrainReporter:
         self._busy_s += duration_s
 
     def report(self) -> DrainReport:
-        return DrainReport(time.time(), self._slots, self._completed, self._busy_s)
+        return DrainReport(CLOCK.now(), self._slots, self._completed, self._busy_s)
 
     async def run(self) -> None:
         """Publishes until cancelled (``queuefront.tasks.stop``); a failed write is simply
         retried next interval."""
+        # the first report already on the reference clock, not on this host's
+        await CLOCK.ensure_synced(self._redis)
         try:
             while True:
                 with contextlib.suppress(Exception):
@@ -90,6 +114,15 @@ class DrainReporter:
                 await asyncio.wait_for(self._redis.hdel(self._key, self._id), 1.0)
 
 
+@dataclass(frozen=True)
+class _Seen:
+    """A live worker's latest report, and its rate as measured by its reports so far."""
+
+    report: DrainReport
+    rate: float | None = None
+    """Completions per second, smoothed; None until a second report of it was read."""
+
+
 @dataclass
 class DrainEstimate:
     """The pod side: turns the reports' totals into a rate, a service time, a potential."""
@@ -98,34 +131,58 @@ class DrainEstimate:
     service_s: float = 0.0
     potential: float = 0.0
     live_workers: int = 0
-    _last: dict[str, DrainReport] | None = None
+    slots: int = 0
+    """Slots of the live workers."""
+    measured_at: float | None = None
+    """Monotonic time (the pod's) at which a completion was last seen; None: never."""
+    _seen: dict[str, _Seen] = field(default_factory=dict)
+    _recent: deque[tuple[float, int, float]] = field(default_factory=deque)
+    """(seen at, messages completed, seconds they took) of the last SERVICE_WINDOW_S."""
 
-    def update(self, reports: dict[str, DrainReport], now: float) -> list[str]:
-        """Folds in a fresh read of the hash; returns the ids of long-gone workers."""
-        last = self._last or {}
+    def update(self, reports: dict[str, DrainReport], now: float, seen_at: float) -> list[str]:
+        """Folds in a fresh read of the hash (``now``: reference clock; ``seen_at``: this
+        pod's monotonic clock); returns the ids of long-gone workers."""
         live = {w: r for w, r in reports.items() if now - r.at < STALE_AFTER_S}
-        rate = done = busy = 0.0
+        seen: dict[str, _Seen] = {}
         for worker, report in live.items():
-            before = last.get(worker)
-            if before is None or report.at <= before.at:
+            before = self._seen.get(worker)
+            if before is None or report.completed < before.report.completed:
+                seen[worker] = _Seen(report)  # new (or restarted under the same id)
                 continue
-            rate += (report.completed - before.completed) / (report.at - before.at)
-            done += report.completed - before.completed
-            busy += report.busy_s - before.busy_s
-        if self._last is not None:
-            self.rate += SMOOTHING * (rate - self.rate)
-        if done > 0:
-            measured = busy / done
-            self.service_s = measured if not self.service_s else (
-                self.service_s + SMOOTHING * (measured - self.service_s)
+            elapsed = report.at - before.report.at
+            if elapsed <= 0:  # not reported again since the last read: nothing new
+                seen[worker] = before
+                continue
+            done = report.completed - before.report.completed
+            measured = done / elapsed
+            rate = measured if before.rate is None else (
+                before.rate + SMOOTHING * (measured - before.rate)
             )
+            seen[worker] = _Seen(report, rate)
+            if done > 0:
+                self._recent.append((seen_at, done, report.busy_s - before.report.busy_s))
+                self.measured_at = seen_at
+        self._seen = seen
+        while self._recent and seen_at - self._recent[0][0] > SERVICE_WINDOW_S:
+            self._recent.popleft()
+        if self._recent:
+            done_total = sum(done for _, done, _ in self._recent)
+            self.service_s = max(0.0, sum(busy for _, _, busy in self._recent)) / done_total
+        self.rate = sum(s.rate or 0.0 for s in seen.values())
+        self.slots = sum(r.slots for r in live.values())
         # no service time measured yet (fresh workers): no evidence of any limit either
         service = max(self.service_s, MIN_SERVICE_S)
-        slots = sum(r.slots for r in live.values())
-        self.potential = slots / service if self.service_s else math.inf
+        self.potential = self.slots / service if self.service_s else math.inf
         self.live_workers = len(live)
-        self._last = live
         return [w for w, r in reports.items() if now - r.at > FORGET_AFTER_S]
+
+    def stale(self, seen_at: float) -> bool:
+        """True when the service time rests on old completions only: none seen for the
+        window and one more service time (whatever was running when the last one was seen
+        would have completed since). Also true before any completion was seen."""
+        if self.measured_at is None:
+            return True
+        return seen_at - self.measured_at > SERVICE_WINDOW_S + self.service_s
 
     def drain_rate(self, *, saturated: bool) -> float:
         """Messages per second the queue can be expected to lose (see the module notes)."""

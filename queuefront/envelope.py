@@ -14,12 +14,13 @@ exactly as sent, and no message (with up to 50 other clients' votes in it) fails
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
 import msgspec
+
+from queuefront import clock
 
 Headers = list[tuple[str, str]]
 
@@ -72,8 +73,10 @@ class RequestEnvelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     body_b64: bool = False
     reply_to: str
     deadline: float
-    """Unix time after which nobody waits for the answer."""
+    """Unix time after which nobody waits for the answer, on the reference clock
+    (``queuefront.clock``): the api writes it, a worker on another host reads it."""
     enqueued_at: float
+    """Unix time the api queued it, on the reference clock."""
     cache: CacheSpec | None = None
     keep_s: int = 0
     """A request with an idempotency key: how long its reply must be kept (the key's
@@ -84,7 +87,9 @@ class RequestEnvelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
         return base64.b64decode(self.body) if self.body_b64 else self.body.encode()
 
     def seconds_left(self, now: float | None = None) -> float:
-        return self.deadline - (time.time() if now is None else now)
+        """What is left of the window, judged on the reference clock: neither this
+        host's wall clock nor the api's decides."""
+        return self.deadline - (clock.now() if now is None else now)
 
 
 class Reply(msgspec.Struct, frozen=True, kw_only=True, array_like=True, omit_defaults=True):
@@ -100,9 +105,12 @@ class CachedReply(msgspec.Struct, frozen=True, array_like=True):
     """A reply in the cache hash; Redis 7.0 has no per-field TTL, so expiry is checked here."""
 
     expires_at: float
+    """Unix time, on the reference clock (``queuefront.clock``): a worker writes it and
+    every pod reads it."""
     reply: Reply
     stale_until: float = 0.0
-    """Unix time until which the entry may be served stale while one refresh runs."""
+    """Unix time (reference clock) until which the entry may be served stale while one
+    refresh runs."""
 
     def fresh(self, now: float) -> bool:
         return now < self.expires_at

@@ -52,6 +52,14 @@ class Keys:
         """One hash per tallied group (a poll): counted value (choice) → count."""
         return f"{self.prefix}tally:{route}:{group_value}"
 
+    def tally_group(self, key: str) -> tuple[str, str] | None:
+        """(route, group value) of a key made by ``tally``; None for any other key."""
+        head = f"{self.prefix}tally:"
+        if not key.startswith(head):
+            return None
+        route, sep, group = key[len(head) :].partition(":")
+        return (route, group) if sep else None
+
     def tally_pattern(self, route: str) -> str:
         return f"{self.prefix}tally:{route}:*"
 
@@ -60,6 +68,10 @@ class Keys:
 
     def idempotency(self, route: str, key: str) -> str:
         return f"{self.prefix}idem:{route}:{key}"
+
+    def write_probe(self, pod_id: str) -> str:
+        """A pod's small key written every second: refused when Redis is out of memory."""
+        return f"{self.prefix}probe:{pod_id}"
 
     def subscriber_name(self, pod_id: str) -> str:
         """CLIENT SETNAME of a pod's pub/sub connection, so operators can find it."""

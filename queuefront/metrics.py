@@ -88,7 +88,7 @@ QUEUE_BACKLOG = Gauge(
 ADMISSION_REJECTIONS = Counter(
     "queuefront_admission_rejections_total",
     "Requests refused with 503 before they were queued (reason: predicted_wait, "
-    "high_backlog, pending_limit).",
+    "high_backlog, pending_limit, pending_bytes, redis_full).",
     ["route", "reason"],
 )
 FAILURES = Counter(
@@ -108,9 +108,38 @@ DRAIN_RATE = Gauge(
     "Messages per second the workers complete, as estimated by this pod.",
     multiprocess_mode="livemostrecent",
 )
+ADMISSION_SERVICE_TIME = Gauge(
+    "queuefront_admission_service_seconds",
+    "Mean time a worker takes per message (backend call and reply), from the completions "
+    "this pod saw recently; admission keeps it free in every request's window.",
+    multiprocess_mode="livemostrecent",
+)
+ADMISSION_PROBES = Counter(
+    "queuefront_admission_probes_total",
+    "Requests admitted although the estimate said no, because the estimate rested on old "
+    "completions only (at most one per pod per window): they measure the workers again.",
+)
+CLOCK_OFFSET = Gauge(
+    "queuefront_clock_offset_seconds",
+    "How far this process's wall clock is ahead of the reference clock (Redis TIME) that "
+    "cross-process times are written in; negative: behind.",
+    multiprocess_mode="livemostrecent",
+)
 PENDING_REPLIES = Gauge(
     "queuefront_pending_replies",
     "Requests of this pod waiting for a reply.",
+    multiprocess_mode="livesum",
+)
+REDIS_REFUSING_WRITES = Gauge(
+    "queuefront_redis_refusing_writes",
+    "1 while Redis refuses this api process's probe write for want of memory (maxmemory "
+    "reached under noeviction): proxied requests get 503 at once.",
+    multiprocess_mode="livemax",
+)
+PENDING_BYTES = Gauge(
+    "queuefront_pending_request_bytes",
+    "Bytes of request bodies this process holds (read, not yet queued or answered); "
+    "bounded by QF_MAX_PENDING_BYTES.",
     multiprocess_mode="livesum",
 )
 RATE_LIMITED = Counter("queuefront_rate_limited_total", "Requests refused with 429.", ["route"])

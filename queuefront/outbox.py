@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -52,23 +53,39 @@ async def record(conn: Connection, batch_id: str, deltas: Deltas) -> None:
     )
 
 
+async def pending(conn: Connection) -> list[tuple[str, Deltas]]:
+    """Every batch whose deltas are committed and not yet known to be applied (a group's
+    rebuild, under ``lock_exclusive``, so that none is added meanwhile)."""
+    rows = await conn.fetch("SELECT batch_id, deltas FROM tally_outbox")
+    return [(str(r["batch_id"]), msgspec.json.decode(r["deltas"])) for r in rows]
+
+
 async def take_all(conn: Connection) -> list[str]:
     """Removes every pending batch (reconcile, under ``lock_exclusive``); returns their ids."""
     rows = await conn.fetch("DELETE FROM tally_outbox RETURNING batch_id")
     return [str(r["batch_id"]) for r in rows]
 
 
+Revive = Callable[[list[str], Deltas], Awaitable[int]]
+"""Rebuilds, from Postgres, the groups whose hashes a batch found missing
+(``queuefront.revive``)."""
+
+
 class TallyOutbox:
     """The writer's side: apply a committed batch's deltas, sweep abandoned ones."""
 
-    def __init__(self, pool: asyncpg.Pool, tallies: TallyStore) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, tallies: TallyStore, revive: Revive | None = None
+    ) -> None:
         self._pool = pool
         self._tallies = tallies
+        self._revive = revive
 
     async def apply(self, batch_id: str, deltas: Deltas, *, source: str) -> None:
         """Best effort: a failure leaves the outbox row for the sweep."""
         try:
-            if await self._tallies.apply(batch_id, deltas):
+            absent = await self._tallies.apply(batch_id, deltas)
+            if absent is not None:
                 metrics.TALLY_UPDATES.labels(source).inc()
             async with self._pool.acquire() as conn:
                 await conn.execute(
@@ -76,6 +93,18 @@ class TallyOutbox:
                 )
         except Exception as exc:
             log.warning("tally apply deferred to the sweep", batch_id=batch_id, error=str(exc))
+            return
+        if absent and self._revive is not None:
+            try:
+                await self._revive(absent, deltas)
+            except Exception as exc:
+                # the batch is counted; the group's older votes are not, until a reconcile
+                log.warning(
+                    "expired tally not rebuilt: it counts only the votes since it expired "
+                    "until `python -m queuefront.admin reconcile`",
+                    keys=absent,
+                    error=str(exc),
+                )
 
     async def sweep(self, older_than_s: float = GRACE_S) -> int:
         """Applies tally deltas a dead writer committed but never applied."""

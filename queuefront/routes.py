@@ -142,6 +142,12 @@ class Route(BaseModel):
     cache: CacheRule | None = None
     edge_ttl_s: int | None = Field(default=None, ge=0)
     public: bool = Field(default=False, description="served without credentials")
+    max_body_bytes: int | None = Field(
+        default=None,
+        gt=0,
+        description="largest request body the route accepts (413 beyond, before it is "
+        "read); default and ceiling: QF_MAX_MESSAGE_BYTES",
+    )
     forward_headers: list[str] = Field(
         default_factory=list,
         description="client headers withheld by default (method override, URL rewrite: "

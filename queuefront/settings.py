@@ -9,11 +9,39 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from queuefront import ports
 from queuefront.limits import MAX_MESSAGE_BYTES
+
+MAX_PENDING_BYTES = 64 * 1024 * 1024
+"""Request bodies one api process holds at once. A body counts while it is read and
+encoded (about three copies at that moment: bytes, text, envelope), not while its reply
+is awaited, so 64 MiB is 64 bodies of the largest size in flight at once — far more
+than one core encodes in the time a body takes to arrive — and under 200 MiB of peak
+memory on top of the process's own 80 MiB, in a task of 2 GiB."""
+
+TALLY_TTL_S = 7 * 24 * 3600
+"""A poll's live tally outlives its last vote by a week: results are read during a show
+and in the days after it. What bounds the memory of tallies is this TTL times the rate
+at which new polls are voted in — with every client able to invent poll ids, a key
+without expiry would fill Redis in the end (and with ``noeviction`` refuse writes)."""
+
+CACHE_LEASE_S = 5.0
+"""A lease a dead holder leaves behind delays the others this long at most; a live
+holder renews it, so it need not cover the backend's slowest answer."""
+
+ANON_RATE_LIMIT_RPS = 50.0
+"""Anonymous requests per second one address may make on one route. A person makes
+well under one; a shared address (a carrier-grade NAT, a store's egress with all its
+kiosks) at the peak of a TV vote or at opening time stays below about 20 — the kiosk
+fleet of the seed peaked at 1,200 requests a minute in all — so 50 leaves a margin of
+2.5. A script flooding from one address sends hundreds to thousands a second: it is
+refused after its burst."""
+ANON_RATE_LIMIT_BURST = 200
+"""Requests above that rate one address may send at once (a NAT's simultaneous votes)."""
+
 
 
 class Settings(BaseSettings):
@@ -171,6 +199,14 @@ class Settings(BaseSettings):
         description="Requests one pod (one api process) may have waiting for replies; "
         "beyond it, 503 at once.",
     )
+    max_pending_bytes: int = Field(
+        default=MAX_PENDING_BYTES,
+        ge=1024,
+        description="Request body bytes one api process may hold at once (read, not yet "
+        "queued or answered; a request waiting for its reply holds none). A request that "
+        "would pass it gets 503 at once, before its body is read. At least "
+        "`QF_MAX_MESSAGE_BYTES`.",
+    )
     listen_backlog: int = Field(
         default=4096,
         ge=128,
@@ -218,6 +254,14 @@ class Settings(BaseSettings):
         ge=0,
         description="Bytes each pod's in-process cache tier may hold.",
     )
+    cache_lease_s: float = Field(
+        default=CACHE_LEASE_S,
+        gt=0,
+        description="How long one pod's right to fetch a missing cached answer lasts "
+        "unrenewed. The pod renews it every third of that while its fetch runs, so the "
+        "others wait for its answer however slow the backend; if it dies, another takes "
+        "over after this long.",
+    )
     auth_api_keys: str = Field(
         default="",
         description="Comma-separated API keys accepted in `X-Api-Key` for the non-public "
@@ -264,10 +308,24 @@ class Settings(BaseSettings):
     rate_limit_rps: float = Field(
         default=0.0,
         ge=0,
-        description="Requests per second per client and route (a GCRA in Redis); 0: off.",
+        description="Requests per second per credentialed client (API key or JWT subject) "
+        "and route (a GCRA in Redis); 0: off. Off by default: one key may serve a whole "
+        "fleet, and API Gateway throttles per route in production.",
     )
     rate_limit_burst: int = Field(
         default=20, ge=1, description="Burst allowed above `QF_RATE_LIMIT_RPS`."
+    )
+    anon_rate_limit_rps: float = Field(
+        default=ANON_RATE_LIMIT_RPS,
+        ge=0,
+        description="Requests per second per anonymous client (its address) and route; a "
+        "request whose credentials fail is charged here too, to its address (never to "
+        "the identity it claims). 0: off.",
+    )
+    anon_rate_limit_burst: int = Field(
+        default=ANON_RATE_LIMIT_BURST,
+        ge=1,
+        description="Burst allowed above `QF_ANON_RATE_LIMIT_RPS`.",
     )
     idempotency_ttl_s: int = Field(
         default=86_400,
@@ -329,6 +387,20 @@ class Settings(BaseSettings):
         gt=0,
         description="Writer: the longest a batch waits to fill after its first item.",
     )
+    db_command_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Writer: the longest one Postgres statement may run. A hung statement "
+        "(a lock never granted, a connection gone silent) is cancelled and its batch "
+        "retried; its messages are never deleted before their rows commit.",
+    )
+    tally_ttl_s: int = Field(
+        default=TALLY_TTL_S,
+        ge=1,
+        description="A live tally (one Redis hash per poll) expires this long after its "
+        "last vote. The votes stay in Postgres: the next vote rebuilds the tally from "
+        "there, and `queuefront.admin reconcile` rebuilds every tally voted in within it.",
+    )
 
     # --- telemetry ---------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
@@ -352,6 +424,15 @@ class Settings(BaseSettings):
     def auth_enabled(self) -> bool:
         """Any credential configured: auth is on (``QF_AUTH_DISABLED`` cannot turn it off)."""
         return bool(self.api_keys or self.invalidate_keys or self.auth_jwt_secret)
+
+    @model_validator(mode="after")
+    def _one_body_fits(self) -> Settings:
+        if self.max_pending_bytes < self.max_message_bytes:
+            raise ValueError(
+                "QF_MAX_PENDING_BYTES must be at least QF_MAX_MESSAGE_BYTES: otherwise the "
+                "largest body a route accepts could never be admitted"
+            )
+        return self
 
     def dlq_name(self, queue: str) -> str:
         return f"{queue}{self.dlq_suffix}"

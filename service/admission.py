@@ -15,6 +15,18 @@ Where the numbers come from:
 - drain rate and service time: the workers' reports in Redis (``queuefront.drain``),
   read in the same poll.
 
+Probes. Every input of the prediction is measured again at each poll except one: the
+service time is measured only when something completes. After a spell in which backend
+calls ran into the window it says "no room", requests are refused, nothing completes —
+and without more it would say so until the pod restarted. So when the estimate rests on
+old completions only (``DrainEstimate.stale``) and it is the service time, not the
+backlog, that leaves no room, one request per pod is admitted anyway (a probe; again
+once its window has passed): if the backend has recovered it completes at once, the
+estimate is measured afresh and admission reopens; if not, one request per pod per
+window pays for finding out. A probe is counted in the backlog like any admitted
+request, so it never takes room that a later admission counted on, and it is never
+let through while the queue itself is too long or no worker reports.
+
 High priority keeps its precedence without a rule of its own: workers take high work
 first, so a high request waits only for the high backlog while a normal one waits for
 both — under overload normal work is refused first. The older rule stays for normal
@@ -32,7 +44,7 @@ from typing import Literal
 
 from redis.asyncio import Redis
 
-from queuefront import drain, metrics, tasks
+from queuefront import clock, drain, metrics, tasks
 from queuefront.failures import FailureLog
 from queuefront.keys import Keys
 from queuefront.sqs import QueueOps
@@ -64,6 +76,10 @@ class Verdict:
     admitted: bool
     predicted_wait_s: float
     retry_after_s: int = 0
+    service_s: float = 0.0
+    """The service time the verdict kept free in the window."""
+    probe: bool = False
+    """Admitted against the estimate, to measure it again (see the module notes)."""
 
 
 class BacklogMonitor:
@@ -91,6 +107,8 @@ class BacklogMonitor:
         self._saturated_polls = 0
         self._busy_since = 0.0
         self._worker_slots = 0
+        self._next_probe_at = 0.0
+        """Monotonic time from which this pod may let its next probe through."""
         self.last_ok = 0.0
         """Monotonic time of the last successful backlog read (readiness uses it)."""
         self._changed = asyncio.Condition()
@@ -144,14 +162,42 @@ class BacklogMonitor:
     def judge(self, priority: Priority, window_s: float) -> Verdict:
         """Admit now, or refuse with the seconds after which a retry could be admitted."""
         wait = self.predicted_wait_s(priority)
+        service = self.estimate.service_s
         if not self.predictive:
-            return Verdict(True, wait)
-        allowed = ADMISSION_HEADROOM * window_s - self.estimate.service_s
+            return Verdict(True, wait, service_s=service)
+        allowed = ADMISSION_HEADROOM * window_s - service
         if wait <= allowed:
-            return Verdict(True, wait)
+            return Verdict(True, wait, service_s=service)
+        if self._probe(wait, window_s):
+            return Verdict(True, wait, service_s=service, probe=True)
         if math.isinf(wait):  # nothing drains the queue (no live worker): check back soon
-            return Verdict(False, wait, max(1, math.ceil(self.poll_s)))
-        return Verdict(False, wait, max(1, math.ceil(wait - max(allowed, 0.0))))
+            return Verdict(False, wait, max(1, math.ceil(self.poll_s)), service)
+        retry = max(1, math.ceil(wait - max(allowed, 0.0)))
+        if allowed <= 0:  # the service time alone leaves no room: a probe will tell
+            retry = max(1, math.ceil(drain.SERVICE_WINDOW_S))
+        return Verdict(False, wait, retry, service)
+
+    def _probe(self, wait: float, window_s: float) -> bool:
+        """Whether a request the estimate refuses goes through as a probe: the estimate
+        rests on old completions, only the service time leaves no room (the queue ahead
+        would fit), a worker is there to take it, and this pod's last probe has had its
+        window."""
+        now = time.monotonic()
+        if (
+            self.estimate.live_workers == 0
+            or wait > ADMISSION_HEADROOM * window_s
+            or now < self._next_probe_at
+            or not self.estimate.stale(now)
+        ):
+            return False
+        self._next_probe_at = now + window_s
+        metrics.ADMISSION_PROBES.inc()
+        log.info(
+            "admission probe",
+            service_s=round(self.estimate.service_s, 3),
+            predicted_wait_s=round(wait, 3),
+        )
+        return True
 
     def admitted(self, priority: Priority) -> None:
         """Counts a request this pod queued, until the next backlog read includes it."""
@@ -202,6 +248,7 @@ class BacklogMonitor:
             self.backlog = {"high": high, "normal": normal}
             self._changed.notify_all()
         metrics.DRAIN_RATE.set(self.drain_rate())
+        metrics.ADMISSION_SERVICE_TIME.set(self.estimate.service_s)
         for priority in ("high", "normal"):
             wait = self.predicted_wait_s(priority)
             metrics.ADMISSION_PREDICTED_WAIT.labels(priority).set(min(wait, 1e6))
@@ -210,12 +257,9 @@ class BacklogMonitor:
         try:
             async with asyncio.timeout(POLL_TIMEOUT_S):
                 reports = await drain.read_reports(self._redis, self._keys)
-                gone = self.estimate.update(reports, time.time())
+                gone = self.estimate.update(reports, clock.now(), time.monotonic())
                 await drain.forget(self._redis, self._keys, gone)
         except Exception as exc:
             FAILURES.note("drain report read failed", exc)
             return
-        now = time.time()
-        self._worker_slots = sum(
-            r.slots for r in reports.values() if now - r.at < drain.STALE_AFTER_S
-        )
+        self._worker_slots = self.estimate.slots

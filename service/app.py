@@ -8,7 +8,7 @@ from functools import partial
 
 from aiohttp import web
 
-from queuefront import heap, metrics, probes
+from queuefront import clock, heap, metrics, probes
 from queuefront.cache import decode_event
 from queuefront.keys import Keys
 from queuefront.redis import open_redis
@@ -25,7 +25,9 @@ from queuefront.tally import TallyStore
 from queuefront.telemetry import get_logger
 from service import auth, handlers, ingest, openapi, proxy
 from service.admission import BacklogMonitor
+from service.bodies import Budget
 from service.context import (
+    BODY_BUDGET,
     HOTCACHE,
     IDEMPOTENCY,
     KEYS,
@@ -39,12 +41,14 @@ from service.context import (
     SETTINGS,
     TALLIES,
     WAITER,
+    WRITE_PROBE,
 )
 from service.errors import request_context
 from service.hotcache import HotCache, LocalTier
 from service.idempotency import Idempotency
 from service.packer import Packer
-from service.ratelimit import RateLimiter
+from service.ratelimit import RateLimits
+from service.redisfull import WriteProbe
 from service.replies import Channel, ReplyWaiter
 from service.scaling_signal import ScalingSignal, parse_dimensions
 
@@ -54,16 +58,18 @@ log = get_logger(__name__)
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[REDIS] = open_redis(settings)
-    app[TALLIES] = TallyStore(app[REDIS], app[KEYS])
+    app[TALLIES] = TallyStore(app[REDIS], app[KEYS], settings.tally_ttl_s)
     app[IDEMPOTENCY] = Idempotency(
         app[REDIS], app[KEYS], settings.idempotency_ttl_s, settings.idempotency_anon_ttl_s
     )
-    app[LIMITER] = (
-        RateLimiter(app[REDIS], settings.rate_limit_rps, settings.rate_limit_burst)
-        if settings.rate_limit_rps > 0
-        else None
-    )
-    yield
+    app[LIMITER] = RateLimits(app[REDIS], settings)
+    probe = WriteProbe(app[REDIS], app[KEYS].write_probe(app[POD_ID]))
+    probe.start()
+    app[WRITE_PROBE] = probe
+    # deadlines, drain reports and cache expiry are judged on Redis's clock
+    async with clock.kept_in_sync(app[REDIS]):
+        yield
+    await probe.stop()
     await app[REDIS].aclose()
 
 
@@ -156,6 +162,7 @@ async def replies_ctx(app: web.Application) -> AsyncIterator[None]:
         keys,
         pod_id,
         LocalTier(settings.local_cache_entries, settings.local_cache_bytes),
+        lease_s=settings.cache_lease_s,
     )
     app[HOTCACHE] = hot
     events = Channel(
@@ -204,6 +211,7 @@ def init_app(settings: Settings | None = None) -> web.Application:
     )
     app[SETTINGS] = settings
     app[ROUTES] = table
+    app[BODY_BUDGET] = Budget(settings.max_pending_bytes)
     app[KEYS] = Keys(settings.key_prefix)
     app[POD_ID] = settings.pod_id or uuid.uuid4().hex[:12]
     live: probes.LiveCheck = partial(handlers.live, app)

@@ -55,8 +55,23 @@ class Identity:
         return self.name.startswith("ip:")
 
 
+MIN_JWT_SECRET_BYTES = 32
+"""RFC 7518 section 3.2: an HS256 key must be at least as long as the hash, 256 bits.
+A shorter secret can be found from one token by an offline search."""
+
+
 def check_configuration(settings: Settings) -> None:
-    """At start-up: refuse to run without credentials unless that is explicitly wanted."""
+    """At start-up: refuse to run without credentials unless that is explicitly wanted,
+    and refuse a JWT secret too short to sign with."""
+    secret_bytes = len(settings.auth_jwt_secret.encode())
+    if settings.auth_jwt_secret and secret_bytes < MIN_JWT_SECRET_BYTES:
+        too_short = (
+            f"QF_AUTH_JWT_SECRET is {secret_bytes} bytes: an HS256 secret needs at least "
+            f"{MIN_JWT_SECRET_BYTES} (256 bits, RFC 7518 section 3.2); "
+            "generate one with `openssl rand -base64 48`"
+        )
+        log.error("api not started", reason=too_short)
+        raise SystemExit(too_short)
     if settings.auth_enabled:
         if settings.auth_disabled:
             log.warning("QF_AUTH_DISABLED is ignored: credentials are configured and enforced")
@@ -148,6 +163,12 @@ def client_ip(request: web.Request, settings: Settings) -> str | None:
     return None
 
 
+def address_identity(request: web.Request, settings: Settings) -> Identity:
+    """The anonymous identity of whoever sent ``request``: its address, as the trusted
+    proxies saw it (what failed credentials are charged to)."""
+    return Identity(f"ip:{client_address(request, settings)}")
+
+
 def _key_matches(key: str, configured: frozenset[str]) -> bool:
     """Constant-time comparison on bytes: a header may hold any byte, and a str with
     non-ASCII characters makes ``hmac.compare_digest`` raise instead of answer."""
@@ -219,7 +240,7 @@ def authenticate(request: web.Request, settings: Settings, *, public: bool) -> I
     if identity is not None:
         return identity
     if public:
-        return Identity(f"ip:{client_address(request, settings)}")
+        return address_identity(request, settings)
     raise AuthError("missing credentials: send X-Api-Key or Authorization: Bearer <token>")
 
 

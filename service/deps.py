@@ -15,10 +15,12 @@ from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any, Literal, TypeVar
 
+from redis.exceptions import OutOfMemoryError
+
 from queuefront.failures import FailureLog
 from queuefront.sqs import SQSEntryError
 from queuefront.telemetry import get_logger
-from service.errors import DEPENDENCY_ERRORS, unavailable
+from service.errors import DEPENDENCY_ERRORS, redis_full, unavailable
 
 log = get_logger(__name__)
 FAILURES = FailureLog(log)
@@ -72,6 +74,9 @@ async def bounded(
         task.cancel()
         task.add_done_callback(_consume)
         exc = TimeoutError(f"no answer within {timeout_s:.3f} s")
+    if isinstance(exc, OutOfMemoryError):
+        FAILURES.note("redis out of memory", exc, what=what)
+        raise redis_full(what) from None
     if isinstance(exc, GUARDED_ERRORS):
         FAILURES.note(f"{dependency} unavailable", exc, what=what)
         raise unavailable(dependency, what) from None
@@ -85,6 +90,9 @@ async def guarded(dependency: Dependency, what: str, timeout_s: float) -> AsyncI
     try:
         async with asyncio.timeout(timeout_s):
             yield
+    except OutOfMemoryError as exc:
+        FAILURES.note("redis out of memory", exc, what=what)
+        raise redis_full(what) from None
     except GUARDED_ERRORS as exc:
         FAILURES.note(f"{dependency} unavailable", exc, what=what)
         raise unavailable(dependency, what) from None

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 import structlog
 from aiohttp import web
 from botocore.exceptions import BotoCoreError, ClientError
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 
 from queuefront import metrics
 from queuefront.failures import FailureLog
@@ -83,6 +83,18 @@ def unavailable(dependency: str, what: str) -> ApiError:
     )
 
 
+def redis_full(what: str) -> ApiError:
+    """Redis answered, refusing a write: it is at ``maxmemory`` (and, as the design needs,
+    evicts nothing). Said as such, so the operator looks at its memory, not its network."""
+    return ApiError(
+        503,
+        "unavailable",
+        f"redis is out of memory and refuses writes ({what}); retry later",
+        headers={"Retry-After": RETRY_AFTER_S},
+        extra={"dependency": "redis"},
+    )
+
+
 def error_response(request_id: str, err: ApiError) -> web.Response:
     body = {"error": err.code, "message": err.message, "request_id": request_id, **err.extra}
     return web.json_response(body, status=err.status, headers=err.headers)
@@ -134,7 +146,12 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     except DEPENDENCY_ERRORS as exc:
         # a dependency failure that no handler mapped: still a 503, never a 500
         FAILURES.note("dependency failed", exc, route=request.match_info.route.name)
-        response = error_response(request_id, unavailable("a dependency", type(exc).__name__))
+        mapped = (
+            redis_full(request.match_info.route.name or request.path)
+            if isinstance(exc, OutOfMemoryError)
+            else unavailable("a dependency", type(exc).__name__)
+        )
+        response = error_response(request_id, mapped)
     except Exception as exc:
         FAILURES.note("unhandled error", exc, traceback=True, path=request.path)
         response = error_response(

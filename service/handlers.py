@@ -15,7 +15,7 @@ from service.auth import INVALIDATE
 from service.context import HOTCACHE, MONITOR, REDIS, WAITER
 from service.deps import REDIS_CALL_S, Deadline, bounded
 from service.errors import ApiError
-from service.gates import check_access
+from service.gates import check_access, read_body
 
 
 async def ready(app: web.Application) -> list[str]:
@@ -29,6 +29,8 @@ async def ready(app: web.Application) -> list[str]:
 
 
 INVALIDATE_WINDOW_S = 2.0
+INVALIDATE_MAX_BODY_BYTES = 4096
+"""``{"serial": "…"}`` needs a few dozen bytes."""
 
 
 LISTENER_GRACE_S = 30.0
@@ -56,10 +58,18 @@ _invalidate_decoder = msgspec.json.Decoder(InvalidateBody)
 
 async def invalidate(request: web.Request) -> web.Response:
     await check_access(request, "invalidate_data", public=False, permission=INVALIDATE)
+    held = await read_body(
+        request,
+        "invalidate_data",
+        max_body_bytes=INVALIDATE_MAX_BODY_BYTES,
+        window_s=INVALIDATE_WINDOW_S,
+    )
     try:
-        body = _invalidate_decoder.decode(await request.read())
+        body = _invalidate_decoder.decode(held.data)
     except msgspec.DecodeError as exc:
         raise ApiError(400, "bad_request", f'body must be {{"serial": "…"}}: {exc}') from exc
+    finally:
+        held.release()
     if not body.serial:
         raise ApiError(400, "bad_request", "serial must not be empty")
     app = request.app

@@ -15,6 +15,12 @@ its ``fill`` event (``queuefront.cache``). A flight runs in its own task, so a c
 that goes away does not cancel it for the others; each waiter still waits only within
 its own deadline.
 
+Why a heartbeat: the lease is short (``QF_CACHE_LEASE_S``), so that the pods waiting
+behind a holder that died take over soon; a backend slower than the lease would then
+let every waiting pod call it too. The holder renews the lease every third of its
+length while its fetch runs (never past the flight's limit) and releases it when the
+fetch ends, so the others wait for its answer however long the backend takes.
+
 Stale while revalidate: a route with ``stale_while_revalidate_s`` serves an expired
 entry for that long past its TTL while one flight refreshes it in the background.
 
@@ -27,26 +33,29 @@ the same race with the serial's generation).
 from __future__ import annotations
 
 import asyncio
-import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
-from queuefront import cache, metrics
+from queuefront import cache, clock, metrics
 from queuefront.cache import CacheEvent
 from queuefront.envelope import CachedReply, CacheSpec, Reply
+from queuefront.failures import FailureLog
 from queuefront.keys import Keys
 from queuefront.telemetry import get_logger
 from service.deps import REDIS_CALL_S, Deadline, bounded
 
 log = get_logger(__name__)
+FAILURES = FailureLog(log)
 
-LEASE_S = 5.0
-"""How long one pod may hold the right to fetch a missing key; others wait at most this
-long for its answer before trying themselves (a holder that died delays them no more)."""
+RENEWALS_PER_LEASE = 3
+"""The holder renews the lease this many times per lease length: two renewals may fail
+(a Redis hiccup) before the lease can run out under a fetch still running."""
 ENTRY_OVERHEAD_BYTES = 256
 """Accounted per tier entry on top of its body and headers (keys, objects)."""
 INVALIDATIONS_REMEMBERED = 10_000
@@ -146,9 +155,16 @@ class Flight:
 
 
 class HotCache:
-    def __init__(self, redis: Redis, keys: Keys, pod_id: str, tier: LocalTier) -> None:
+    def __init__(
+        self, redis: Redis, keys: Keys, pod_id: str, tier: LocalTier, lease_s: float
+    ) -> None:
+        """``lease_s``: how long the right to fetch a missing key lasts unrenewed
+        (``QF_CACHE_LEASE_S``); the others look again this often, and take over when a
+        holder that died stops renewing it."""
         self._redis = redis
         self._store = cache.CacheStore(redis, keys)
+        self._leases = cache.Leases(redis, keys)
+        self._lease_s = lease_s
         self._keys = keys
         self._pod_id = pod_id
         self.tier = tier
@@ -209,7 +225,7 @@ class HotCache:
     ) -> tuple[Reply, State]:
         """The cached answer, a stale one (with a refresh started), or the answer of the
         one flight that fetches it."""
-        now = time.time()
+        now = clock.now()
         item = self.tier.get(target.key, target.field)
         if item is not None:
             if item.fresh(now):
@@ -282,7 +298,7 @@ class HotCache:
                 deadline.bound(REDIS_CALL_S),
                 cache.lookup(self._redis, self._keys, target.serial, target.field),
             )
-            now = time.time()
+            now = clock.now()  # the worker wrote the entry's expiry on the same clock
             if found.entry is not None and found.entry.fresh(now):
                 self._keep(target, found.entry, seq)
                 answer(found.entry.reply, "HIT", "hit", "redis")
@@ -292,21 +308,42 @@ class HotCache:
                 answer(found.entry.reply, "STALE", "stale", "redis")
             # listen before asking: the holder's fill may come right after our refusal
             filled = self._fills.setdefault((target.key, target.field), asyncio.Event())
+            holder = f"{self._pod_id}:{uuid.uuid4().hex}"
             won = await bounded(
                 "redis",
                 "cache lease",
                 deadline.bound(REDIS_CALL_S),
-                cache.take_lease(self._redis, lease, self._pod_id, LEASE_S),
+                cache.take_lease(self._redis, lease, holder, self._lease_s),
             )
             if won:
                 self._stop_listening(target, filled)
-                reply = await self._fetch(target, fetch, seq, found.generation)
+                heartbeat = asyncio.create_task(self._hold(lease, holder, deadline))
+                try:
+                    reply = await self._fetch(target, fetch, seq, found.generation)
+                finally:
+                    heartbeat.cancel()
+                    # normally the worker's store freed it already; if that failed, the
+                    # pods waiting for this key must not wait for the lease to run out
+                    self._spawn(self._leases.release(lease, holder, target.key, target.field))
                 answer(reply, "MISS", "miss", "none")
                 return
             await self._await_fill(target, deadline, filled)  # then look again
 
+    async def _hold(self, lease: str, holder: str, deadline: Deadline) -> None:
+        """Renews ``holder``'s lease while its fetch runs, until the flight's deadline;
+        stops when the lease is no longer its own (the worker's store released it)."""
+        every_s = self._lease_s / RENEWALS_PER_LEASE
+        while deadline.left() > every_s:
+            await asyncio.sleep(every_s)
+            try:
+                async with asyncio.timeout(min(REDIS_CALL_S, every_s)):
+                    if not await self._leases.extend(lease, holder, self._lease_s):
+                        return
+            except (RedisError, OSError, TimeoutError) as exc:
+                FAILURES.note("cache lease not renewed", exc)
+
     async def _fetch(self, target: Target, fetch: Fetch, seq: int, generation: int) -> Reply:
-        started = time.time()
+        started = clock.now()
         spec = CacheSpec(
             key=target.key,
             field=target.field,
@@ -316,12 +353,8 @@ class HotCache:
             generation=generation,
             forwarded=target.forwarded,
         )
-        try:
-            reply = await fetch(spec)
-        except BaseException:
-            # refused or failed before a worker had it: free the lease for the next pod
-            self._spawn(self._store.not_stored(spec))
-            raise
+        # refused or failed before a worker had it: the caller frees the lease
+        reply = await fetch(spec)
         if reply.cached:
             # expires no later than the worker's copy: the clock started before it did
             expires_at = started + target.ttl_s
@@ -333,7 +366,7 @@ class HotCache:
     ) -> None:
         """Until the lease holder's fill event (or the lease's end: the holder may be gone)."""
         try:
-            async with asyncio.timeout(deadline.bound(LEASE_S)):
+            async with asyncio.timeout(deadline.bound(self._lease_s)):
                 await filled.wait()
         except TimeoutError:
             if deadline.left() <= 0:
@@ -346,7 +379,7 @@ class HotCache:
         if self._fills.get(slot) is filled:
             del self._fills[slot]
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def _spawn(self, coro: Awaitable[object]) -> None:
         async def quietly() -> None:
             try:
                 async with asyncio.timeout(REDIS_CALL_S):

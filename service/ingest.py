@@ -10,21 +10,21 @@ the writer stores an item id once, so it counts once.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from aiohttp import web
 
-from queuefront import metrics, sink
+from queuefront import clock, metrics, sink
 from queuefront.envelope import encode_item
 from queuefront.failures import FailureLog
 from queuefront.routes import Route
 from queuefront.sqs import SendUnknown, SQSEntryError
 from queuefront.telemetry import get_logger
+from service.auth import Identity
 from service.context import IDEMPOTENCY, PACKERS, ROUTES, SETTINGS, TALLIES
 from service.deps import REDIS_CALL_S, Deadline, bounded
 from service.errors import RETRY_AFTER_S, ApiError
-from service.gates import check_access
+from service.gates import check_access, read_body
 from service.idempotency import fingerprint, request_key
 
 log = get_logger(__name__)
@@ -35,8 +35,20 @@ async def handle_ingest(request: web.Request, route: Route) -> web.Response:
     assert route.sink is not None
     client = await check_access(request, route.name, public=route.public)
     deadline = Deadline(route.timeout_s)
+    held = await read_body(
+        request, route.name, max_body_bytes=route.max_body_bytes, window_s=deadline.left()
+    )
+    try:
+        return await _ingest(request, route, client, deadline, held.data)
+    finally:
+        held.release()  # the item is on the queue (or refused): nothing of it is held
+
+
+async def _ingest(
+    request: web.Request, route: Route, client: Identity, deadline: Deadline, body: bytes
+) -> web.Response:
+    assert route.sink is not None
     key = request_key(request)
-    body = await request.read()
     item_id = sink.item_id(route.name, key, client=client.name)
     try:
         item = sink.validate(
@@ -45,7 +57,7 @@ async def handle_ingest(request: web.Request, route: Route) -> web.Response:
             request.match_info,
             route=route.name,
             item=item_id,
-            received_at=time.time(),
+            received_at=clock.now(),  # the writer measures its lag against it
         )
     except sink.Invalid as exc:
         metrics.INGEST_REJECTED.labels(route.name).inc()

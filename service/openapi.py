@@ -30,7 +30,9 @@ ERROR_TEXT = {
     403: "Credentials without the permission this route needs",
     404: "No route matches (for example an empty path parameter)",
     409: "A request with this Idempotency-Key is still in progress",
-    413: "Larger than one queue message (QF_MAX_MESSAGE_BYTES)",
+    408: "The request body did not arrive within the route's window",
+    413: "Body over the route's max_body_bytes, or larger than one queue message "
+    "(QF_MAX_MESSAGE_BYTES)",
     422: "This Idempotency-Key was used for a different request",
     429: "Rate limited; see Retry-After",
     503: "Overloaded or a dependency is unavailable; see Retry-After",
@@ -134,10 +136,13 @@ def _operation(route: Route, table: RouteTable, settings: Settings) -> Schema:
     if route.kind == "proxy":
         statuses += [413, 504]
         if route.method in ("POST", "PUT", "PATCH", "DELETE"):
+            statuses += [408]
+            ceiling = settings.max_message_bytes
+            limit = min(route.max_body_bytes or ceiling, ceiling)
             op["requestBody"] = {
                 "required": False,
                 "content": {"*/*": {"schema": {}}},
-                "description": "forwarded to the backend as it is",
+                "description": f"forwarded to the backend as it is; at most {limit} bytes",
             }
         for status in sorted(set(statuses)):
             responses[str(status)] = _error(status)
@@ -162,7 +167,7 @@ def _operation(route: Route, table: RouteTable, settings: Settings) -> Schema:
                 }
             },
         }
-        statuses += [413]
+        statuses += [408, 413]
         for status in sorted(set(statuses)):
             responses[str(status)] = _error(status)
         responses["202"] = {

@@ -14,7 +14,7 @@ import uuid
 
 from aiohttp import web
 
-from queuefront import cache, metrics
+from queuefront import cache, clock, metrics
 from queuefront.envelope import (
     CacheSpec,
     Reply,
@@ -28,11 +28,23 @@ from queuefront.routes import Route
 from queuefront.sqs import SendUnknown, SQSEntryError
 from queuefront.telemetry import get_logger
 from queuefront.upstream import Unforwardable, request_target
-from service.context import HOTCACHE, IDEMPOTENCY, KEYS, MONITOR, QUEUES, REDIS, SETTINGS, WAITER
+from service.auth import Identity
+from service.bodies import EMPTY, Body
+from service.context import (
+    HOTCACHE,
+    IDEMPOTENCY,
+    KEYS,
+    MONITOR,
+    QUEUES,
+    REDIS,
+    SETTINGS,
+    WAITER,
+    WRITE_PROBE,
+)
 from service.deps import GUARDED_ERRORS, REDIS_CALL_S, SQS_SEND_S, Deadline, bounded
-from service.errors import PRIORITY, REQUEST_ID, ApiError, unavailable
+from service.errors import PRIORITY, REQUEST_ID, ApiError, redis_full, unavailable
 from service.forwarding import backend_headers
-from service.gates import check_access
+from service.gates import check_access, read_body
 from service.hotcache import Target
 from service.idempotency import UNSAFE_METHODS, fingerprint, request_key
 from service.tombstone import Settled, settle
@@ -60,12 +72,30 @@ async def handle(request: web.Request, route: Route) -> web.Response:
     request[PRIORITY] = route.priority
     client = await check_access(request, route.name, public=route.public)
     deadline = Deadline(route.timeout_s)
+    # a cached route's answer is shared by everyone who sends its key, so it must not
+    # depend on a body the key does not hold: none is read, none forwarded
+    body = (
+        EMPTY
+        if route.cache is not None
+        else await read_body(
+            request, route.name, max_body_bytes=route.max_body_bytes, window_s=deadline.left()
+        )
+    )
+    try:
+        return await _handle(request, route, client, deadline, body)
+    finally:
+        body.release()
+
+
+async def _handle(
+    request: web.Request, route: Route, client: Identity, deadline: Deadline, body: Body
+) -> web.Response:
     key = request_key(request)
     if key is None or request.method not in UNSAFE_METHODS:
-        response, _ = await _serve(request, route, deadline)
+        response, _ = await _serve(request, route, deadline, body)
         return response
     store = request.app[IDEMPOTENCY]
-    print_ = fingerprint(request.method, request.raw_path, await request.read())
+    print_ = fingerprint(request.method, request.raw_path, body.data)
     claim = await bounded(
         "redis",
         "idempotency claim",
@@ -84,7 +114,9 @@ async def handle(request: web.Request, route: Route) -> web.Response:
     try:
         # the reply outlives the window as long as the key does: a retry after a 504,
         # however late, finds it instead of running the request again
-        response, reply = await _serve(request, route, deadline, keep_reply_s=claim.ttl_s)
+        response, reply = await _serve(
+            request, route, deadline, body, keep_reply_s=claim.ttl_s
+        )
         return response
     except BaseException as exc:
         failure = exc
@@ -100,11 +132,10 @@ async def handle(request: web.Request, route: Route) -> web.Response:
 
 
 async def _serve(
-    request: web.Request, route: Route, deadline: Deadline, *, keep_reply_s: int = 0
+    request: web.Request, route: Route, deadline: Deadline, body: Body, *, keep_reply_s: int = 0
 ) -> tuple[web.Response, Reply]:
     """Answers from the cache (cached routes) or through the queue."""
     app = request.app
-    body = await request.read()
     params = dict(request.match_info)
     try:
         upstream = request_target(
@@ -135,7 +166,7 @@ async def _serve(
     async def fetch(spec: CacheSpec) -> Reply:
         # a flight may start after this request (a refresh), so it gets its own window
         return await _queue(
-            request, route, upstream, headers, body, Deadline(route.timeout_s), spec
+            request, route, upstream, headers, EMPTY, Deadline(route.timeout_s), spec
         )
 
     try:
@@ -150,6 +181,10 @@ def _admit(request: web.Request, route: Route, deadline: Deadline) -> None:
     """Refuses, at once, what could not be answered in time or would overfill the pod."""
     app = request.app
     settings = app[SETTINGS]
+    if app[WRITE_PROBE].full:
+        # no worker could claim it: a 504 at the end of the window would be all it gets
+        metrics.ADMISSION_REJECTIONS.labels(route.name, "redis_full").inc()
+        raise redis_full("no worker could take the request")
     if app[WAITER].pending >= settings.max_pending_replies:
         raise _refused(route, "pending_limit", "this pod has too many requests waiting for replies")
     verdict = app[MONITOR].judge(route.priority, deadline.left())
@@ -158,8 +193,8 @@ def _admit(request: web.Request, route: Route, deadline: Deadline) -> None:
             why = "no worker is draining the queue"
         else:
             why = (
-                f"the predicted wait ({verdict.predicted_wait_s:.1f} s) leaves no room "
-                f"in the {route.timeout_s:g} s window"
+                f"the predicted wait ({verdict.predicted_wait_s:.1f} s) and service time "
+                f"({verdict.service_s:.1f} s) leave no room in the {route.timeout_s:g} s window"
             )
         raise _refused(
             route,
@@ -198,44 +233,37 @@ async def _queue(
     route: Route,
     upstream: str,
     headers: list[tuple[str, str]],
-    body: bytes,
+    body: Body,
     deadline: Deadline,
     cache_spec: CacheSpec | None,
     keep_reply_s: int = 0,
 ) -> Reply:
-    """Admission, enqueue, and the wait for the reply; raises ApiError (503, 504, 413)."""
+    """Admission, enqueue, and the wait for the reply; raises ApiError (503, 504, 413).
+
+    Nothing of the body is held while the reply is awaited: the envelope is built from
+    the body's only copy (``Body.take``) and dropped once the queue has it, so a pod's
+    memory follows the requests it is reading and sending, not those it waits for.
+    """
     app = request.app
     _admit(request, route, deadline)
     if route.priority == "normal" and not await app[MONITOR].high_backlog_clear():
         raise _refused(route, "high_backlog", "the high-priority backlog is over its threshold")
     request_id = request[REQUEST_ID] if cache_spec is None else _flight_id(request)
-    now = time.time()
-    text, is_b64 = pack_body(body)
-    envelope = RequestEnvelope(
-        id=request_id,
-        route=route.name,
-        method=request.method,
-        path=upstream,
-        headers=headers,
-        body=text,
-        body_b64=is_b64,
-        reply_to=app[WAITER].channel,
-        deadline=now + deadline.left(),
-        enqueued_at=now,
-        cache=cache_spec,
-        keep_s=keep_reply_s,
+    now = clock.now()  # read by a worker on another host: the shared reference clock
+    encoded = _envelope(
+        request,
+        request_id,
+        route,
+        upstream,
+        headers,
+        body.take(),
+        now,
+        now + deadline.left(),
+        cache_spec,
+        keep_reply_s,
     )
-    try:
-        encoded = encode_request(envelope)
-    except UnicodeEncodeError:
-        # a lone surrogate (bytes that were not UTF-8) is not text, so no message SQS
-        # takes: headers are made text before (queuefront.headers.text_value), the target
-        # is encoded ASCII and the body base64 — this keeps any other path from a 500
-        raise ApiError(
-            400, "bad_request", "the request holds characters that are not valid Unicode text"
-        ) from None
     limit = app[SETTINGS].max_message_bytes
-    if len(encoded.encode()) > limit:
+    if utf8_length(encoded) > limit:
         raise ApiError(
             413, "payload_too_large", f"request exceeds the {limit}-byte queue message limit"
         )
@@ -243,7 +271,11 @@ async def _queue(
     waiter = app[WAITER]
     future = waiter.expect(request_id)
     try:
-        early = await _enqueue(request, route, request_id, encoded, deadline, future)
+        try:
+            early = await _enqueue(request, route, request_id, encoded, deadline, future)
+        finally:
+            del encoded  # the queue has it (or never will): its bytes leave the budget
+            body.release()
         if early is not None:
             waiter.forget(request_id, timed_out=False)
             return early
@@ -323,6 +355,52 @@ async def _enqueue(
         # for its reply and gets 504 at worst — never a 503 for a request that runs
         return None
     raise unavailable("sqs", "enqueue")
+
+
+def _envelope(
+    request: web.Request,
+    request_id: str,
+    route: Route,
+    upstream: str,
+    headers: list[tuple[str, str]],
+    raw: bytes,
+    now: float,
+    deadline_at: float,
+    cache_spec: CacheSpec | None,
+    keep_reply_s: int,
+) -> str:
+    """The encoded envelope; the body's other forms (bytes, text) end with this call."""
+    text, is_b64 = pack_body(raw)
+    del raw
+    try:
+        return encode_request(
+            RequestEnvelope(
+                id=request_id,
+                route=route.name,
+                method=request.method,
+                path=upstream,
+                headers=headers,
+                body=text,
+                body_b64=is_b64,
+                reply_to=request.app[WAITER].channel,
+                deadline=deadline_at,
+                enqueued_at=now,
+                cache=cache_spec,
+                keep_s=keep_reply_s,
+            )
+        )
+    except UnicodeEncodeError:
+        # a lone surrogate (bytes that were not UTF-8) is not text, so no message SQS
+        # takes: headers are made text before (queuefront.headers.text_value), the target
+        # is encoded ASCII and the body base64 — this keeps any other path from a 500
+        raise ApiError(
+            400, "bad_request", "the request holds characters that are not valid Unicode text"
+        ) from None
+
+
+def utf8_length(text: str) -> int:
+    """Bytes of ``text`` in UTF-8, without a copy when it is ASCII (most envelopes)."""
+    return len(text) if text.isascii() else len(text.encode())
 
 
 def _flight_id(request: web.Request) -> str:

@@ -49,6 +49,16 @@ FAULTS = "tests/integration/test_faults.py"
 SQS_RULES = "tests/integration/test_sqs_rules.py"
 SQSWIRE = "tests/integration/test_sqswire.py"
 UNIT_ROUTES = "tests/unit/test_codec_and_routes.py"
+ADMISSION = "tests/integration/test_admission.py"
+UNIT_ADMISSION = "tests/unit/test_admission_estimate.py"
+OVERLOAD = "tests/integration/test_overload.py"
+CLOCKS = "tests/integration/test_clocks.py::test_a_process_with_a_skewed_clock_still_answers"
+PROMETHEUS = "tests/observability/test_prometheus.py"
+INGEST_LAG = "tests/integration/test_clocks.py::test_the_ingest_lag_is_measured_on_the_shared_clock"
+UNIT_CLOCK = "tests/unit/test_clock.py"
+MEMORY = "tests/integration/test_memory.py"
+LEASE = "tests/integration/test_cache_lease.py"
+REDIS_FULL = "tests/integration/test_redis_full.py"
 SCALING_ALARMS = "tests/unit/test_scaling_alarms.py"
 SCALING_SIM = "tests/unit/test_scaling_sim.py"
 SCALING_TF = "tests/unit/test_scaling_terraform.py"
@@ -382,7 +392,7 @@ MUTATIONS = [
     Mutation(
         "outbox: a batch's deltas applied again on replay (no marker)",
         "queuefront/tally.py",
-        "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end",
+        "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return {0} end",
         "redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])",
         (f"{INGEST}::test_deltas_committed_but_never_applied_are_swept_in_once",),
     ),
@@ -433,7 +443,7 @@ MUTATIONS = [
     Mutation(
         "proxy: a request over the message limit is sent anyway",
         "service/proxy.py",
-        "    if len(encoded.encode()) > limit:",
+        "    if utf8_length(encoded) > limit:",
         "    if False:",
         (f"{PROXY}::test_bad_input",),
     ),
@@ -699,6 +709,127 @@ MUTATIONS = [
             f"{FORWARDING}::test_unforwardable_targets_get_400_before_anything_is_enqueued",
         ),
     ),
+    # --- memory and Redis under abuse (issue 16, section 6 and its low items) -----------
+    Mutation(
+        "writer: no statement timeout on the Postgres pool (a hung insert holds its batch)",
+        "workers/writer/run.py",
+        "        command_timeout=settings.db_command_timeout_s,\n",
+        "",
+        (f"{WRITER_DB}::test_a_hung_statement_is_cancelled_and_its_batch_stored_once_later",),
+    ),
+    Mutation(
+        "auth: a JWT secret shorter than 256 bits accepted",
+        "service/auth.py",
+        "    if settings.auth_jwt_secret and secret_bytes < MIN_JWT_SECRET_BYTES:",
+        "    if False:",
+        (f"{IDENTITY}::test_a_jwt_secret_shorter_than_256_bits_is_refused_at_start",),
+    ),
+    Mutation(
+        "rate limit: failed credentials charged to no budget",
+        "service/gates.py",
+        "        await _charge(request, address_identity(request, app[SETTINGS]), route_name)\n",
+        "",
+        (f"{IDENTITY}::test_failed_credentials_are_charged_to_their_address_not_to_whom_they_claim",),
+    ),
+    Mutation(
+        "rate limit: anonymous clients unlimited by default",
+        "queuefront/settings.py",
+        "ANON_RATE_LIMIT_RPS = 50.0",
+        "ANON_RATE_LIMIT_RPS = 0.0",
+        (f"{IDENTITY}::test_public_routes_are_rate_limited_by_default",),
+    ),
+    Mutation(
+        "body limit: a route's max_body_bytes ignored",
+        "service/gates.py",
+        "        limit_bytes=min(max_body_bytes or ceiling, ceiling),",
+        "        limit_bytes=ceiling,",
+        (f"{MEMORY}::test_the_demo_login_refuses_a_large_body_unread",),
+    ),
+    Mutation(
+        "body limit: a chunked body read past the limit",
+        "service/bodies.py",
+        "        if size > limit_bytes:",
+        "        if False:",
+        (f"{MEMORY}::test_the_demo_login_refuses_a_large_body_unread",),
+    ),
+    Mutation(
+        "body limit: the demo login takes a body of any size",
+        "examples/routes.toml",
+        "max_body_bytes = 4096\n",
+        "",
+        (f"{MEMORY}::test_the_demo_login_refuses_a_large_body_unread",),
+    ),
+    Mutation(
+        "pending bytes: no budget",
+        "service/bodies.py",
+        "        if n and self.used_bytes + n > self.limit_bytes:",
+        "        if False:",
+        (f"{MEMORY}::test_bodies_past_the_pending_bytes_budget_get_503_before_they_are_read",),
+    ),
+    Mutation(
+        "pending bytes: a request waiting for its reply stays charged for its body",
+        "service/proxy.py",
+        "its bytes leave the budget\n            body.release()\n",
+        "its bytes leave the budget\n",
+        (f"{MEMORY}::test_a_request_waiting_for_its_reply_holds_none_of_its_body",),
+    ),
+    Mutation(
+        "tally: a poll's hash never expires",
+        "queuefront/tally.py",
+        "  redis.call('EXPIRE', KEYS[i + 1], ARGV[3])\n",
+        "",
+        (f"{MEMORY}::test_a_tally_expires_after_its_last_vote_and_comes_back_from_postgres",),
+    ),
+    Mutation(
+        "tally: an expired poll's tally restarts from the new vote alone",
+        "queuefront/outbox.py",
+        "        if absent and self._revive is not None:",
+        "        if False:",
+        (f"{MEMORY}::test_a_tally_expires_after_its_last_vote_and_comes_back_from_postgres",),
+    ),
+    Mutation(
+        "tally: reconcile brings back polls silent for longer than the TTL",
+        "queuefront/admin.py",
+        "live = {k: v for k, v in counts.items() if quiet_s[k] < store.ttl_s}",
+        "live = dict(counts)",
+        (f"{MEMORY}::test_reconcile_brings_back_only_polls_voted_in_within_the_ttl",),
+    ),
+    Mutation(
+        "cache lease: not renewed while the fetch runs",
+        "service/hotcache.py",
+        "heartbeat = asyncio.create_task(self._hold(lease, holder, deadline))",
+        "heartbeat = asyncio.create_task(asyncio.sleep(0))",
+        (f"{LEASE}::test_a_backend_slower_than_the_lease_is_called_once_across_pods",),
+    ),
+    Mutation(
+        "redis full: proxied requests queued anyway (each waits for its 504)",
+        "service/proxy.py",
+        "    if app[WRITE_PROBE].full:",
+        "    if False:",
+        (f"{REDIS_FULL}::test_a_full_redis_gets_503_naming_it_and_votes_and_reads_still_work",),
+    ),
+    Mutation(
+        "redis full: a refused write answered as a Redis that did not answer",
+        "service/deps.py",
+        "    if isinstance(exc, OutOfMemoryError):",
+        "    if False:",
+        (f"{REDIS_FULL}::test_a_full_redis_gets_503_naming_it_and_votes_and_reads_still_work",),
+    ),
+    Mutation(
+        "redis full: the alert never fires",
+        "deploy/prometheus/alerts.yml",
+        "expr: max(queuefront_redis_refusing_writes) > 0",
+        "expr: max(queuefront_redis_refusing_writes) > 1",
+        ("tests/observability/test_prometheus.py::test_promtool_accepts[test-rules]",),
+    ),
+    Mutation(
+        "redis full: anonymous votes refused because the rate limit cannot write",
+        "service/ratelimit.py",
+        "        except OutOfMemoryError as exc:",
+        "        except ZeroDivisionError as exc:",
+        (f"{REDIS_FULL}::test_a_full_redis_gets_503_naming_it_and_votes_and_reads_still_work",),
+    ),
+    # --- end of section 6 ---------------------------------------------------------------
     # --- SQS acknowledgements, outcomes and rules (issue 16: 3, 4, 6) -------------------
     Mutation(
         "sqs: the lean plane re-sends a SendMessageBatch after a read timeout",
@@ -853,6 +984,155 @@ MUTATIONS = [
         "            if values is None or values > MAX_TALLY_VALUES:",
         "            if values is None:",
         (f"{UNIT_ROUTES}::test_bad_route_tables_name_the_problem",),
+    ),
+    # --- admission reopens by itself (issue 16, §1) --------------------------------------
+    Mutation(
+        "admission: a stale estimate that refuses lets no probe through",
+        "service/admission.py",
+        "        if self._probe(wait, window_s):",
+        "        if False and self._probe(wait, window_s):",
+        (
+            f"{ADMISSION}::test_admission_reopens_after_a_slow_spell",
+            f"{UNIT_ADMISSION}::test_a_stale_estimate_lets_one_probe_through_per_window",
+        ),
+    ),
+    Mutation(
+        "drain: the service time averages every completion ever seen",
+        "queuefront/drain.py",
+        "        while self._recent and seen_at - self._recent[0][0] > SERVICE_WINDOW_S:",
+        "        while False:",
+        (
+            f"{ADMISSION}::test_admission_reopens_after_a_slow_spell",
+            f"{UNIT_ADMISSION}::test_the_service_time_is_the_mean_of_recent_completions_only",
+        ),
+    ),
+    Mutation(
+        "admission: probes while the estimate is fresh (a real overload)",
+        "service/admission.py",
+        "            or not self.estimate.stale(now)\n",
+        "",
+        (
+            f"{UNIT_ADMISSION}::test_a_fresh_slow_estimate_refuses_without_probes",
+            f"{OVERLOAD}::test_predicted_wait_past_the_window_is_refused_while_high_work_gets_through",
+        ),
+    ),
+    Mutation(
+        "admission: probes not limited to one per pod per window",
+        "service/admission.py",
+        "            or now < self._next_probe_at\n",
+        "",
+        (f"{UNIT_ADMISSION}::test_a_stale_estimate_lets_one_probe_through_per_window",),
+    ),
+    Mutation(
+        "admission: probes while the queue itself is too long",
+        "service/admission.py",
+        "            or wait > ADMISSION_HEADROOM * window_s\n",
+        "",
+        (f"{UNIT_ADMISSION}::test_no_probe_when_the_queue_itself_is_too_long_or_no_worker_reports",),
+    ),
+    Mutation(
+        "admission: probes with no worker reporting",
+        "service/admission.py",
+        "            self.estimate.live_workers == 0\n            or ",
+        "            ",
+        (
+            f"{UNIT_ADMISSION}::test_no_probe_when_the_queue_itself_is_too_long_or_no_worker_reports",
+            f"{OVERLOAD}::test_no_worker_draining_means_503_not_a_wait_for_504",
+        ),
+    ),
+    Mutation(
+        "drain: a read without a new report measures a rate of zero",
+        "queuefront/drain.py",
+        "            if elapsed <= 0:  # not reported again since the last read: nothing new\n"
+        "                seen[worker] = before\n"
+        "                continue\n",
+        "            elapsed = max(elapsed, 1e-9)\n",
+        (f"{UNIT_ADMISSION}::test_the_rate_is_a_workers_own_measurement_however_often_the_pod_reads",),
+    ),
+    # --- clocks (issue 16, §5) ----------------------------------------------------------
+    Mutation(
+        "clock: a worker judges deadlines on its own wall clock",
+        "queuefront/envelope.py",
+        "        return self.deadline - (clock.now() if now is None else now)",
+        '        return self.deadline - (__import__("time").time() if now is None else now)',
+        (f"{CLOCKS}[worker-30s-ahead]",),
+    ),
+    Mutation(
+        "clock: the api writes deadlines on its own wall clock",
+        "service/proxy.py",
+        "    now = clock.now()  # read by a worker on another host",
+        '    now = __import__("time").time()  # read by a worker on another host',
+        (f"{CLOCKS}[api-10s-behind]",),
+    ),
+    Mutation(
+        "clock: drain reports stamped with the worker's wall clock",
+        "queuefront/drain.py",
+        "DrainReport(CLOCK.now(), self._slots",
+        'DrainReport(__import__("time").time(), self._slots',
+        (f"{CLOCKS}[worker-10s-behind]",),
+    ),
+    Mutation(
+        "clock: pods judge drain reports on their own wall clock",
+        "service/admission.py",
+        "self.estimate.update(reports, clock.now(), time.monotonic())",
+        "self.estimate.update(reports, time.time(), time.monotonic())",
+        (f"{CLOCKS}[api-30s-ahead]",),
+    ),
+    Mutation(
+        "clock: cache expiry written on the worker's wall clock",
+        "queuefront/cache.py",
+        "        expires_at = clock.now() + spec.ttl_s",
+        '        expires_at = __import__("time").time() + spec.ttl_s',
+        (f"{CLOCKS}[worker-10s-behind]", f"{CLOCKS}[worker-30s-ahead]"),
+    ),
+    Mutation(
+        "clock: a pod judges its own tier's expiry on its wall clock",
+        "service/hotcache.py",
+        '        one flight that fetches it."""\n        now = clock.now()',
+        '        one flight that fetches it."""\n        now = __import__("time").time()',
+        (f"{CLOCKS}[api-10s-behind]",),
+    ),
+    Mutation(
+        "clock: a pod judges Redis's cache entries on its wall clock",
+        "service/hotcache.py",
+        "            now = clock.now()  # the worker wrote the entry's expiry on the same clock",
+        '            now = __import__("time").time()',
+        (f"{CLOCKS}[api-30s-ahead]",),
+    ),
+    Mutation(
+        "clock: the api stamps received_at on its own wall clock",
+        "service/ingest.py",
+        "            received_at=clock.now(),",
+        '            received_at=__import__("time").time(),',
+        (f"{INGEST_LAG}[api-10s-behind]",),
+    ),
+    Mutation(
+        "clock: the writer measures ingest lag on its own wall clock",
+        "workers/writer/observe.py",
+        "    committed_at = clock.now()",
+        '    committed_at = __import__("time").time()',
+        (f"{INGEST_LAG}[writer-30s-ahead]",),
+    ),
+    Mutation(
+        "clock: the latest Redis TIME sample wins, however long its round trip",
+        "queuefront/clock.py",
+        "        self._base_s = min(self._samples, key=lambda s: s.rtt_s).base_s",
+        "        self._base_s = self._samples[-1].base_s",
+        (f"{UNIT_CLOCK}::test_the_sample_with_the_shortest_round_trip_wins",),
+    ),
+    Mutation(
+        "clock: the server's reading taken as of the answer, not the round trip's middle",
+        "queuefront/clock.py",
+        "Sample(server_s - (sent_s + received_s) / 2, received_s - sent_s)",
+        "Sample(server_s - received_s, received_s - sent_s)",
+        (f"{UNIT_CLOCK}::test_a_reading_counts_as_of_the_middle_of_its_round_trip",),
+    ),
+    Mutation(
+        "alerts: the clock offset alert misses clocks behind",
+        "deploy/prometheus/alerts.yml",
+        "(abs(queuefront_clock_offset_seconds))",
+        "(queuefront_clock_offset_seconds)",
+        (f"{PROMETHEUS}::test_promtool_accepts[test-rules]",),
     ),
     # --- the scaling simulator (bench/scaling, issue 18) --------------------------------
     Mutation(

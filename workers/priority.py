@@ -42,7 +42,7 @@ import structlog
 import uvloop
 from redis.exceptions import RedisError
 
-from queuefront import metrics, tasks
+from queuefront import clock, metrics, tasks
 from queuefront.consumer import Held, Poller, VisibilityKeeper, serve, visibility_timeouts
 from queuefront.drain import DrainReporter
 from queuefront.envelope import RequestEnvelope, decode_request
@@ -269,7 +269,7 @@ class PriorityWorker:
     async def _process(self, held: Held, env: RequestEnvelope) -> None:
         """Handles one decoded message. ``held.backend_started`` is set before the call."""
         queue_name = held.queue.name
-        metrics.MESSAGE_AGE.labels(queue_name).observe(max(0.0, time.time() - env.enqueued_at))
+        metrics.MESSAGE_AGE.labels(queue_name).observe(max(0.0, clock.now() - env.enqueued_at))
         if env.seconds_left() <= 0:
             # the client already has its 504: calling the backend would only add load
             self._expired(held, env)

@@ -8,8 +8,11 @@ fits in ``ADMISSION_HEADROOM`` of the route's window, else answers 503 at once. 
 requests also wait up to ``QF_ADMISSION_WAIT_S`` while the high backlog is at or above
 ``QF_ADMISSION_THRESHOLD``. The drain rate is the workers' potential (slots ÷ service
 time) until the backlog has exceeded the worker slots for ``SATURATED_POLLS`` polls, then
-the measured completion rate. The estimate is ``queuefront.drain.DrainEstimate`` itself,
-fed with the simulated workers' totals; the constants are imported from the service.
+the measured completion rate. When the estimate rests on old completions only and the
+service time alone leaves no room, each process lets one probe through per window. The
+estimate is ``queuefront.drain.DrainEstimate`` itself, fed with the simulated workers'
+totals (simulated time stands for both the reference and the monotonic clock); the
+constants are imported from the service.
 
 All api processes see the same backlog and get equal shares of the requests (the ALB
 balances them), so one state stands for all of them; what "this pod admitted since its
@@ -44,6 +47,7 @@ class Admission:
         self._saturated_polls = 0
         self._busy_since = 0.0
         self._worker_slots = 0
+        self._next_probe_at = 0.0
         self.next_poll_s = 0.0
 
     # --- the poll ---------------------------------------------------------------------------
@@ -53,7 +57,7 @@ class Admission:
     ) -> None:
         """One backlog read (``slots`` 0: no live worker reports)."""
         reports = {} if slots == 0 else {WORKERS_ID: DrainReport(now, slots, completed, busy_s)}
-        self.estimate.update(reports, now)
+        self.estimate.update(reports, now, now)
         self._worker_slots = slots
         self.admitted_since = {"high": 0.0, "normal": 0.0}
         busy = high + normal > self._worker_slots
@@ -94,6 +98,24 @@ class Admission:
         ``BacklogMonitor.judge`` would say yes, one after the other."""
         if not self.predictive:
             return math.inf
+        room = self._room(priority, window_s, now)
+        if room < 1 and self._probe(priority, window_s, now):
+            return 1.0
+        return room
+
+    def _probe(self, priority: Priority, window_s: float, now: float) -> bool:
+        """As ``BacklogMonitor._probe`` (taken as used: one request is always waiting)."""
+        if (
+            self.estimate.live_workers == 0
+            or self.predicted_wait_s(priority, now) > ADMISSION_HEADROOM * window_s
+            or now < self._next_probe_at
+            or not self.estimate.stale(now)
+        ):
+            return False
+        self._next_probe_at = now + window_s
+        return True
+
+    def _room(self, priority: Priority, window_s: float, now: float) -> float:
         allowed = ADMISSION_HEADROOM * window_s - self.estimate.service_s
         if allowed < 0:
             return 0.0

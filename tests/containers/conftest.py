@@ -118,6 +118,8 @@ def compose_stack() -> Iterator[ComposeStack]:
             # window, restarts); admission's own job would be to refuse that queue — it
             # is tested against real processes in tests/integration/test_overload.py
             "QF_ADMISSION_PREDICTIVE": "false",
+            # every request reaches the api from the one address of the test's machine
+            "QF_ANON_RATE_LIMIT_RPS": "0",
             # the scaled-out shape: the edge spreads over several replicas, Prometheus
             # finds each (one replica is the default, for a machine of two cores)
             "QF_API_REPLICAS": "2",

@@ -144,7 +144,7 @@ async def test_redis_slow_or_down_gives_503_never_500(
     pooled connection hangs, the pool runs dry) or gone, each answers 503 in about a
     second, and the log says so once per interval instead of once per request."""
     api = await stack.start_api(
-        QF_RATE_LIMIT_RPS="1000", QF_REDIS_MAX_CONNECTIONS="4", QF_LOG_LEVEL="INFO"
+        QF_ANON_RATE_LIMIT_RPS="1000", QF_REDIS_MAX_CONNECTIONS="4", QF_LOG_LEVEL="INFO"
     )
     if fault == "frozen":
         own_redis.signal(signal.SIGSTOP)

@@ -13,7 +13,16 @@ import pytest
 from devstack import Stack, eventually, metric
 from queuefront.envelope import IngestMessage, encode_ingest
 from queuefront.sqs import QueueOps, open_client
-from tests.integration.test_ingest import WRITER_FAST, db_rows, send_raw, vote_item
+from queuefront.tally import TALLY_LOCK
+from tests.integration.test_ingest import (
+    WRITER_FAST,
+    api_tally,
+    db_rows,
+    db_tally,
+    send_raw,
+    vote_all,
+    vote_item,
+)
 
 # every name a reserved word of SQL: unquoted, each insert is a syntax error
 RESERVED_ROUTES = """
@@ -186,3 +195,45 @@ async def test_an_item_over_the_message_limit_gets_413(stack: Stack, reserved_ro
         small = {"order": 1, "user": "u", "data": "x" * (limit - 400)}
         async with http.post("/api/boards/b1/tags", json=small) as resp:
             assert resp.status == 202
+
+
+async def test_a_hung_statement_is_cancelled_and_its_batch_stored_once_later(
+    db_stack: Stack,
+) -> None:
+    """Something holds the tally lock the writers need (an operator's reconcile that never
+    ends, a forgotten session): the writer's insert waits for it. With a statement
+    timeout the wait ends, is counted as a retry and tried again; once the lock is
+    free every vote is stored once and counted once — nothing held for as long as the
+    lock is, nothing lost, nothing doubled."""
+    stack = db_stack
+    await stack.start_api()
+    writer = await stack.start_writer(QF_DB_COMMAND_TIMEOUT_S="1", **WRITER_FAST)
+    poll = f"poll-{uuid.uuid4().hex[:8]}"
+    holder = await asyncpg.connect(stack.env["QF_DATABASE_URL"])
+    try:
+        hold = holder.transaction()
+        await hold.start()
+        await holder.execute("SELECT pg_advisory_xact_lock($1)", TALLY_LOCK)
+        await vote_all(stack, poll, 40, concurrency=8)
+
+        async def retried() -> bool:
+            return await metric(writer.metrics_url, "queuefront_writer_db_retries_total") >= 2
+
+        # without a statement timeout the insert waits for the lock forever: no retry
+        await eventually(retried, 20, "the waiting statement cancelled and retried")
+        assert await db_rows(stack, poll) == 0
+        await hold.rollback()
+    finally:
+        await holder.close()
+
+    async def stored() -> bool:
+        return await db_rows(stack, poll) == 40
+
+    await eventually(stored, 30, "every vote stored once the lock is free")
+    async with aiohttp.ClientSession() as http:
+
+        async def counted() -> bool:
+            return await api_tally(http, stack, poll) == await db_tally(stack, poll)
+
+        await eventually(counted, 30, "the live tally equals the table")
+    assert await db_rows(stack, poll) == 40

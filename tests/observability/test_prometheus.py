@@ -75,6 +75,7 @@ def test_the_required_alerts_exist() -> None:
         'queuefront_http_requests_total{status="504"}',
         "queuefront_admission_rejections_total",
         "queuefront_ingest_lag_seconds_bucket",
+        "queuefront_clock_offset_seconds",
         "up{",
     ):
         assert needle in exprs, f"no alert uses {needle}"

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from queuefront import metrics
+from queuefront import clock, metrics
 
 
 def table_outcome(table: str, *, inserted: int, duplicates: int, rejected: int) -> None:
@@ -22,7 +22,7 @@ def committed(started: float, items: Iterable[list[dict[str, Any]]]) -> None:
     """After a commit: its duration, its size and each item's time since the api took it."""
     metrics.COMMITS.inc()
     metrics.INSERT_DURATION.observe(time.perf_counter() - started)
-    committed_at = time.time()
+    committed_at = clock.now()  # received_at is on the reference clock too
     total = 0
     for group in items:
         total += len(group)

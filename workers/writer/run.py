@@ -14,6 +14,7 @@ from queuefront.consumer import VisibilityKeeper, serve, visibility_timeouts
 from queuefront.keys import Keys
 from queuefront.outbox import TallyOutbox
 from queuefront.redis import open_redis
+from queuefront.revive import Reviver
 from queuefront.routes import load_routes
 from queuefront.settings import Settings
 from queuefront.sqs import QueueOps, open_client
@@ -25,11 +26,23 @@ from workers.writer.store import BatchStore
 
 log = get_logger(__name__)
 
+CONNECT_TIMEOUT_S = 10.0
+"""Longest a new Postgres connection may take to open (asyncpg's default is 60 s)."""
+
 
 async def main_async(settings: Settings) -> None:
     routes = load_routes(settings.routes_file)
     redis: Redis = open_redis(settings)
-    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
+    # every statement under a deadline: a statement that hangs (a lock never granted, a
+    # connection gone silent) is cancelled and raises TimeoutError, which the store
+    # treats as an outage; without it the batch would be held for as long as it hangs
+    pool = await asyncpg.create_pool(
+        settings.database_url,
+        min_size=1,
+        max_size=4,
+        command_timeout=settings.db_command_timeout_s,
+        timeout=CONNECT_TIMEOUT_S,
+    )
     try:
         await check_sinks(pool, routes)
         async with open_client(settings) as client:
@@ -41,7 +54,9 @@ async def main_async(settings: Settings) -> None:
             metrics.prime_consumer([queue.name], ("released",), tables)
             keeper = VisibilityKeeper(await visibility_timeouts(queue))
             keys = Keys(settings.key_prefix)
-            outbox = TallyOutbox(pool, TallyStore(redis, keys))
+            tallies = TallyStore(redis, keys, settings.tally_ttl_s)
+            reviver = Reviver(pool, tallies, keys, routes.sinks)
+            outbox = TallyOutbox(pool, tallies, reviver.revive)
             store = BatchStore(pool, outbox, keys)
             writer = Writer(settings, queue, store, outbox, routes, keeper)
             await serve(
