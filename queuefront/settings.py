@@ -222,6 +222,27 @@ class Settings(BaseSettings):
         "one process and no supervisor (`make run`, the tests); Terraform: the api task's "
         "vCPUs. See [every CPU of a task](how-it-works.md#every-cpu-of-a-task).",
     )
+    scaling_signal_interval_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=60,
+        description="How often each api process writes its scaling signal (queue backlog, "
+        "drain rate and capacity, predicted wait, refusals, pending replies, CPU) as one "
+        "CloudWatch embedded-metric-format line on stdout, which the autoscaling alarms "
+        "read at 10 s resolution. 0: never (`make run`, the tests); Terraform: 5.",
+    )
+    scaling_signal_namespace: str = Field(
+        default="queuefront/scaling",
+        min_length=1,
+        max_length=255,
+        description="CloudWatch namespace of the scaling signal (Terraform sets it from "
+        "deploy/terraform/scaling_signal.json).",
+    )
+    scaling_signal_dimensions: str = Field(
+        default="",
+        description="Dimensions of the scaling signal, `Name=value` pairs separated by "
+        "commas (Terraform: `Stack=<stack name>`): one series per stack, never per task.",
+    )
     local_cache_entries: int = Field(
         default=10_000,
         ge=0,

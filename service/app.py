@@ -50,6 +50,7 @@ from service.packer import Packer
 from service.ratelimit import RateLimits
 from service.redisfull import WriteProbe
 from service.replies import Channel, ReplyWaiter
+from service.scaling_signal import ScalingSignal, parse_dimensions
 
 log = get_logger(__name__)
 
@@ -118,6 +119,24 @@ async def sqs_ctx(app: web.Application) -> AsyncIterator[None]:
             await packer.close()
         for ops in app[QUEUES].values():
             await ops.close()
+
+
+async def scaling_signal_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The pod's scaling signal on stdout (service/scaling_signal.py), when asked for."""
+    settings = app[SETTINGS]
+    if settings.scaling_signal_interval_s <= 0:
+        yield
+        return
+    signal = ScalingSignal(
+        app[MONITOR],
+        lambda: app[WAITER].pending,
+        interval_s=settings.scaling_signal_interval_s,
+        namespace=settings.scaling_signal_namespace,
+        dimensions=parse_dimensions(settings.scaling_signal_dimensions),
+    )
+    await signal.start()
+    yield
+    await signal.stop()
 
 
 async def probes_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -197,12 +216,13 @@ def init_app(settings: Settings | None = None) -> web.Application:
     app[POD_ID] = settings.pod_id or uuid.uuid4().hex[:12]
     live: probes.LiveCheck = partial(handlers.live, app)
     app[probes.LIVE_CHECK] = live
-    app.cleanup_ctx.extend([redis_ctx, replies_ctx, sqs_ctx, probes_ctx])
+    app.cleanup_ctx.extend([redis_ctx, replies_ctx, sqs_ctx, scaling_signal_ctx, probes_ctx])
     # after the contexts' start-up (aiohttp runs them first): what they built is frozen too
     app.on_startup.append(_settle_heap)
     add_routes(app, table.routes)
     openapi.install(app, table, settings)
     metrics.prime_api([(r.name, r.kind, r.priority, r.cache is not None) for r in table.routes])
     auth.check_configuration(settings)
+    parse_dimensions(settings.scaling_signal_dimensions)  # a malformed one stops the start
     log.info("api configured", pod_id=app[POD_ID], routes=[r.name for r in table.routes])
     return app

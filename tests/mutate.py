@@ -65,6 +65,9 @@ REDIS_FULL = "tests/integration/test_redis_full.py"
 SCALING_ALARMS = "tests/unit/test_scaling_alarms.py"
 SCALING_SIM = "tests/unit/test_scaling_sim.py"
 SCALING_TF = "tests/unit/test_scaling_terraform.py"
+SCALING_POLICY = "tests/unit/test_scaling_policy.py"
+SIGNAL_UNIT = "tests/unit/test_scaling_signal.py"
+SIGNAL_INTEGRATION = "tests/integration/test_scaling_signal.py"
 SCALE_IN_TEST = "test_target_tracking_scales_in_after_fifteen_datapoints_below_ninety_percent"
 SCALE_IN_COOLDOWN_TEST = "test_scale_in_cooldown_blocks_the_next_scale_in_and_a_scale_out_ends_it"
 STEP_TEST = "test_a_step_to_ten_times_capacity_sheds_and_keeps_the_backend_busy"
@@ -651,7 +654,9 @@ MUTATIONS = [
         "queuefront/consumer.py",
         "    return step / 2 + uniform(0, step / 2)",
         "    return step",
-        ("tests/unit/test_consumer_backoff.py::test_consumers_that_fail_together_retry_spread_out",),
+        (
+            "tests/unit/test_consumer_backoff.py::test_consumers_that_fail_together_retry_spread_out",
+        ),
     ),
     # --- the pod's reply listener (service/replies.py) ----------------------------------
     Mutation(
@@ -1310,6 +1315,109 @@ MUTATIONS = [
         "        if decl is None:\n            raise TerraformError(",
         "        if decl is None:\n            return None\n            raise TerraformError(",
         (f"{SCALING_TF}::test_a_renamed_variable_fails_naming_it",),
+    ),
+    # --- the pods' scaling signal and the policy on it (issue 18 §3) -------------------------
+    Mutation(
+        "signal: standard resolution (one-minute metrics)",
+        "service/scaling_signal.py",
+        "STORAGE_RESOLUTION_S = 1\n",
+        "STORAGE_RESOLUTION_S = 60\n",
+        (f"{SIGNAL_UNIT}::test_a_line_is_an_emf_document_of_high_resolution_metrics",),
+    ),
+    Mutation(
+        "signal: a metric declared without its value",
+        "service/scaling_signal.py",
+        "            continue  # a declared metric must be present: leave unknown ones out",
+        "            value = float('nan')",
+        (f"{SIGNAL_UNIT}::test_what_is_not_known_is_left_out_not_written_as_a_number",),
+    ),
+    Mutation(
+        "signal: the backlog of the high queue only",
+        "service/scaling_signal.py",
+        "backlog=int(sum(monitor.backlog.values())),",
+        'backlog=int(monitor.backlog["high"]),',
+        (
+            f"{SIGNAL_UNIT}::test_the_values_are_the_monitors",
+            f"{SIGNAL_INTEGRATION}::test_the_api_writes_the_workers_drain_and_the_queues_backlog",
+        ),
+    ),
+    Mutation(
+        "signal: written while the backlog cannot be read",
+        "service/scaling_signal.py",
+        "        if not self._monitor.healthy:\n            return None\n",
+        "",
+        (f"{SIGNAL_UNIT}::test_nothing_is_written_while_the_backlog_cannot_be_read",),
+    ),
+    Mutation(
+        "signal: refusals as a running total",
+        "service/scaling_signal.py",
+        "refused, self._refused = refused_now - self._refused, refused_now",
+        "refused = refused_now",
+        (f"{SIGNAL_UNIT}::test_refusals_are_the_count_since_the_last_line",),
+    ),
+    Mutation(
+        "signal: the api never starts it",
+        "service/app.py",
+        "    await signal.start()\n",
+        "",
+        (f"{SIGNAL_INTEGRATION}::test_the_api_writes_the_workers_drain_and_the_queues_backlog",),
+    ),
+    Mutation(
+        "scaling: a scale-out step scales in within its cooldown",
+        "bench/scaling/autoscaling.py",
+        "        elif (\n            want < base\n            and want < svc.desired",
+        "        if (\n            want < svc.desired",
+        (f"{SCALING_POLICY}::test_a_scale_out_step_never_scales_in_within_its_cooldown",),
+    ),
+    Mutation(
+        "scaling: a bucket passes at most its burst per step",
+        "bench/scaling/gateway.py",
+        "self._available = self.tokens + self.rate * dt",
+        "self._available = min(self.burst, self.tokens + self.rate * dt)",
+        (f"{SCALING_POLICY}::test_a_bucket_whose_rate_exceeds_its_burst_passes_its_rate",),
+    ),
+    Mutation(
+        "scaling: scheduled actions never run",
+        "bench/scaling/sim.py",
+        "        while self.scheduled and self.scheduled[0][0] <= now:",
+        "        while False:",
+        (
+            f"{SCALING_POLICY}::"
+            "test_an_event_raises_the_floor_at_its_start_and_restores_it_at_its_end",
+        ),
+    ),
+    Mutation(
+        "scaling: the pods write their signal every step",
+        "bench/scaling/sim.py",
+        "self._signal_written = self.signal_interval_s > 0 and t + dt > self._signal_due",
+        "self._signal_written = self.signal_interval_s > 0",
+        (
+            f"{SCALING_POLICY}::test_the_fast_signal_is_written_every_interval_and_read_as_published",
+        ),
+    ),
+    Mutation(
+        "scaling: the signal read as if published at once",
+        "bench/scaling/cloudwatch.py",
+        "return a.emf_log_publication_delay_s",
+        "return (0.0, 0.0)",
+        (
+            f"{SCALING_POLICY}::test_the_pods_signal_decides_within_seconds_of_a_step",
+            f"{SCALING_POLICY}::test_the_pods_signal_reaches_the_alarms_after_the_log_drivers_batch",
+        ),
+    ),
+    Mutation(
+        "scaling: listen backlogs full before the CPU serves the step",
+        "bench/scaling/sim.py",
+        "        self._serve_api(t)\n        self._trim_backlogs(t)",
+        "        self._trim_backlogs(t)\n        self._serve_api(t)",
+        (f"{SCALING_POLICY}::test_a_pod_serves_more_a_second_than_its_listen_backlog_holds",),
+    ),
+    Mutation(
+        "scaling: goodput not checked",
+        "bench/scaling/criteria.py",
+        "            worst is None or worst[0] >= GOODPUT_SHARE,",
+        "            True,",
+        (f"{SCALING_POLICY}::test_every_shipped_scenario_holds_its_criteria",),
     ),
 ]
 

@@ -10,7 +10,13 @@ One module per concern:
 - ``gateway`` (CloudFront, API Gateway), ``admission`` (the api's rule), ``workers``
   (queues, workers, backend), ``writer`` (ingest queue and writers);
 - ``cloudwatch`` (metrics, metric math, alarms) and ``autoscaling`` (ECS services,
-  target tracking, step scaling);
+  target tracking, step scaling; scheduled actions run in ``sim``);
 - ``sim`` (the loop), ``ledger`` (where each request ended), ``report`` (the JSON and the
-  table), ``plot``, ``run`` (a scenario file to a result).
+  table), ``criteria`` (what a policy must hold on a scenario), ``plot``, ``run`` (a
+  scenario file to a result);
+- ``compare`` (the shipped scenarios on an earlier policy and on today's, for the docs)
+  and ``capacity`` (what a steady load of 1,000 to 50,000 requests/s takes).
+
+The user's documentation (how to run it, the model, its assumptions, what it lacks):
+docs/benchmarks.md, "Scaling".
 """

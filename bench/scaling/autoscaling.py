@@ -279,12 +279,17 @@ class StepPolicy:
         want = self.capacity(base, breach)
         if want is None:
             return
-        if want > svc.desired:
-            if self.target.apply(self.spec.name, want, now) and now >= self.out_until:
+        # a step that adds to the base is a scale-out: within its cooldown it only ever
+        # raises the count (the base already counts what the last scale-out added); one
+        # that takes from it is a scale-in
+        if want > base:
+            applied = want > svc.desired and self.target.apply(self.spec.name, want, now)
+            if applied and now >= self.out_until:
                 self.out_base = base
                 self.out_until = now + self.spec.cooldown_s
         elif (
-            want < svc.desired
+            want < base
+            and want < svc.desired
             and now >= self.in_until
             and self.target.apply(self.spec.name, want, now)
         ):

@@ -51,10 +51,16 @@ class AwsConstants:
     assumed 30-90 s."""
 
     emf_publication_delay_s: Range = (20.0, 90.0)
-    """The queuefront namespace (admission rejections) arrives as embedded metric format
+    """The queuefront namespace (the Prometheus metrics) arrives as embedded metric format
     logs from the ADOT collector: scraped every 30 s, exported in batches of up to 60 s
     (modules/compute: scrape_interval, batch timeout), then extracted by CloudWatch Logs
     (not published; seconds). Assumed 20-90 s."""
+
+    emf_log_publication_delay_s: Range = (5.0, 15.0)
+    """The api pods' scaling signal (service/scaling_signal.py): EMF lines on stdout, sent
+    by the awslogs log driver in batches every 5 s (moby daemon/logger/awslogs,
+    batchPublishFrequency), then extracted into metrics by CloudWatch Logs, which
+    publishes no figure for that step (seconds). Assumed 5-15 s after the period ends."""
 
     # --- target tracking's alarms --------------------------------------------------------
     target_tracking_high_datapoints: int = 3

@@ -39,15 +39,28 @@ def key_of(stat: MetricStat) -> MetricKey:
 class MetricStore:
     """Per-step samples of every metric a policy reads, and their published datapoints."""
 
-    def __init__(self, aws: AwsConstants, seed: int, step_s: float) -> None:
+    def __init__(
+        self,
+        aws: AwsConstants,
+        seed: int,
+        step_s: float,
+        log_namespaces: frozenset[str] = frozenset(),
+    ) -> None:
         self.aws = aws
         self.step_s = step_s
+        self.log_namespaces = log_namespaces
+        """Namespaces written as EMF lines on the tasks' stdout (the pods' scaling signal):
+        published by the awslogs driver, not by the collector."""
         self._rng = random.Random(seed)
         self._delays: dict[tuple[str, int, float], float] = {}
-        self.samples: dict[MetricKey, list[float]] = {}
+        self.samples: dict[MetricKey, list[float | None]] = {}
+        """Per simulation step; None: no sample in that step (a metric written every few
+        seconds)."""
 
     def delay_range(self, namespace: str) -> Range:
         a = self.aws
+        if namespace in self.log_namespaces:
+            return a.emf_log_publication_delay_s
         return {
             "AWS/SQS": a.sqs_publication_delay_s,
             "ECS/ContainerInsights": a.container_insights_publication_delay_s,
@@ -65,7 +78,7 @@ class MetricStore:
     def register(self, key: MetricKey) -> None:
         self.samples.setdefault(key, [])
 
-    def record(self, key: MetricKey, value: float) -> None:
+    def record(self, key: MetricKey, value: float | None) -> None:
         self.samples[key].append(value)
 
     def datapoint(self, stat: MetricStat, k: int, now: float) -> float | None:
@@ -76,7 +89,7 @@ class MetricStore:
             return None
         values = self.samples[key_of(stat)]
         lo, hi = round(k * p / self.step_s), round(end / self.step_s)
-        window = values[lo:hi]
+        window = [v for v in values[lo:hi] if v is not None]
         if not window:
             return None
         if stat.namespace == "AWS/SQS":

@@ -39,17 +39,24 @@ ROUTE_CLASS = {
 
 
 class TokenBucket:
+    """Requests arrive spread over a step while tokens flow in at ``rate``: a step passes
+    what the bucket held plus what flowed in meanwhile, and only what is left over is
+    capped at ``burst``. (Capping before taking would hold a route whose rate exceeds its
+    burst, 15,000/s with a 5,000 bucket say, to ``burst`` per step.)"""
+
     def __init__(self, throttle: Throttle) -> None:
         self.rate = throttle.rate
         self.burst = throttle.burst
         self.tokens = throttle.burst
+        self._available = throttle.burst
 
     def refill(self, dt: float) -> None:
-        self.tokens = min(self.burst, self.tokens + self.rate * dt)
+        self._available = self.tokens + self.rate * dt
 
     def take(self, n: int) -> int:
-        granted = min(n, int(self.tokens))
-        self.tokens -= granted
+        granted = min(n, int(self._available))
+        self._available -= granted
+        self.tokens = min(self.burst, self._available)
         return granted
 
 

@@ -17,6 +17,7 @@ expression, so a Terraform change the simulator cannot follow fails loudly.
 from __future__ import annotations
 
 import ast
+import json
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -394,6 +395,8 @@ FUNCTIONS: dict[str, Callable[..., Value]] = {
     "lookup": lambda m, k, default=None: m.get(k, default),
     "toset": lambda seq: sorted(set(seq), key=str),
     "tolist": list,
+    "jsondecode": json.loads,
+    "sort": lambda seq: sorted(seq, key=str),
     "__str": _str,
     "__pairs": _pairs,
     "__values": _values,
@@ -437,8 +440,14 @@ class Evaluator:
         if isinstance(raw, list):
             return [self.value(v) for v in raw]
         if isinstance(raw, dict):
-            return {unquote(k): self.value(v) for k, v in raw.items() if not k.startswith("__")}
+            return {self._key(k): self.value(v) for k, v in raw.items() if not k.startswith("__")}
         return raw
+
+    def _key(self, raw: str) -> str:
+        """An object key: a name, a quoted string, or ``(expression)``."""
+        if raw.startswith("${") and raw.endswith("}"):
+            return str(self.value(raw))
+        return unquote(raw)
 
     def number(self, raw: Value, where: str) -> float | int:
         return _number(self.value(raw), where)

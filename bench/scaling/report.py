@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from bench.scaling import criteria
 from bench.scaling.scenario import CLASSES
 from bench.scaling.sim import Simulation
 from bench.scaling.workers import receivers_per_queue
@@ -88,6 +89,8 @@ def per_minute(sim: Simulation) -> list[dict[str, Any]]:
                 "answered": {c: sum(s.answered[c][i:j]) for c in CLASSES},
                 "shed": {c: sum(s.shed[c][i:j]) for c in CLASSES},
                 "backend_capacity": round(sum(s.backend_capacity_rps[i:j]) * dt, 1),
+                "backend_offered": sum(s.backend_offered[i:j]),
+                "backend_answered": sum(s.backend_answered[i:j]),
                 "tasks": {k: max(v[i:j]) for k, v in s.running.items()},
             }
         )
@@ -105,11 +108,18 @@ def result(sim: Simulation, overrides: dict[str, Any] | None = None) -> dict[str
         for s in sim.services.values()
         if s.first_scaled_serving_at is not None
     ]
-    first_scale_out = None
+    first_scale_out = first_decision = None
     if first_up is not None:
         later = [t for t in first_serving if t >= first_up]
         first_scale_out = _round(min(later) - first_up, 1) if later else None
-    return {
+        raised = [
+            t
+            for target in sim.targets.values()
+            for t, policy, a, b in target.activities
+            if t >= first_up and b > a and not policy.startswith("scheduled:")
+        ]
+        first_decision = _round(min(raised) - first_up, 1) if raised else None
+    out: dict[str, Any] = {
         "scenario": sim.scenario.name,
         "duration_s": sim.scenario.duration_s,
         "overrides": overrides or {},
@@ -139,6 +149,7 @@ def result(sim: Simulation, overrides: dict[str, Any] | None = None) -> dict[str
         "peak_tasks": {n: s.peak_tasks for n, s in sim.services.items()},
         "task_hours": {n: _round(s.task_seconds / HOUR_S) for n, s in sim.services.items()},
         "first_scale_out_s": first_scale_out,
+        "first_scale_decision_s": first_decision,
         "cost_usd": cost_usd(sim, requests),
         "aws_requests": requests,
         "shed_reasons": {c: dict(led.shed_reasons[c]) for c in CLASSES if led.shed_reasons[c]},
@@ -160,6 +171,8 @@ def result(sim: Simulation, overrides: dict[str, Any] | None = None) -> dict[str
         ],
         "minutes": per_minute(sim),
     }
+    out["criteria"] = criteria.as_json(criteria.evaluate(out, sim.scenario.changes_s()))
+    return out
 
 
 def table(r: dict[str, Any]) -> str:
@@ -191,7 +204,8 @@ def table(r: dict[str, Any]) -> str:
         + ", ".join(f"{k} {v}" for k, v in r["peak_tasks"].items())
         + "; task-hours "
         + ", ".join(f"{k} {v}" for k, v in r["task_hours"].items()),
-        f"first scale-out serving {r['first_scale_out_s']} s after the first step-up",
+        f"first scale-out serving {r['first_scale_out_s']} s after the first step-up "
+        f"(decided after {r['first_scale_decision_s']} s)",
         "cost USD " + ", ".join(f"{k} {v:.4f}" for k, v in r["cost_usd"].items()),
     ]
     if r["shed_reasons"]:
@@ -202,6 +216,16 @@ def table(r: dict[str, Any]) -> str:
                 for c, reasons in r["shed_reasons"].items()
             )
         )
+    crit = r["criteria"]
+    lines.append(
+        "criteria "
+        + ("met" if crit["ok"] else "NOT met")
+        + ": "
+        + "; ".join(
+            f"{name} {'ok' if c['ok'] else 'FAIL'} ({c['detail']})"
+            for name, c in crit["checks"].items()
+        )
+    )
     acts = r["scaling_activities"]
     if acts:
         lines.append(

@@ -6,6 +6,8 @@
     duration_s = 1800
     step_s = 1            # optional, at most 1 (the simulator's time step)
     seed = 1              # optional: draws of AWS's delays and task start times
+    starts_at = "2026-11-27T07:00:00Z"  # optional: the wall time of t = 0, which places
+                          # the policy's scheduled actions (scaling_events) in the run
 
     [backend]
     slots = 400           # calls at once before it degrades
@@ -54,6 +56,7 @@ import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -126,6 +129,18 @@ class Scenario:
     model: Mapping[str, Any] = field(default_factory=dict)
     aws: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    starts_at: datetime | None = None
+    """Wall time (UTC) of t = 0; None: the run is not placed in time, and a policy with
+    scheduled actions cannot be run."""
+
+    def at_s(self, when: datetime) -> float:
+        """Seconds from the run's start to ``when``."""
+        if self.starts_at is None:
+            raise ScenarioError(
+                f"{self.name}: the policy schedules scaling at {when.isoformat()}: give the "
+                "scenario starts_at (the wall time of t = 0)"
+            )
+        return (when - self.starts_at).total_seconds()
 
     # --- the load profile ------------------------------------------------------------
 
@@ -156,6 +171,34 @@ class Scenario:
                 return total
         last = pts[-1]
         return total + max(0.0, t - max(last.at_s, pts[0].at_s)) * last.rps[cls]
+
+    def changes_s(self) -> tuple[float, ...]:
+        """When the offered load changes course (a step, the start or the end of a ramp) or
+        the backend's service time changes: where the criteria give the system a minute
+        (bench/scaling/criteria.py). The run's start is not one: the load before the first
+        point is taken to be the first point's."""
+        out: set[float] = {p.at_s for p in self.backend.phases}
+        segments = [(a, b) for a, b in pairwise(self.load) if b.at_s > a.at_s]
+
+        def slope(a: LoadPoint, b: LoadPoint) -> dict[str, float]:
+            return {c: (b.rps[c] - a.rps[c]) / (b.at_s - a.at_s) for c in CLASSES}
+
+        flat = {c: 0.0 for c in CLASSES}
+        for t in sorted({p.at_s for p in self.load}):
+            left = [(a, b) for a, b in segments if b.at_s == t]
+            right = [(a, b) for a, b in segments if a.at_s == t]
+            if left:
+                value_before, slope_before = dict(left[-1][1].rps), slope(*left[-1])
+            else:
+                value_before = dict(self.load[0].rps) if t == self.load[0].at_s else {}
+                slope_before = flat
+                if t != self.load[0].at_s:
+                    value_before = {c: self.rate(c, t - 1e-9) for c in CLASSES}
+            value_after = {c: self.rate(c, t) for c in CLASSES}
+            slope_after = slope(*right[0]) if right else flat
+            if value_before != value_after or slope_before != slope_after:
+                out.add(t)
+        return tuple(sorted(out))
 
     def first_step_up_s(self) -> float | None:
         """When the offered load first starts to rise (a ramp or a step up)."""
@@ -189,6 +232,7 @@ def parse(raw: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
         "model",
         "aws",
         "load",
+        "starts_at",
     }
     unknown = set(raw) - known
     if unknown:
@@ -237,8 +281,23 @@ def parse(raw: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
     step = _num(raw, "step_s", source, 1.0)
     if not 0 < step <= MAX_STEP_S:
         raise ScenarioError(f"{source}: step_s must be in (0, {MAX_STEP_S}]")
+    starts_at = None
+    if "starts_at" in raw:
+        try:
+            value = raw["starts_at"]
+            starts_at = (
+                value
+                if isinstance(value, datetime)
+                else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+            )
+        except ValueError:
+            raise ScenarioError(f"{source}: starts_at must be an ISO 8601 time") from None
+        if starts_at.tzinfo is None:
+            raise ScenarioError(f"{source}: starts_at needs a time zone (…Z for UTC)")
+        starts_at = starts_at.astimezone(UTC)
     return Scenario(
         name=str(raw.get("name", Path(source).stem)),
+        starts_at=starts_at,
         description=str(raw.get("description", "")),
         duration_s=_num(raw, "duration_s", source),
         step_s=step,

@@ -4,13 +4,19 @@ workers and the backend, and the votes through the ingest queue and the writers;
 sampling CloudWatch's metrics and letting Application Auto Scaling act.
 
 The api tier, per step: the requests that passed API Gateway join the api processes'
-listen backlogs (``QF_LISTEN_BACKLOG`` capped by the kernel's somaxconn, per process;
-beyond it a connection is refused: a 503 from the ALB). The tasks' CPU (running tasks x
-vCPUs x ``vcpu_factor``) serves them oldest first at the measured CPU per request of
-their class. A queued request then meets the pod's pending bound
-(``QF_MAX_PENDING_REPLIES`` per process) and admission (bench/scaling/admission.py);
-admitted, it is a message in the high or normal queue with a deadline one reply window
-after the handler started (or API Gateway's 30 s after the client sent it, if sooner).
+listen backlogs, and the tasks' CPU (running tasks x vCPUs x ``vcpu_factor``) serves them
+oldest first at the measured CPU per request of their class; what still waits at the
+step's end beyond the backlogs' bound (``QF_LISTEN_BACKLOG`` capped by the kernel's
+somaxconn, per process) is refused, newest first: a 503 from the ALB. (Requests arrive
+over the step while the CPU serves, so a second's arrivals may exceed the bound.) A queued
+request then meets the pod's pending bound (``QF_MAX_PENDING_REPLIES`` per process) and
+admission (bench/scaling/admission.py); admitted, it is a message in the high or normal
+queue with a deadline one reply window after the handler started (or API Gateway's 30 s
+after the client sent it, if sooner).
+
+Every step also records the samples of the metrics the policy reads — the pods' scaling
+signal only in the steps where a pod writes its line (``QF_SCALING_SIGNAL_INTERVAL_S``) —
+runs the scheduled actions that are due, and lets Application Auto Scaling act.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from bench.scaling.scenario import CLASSES, Scenario
 from bench.scaling.terraform import Policy, ServiceSpec, Throttle
 from bench.scaling.workers import WorkerPool
 from bench.scaling.writer import IngestQueue
+from service.scaling_signal import METRICS as SIGNAL_METRICS
 
 FLOWS = ("high", "normal", "cached_hit", "cached_miss", "ingest", "edge_origin", "edge_direct")
 """What reaches API Gateway: queued (high, normal), cached hits and misses, votes,
@@ -79,6 +86,11 @@ class Series:
     backlog: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     latencies: list[list[tuple[float, int]]] = field(default_factory=list)
     backend_capacity_rps: list[float] = field(default_factory=list)
+    backend_offered: list[int] = field(default_factory=list)
+    """Requests that need the backend (queued, cached misses, CloudFront's refreshes),
+    counted when clients send them."""
+    backend_answered: list[int] = field(default_factory=list)
+    """Of those, answered within their window, counted when answered."""
 
 
 class Simulation:
@@ -171,6 +183,8 @@ class Simulation:
         self.pending: deque[Cohort] = deque()
         self.pending_open = 0
         self.rejections = 0  # this step: admission 503s (predicted wait, pending, high backlog)
+        self.step_backend_offered = 0
+        self.step_backend_answered = 0
         self.api_cpu_used = 0.0
         self.api_requests = 0
         self.gateway_passed = 0
@@ -183,7 +197,16 @@ class Simulation:
         """Queued requests' outcomes per priority: offered, answered, shed, timed_out."""
 
         # CloudWatch and Application Auto Scaling
-        self.store = MetricStore(aws, scenario.seed + 1, self.dt)
+        self.store = MetricStore(
+            aws, scenario.seed + 1, self.dt, frozenset({policy.signal_namespace})
+        )
+        self.signal_interval_s = float(self.api_settings.get("scaling_signal_interval_s", 0))
+        self._signal_refusals = 0
+        self._signal_due = self.signal_interval_s
+        self._signal_written = False
+        self._signal_cpu = [0.0, 0.0]
+        """The api's CPU used and available since the pods' last line (core-seconds)."""
+        self.scheduled = [(scenario.at_s(a.at), a) for a in policy.scheduled]
         targets = {name: ScalableTarget(svc) for name, svc in self.services.items()}
         for spec in policy.target_tracking:
             targets[spec.service].tt.append(
@@ -193,7 +216,7 @@ class Simulation:
             targets[step.service].steps.append(StepPolicy(step, targets[step.service], self.store))
         self.targets = targets
         self.autoscaling = AutoScaling(list(targets.values()), random.Random(scenario.seed + 2))
-        self.providers: dict[MetricKey, Callable[[float], float]] = {
+        self.providers: dict[MetricKey, Callable[[float], float | None]] = {
             key: self._provider(key) for key in self.store.samples
         }
 
@@ -217,9 +240,55 @@ class Simulation:
         svc.start(spec.initial_tasks if initial is None else initial)
         return svc
 
-    def _provider(self, key: MetricKey) -> Callable[[float], float]:
+    def _signal(self, name: str) -> Callable[[float], float | None]:
+        """What the api pods write as their scaling signal (service/scaling_signal.py),
+        from the state they read it from: the admission's view of the queues and the
+        workers (the last backlog poll, the drain estimate), the pods' CPU, refusals and
+        pending replies. A sample exists only when a line is written, every
+        ``QF_SCALING_SIGNAL_INTERVAL_S``; refusals are the count since the last line."""
+        keys = {v: k for k, v in self.policy.signal_metrics.items()}
+        if name not in keys or keys[name] not in SIGNAL_METRICS:
+            raise TerraformError(
+                f"the policy reads {name} of the scaling signal, which the api does not "
+                f"write ({', '.join(n for n, _ in SIGNAL_METRICS.values())})"
+            )
+        if SIGNAL_METRICS[keys[name]][0] != name:
+            raise TerraformError(
+                f"deploy/terraform/scaling_signal.json names {keys[name]} {name}, the api "
+                f"writes {SIGNAL_METRICS[keys[name]][0]}"
+            )
+        key, adm = keys[name], self.admission
+
+        def value(now: float) -> float | None:
+            est = adm.estimate
+            if key == "backlog":
+                return float(adm.backlog["high"] + adm.backlog["normal"])
+            if key == "drain_rate":
+                return max(0.0, est.rate)
+            if key == "drain_capacity":
+                if not est.live_workers:
+                    return 0.0
+                return est.potential if math.isfinite(est.potential) else None
+            if key == "predicted_wait":
+                wait = adm.predicted_wait_s("normal", now)
+                return wait if math.isfinite(wait) else None
+            if key == "refusals":
+                return self._signal_refusals / self.dt  # a count: CloudWatch sums it
+            if key == "pending":
+                return self.pending_open / max(1, self._api_processes_total(now))
+            # the pods' CPU over the interval since their last line
+            return 100.0 * self._signal_cpu[0] / self._signal_cpu[1] if self._signal_cpu[1] else 0.0
+
+        def sampled(now: float) -> float | None:
+            return value(now) if self._signal_written else None
+
+        return sampled
+
+    def _provider(self, key: MetricKey) -> Callable[[float], float | None]:
         """The simulated value behind one CloudWatch metric (per second)."""
         namespace, name, dims = key
+        if namespace == self.policy.signal_namespace:
+            return self._signal(name)
         d = dict(dims)
         queue, service = d.get("QueueName"), d.get("ServiceName") or d.get("TargetGroup")
         if namespace == "AWS/SQS" and queue in ("high", "normal", "ingest"):
@@ -255,6 +324,23 @@ class Simulation:
             f"the policy reads {namespace} {name} {d}, which the simulator does not produce "
             "(add it to Simulation._provider)"
         )
+
+    def _run_scheduled(self, now: float) -> None:
+        """Scheduled actions that are due: the scalable target's new minimum and maximum;
+        a count outside them is brought within at once (Application Auto Scaling User
+        Guide, "Scheduled scaling")."""
+        while self.scheduled and self.scheduled[0][0] <= now:
+            _, action = self.scheduled.pop(0)
+            if not self.model.autoscaling:
+                continue
+            svc = self.services[action.service]
+            if action.min_tasks is not None:
+                svc.min_tasks = action.min_tasks
+            if action.max_tasks is not None:
+                svc.max_tasks = action.max_tasks
+            self.targets[action.service].apply(
+                f"scheduled:{action.name}", svc.desired, max(0.0, now)
+            )
 
     # --- what the metrics read -----------------------------------------------------------
 
@@ -296,6 +382,8 @@ class Simulation:
         t1 = t + dt
         led.new_step()
         self.rejections = 0
+        self.step_backend_offered = 0
+        self.step_backend_answered = 0
         self.api_cpu_used = 0.0
         self.api_requests = 0
         for svc in self.services.values():
@@ -321,13 +409,23 @@ class Simulation:
         self.gateway_passed += sum(passed.values())
         self._into_backlogs(passed, t)
         self._serve_api(t)
+        self._trim_backlogs(t)
         self._release_held(t)
         self.pool.run(t, t1)
         self._completions()
         self._sweep(t1)
         self.ingest.run(t, dt)
+        self._signal_refusals += self.rejections
+        self._signal_cpu[0] += self.api_cpu_used
+        self._signal_cpu[1] += self.services["api"].running(t) * self.api_cpu_per_task * dt
+        self._signal_written = self.signal_interval_s > 0 and t + dt > self._signal_due
         for key, provider in self.providers.items():
             self.store.record(key, provider(t))
+        if self._signal_written:
+            self._signal_due += self.signal_interval_s
+            self._signal_refusals = 0
+            self._signal_cpu = [0.0, 0.0]
+        self._run_scheduled(t1)
         if self.model.autoscaling:
             self.autoscaling.tick(t1)
         self._record(t)
@@ -373,6 +471,9 @@ class Simulation:
             wants["edge_origin"] = refreshes
         else:  # no edge cache: every edge request goes to the origin (a normal queued route)
             wants["edge_direct"] = n["edge"]
+        self.step_backend_offered += (
+            n["queued"] + misses + wants["edge_origin"] + wants.get("edge_direct", 0)
+        )
         return wants
 
     def _refuse(self, flow: str, n: int, reason: str, now: float) -> None:
@@ -387,22 +488,29 @@ class Simulation:
             self.rejections += n
 
     def _into_backlogs(self, passed: dict[str, int], t: float) -> None:
-        api = self.services["api"]
-        bound = api.running(t) * self.listen_backlog_per_task
+        """This step's requests join the listen backlogs; what the CPU serves meanwhile
+        leaves them, and ``_trim_backlogs`` refuses what would not have fitted."""
         for flow in FLOWS:
             n = passed.get(flow, 0)
             if n <= 0:
                 continue
             self.api_requests += n  # the ALB routes them, accepted or not
-            room = max(0, bound - self.inbox_total)
-            if n > room:
-                self._refuse(
-                    flow, n - room, "api_listen_backlog_full" if bound else "no_api_task", t
-                )
-                n = room
-            if n:
-                self.inbox.append(Arrivals(flow, n, t))
-                self.inbox_total += n
+            self.inbox.append(Arrivals(flow, n, t))
+            self.inbox_total += n
+
+    def _trim_backlogs(self, t: float) -> None:
+        """Requests arrive over the step while the CPU serves: the backlogs overflow only
+        by what is still waiting at the step's end beyond their bound, and the kernel
+        refuses the newest connections (a 503 from the ALB)."""
+        bound = self.services["api"].running(t) * self.listen_backlog_per_task
+        while self.inbox_total > bound and self.inbox:
+            entry = self.inbox[-1]
+            k = min(entry.n, self.inbox_total - bound)
+            self._refuse(entry.flow, k, "api_listen_backlog_full" if bound else "no_api_task", t)
+            entry.n -= k
+            self.inbox_total -= k
+            if entry.n == 0:
+                self.inbox.pop()
 
     def _serve_api(self, t: float) -> None:
         """The api processes' CPU serves the listen backlogs, oldest first."""
@@ -517,6 +625,7 @@ class Simulation:
             self.pending_open -= n
             self.ledger.answer(cohort.cls, n, end - cohort.arrived)
             self._count_priority(cohort, "answered", n)
+            self.step_backend_answered += n
 
     def _sweep(self, t1: float) -> None:
         """504 for what is left of every cohort whose window ended."""
@@ -553,6 +662,8 @@ class Simulation:
         s.backend_capacity_rps.append(
             self.scenario.backend.slots / self.scenario.backend.service_at(t)
         )
+        s.backend_offered.append(self.step_backend_offered)
+        s.backend_answered.append(self.step_backend_answered)
         for q in self.pool.queues.values():
             q.max_oldest_age_s = max(q.max_oldest_age_s, q.oldest_age_s(t))
         self.ingest.max_oldest_age_s = max(

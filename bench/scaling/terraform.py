@@ -24,9 +24,11 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import hcl2
 
@@ -49,6 +51,7 @@ _META = {"source", "providers", "depends_on", "count", "for_each", "version"}
 SIMULATED_RESOURCES = {
     "aws_appautoscaling_target",
     "aws_appautoscaling_policy",
+    "aws_appautoscaling_scheduled_action",
     "aws_cloudwatch_metric_alarm",
 }
 """What the autoscaling module may hold; anything else (a scheduled action, say) changes
@@ -240,11 +243,23 @@ class Scope:
         self._vars: dict[str, Value] = {}
         self._locals: dict[str, Value] = {}
         self.extra: dict[str, Value] = {}
-        self.evaluator = Evaluator(self._resolve)
+        self.evaluator = Evaluator(self._resolve, {"file": self._file})
+
+    def _file(self, path: str) -> str:
+        """``file()``: the module's own files only (what ``path.module`` names)."""
+        target = Path(path)
+        if not target.is_absolute():
+            target = self.files.dir / target
+        try:
+            return target.read_text()
+        except OSError as exc:
+            raise TerraformError(f"{self.label}: file({path!r}): {exc}") from None
 
     def _resolve(self, name: str) -> Value:
         if name in self.extra:
             return self.extra[name]
+        if name == "path":
+            return {"module": str(self.files.dir), "root": str(self.files.dir)}
         if name == "var":
             return _Lazy(self, "var")
         if name == "local":
@@ -448,6 +463,18 @@ class ServiceSpec:
 
 
 @dataclass(frozen=True)
+class ScheduledActionSpec:
+    """An ``aws_appautoscaling_scheduled_action``: at ``at`` (UTC), the service's scalable
+    target gets these minimum and maximum capacities."""
+
+    name: str
+    service: str
+    at: datetime
+    min_tasks: int | None
+    max_tasks: int | None
+
+
+@dataclass(frozen=True)
 class Throttle:
     rate: float
     burst: float
@@ -471,6 +498,11 @@ class Policy:
     """high, normal, ingest: retention, visibility timeout, … as the root derives them."""
     values: Mapping[str, Value]
     """The root variables as evaluated (tfvars + defaults + overrides), for the report."""
+    scheduled: tuple[ScheduledActionSpec, ...] = ()
+    signal_namespace: str = ""
+    """The namespace of the api pods' scaling signal (service/scaling_signal.py)."""
+    signal_metrics: Mapping[str, str] = field(default_factory=dict)
+    """Its metric names by key (backlog, drain_rate, …), as Terraform reads them."""
 
 
 _PREDEFINED = {
@@ -547,20 +579,32 @@ class PolicyReader:
         where: str,
         period: float | None = None,
     ) -> MetricStat:
-        dims_raw = block.get("dimensions", {})
+        dims_raw = block.get("dimensions")
+        if isinstance(dims_raw, str):  # dimensions = local.x: a map expression
+            dims_raw = scope.value(dims_raw, **extra)
         dims: list[tuple[str, str]] = []
-        if isinstance(dims_raw, Mapping):
+        if isinstance(dims_raw, Mapping):  # dimensions = { Name = value } (alarms)
             for k, v in dims_raw.items():
                 if not k.startswith("__"):
                     dims.append((unquote(k), _entity(scope.value(v, **extra))))
-        else:
-            for d in _blocks(dims_raw):
-                dims.append(
-                    (
-                        str(scope.value(d["name"], **extra)),
-                        _entity(scope.value(d["value"], **extra)),
-                    )
+        blocks = [] if isinstance(dims_raw, Mapping) else [(d, extra) for d in _blocks(dims_raw)]
+        # dynamic "dimensions" { for_each = … } (a target tracking metric's blocks)
+        saved = dict(scope.extra)
+        scope.extra.update(extra)
+        try:
+            blocks += [
+                (d, {**extra, **more})
+                for d, more in _expand(scope, {"dynamic": block.get("dynamic")}, "dimensions")
+            ]
+        finally:
+            scope.extra = saved
+        for d, names in blocks:
+            dims.append(
+                (
+                    str(scope.value(d["name"], **names)),
+                    _entity(scope.value(d["value"], **names)),
                 )
+            )
         stat = block.get("stat", block.get("statistic"))
         p = block.get("period")
         return MetricStat(
@@ -639,10 +683,21 @@ class PolicyReader:
             )
         return out
 
+    def _exists(self, body: Mapping[str, Value], where: str) -> bool:
+        """``count``: a resource of count 0 is not there; one of more is not simulated."""
+        if "count" not in body:
+            return True
+        n = int(self.asg.number(body["count"], f"{where}.count"))
+        if n > 1:
+            raise TerraformError(f"{where}: count = {n} is not simulated")
+        return n == 1
+
     def _alarms_by_policy(self) -> dict[str, AlarmSpec]:
         out = {}
         for (rtype, name), body in self.asg.files.resources.items():
             if rtype != "aws_cloudwatch_metric_alarm":
+                continue
+            if not self._exists(body, f"aws_cloudwatch_metric_alarm.{name}"):
                 continue
             where = f"aws_cloudwatch_metric_alarm.{name}"
             actions = self.asg.value(body.get("alarm_actions", []))
@@ -693,6 +748,8 @@ class PolicyReader:
             if rtype != "aws_appautoscaling_policy":
                 continue
             where = f"aws_appautoscaling_policy.{name}"
+            if not self._exists(body, where):
+                continue
             service = self._target_service(self.asg.value(body["resource_id"]), where)
             kind = str(self.asg.value(body.get("policy_type", '"StepScaling"')))
             if kind == "TargetTrackingScaling":
@@ -771,6 +828,50 @@ class PolicyReader:
             alarm=alarm,
         )
 
+    def scheduled(self) -> tuple[ScheduledActionSpec, ...]:
+        """Every ``aws_appautoscaling_scheduled_action`` (``for_each`` expanded). Only
+        one-time ``at(…)`` schedules are simulated; a recurring one fails the read."""
+        out: list[ScheduledActionSpec] = []
+        for (rtype, name), body in self.asg.files.resources.items():
+            if rtype != "aws_appautoscaling_scheduled_action":
+                continue
+            where = f"aws_appautoscaling_scheduled_action.{name}"
+            if "for_each" in body:
+                items = self.asg.value(body["for_each"])
+                pairs = list(items.items() if isinstance(items, Mapping) else enumerate(items))
+            else:
+                pairs = [(None, None)] if self._exists(body, where) else []
+            for key, value in pairs:
+                each: dict[str, Value] = {"key": key, "value": value}
+
+                def v(raw: Value, each: dict[str, Value] = each) -> Value:
+                    return self.asg.value(raw, each=each)
+
+                schedule = str(v(body["schedule"]))
+                m = re.fullmatch(r"at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)", schedule)
+                if not m:
+                    raise TerraformError(
+                        f"{where}: schedule {schedule!r} is not simulated (only at(...))"
+                    )
+                zone = ZoneInfo(str(v(body.get("timezone", '"UTC"'))))
+                at = datetime.fromisoformat(m.group(1)).replace(tzinfo=zone)
+                action = _one(body, "scalable_target_action", where)
+                lo, hi = action.get("min_capacity"), action.get("max_capacity")
+                out.append(
+                    ScheduledActionSpec(
+                        name=str(v(body["name"])),
+                        service=self._target_service(v(body["resource_id"]), where),
+                        at=at.astimezone(ZoneInfo("UTC")),
+                        min_tasks=int(self.asg.number(lo, f"{where}.min", each=each))
+                        if lo is not None
+                        else None,
+                        max_tasks=int(self.asg.number(hi, f"{where}.max", each=each))
+                        if hi is not None
+                        else None,
+                    )
+                )
+        return tuple(sorted(out, key=lambda a: a.at))
+
     # --- services ---------------------------------------------------------------------
 
     def _settings(self, service: str) -> dict[str, Any]:
@@ -845,6 +946,9 @@ class PolicyReader:
 
     def read(self) -> Policy:
         tts, steps = self.policies()
+        signal = (
+            self.asg.var("scaling_signal") if "scaling_signal" in self.asg.files.variables else None
+        )
         hc = _one(self.edge.resource("aws_lb_target_group", "api"), "health_check", "edge")
         throttle = self.edge.var("default_throttle")
         routes = self.edge.var("route_throttles")
@@ -866,6 +970,10 @@ class PolicyReader:
             values={
                 n: self.root.var(n) for n in self.root.files.variables if _has_value(self.root, n)
             },
+            scheduled=self.scheduled(),
+            # a policy without the pods' signal (an older Terraform) reads none of it
+            signal_namespace=str(signal["namespace"]) if signal else "",
+            signal_metrics=dict(signal["metrics"]) if signal else {},
         )
 
 

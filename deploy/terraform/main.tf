@@ -4,6 +4,16 @@
 # Postgres, with Redis for replies, cache and tallies; every service autoscaled on load.
 
 locals {
+  # The api pods' scaling signal (service/scaling_signal.py): namespace, dimension and metric
+  # names in one file, which the task definition (what the api writes) and the alarms (what
+  # they read) both take; the dimension's value is the stack's name.
+  scaling_signal_spec = jsondecode(file("${path.module}/scaling_signal.json"))
+  scaling_signal = {
+    namespace  = local.scaling_signal_spec.namespace
+    dimensions = { (local.scaling_signal_spec.dimension) = var.name }
+    metrics    = local.scaling_signal_spec.metrics
+  }
+
   # Resources that the provider's default_tags do not reach (Cloud Control) take these.
   tags = merge({ project = "queuefront", stack = var.name }, var.tags)
 
@@ -212,10 +222,15 @@ module "compute" {
   worker_deployment_minimum_healthy_percent = var.worker_deployment_minimum_healthy_percent
   services                                  = var.services
   use_fargate_spot                          = var.use_fargate_spot
-  on_demand_base                            = var.on_demand_base
+  on_demand_base                            = coalesce(var.on_demand_base, var.worker_min_tasks)
   stop_timeout_s                            = var.stop_timeout_s
   log_retention_days                        = var.log_retention_days
   enable_metrics_collector                  = var.enable_metrics_collector
+  scaling_signal = {
+    namespace  = local.scaling_signal.namespace
+    dimensions = local.scaling_signal.dimensions
+    interval_s = var.scaling_signal_interval_s
+  }
 }
 
 module "autoscaling" {
@@ -246,6 +261,7 @@ module "autoscaling" {
   worker_deployment_minimum_healthy_percent = var.worker_deployment_minimum_healthy_percent
   worker_acceptable_latency_s               = var.worker_acceptable_latency_s
   worker_processing_time_s                  = var.worker_processing_time_s
+  worker_target_utilization_percent         = var.worker_target_utilization_percent
 
   writer_min_tasks            = var.writer_min_tasks
   writer_max_tasks            = var.writer_max_tasks
@@ -253,4 +269,9 @@ module "autoscaling" {
   writer_processing_time_s    = var.writer_processing_time_s
   writer_idle_minutes         = var.writer_idle_minutes
   runbook_base_url            = var.runbook_base_url
+
+  scaling_signal    = local.scaling_signal
+  signal_period_s   = var.signal_period_s
+  signal_datapoints = var.signal_datapoints
+  scaling_events    = var.scaling_events
 }

@@ -257,8 +257,13 @@ variable "use_fargate_spot" {
 
 variable "on_demand_base" {
   type        = number
-  description = "Worker/writer tasks kept on regular Fargate before Spot is used."
-  default     = 1
+  description = "Worker/writer tasks kept on regular Fargate before Spot is used; null (the default): worker_min_tasks, so a Spot reclaim never takes the worker floor."
+  default     = null
+
+  validation {
+    condition     = var.on_demand_base == null || try(var.on_demand_base >= var.worker_min_tasks, false)
+    error_message = "on_demand_base must be at least worker_min_tasks: the minimum worker fleet runs on regular Fargate, not Spot."
+  }
 }
 
 variable "stop_timeout_s" {
@@ -389,8 +394,8 @@ variable "api_cpu_target_percent" {
 
 variable "api_requests_per_target" {
   type        = number
-  description = "Target ALB requests per api task per minute."
-  default     = 6000
+  description = "Target ALB requests per api task per minute; null (the default): the api scales on CPU only (its CPU per request differs fourfold between routes)."
+  default     = null
 }
 
 variable "worker_min_tasks" {
@@ -415,6 +420,12 @@ variable "worker_processing_time_s" {
   type        = number
   description = "Average seconds one worker task spends per message (backend latency / worker_concurrency)."
   default     = 0.05
+}
+
+variable "worker_target_utilization_percent" {
+  type        = number
+  description = "Workers' demand (drain rate + backlog / worker_acceptable_latency_s, from the pods' scaling signal) as a percentage of their capacity that the worker fleet is scaled to hold."
+  default     = 70
 }
 
 variable "writer_min_tasks" {
@@ -445,6 +456,40 @@ variable "writer_idle_minutes" {
   type        = number
   description = "Minutes of an empty ingest queue before the writer scales to zero."
   default     = 15
+}
+
+variable "scaling_signal_interval_s" {
+  type        = number
+  description = "How often each api process writes its scaling signal (QF_SCALING_SIGNAL_INTERVAL_S): at least twice per signal_period_s."
+  default     = 5
+
+  validation {
+    condition     = var.scaling_signal_interval_s >= 0 && var.scaling_signal_interval_s <= 30
+    error_message = "scaling_signal_interval_s must be between 0 (no signal: the fast alarms see nothing) and 30."
+  }
+}
+
+variable "signal_period_s" {
+  type        = number
+  description = "Period of the fast scaling alarms on the pods' signal: 10, 30 or 60 s."
+  default     = 10
+}
+
+variable "signal_datapoints" {
+  type        = number
+  description = "Periods in a row above the threshold before a fast alarm adds tasks."
+  default     = 2
+}
+
+variable "scaling_events" {
+  type = map(object({
+    start     = string
+    end       = string
+    timezone  = optional(string, "UTC")
+    min_tasks = map(number)
+  }))
+  description = "Known events (a sale, a TV show): from start to end (yyyy-mm-ddThh:mm:ss in timezone) each service of min_tasks (api, worker, writer) keeps at least that many tasks."
+  default     = {}
 }
 
 # --- edge ------------------------------------------------------------------------------------------------

@@ -69,8 +69,8 @@ MUTATIONS = [
     Mutation(
         "writer's from-zero alarm a no-op (value never 1)",
         f"{TF}/modules/autoscaling/main.tf",
-        'expression  = "IF(visible > 0 AND FILL(desired, 0) == 0, 1, 0)"',
-        'expression  = "IF(visible > 0 AND FILL(desired, 0) == 0, 0, 0)"',
+        'expression  = "IF(visible > 0 AND in_flight == 0 AND FILL(desired, 0) == 0, 1, 0)"',
+        'expression  = "IF(visible > 0 AND in_flight == 0 AND FILL(desired, 0) == 0, 0, 0)"',
         ("modules/autoscaling",),
     ),
     Mutation(
@@ -343,6 +343,66 @@ MUTATIONS = [
         'value = "noeviction"',
         'value = "volatile-lru"',
         ("modules/cache",),
+    ),
+    # --- scaling (issue 18 §3) -----------------------------------------------------------
+    Mutation(
+        "scaling: the writer's from-zero alarm without the in-flight guard (FILL hazard)",
+        f"{TF}/modules/autoscaling/main.tf",
+        '"IF(visible > 0 AND in_flight == 0 AND FILL(desired, 0) == 0, 1, 0)"',
+        '"IF(visible > 0 AND FILL(desired, 0) == 0, 1, 0)"',
+        ("modules/autoscaling",),
+        ("tests/unit/test_scaling_policy.py",),
+    ),
+    Mutation(
+        "scaling: the workers' fast alarm at one-minute periods",
+        f"{TF}/modules/autoscaling/main.tf",
+        """        stat        = "Average"
+        period      = var.signal_period_s""",
+        """        stat        = "Average"
+        period      = 60""",
+        ("modules/autoscaling",),
+        ("tests/unit/test_scaling_policy.py",),
+    ),
+    Mutation(
+        "scaling: the workers' fast alarm reads another stack's signal",
+        f"{TF}/modules/autoscaling/main.tf",
+        """        metric_name = metric_query.value
+        dimensions  = local.signal.dimensions""",
+        """        metric_name = metric_query.value
+        dimensions  = { Stack = "default" }""",
+        ("modules/autoscaling", "."),
+    ),
+    Mutation(
+        "scaling: no jump to the backend's share past 100 % demand",
+        f"{TF}/modules/autoscaling/main.tf",
+        "      scaling_adjustment          = 300",
+        "      scaling_adjustment          = 50",
+        ("modules/autoscaling",),
+    ),
+    Mutation(
+        "scaling: the api tasks never write the signal",
+        f"{TF}/modules/compute/main.tf",
+        "QF_SCALING_SIGNAL_INTERVAL_S = tostring(var.scaling_signal.interval_s)",
+        'QF_SCALING_SIGNAL_INTERVAL_S = "0"',
+        (".",),
+    ),
+    Mutation(
+        "scaling: an event's end keeps its minimum",
+        f"{TF}/modules/autoscaling/main.tf",
+        """          schedule = "at(${e.end})"
+          timezone = e.timezone
+          min      = local.scalable[service].min""",
+        """          schedule = "at(${e.end})"
+          timezone = e.timezone
+          min      = max(tasks, local.scalable[service].min)""",
+        ("modules/autoscaling",),
+    ),
+    Mutation(
+        "scaling: the worker floor may run on Spot",
+        f"{TF}/variables.tf",
+        "try(var.on_demand_base >= var.worker_min_tasks, false)",
+        "true",
+        (".",),
     ),
 ]
 

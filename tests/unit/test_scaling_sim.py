@@ -188,11 +188,13 @@ def test_the_tfvars_drive_the_result(tmp_path: Path) -> None:
 
 
 def test_the_writer_starts_from_zero_when_votes_wait() -> None:
+    # production keeps one writer warm; a stack that lets it go to zero
     r = simulate(
         scenario_of(
             duration_s=600,
             backend={"slots": 10, "service_s": 1.0},
             load=[{"at_s": 0, "ingest_rps": 100}],
+            terraform={"writer_min_tasks": 0},
         )
     ).result
     assert_conserved(r)

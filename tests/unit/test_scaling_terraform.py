@@ -4,6 +4,7 @@ clearly when the Terraform changes under it."""
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from pathlib import Path
@@ -18,6 +19,15 @@ from bench.scaling.terraform import TERRAFORM_DIR, TFVARS, load_policy, root_sco
 def tfvars() -> dict[str, object]:
     with TFVARS.open() as f:
         return {k: literal(v) for k, v in hcl2.load(f).items() if not k.startswith("__")}
+
+
+def root_default(name: str) -> object:
+    with (TERRAFORM_DIR / "variables.tf").open() as f:
+        for block in hcl2.load(f)["variable"]:
+            for key, body in block.items():
+                if key.strip('"') == name:
+                    return literal(body["default"])
+    raise KeyError(name)
 
 
 def module_default(name: str) -> object:
@@ -76,15 +86,36 @@ def test_the_policy_is_the_tfvars_through_the_module_wiring() -> None:
     expression = next(q.expression for q in queries.values() if q.return_data)
     assert expression is not None and expression.endswith("/ tasks")
     steps = {s.name: s for s in policy.step_policies}
-    assert steps["worker_admission"].alarm.threshold == module_default(
-        "admission_rejections_per_minute"
+    # the fast alarms read the pods' signal: the names of deploy/terraform/scaling_signal.json
+    # with the stack's name as the dimension, at the signal's period
+    signal = json.loads((TERRAFORM_DIR / "scaling_signal.json").read_text())
+    fast = steps["worker_fast"].alarm
+    assert fast.threshold == root_default("worker_target_utilization_percent")
+    assert fast.period_s == root_default("signal_period_s")
+    assert {q.stat.name for q in fast.queries if q.stat} == {
+        signal["metrics"][k] for k in ("drain_rate", "backlog", "drain_capacity")
+    }
+    assert {q.stat.dimensions for q in fast.queries if q.stat} == {
+        ((signal["dimension"], values["name"]),)
+    }
+    assert f"backlog / {values['worker_acceptable_latency_s']}" in (
+        next(q.expression for q in fast.queries if q.return_data) or ""
     )
-    assert steps["worker_admission"].steps[0].upper == 4 * module_default(
-        "admission_rejections_per_minute"
-    )
+    assert steps["api_fast"].alarm.queries[0].stat is not None
+    assert steps["api_fast"].alarm.queries[0].stat.name == signal["metrics"]["cpu"]
     assert steps["writer_from_zero"].alarm.queries[-1].expression == (
-        "IF(visible > 0 AND FILL(desired, 0) == 0, 1, 0)"
+        "IF(visible > 0 AND in_flight == 0 AND FILL(desired, 0) == 0, 1, 0)"
     )
+    # target tracking on the same demand, over one-minute datapoints
+    assert tt["worker_demand"].target == root_default("worker_target_utilization_percent")
+    assert tt["worker_demand"].period_s == 60
+    assert {q.stat.dimensions for q in tt["worker_demand"].queries if q.stat} == {
+        ((signal["dimension"], values["name"]),)
+    }  # the same series the fast alarm reads (dynamic "dimensions" blocks)
+    # no request-count policy unless api_requests_per_target is given
+    assert "api_requests" not in tt
+    with_requests = load_policy({"api_requests_per_target": 6000})
+    assert "api_requests" in {t.name for t in with_requests.target_tracking}
     assert policy.reply_window_s == values["reply_window_s"]
     assert policy.deregistration_delay_s == math.ceil(values["reply_window_s"]) + 15
     assert (
@@ -149,19 +180,14 @@ def test_a_scaling_resource_the_simulator_does_not_know_fails(tf_copy: Path) -> 
     main.write_text(
         main.read_text()
         + """
-resource "aws_appautoscaling_scheduled_action" "show" {
-  name               = "show"
-  service_namespace  = aws_appautoscaling_target.worker.service_namespace
-  resource_id        = aws_appautoscaling_target.worker.resource_id
-  scalable_dimension = aws_appautoscaling_target.worker.scalable_dimension
-  schedule           = "at(2026-12-24T20:00:00)"
-  scalable_target_action {
-    min_capacity = 10
-  }
+resource "aws_cloudwatch_composite_alarm" "show" {
+  alarm_name    = "show"
+  alarm_rule    = "ALARM(a) OR ALARM(b)"
+  alarm_actions = [aws_appautoscaling_policy.worker_fast.arn]
 }
 """
     )
-    with pytest.raises(TerraformError, match=r"aws_appautoscaling_scheduled_action\.show is not"):
+    with pytest.raises(TerraformError, match=r"aws_cloudwatch_composite_alarm\.show is not"):
         load_policy(None, tf_copy, tf_copy / "examples" / "production.tfvars")
 
 

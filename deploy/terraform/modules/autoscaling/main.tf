@@ -1,22 +1,38 @@
 # Application Auto Scaling for the three services.
 #
-# worker and writer: target tracking on *backlog per task*, the metric AWS recommends for
-# queue consumers: (ApproximateNumberOfMessagesVisible + ApproximateNumberOfMessagesNotVisible)
-# summed over the service's queues, divided by the service's RunningTaskCount (Container
-# Insights), computed with metric math. The target is acceptable latency / processing time
-# per message per task: the backlog one task clears within the latency you accept.
+# Two speeds. The pods' scaling signal (service/scaling_signal.py: queue backlog, drain rate
+# and capacity, CPU, as CloudWatch embedded-metric-format lines on stdout, high-resolution)
+# reaches CloudWatch within seconds; step policies on 10-second alarms over it add tasks
+# while a burst is still young. Target tracking over the same signal and over SQS's own
+# one-minute metrics holds the fleets in steady state and is the only way back in (its
+# alarms want 15 minutes below 90 % of the target), so the fast path can overshoot without
+# flapping. Application Auto Scaling takes the largest capacity any policy asks for.
 #
-# writer to and from zero: target tracking cannot leave zero tasks (backlog / 0 tasks has no
-# value), so two step policies on alarms do it: "messages waiting and the desired count is
-# zero" sets exactly one task; "queue empty for writer_idle_minutes" sets the count to zero.
-# Keyed on the desired count, not the running one: a crash-looping writer has a desired
-# count of 1 and a running count of 0, and must not be ratcheted up to its maximum.
+# Why not target tracking alone: its alarms want 3 datapoints of 1 minute above the target
+# (Application Auto Scaling does not offer high-resolution periods for target tracking:
+# its TargetTrackingMetricStat has no period), and SQS publishes one datapoint per minute,
+# a minute or more late — 3 to 5 minutes from a burst to a decision. A CloudWatch alarm on
+# a high-resolution metric may have a 10 s period ("High-resolution alarms", CloudWatch
+# User Guide; PutMetricAlarm: "Valid values are 10, 20, 30, and any multiple of 60") and
+# Auto Scaling actions repeat while it stays in ALARM ("Alarm actions").
 #
-# worker on admission rejections: the api's 503s mean the high queue is backed up past
-# QF_ADMISSION_THRESHOLD; a step policy adds workers while they last, on top of target
-# tracking (which sees the backlog a little later).
+# worker: demand as a share of the workers' capacity — (drain rate + backlog ÷ the
+# acceptable latency) ÷ the workers' capacity (their slots ÷ the measured service time):
+# the capacity needed to keep up and clear the queue within worker_acceptable_latency_s.
+# Proportional to 1 / tasks, as target tracking needs; unlike backlog per task it does not
+# read a busy fleet as idle (a fleet that keeps up has almost nothing visible, and its
+# in-flight messages are bounded by its slots, whatever the demand behind them).
+# Backlog per task over SQS's metrics stays as a second target tracking policy: it keeps
+# the workers scaling if the pods' signal goes missing.
 #
-# api: target tracking on CPU and on ALB requests per target.
+# writer: target tracking on backlog per task (SQS); to and from zero by step policies.
+#
+# api: CPU — target tracking on ECS's one-minute service average, and steps on the pods'
+# own CPU at 10 s. The api's CPU per request differs fourfold between a cache hit and a
+# queued request (bench/figures/throughput.json), so request count per target is a poor
+# proxy for its load; api_requests_per_target can still add that policy.
+#
+# scaling_events: scheduled raises of the minimum for known events (a sale, a TV show).
 
 locals {
   worker_backlog_target = max(1, floor(var.worker_acceptable_latency_s / var.worker_processing_time_s))
@@ -46,6 +62,21 @@ locals {
   worker_resource_id = "service/${var.cluster_name}/${var.worker_service_name}"
   writer_resource_id = "service/${var.cluster_name}/${var.writer_service_name}"
   api_resource_id    = "service/${var.cluster_name}/${var.api_service_name}"
+
+  # The pods' scaling signal: one query per metric the fast alarms read, with the
+  # dimensions the api writes (the stack's, never a task's).
+  signal = var.scaling_signal
+  signal_dimensions = [
+    for k in sort(keys(local.signal.dimensions)) : { name = k, value = local.signal.dimensions[k] }
+  ]
+
+  # The workers' demand as a percentage of their capacity (see the notes at the top).
+  worker_demand_expression = "100 * (rate + backlog / ${var.worker_acceptable_latency_s}) / capacity"
+  worker_demand_queries = {
+    rate     = local.signal.metrics.drain_rate
+    backlog  = local.signal.metrics.backlog
+    capacity = local.signal.metrics.drain_capacity
+  }
 }
 
 # --- api -------------------------------------------------------------------------------------
@@ -77,6 +108,8 @@ resource "aws_appautoscaling_policy" "api_cpu" {
 }
 
 resource "aws_appautoscaling_policy" "api_requests" {
+  count = var.api_requests_per_target == null ? 0 : 1
+
   name               = "${var.name}-api-requests-per-target"
   policy_type        = "TargetTrackingScaling"
   service_namespace  = aws_appautoscaling_target.api.service_namespace
@@ -93,6 +126,58 @@ resource "aws_appautoscaling_policy" "api_requests" {
       resource_label         = var.alb_resource_label
     }
   }
+}
+
+# The pods' own CPU at 10 s: tasks added while a burst is young, in proportion to how far
+# above the target the api runs (a saturated api cannot say how far: the last step doubles).
+resource "aws_appautoscaling_policy" "api_fast" {
+  name               = "${var.name}-api-fast-cpu"
+  policy_type        = "StepScaling"
+  service_namespace  = aws_appautoscaling_target.api.service_namespace
+  scalable_dimension = aws_appautoscaling_target.api.scalable_dimension
+  resource_id        = aws_appautoscaling_target.api.resource_id
+
+  step_scaling_policy_configuration {
+    adjustment_type          = "PercentChangeInCapacity"
+    min_adjustment_magnitude = 1
+    cooldown                 = var.scale_out_cooldown_s
+    metric_aggregation_type  = "Average"
+
+    # breach = CPU - api_cpu_target_percent (percentage points)
+    step_adjustment {
+      metric_interval_lower_bound = 0
+      metric_interval_upper_bound = 20
+      scaling_adjustment          = 25
+    }
+
+    step_adjustment {
+      metric_interval_lower_bound = 20
+      metric_interval_upper_bound = 35
+      scaling_adjustment          = 50
+    }
+
+    step_adjustment {
+      metric_interval_lower_bound = 35
+      scaling_adjustment          = 100
+    }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "api_fast" {
+  alarm_name          = "${var.name}-api-cpu-fast"
+  alarm_description   = "The api pods' own CPU (their scaling signal, ${var.signal_period_s} s) is above the target: add api tasks now. Runbook: ${var.runbook_base_url}/scaling.md"
+  namespace           = local.signal.namespace
+  metric_name         = local.signal.metrics.cpu
+  dimensions          = local.signal.dimensions
+  statistic           = "Average"
+  period              = var.signal_period_s
+  evaluation_periods  = var.signal_datapoints
+  datapoints_to_alarm = var.signal_datapoints
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.api_cpu_target_percent
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_appautoscaling_policy.api_fast.arn]
+  tags                = var.tags
 }
 
 # --- worker ------------------------------------------------------------------------------------
@@ -188,6 +273,121 @@ resource "aws_appautoscaling_policy" "worker_backlog" {
         return_data = true
       }
     }
+  }
+}
+
+# The workers' demand (the pods' signal, one-minute datapoints): the steady state and the
+# way back in.
+resource "aws_appautoscaling_policy" "worker_demand" {
+  name               = "${var.name}-worker-demand"
+  policy_type        = "TargetTrackingScaling"
+  service_namespace  = aws_appautoscaling_target.worker.service_namespace
+  scalable_dimension = aws_appautoscaling_target.worker.scalable_dimension
+  resource_id        = aws_appautoscaling_target.worker.resource_id
+
+  target_tracking_scaling_policy_configuration {
+    target_value       = var.worker_target_utilization_percent
+    scale_in_cooldown  = var.scale_in_cooldown_s
+    scale_out_cooldown = var.scale_out_cooldown_s
+
+    customized_metric_specification {
+      dynamic "metrics" {
+        for_each = local.worker_demand_queries
+        content {
+          id          = metrics.key
+          return_data = false
+
+          metric_stat {
+            stat = "Average"
+
+            metric {
+              namespace   = local.signal.namespace
+              metric_name = metrics.value
+
+              dynamic "dimensions" {
+                for_each = local.signal_dimensions
+                content {
+                  name  = dimensions.value.name
+                  value = dimensions.value.value
+                }
+              }
+            }
+          }
+        }
+      }
+
+      metrics {
+        id          = "demand"
+        label       = "worker demand, % of capacity"
+        expression  = local.worker_demand_expression
+        return_data = true
+      }
+    }
+  }
+}
+
+# The same demand at 10 s: workers added within seconds of a burst. Past 100 % the queue
+# grows faster than the workers drain it: go to the backend's share at once (a worker task
+# costs cents an hour; the alternative is refusing requests).
+resource "aws_appautoscaling_policy" "worker_fast" {
+  name               = "${var.name}-worker-fast-demand"
+  policy_type        = "StepScaling"
+  service_namespace  = aws_appautoscaling_target.worker.service_namespace
+  scalable_dimension = aws_appautoscaling_target.worker.scalable_dimension
+  resource_id        = aws_appautoscaling_target.worker.resource_id
+
+  step_scaling_policy_configuration {
+    adjustment_type          = "PercentChangeInCapacity"
+    min_adjustment_magnitude = 1
+    cooldown                 = var.scale_out_cooldown_s
+    metric_aggregation_type  = "Average"
+
+    # breach = demand - worker_target_utilization_percent (percentage points)
+    step_adjustment {
+      metric_interval_lower_bound = 0
+      metric_interval_upper_bound = 100 - var.worker_target_utilization_percent
+      scaling_adjustment          = 50
+    }
+
+    step_adjustment {
+      metric_interval_lower_bound = 100 - var.worker_target_utilization_percent
+      scaling_adjustment          = 300
+    }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "worker_fast" {
+  alarm_name          = "${var.name}-worker-demand-fast"
+  alarm_description   = "The workers' demand (the pods' scaling signal, ${var.signal_period_s} s) is above ${var.worker_target_utilization_percent} % of their capacity: add workers now. Runbook: ${var.runbook_base_url}/scaling.md"
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.worker_target_utilization_percent
+  evaluation_periods  = var.signal_datapoints
+  datapoints_to_alarm = var.signal_datapoints
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_appautoscaling_policy.worker_fast.arn]
+  tags                = var.tags
+
+  dynamic "metric_query" {
+    for_each = local.worker_demand_queries
+    content {
+      id          = metric_query.key
+      return_data = false
+
+      metric {
+        namespace   = local.signal.namespace
+        metric_name = metric_query.value
+        dimensions  = local.signal.dimensions
+        stat        = "Average"
+        period      = var.signal_period_s
+      }
+    }
+  }
+
+  metric_query {
+    id          = "demand"
+    label       = "worker demand, % of capacity"
+    expression  = local.worker_demand_expression
+    return_data = true
   }
 }
 
@@ -321,6 +521,22 @@ resource "aws_cloudwatch_metric_alarm" "writer_from_zero" {
     }
   }
 
+  # A writer that runs holds messages: none in flight for the whole minute is what says no
+  # writer consumes. Read from the same SQS datapoint as `visible`, so it is never late
+  # where `visible` is on time.
+  metric_query {
+    id          = "in_flight"
+    return_data = false
+
+    metric {
+      namespace   = "AWS/SQS"
+      metric_name = "ApproximateNumberOfMessagesNotVisible"
+      dimensions  = { QueueName = var.writer_queue_name }
+      stat        = "Maximum"
+      period      = 60
+    }
+  }
+
   metric_query {
     id          = "desired"
     return_data = false
@@ -334,10 +550,13 @@ resource "aws_cloudwatch_metric_alarm" "writer_from_zero" {
     }
   }
 
+  # FILL(desired, 0): Container Insights may publish nothing for a service without tasks,
+  # so a missing desired count is read as zero — and a late datapoint then looks like a
+  # writer at zero. `in_flight == 0` keeps that from setting a busy writer to one task.
   metric_query {
     id          = "start_writer"
-    label       = "ingest waiting, writer desired count 0"
-    expression  = "IF(visible > 0 AND FILL(desired, 0) == 0, 1, 0)"
+    label       = "ingest waiting, nothing in flight, writer desired count 0"
+    expression  = "IF(visible > 0 AND in_flight == 0 AND FILL(desired, 0) == 0, 1, 0)"
     return_data = true
   }
 }
@@ -406,48 +625,69 @@ resource "aws_cloudwatch_metric_alarm" "writer_to_zero" {
   }
 }
 
-# --- worker on admission rejections ------------------------------------------------------------
+# --- known events ------------------------------------------------------------------------------
+# A scheduled action raises a service's minimum at an event's start and restores it at its
+# end (Application Auto Scaling, "Scheduled scaling"): the tasks run before the first
+# request of the burst, where any reactive policy is at least a task start behind it.
+# Dynamic scaling stays on meanwhile and may go higher; the end action leaves the count
+# where it is, and target tracking brings it down as the load allows.
 
-resource "aws_appautoscaling_policy" "worker_admission" {
-  name               = "${var.name}-worker-admission-rejections"
-  policy_type        = "StepScaling"
-  service_namespace  = aws_appautoscaling_target.worker.service_namespace
-  scalable_dimension = aws_appautoscaling_target.worker.scalable_dimension
-  resource_id        = aws_appautoscaling_target.worker.resource_id
-
-  step_scaling_policy_configuration {
-    adjustment_type          = "PercentChangeInCapacity"
-    min_adjustment_magnitude = 1
-    cooldown                 = var.scale_out_cooldown_s
-    metric_aggregation_type  = "Maximum"
-
-    # up to 5x the threshold: +25%; beyond: +50% (bounded by worker_max_tasks)
-    step_adjustment {
-      metric_interval_lower_bound = 0
-      metric_interval_upper_bound = 4 * var.admission_rejections_per_minute
-      scaling_adjustment          = 25
-    }
-
-    step_adjustment {
-      metric_interval_lower_bound = 4 * var.admission_rejections_per_minute
-      scaling_adjustment          = 50
-    }
+locals {
+  scalable = {
+    api    = { id = aws_appautoscaling_target.api.resource_id, min = var.api_min_tasks, max = var.api_max_tasks }
+    worker = { id = aws_appautoscaling_target.worker.resource_id, min = var.worker_min_tasks, max = var.worker_max_tasks }
+    writer = { id = aws_appautoscaling_target.writer.resource_id, min = var.writer_min_tasks, max = var.writer_max_tasks }
   }
+
+  # one action at each event's start and one at its end, per service it names
+  event_list = flatten([
+    for event, e in var.scaling_events : [
+      for service, tasks in e.min_tasks : [
+        {
+          key      = "${event}-${service}-start"
+          service  = service
+          schedule = "at(${e.start})"
+          timezone = e.timezone
+          min      = max(tasks, local.scalable[service].min)
+        },
+        {
+          key      = "${event}-${service}-end"
+          service  = service
+          schedule = "at(${e.end})"
+          timezone = e.timezone
+          min      = local.scalable[service].min
+        },
+      ]
+    ]
+  ])
+  event_actions = { for a in local.event_list : a.key => a }
 }
 
-resource "aws_cloudwatch_metric_alarm" "worker_admission" {
-  alarm_name          = "${var.name}-worker-scale-out-on-admission-rejections"
-  alarm_description   = "The api refuses normal requests (503) because the high queue is backed up: add workers. Runbook: ${var.runbook_base_url}/admission-rejections.md"
-  namespace           = var.admission_metrics_namespace
-  metric_name         = "queuefront_admission_rejections_total"
-  dimensions          = { process = "api" }
-  statistic           = "Sum"
-  period              = 60
-  evaluation_periods  = 2
-  datapoints_to_alarm = 2
-  comparison_operator = "GreaterThanOrEqualToThreshold"
-  threshold           = var.admission_rejections_per_minute
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [aws_appautoscaling_policy.worker_admission.arn]
-  tags                = var.tags
+resource "aws_appautoscaling_scheduled_action" "event" {
+  for_each = local.event_actions
+
+  name               = "${var.name}-${each.key}"
+  service_namespace  = "ecs"
+  scalable_dimension = "ecs:service:DesiredCount"
+  resource_id        = local.scalable[each.value.service].id
+  schedule           = each.value.schedule
+  timezone           = each.value.timezone
+
+  scalable_target_action {
+    min_capacity = each.value.min
+    max_capacity = local.scalable[each.value.service].max
+  }
+
+  # Application Auto Scaling refuses concurrent changes to one scalable target
+  # (ConcurrentUpdateException): the actions come after the policies.
+  depends_on = [
+    aws_appautoscaling_policy.api_cpu,
+    aws_appautoscaling_policy.api_fast,
+    aws_appautoscaling_policy.worker_backlog,
+    aws_appautoscaling_policy.worker_demand,
+    aws_appautoscaling_policy.worker_fast,
+    aws_appautoscaling_policy.writer_backlog,
+    aws_appautoscaling_policy.writer_from_zero,
+    aws_appautoscaling_policy.writer_to_zero,
+  ]
 }

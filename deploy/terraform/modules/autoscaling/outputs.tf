@@ -12,12 +12,14 @@ output "policy_arns" {
   description = "Scaling policy ARNs by name."
   value = {
     api_cpu          = aws_appautoscaling_policy.api_cpu.arn
-    api_requests     = aws_appautoscaling_policy.api_requests.arn
+    api_requests     = one(aws_appautoscaling_policy.api_requests[*].arn)
+    api_fast         = aws_appautoscaling_policy.api_fast.arn
     worker_backlog   = aws_appautoscaling_policy.worker_backlog.arn
     writer_backlog   = aws_appautoscaling_policy.writer_backlog.arn
     writer_from_zero = aws_appautoscaling_policy.writer_from_zero.arn
     writer_to_zero   = aws_appautoscaling_policy.writer_to_zero.arn
-    worker_admission = aws_appautoscaling_policy.worker_admission.arn
+    worker_demand    = aws_appautoscaling_policy.worker_demand.arn
+    worker_fast      = aws_appautoscaling_policy.worker_fast.arn
   }
 }
 
@@ -36,5 +38,28 @@ output "backlog_queues" {
   value = {
     worker = distinct([for q in local.worker_queue_queries : q.queue])
     writer = distinct([for q in local.writer_queue_queries : q.queue])
+  }
+}
+
+output "scheduled_actions" {
+  description = "The scheduled actions of scaling_events: name => schedule, service, minimum."
+  value = {
+    for k, a in local.event_actions : "${var.name}-${k}" => { schedule = a.schedule, service = a.service, min_tasks = a.min }
+  }
+}
+
+output "signal_reads" {
+  description = "What the fast alarms read of the pods' scaling signal: namespace, dimensions and metric names, per alarm (the task definition must write the same)."
+  value = {
+    api_fast = {
+      namespace  = aws_cloudwatch_metric_alarm.api_fast.namespace
+      dimensions = aws_cloudwatch_metric_alarm.api_fast.dimensions
+      metrics    = [aws_cloudwatch_metric_alarm.api_fast.metric_name]
+    }
+    worker_fast = {
+      namespace  = one(distinct([for q in aws_cloudwatch_metric_alarm.worker_fast.metric_query : one(q.metric).namespace if !q.return_data]))
+      dimensions = one(distinct([for q in aws_cloudwatch_metric_alarm.worker_fast.metric_query : one(q.metric).dimensions if !q.return_data]))
+      metrics    = sort([for q in aws_cloudwatch_metric_alarm.worker_fast.metric_query : one(q.metric).metric_name if !q.return_data])
+    }
   }
 }

@@ -75,12 +75,12 @@ variable "api_cpu_target_percent" {
 
 variable "api_requests_per_target" {
   type        = number
-  description = "Target ALB requests per api task per minute (ALBRequestCountPerTarget)."
-  default     = 6000
+  description = "Target ALB requests per api task per minute (ALBRequestCountPerTarget); null: no such policy (the api scales on CPU)."
+  default     = null
 
   validation {
-    condition     = var.api_requests_per_target >= 1
-    error_message = "api_requests_per_target must be positive."
+    condition     = var.api_requests_per_target == null || try(var.api_requests_per_target >= 1, false)
+    error_message = "api_requests_per_target must be positive (or null)."
   }
 }
 
@@ -150,23 +150,6 @@ variable "worker_deployment_minimum_healthy_percent" {
   validation {
     condition     = var.worker_deployment_minimum_healthy_percent >= 0 && var.worker_deployment_minimum_healthy_percent <= 100
     error_message = "worker_deployment_minimum_healthy_percent must be between 0 and 100."
-  }
-}
-
-variable "admission_metrics_namespace" {
-  type        = string
-  description = "CloudWatch namespace of the queuefront metrics (compute's collector): the api's admission rejections scale the worker out."
-  default     = "queuefront"
-}
-
-variable "admission_rejections_per_minute" {
-  type        = number
-  description = "Admission 503s per minute (all api tasks) that add worker tasks: the high queue is backed up, so more workers drain it."
-  default     = 10
-
-  validation {
-    condition     = var.admission_rejections_per_minute >= 1
-    error_message = "admission_rejections_per_minute must be at least 1."
   }
 }
 
@@ -253,6 +236,79 @@ variable "writer_idle_minutes" {
   validation {
     condition     = var.writer_idle_minutes >= 1 && var.writer_idle_minutes <= 1440
     error_message = "writer_idle_minutes must be between 1 and 1440."
+  }
+}
+
+# --- the pods' scaling signal ------------------------------------------------------------------
+
+variable "scaling_signal" {
+  type = object({
+    namespace  = string
+    dimensions = map(string)
+    metrics    = map(string)
+  })
+  description = "The api pods' scaling signal (service/scaling_signal.py): CloudWatch namespace, the dimensions every pod writes, and metric names by key (deploy/terraform/scaling_signal.json)."
+
+  validation {
+    condition     = length(setsubtract(["backlog", "drain_rate", "drain_capacity", "cpu"], keys(var.scaling_signal.metrics))) == 0
+    error_message = "scaling_signal.metrics must name backlog, drain_rate, drain_capacity and cpu."
+  }
+}
+
+variable "signal_period_s" {
+  type        = number
+  description = "Period of the fast alarms on the pods' signal: 10 or 30 (high-resolution alarms) or 60."
+  default     = 10
+
+  validation {
+    condition     = contains([10, 30, 60], var.signal_period_s)
+    error_message = "signal_period_s must be 10, 30 or 60."
+  }
+}
+
+variable "signal_datapoints" {
+  type        = number
+  description = "Periods in a row above the threshold before a fast alarm adds tasks (noise against speed)."
+  default     = 2
+
+  validation {
+    condition     = var.signal_datapoints >= 1 && var.signal_datapoints <= 6
+    error_message = "signal_datapoints must be between 1 and 6."
+  }
+}
+
+variable "worker_target_utilization_percent" {
+  type        = number
+  description = "Workers' demand (drain rate + backlog / worker_acceptable_latency_s) as a share of their capacity that target tracking holds; the fast alarm adds workers above it."
+  default     = 70
+
+  validation {
+    condition     = var.worker_target_utilization_percent >= 20 && var.worker_target_utilization_percent < 100
+    error_message = "worker_target_utilization_percent must be between 20 and 99."
+  }
+}
+
+# --- known events -------------------------------------------------------------------------------
+
+variable "scaling_events" {
+  type = map(object({
+    start     = string
+    end       = string
+    timezone  = optional(string, "UTC")
+    min_tasks = map(number)
+  }))
+  description = "Known events (a sale, a TV show): from start to end (yyyy-mm-ddThh:mm:ss in timezone) the services of min_tasks keep at least that many tasks."
+  default     = {}
+
+  validation {
+    condition = alltrue([
+      for e in values(var.scaling_events) :
+      can(regex("^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}$", e.start))
+      && can(regex("^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}$", e.end))
+      && try(timecmp("${e.start}Z", "${e.end}Z") < 0, false)
+      && length(setsubtract(keys(e.min_tasks), ["api", "worker", "writer"])) == 0
+    ])
+    error_message = "scaling_events: start < end as yyyy-mm-ddThh:mm:ss, min_tasks keyed by api, worker or writer."
   }
 }
 

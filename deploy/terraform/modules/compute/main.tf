@@ -81,6 +81,12 @@ locals {
       # one api process per vCPU of the task (a fractional task: one). Said here rather
       # than counted inside: Fargate may show a task more CPUs than its size.
       QF_API_PROCESSES = tostring(max(1, floor(var.services["api"].cpu / 1024)))
+      # the pods' scaling signal: EMF lines on stdout, which the awslogs driver below
+      # ships to CloudWatch Logs and CloudWatch turns into the metrics the fast scaling
+      # alarms read (service/scaling_signal.py, modules/autoscaling)
+      QF_SCALING_SIGNAL_INTERVAL_S = tostring(var.scaling_signal.interval_s)
+      QF_SCALING_SIGNAL_NAMESPACE  = var.scaling_signal.namespace
+      QF_SCALING_SIGNAL_DIMENSIONS = join(",", [for k in sort(keys(var.scaling_signal.dimensions)) : "${k}=${var.scaling_signal.dimensions[k]}"])
     })
     worker = merge(local.service_environment, {
       QF_QUEUE_HIGH           = var.queue_names["high"]

@@ -365,6 +365,16 @@ variable "metrics_namespace" {
   default     = "queuefront"
 }
 
+variable "scaling_signal" {
+  type = object({
+    namespace  = string
+    dimensions = map(string)
+    interval_s = number
+  })
+  description = "The api pods' scaling signal: CloudWatch namespace and dimensions of the EMF lines they write to stdout, and how often (QF_SCALING_SIGNAL_*; 0: never)."
+  default     = { namespace = "queuefront/scaling", dimensions = {}, interval_s = 0 }
+}
+
 variable "tags" {
   type        = map(string)
   description = "Tags added to every resource."

@@ -1,5 +1,6 @@
 # The autoscaling module, planned with a mocked AWS provider: the numbers the services
-# scale on, and the alarms that move the writer to and from zero and add workers.
+# scale on, the fast alarms on the pods' scaling signal, the alarms that move the writer
+# to and from zero, and the scheduled actions of known events.
 
 mock_provider "aws" {
   override_during = plan
@@ -13,9 +14,15 @@ override_resource {
 }
 
 override_resource {
-  target          = aws_appautoscaling_policy.worker_admission
+  target          = aws_appautoscaling_policy.worker_fast
   override_during = plan
-  values          = { arn = "arn:aws:autoscaling:eu-west-1:123456789012:scalingPolicy:2:resource/ecs/service/qf/qf-worker:policyName/qf-worker-admission" }
+  values          = { arn = "arn:aws:autoscaling:eu-west-1:123456789012:scalingPolicy:2:resource/ecs/service/qf/qf-worker:policyName/qf-worker-fast-demand" }
+}
+
+override_resource {
+  target          = aws_appautoscaling_policy.api_fast
+  override_during = plan
+  values          = { arn = "arn:aws:autoscaling:eu-west-1:123456789012:scalingPolicy:3:resource/ecs/service/qf/qf-api:policyName/qf-api-fast-cpu" }
 }
 
 variables {
@@ -43,6 +50,17 @@ variables {
   writer_acceptable_latency_s = 30
   writer_processing_time_s    = 0.0175
   runbook_base_url            = "https://example.com/runbooks"
+
+  scaling_signal = {
+    namespace  = "qf/scaling"
+    dimensions = { Stack = "qf" }
+    metrics = {
+      backlog        = "QueueBacklog"
+      drain_rate     = "DrainRate"
+      drain_capacity = "DrainCapacity"
+      cpu            = "CpuUtilization"
+    }
+  }
 }
 
 run "backlog_targets_are_messages_per_task" {
@@ -123,17 +141,23 @@ run "writer_starts_from_zero_once" {
 
   assert {
     condition = { for q in aws_cloudwatch_metric_alarm.writer_from_zero.metric_query : q.id => q.expression if q.return_data } == {
-      start_writer = "IF(visible > 0 AND FILL(desired, 0) == 0, 1, 0)"
+      start_writer = "IF(visible > 0 AND in_flight == 0 AND FILL(desired, 0) == 0, 1, 0)"
     }
-    error_message = "the alarm's value is 1 exactly when ingest messages wait and the desired count is 0"
+    error_message = "the alarm's value is 1 exactly when ingest messages wait, none is in flight (no writer holds any) and the desired count is 0: a late desired count (FILL) never sets a busy writer to one task"
   }
 
   assert {
     condition = { for q in aws_cloudwatch_metric_alarm.writer_from_zero.metric_query : q.id => "${one(q.metric).namespace}/${one(q.metric).metric_name}" if !q.return_data } == {
-      visible = "AWS/SQS/ApproximateNumberOfMessagesVisible"
-      desired = "ECS/ContainerInsights/DesiredTaskCount"
+      visible   = "AWS/SQS/ApproximateNumberOfMessagesVisible"
+      in_flight = "AWS/SQS/ApproximateNumberOfMessagesNotVisible"
+      desired   = "ECS/ContainerInsights/DesiredTaskCount"
     }
-    error_message = "keyed on the ingest queue and the writer's desired count, not its lagging running count"
+    error_message = "keyed on the ingest queue (visible and in flight, one datapoint) and the writer's desired count, not its lagging running count"
+  }
+
+  assert {
+    condition     = [for q in aws_cloudwatch_metric_alarm.writer_from_zero.metric_query : one(q.metric).dimensions if q.id == "in_flight"] == [tomap({ QueueName = "qf-ingest" })]
+    error_message = "the in-flight count of the ingest queue"
   }
 
   assert {
@@ -156,23 +180,146 @@ run "writer_returns_to_zero_when_idle" {
   }
 }
 
-run "admission_rejections_add_workers" {
+run "the_pods_signal_adds_workers_within_seconds" {
   command = plan
 
   assert {
-    condition     = aws_cloudwatch_metric_alarm.worker_admission.metric_name == "queuefront_admission_rejections_total" && aws_cloudwatch_metric_alarm.worker_admission.dimensions == tomap({ process = "api" })
-    error_message = "the api's admission 503s drive the worker"
+    condition     = aws_cloudwatch_metric_alarm.worker_fast.alarm_actions == toset([aws_appautoscaling_policy.worker_fast.arn]) && aws_appautoscaling_policy.worker_fast.resource_id == "service/qf/qf-worker"
+    error_message = "the fast alarm triggers the worker's step policy"
   }
 
   assert {
-    condition     = aws_cloudwatch_metric_alarm.worker_admission.alarm_actions == toset([aws_appautoscaling_policy.worker_admission.arn]) && aws_cloudwatch_metric_alarm.worker_admission.threshold == 10
-    error_message = "10 rejections a minute trigger the worker's step policy"
+    condition     = alltrue([for q in aws_cloudwatch_metric_alarm.worker_fast.metric_query : one(q.metric).period == 10 if !q.return_data]) && aws_cloudwatch_metric_alarm.worker_fast.evaluation_periods == 2 && aws_cloudwatch_metric_alarm.worker_fast.datapoints_to_alarm == 2
+    error_message = "a high-resolution alarm: 10 s periods, two in a row"
   }
 
   assert {
-    condition     = alltrue([for s in one(aws_appautoscaling_policy.worker_admission.step_scaling_policy_configuration).step_adjustment : s.scaling_adjustment > 0]) && aws_appautoscaling_policy.worker_admission.resource_id == "service/qf/qf-worker"
-    error_message = "the policy adds worker tasks"
+    condition = { for q in aws_cloudwatch_metric_alarm.worker_fast.metric_query : q.id => "${one(q.metric).namespace}/${one(q.metric).metric_name}" if !q.return_data } == {
+      rate     = "qf/scaling/DrainRate"
+      backlog  = "qf/scaling/QueueBacklog"
+      capacity = "qf/scaling/DrainCapacity"
+    }
+    error_message = "the pods' signal, by the names scaling_signal gives"
   }
+
+  assert {
+    condition     = alltrue([for q in aws_cloudwatch_metric_alarm.worker_fast.metric_query : one(q.metric).dimensions == tomap({ Stack = "qf" }) if !q.return_data])
+    error_message = "the stack's series (one per stack, never per task)"
+  }
+
+  assert {
+    condition     = [for q in aws_cloudwatch_metric_alarm.worker_fast.metric_query : q.expression if q.return_data] == ["100 * (rate + backlog / 5) / capacity"] && aws_cloudwatch_metric_alarm.worker_fast.threshold == 70
+    error_message = "demand: the drain rate plus the backlog cleared within worker_acceptable_latency_s, as a share of the workers' capacity, above 70 %"
+  }
+
+  assert {
+    condition = toset([
+      for s in one(aws_appautoscaling_policy.worker_fast.step_scaling_policy_configuration).step_adjustment :
+      "${s.metric_interval_lower_bound}..${s.metric_interval_upper_bound == null || s.metric_interval_upper_bound == "" ? "inf" : s.metric_interval_upper_bound}:${s.scaling_adjustment}"
+    ]) == toset(["0..30:50", "30..inf:300"])
+    error_message = "+50 % above the target; from 100 % (the queue grows), +300 %: the backend's share at once"
+  }
+
+  assert {
+    condition     = one(aws_appautoscaling_policy.worker_demand.target_tracking_scaling_policy_configuration).target_value == 70 && [for m in one(one(aws_appautoscaling_policy.worker_demand.target_tracking_scaling_policy_configuration).customized_metric_specification).metrics : m.expression if m.return_data] == ["100 * (rate + backlog / 5) / capacity"]
+    error_message = "target tracking holds the same demand at 70 % (and brings the workers back in)"
+  }
+}
+
+run "the_pods_cpu_adds_api_tasks_within_seconds" {
+  command = plan
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.api_fast.namespace == "qf/scaling" && aws_cloudwatch_metric_alarm.api_fast.metric_name == "CpuUtilization" && aws_cloudwatch_metric_alarm.api_fast.statistic == "Average" && aws_cloudwatch_metric_alarm.api_fast.period == 10
+    error_message = "the api pods' own CPU, averaged, at 10 s"
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.api_fast.threshold == 60 && aws_cloudwatch_metric_alarm.api_fast.alarm_actions == toset([aws_appautoscaling_policy.api_fast.arn])
+    error_message = "above the CPU target, the api's step policy"
+  }
+
+  assert {
+    condition     = alltrue([for s in one(aws_appautoscaling_policy.api_fast.step_scaling_policy_configuration).step_adjustment : s.scaling_adjustment > 0]) && aws_appautoscaling_policy.api_fast.resource_id == "service/qf/qf-api"
+    error_message = "the policy adds api tasks"
+  }
+
+  assert {
+    condition     = length(aws_appautoscaling_policy.api_requests) == 0
+    error_message = "no request-count policy unless api_requests_per_target is given"
+  }
+}
+
+run "request_count_policy_on_request" {
+  command = plan
+
+  variables {
+    api_requests_per_target = 6000
+  }
+
+  assert {
+    condition     = one(aws_appautoscaling_policy.api_requests[0].target_tracking_scaling_policy_configuration).target_value == 6000
+    error_message = "api_requests_per_target adds the ALB request-count policy"
+  }
+}
+
+run "known_events_raise_the_floor_and_restore_it" {
+  command = plan
+
+  variables {
+    scaling_events = {
+      final = {
+        start     = "2026-12-24T20:05:00"
+        end       = "2026-12-24T20:40:00"
+        timezone  = "Europe/Paris"
+        min_tasks = { worker = 8, api = 1 }
+      }
+    }
+  }
+
+  assert {
+    condition = { for k, a in aws_appautoscaling_scheduled_action.event : k => [a.schedule, a.timezone, a.resource_id, one(a.scalable_target_action).min_capacity, one(a.scalable_target_action).max_capacity] } == {
+      "final-worker-start" = ["at(2026-12-24T20:05:00)", "Europe/Paris", "service/qf/qf-worker", "8", "12"]
+      "final-worker-end"   = ["at(2026-12-24T20:40:00)", "Europe/Paris", "service/qf/qf-worker", "3", "12"]
+      "final-api-start"    = ["at(2026-12-24T20:05:00)", "Europe/Paris", "service/qf/qf-api", "2", "20"]
+      "final-api-end"      = ["at(2026-12-24T20:40:00)", "Europe/Paris", "service/qf/qf-api", "2", "20"]
+    }
+    error_message = "at the start the minimum is the event's (never below the service's own), at the end the service's own; the maximum stays"
+  }
+}
+
+run "an_event_that_ends_before_it_starts_is_refused" {
+  command = plan
+
+  variables {
+    scaling_events = {
+      bad = { start = "2026-12-24T21:00:00", end = "2026-12-24T20:00:00", min_tasks = { worker = 8 } }
+    }
+  }
+
+  expect_failures = [var.scaling_events]
+}
+
+run "an_event_for_an_unknown_service_is_refused" {
+  command = plan
+
+  variables {
+    scaling_events = {
+      bad = { start = "2026-12-24T20:00:00", end = "2026-12-24T21:00:00", min_tasks = { backend = 8 } }
+    }
+  }
+
+  expect_failures = [var.scaling_events]
+}
+
+run "a_signal_period_alarms_cannot_have_is_refused" {
+  command = plan
+
+  variables {
+    signal_period_s = 15
+  }
+
+  expect_failures = [var.signal_period_s]
 }
 
 run "peak_backend_calls" {

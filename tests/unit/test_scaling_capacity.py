@@ -1,0 +1,65 @@
+"""The capacity model (bench/scaling/capacity.py) is computed from the measured figures and
+the Terraform, so new figures or a new policy change it without a code change, and it
+names the limit a load reaches first."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from bench.scaling.capacity import Mix, level, main
+from bench.scaling.figures import FIGURES_PATH, ThroughputFigures
+from bench.scaling.terraform import load_policy
+
+
+def doubled_api_cpu(tmp_path: Path) -> ThroughputFigures:
+    raw = json.loads(FIGURES_PATH.read_text())
+    for path in raw["paths"].values():
+        path["cpu_ms_per_request"]["api"] *= 2
+    out = tmp_path / "throughput.json"
+    out.write_text(json.dumps(raw))
+    return ThroughputFigures.load(out)
+
+
+def test_the_api_fleet_follows_the_measured_cpu(tmp_path: Path) -> None:
+    policy = load_policy()
+    figures = ThroughputFigures.load(FIGURES_PATH)
+    base = level(50_000, Mix(), policy, figures)
+    heavier = level(50_000, Mix(), policy, doubled_api_cpu(tmp_path))
+    assert heavier.tasks["api"] >= 2 * base.tasks["api"] - 1
+    assert heavier.usd_per_month["fargate_api"] > base.usd_per_month["fargate_api"]
+    # the rest of the figures are unchanged
+    assert heavier.tasks["worker"] == base.tasks["worker"]
+
+
+def test_the_policy_sets_the_floors_and_the_limits() -> None:
+    figures = ThroughputFigures.load(FIGURES_PATH)
+    small = level(10, Mix(), load_policy(), figures)
+    policy = load_policy()
+    assert small.tasks == {s: policy.services[s].min_tasks for s in ("api", "worker", "writer")}
+    tight = level(50_000, Mix(), load_policy({"worker_max_tasks": 4}), figures)
+    assert any("worker: 12 tasks needed, worker_max_tasks = 4" in n for n in tight.next_limits)
+
+
+def test_the_first_limit_of_50000_a_second_is_api_gateways_quota() -> None:
+    lv = level(50_000, Mix(), load_policy(), ThroughputFigures.load(FIGURES_PATH))
+    assert lv.api_gateway_rps > 10_000
+    assert "API Gateway" in lv.next_limits[0]
+    assert not level(1_000, Mix(), load_policy(), ThroughputFigures.load(FIGURES_PATH)).next_limits
+
+
+def test_a_mix_without_writes_stores_nothing() -> None:
+    lv = level(
+        10_000,
+        replace(Mix(), ingest=0.0, edge=0.7),
+        load_policy(),
+        ThroughputFigures.load(FIGURES_PATH),
+    )
+    assert lv.flows["votes"] == 0 and lv.postgres_commits_per_s == 0
+
+
+def test_cli_prints_the_table(capsys: object) -> None:
+    assert main(["--rates", "1000", "50000"]) == 0
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert "| 1,000 requests/s | 50,000 requests/s |" in out and "$/month total" in out
