@@ -279,8 +279,8 @@ run "known_events_raise_the_floor_and_restore_it" {
 
   assert {
     condition = { for k, a in aws_appautoscaling_scheduled_action.event : k => [a.schedule, a.timezone, a.resource_id, one(a.scalable_target_action).min_capacity, one(a.scalable_target_action).max_capacity] } == {
-      "final-worker-start" = ["at(2026-12-24T20:05:00)", "Europe/Paris", "service/qf/qf-worker", "8", "12"]
-      "final-worker-end"   = ["at(2026-12-24T20:40:00)", "Europe/Paris", "service/qf/qf-worker", "3", "12"]
+      "final-worker-start" = ["at(2026-12-24T20:05:00)", "Europe/Paris", "service/qf/qf-worker", "8", "10"]
+      "final-worker-end"   = ["at(2026-12-24T20:40:00)", "Europe/Paris", "service/qf/qf-worker", "4", "10"]
       "final-api-start"    = ["at(2026-12-24T20:05:00)", "Europe/Paris", "service/qf/qf-api", "2", "20"]
       "final-api-end"      = ["at(2026-12-24T20:40:00)", "Europe/Paris", "service/qf/qf-api", "2", "20"]
     }
