@@ -1413,6 +1413,13 @@ MUTATIONS = [
         (f"{SCALING_POLICY}::test_a_pod_serves_more_a_second_than_its_listen_backlog_holds",),
     ),
     Mutation(
+        "scaling: an event above a service's maximum is run",
+        "bench/scaling/terraform.py",
+        "if spec.min_tasks is not None and spec.min_tasks > top:",
+        "if False:",
+        (f"{SCALING_POLICY}::test_an_event_above_a_services_maximum_is_refused_not_run",),
+    ),
+    Mutation(
         "scaling: goodput not checked",
         "bench/scaling/criteria.py",
         "            worst is None or worst[0] >= GOODPUT_SHARE,",

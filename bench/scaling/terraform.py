@@ -857,19 +857,28 @@ class PolicyReader:
                 at = datetime.fromisoformat(m.group(1)).replace(tzinfo=zone)
                 action = _one(body, "scalable_target_action", where)
                 lo, hi = action.get("min_capacity"), action.get("max_capacity")
-                out.append(
-                    ScheduledActionSpec(
-                        name=str(v(body["name"])),
-                        service=self._target_service(v(body["resource_id"]), where),
-                        at=at.astimezone(ZoneInfo("UTC")),
-                        min_tasks=int(self.asg.number(lo, f"{where}.min", each=each))
-                        if lo is not None
-                        else None,
-                        max_tasks=int(self.asg.number(hi, f"{where}.max", each=each))
-                        if hi is not None
-                        else None,
-                    )
+                spec = ScheduledActionSpec(
+                    name=str(v(body["name"])),
+                    service=self._target_service(v(body["resource_id"]), where),
+                    at=at.astimezone(ZoneInfo("UTC")),
+                    min_tasks=int(self.asg.number(lo, f"{where}.min", each=each))
+                    if lo is not None
+                    else None,
+                    max_tasks=int(self.asg.number(hi, f"{where}.max", each=each))
+                    if hi is not None
+                    else None,
                 )
+                # Application Auto Scaling refuses a minimum above the maximum: the
+                # simulator must not run an action the apply would not create
+                top = (
+                    spec.max_tasks if spec.max_tasks is not None else self.targets[spec.service][1]
+                )
+                if spec.min_tasks is not None and spec.min_tasks > top:
+                    raise TerraformError(
+                        f"{where}[{key!r}]: minimum {spec.min_tasks} above the maximum {top} "
+                        f"of {spec.service} (Application Auto Scaling refuses it)"
+                    )
+                out.append(spec)
         return tuple(sorted(out, key=lambda a: a.at))
 
     # --- services ---------------------------------------------------------------------

@@ -398,6 +398,13 @@ MUTATIONS = [
         ("modules/autoscaling",),
     ),
     Mutation(
+        "scaling: an event may ask for more tasks than the maximum (apply-time refusal)",
+        f"{TF}/modules/autoscaling/main.tf",
+        "condition     = each.value.min <= local.scalable[each.value.service].max",
+        "condition     = true",
+        ("modules/autoscaling",),
+    ),
+    Mutation(
         "scaling: the worker floor may run on Spot",
         f"{TF}/variables.tf",
         "try(var.on_demand_base >= var.worker_min_tasks, false)",

@@ -178,6 +178,25 @@ def test_an_event_needs_the_scenario_placed_in_time() -> None:
         simulate(small(**raw))
 
 
+def test_an_event_above_a_services_maximum_is_refused_not_run() -> None:
+    # Application Auto Scaling refuses such an action (and the plan's precondition fails):
+    # the simulator must not run capacity the apply would never create
+    top = load_policy().services["worker"].max_tasks
+    raw = {
+        **EVENT,
+        "terraform": {
+            "scaling_events": {
+                "final": {
+                    **EVENT["terraform"]["scaling_events"]["final"],
+                    "min_tasks": {"worker": top + 1},
+                }
+            }
+        },
+    }
+    with pytest.raises(TerraformError, match=f"minimum {top + 1} above the maximum {top}"):
+        simulate(small(**raw))
+
+
 def test_a_recurring_schedule_is_not_simulated(tmp_path: Path) -> None:
     copy = tmp_path / "terraform"
     shutil.copytree(TERRAFORM_DIR, copy, ignore=shutil.ignore_patterns(".terraform", "tests"))

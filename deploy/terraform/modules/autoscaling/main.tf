@@ -678,6 +678,16 @@ resource "aws_appautoscaling_scheduled_action" "event" {
     max_capacity = local.scalable[each.value.service].max
   }
 
+  lifecycle {
+    # Application Auto Scaling refuses a minimum above the maximum, at apply time; the
+    # maximum is a bound (the workers': the backend's slots with a deploy's overlap), so
+    # an event cannot raise it
+    precondition {
+      condition     = each.value.min <= local.scalable[each.value.service].max
+      error_message = "scaling_events: ${each.key} asks for ${each.value.min} ${each.value.service} tasks, above ${each.value.service}_max_tasks (${local.scalable[each.value.service].max}): ask for at most the maximum."
+    }
+  }
+
   # Application Auto Scaling refuses concurrent changes to one scalable target
   # (ConcurrentUpdateException): the actions come after the policies.
   depends_on = [

@@ -288,6 +288,19 @@ run "known_events_raise_the_floor_and_restore_it" {
   }
 }
 
+run "an_event_above_the_maximum_is_refused" {
+  command = plan
+
+  variables {
+    scaling_events = {
+      launch = { start = "2026-12-24T20:00:00", end = "2026-12-24T21:00:00", min_tasks = { worker = 12 } }
+    }
+  }
+
+  # worker_max_tasks is 10 (the backend's bound with a deploy's overlap): 12 cannot be a minimum
+  expect_failures = [aws_appautoscaling_scheduled_action.event]
+}
+
 run "an_event_that_ends_before_it_starts_is_refused" {
   command = plan
 
