@@ -102,9 +102,12 @@ class AwsConstants:
     api_gateway_account_burst: float = 5_000.0
     """The account bucket's capacity: 5,000 requests (API Gateway quotas)."""
 
-    api_gateway_timeout_s: float = 30.0
-    """HTTP API integration timeout: at most 30 s (API Gateway quotas, HTTP APIs); a
-    request not answered by then gets 504 from API Gateway."""
+    api_gateway_timeout_s: float = 29.0
+    """How long a client waits when no API Gateway is simulated (``[model] api_gateway =
+    false``). With API Gateway the integration timeout is read from the Terraform
+    (``timeoutInMillis`` of the REST API's integrations, ``timeout_milliseconds`` of an HTTP
+    API's): REST APIs take 50 ms to 29 s by default, HTTP APIs up to 30 s (API Gateway
+    quotas); past it API Gateway answers 504 itself."""
 
     cloudfront_error_ttl_s: float = 10.0
     """CloudFront caches an origin's 5xx for the error caching minimum TTL, 10 s by
@@ -135,9 +138,53 @@ class AwsConstants:
     """Amazon SQS pricing, standard queues, per million requests (each 64 KB of a
     payload counts as one), after the first million a month."""
 
-    api_gateway_per_million: float = 1.00
-    """Amazon API Gateway pricing, HTTP APIs, per million requests (first 300 million a
-    month). Throttled requests (429) are assumed not billed."""
+    api_gateway_rest_tiers: tuple[Range, ...] = (
+        (333e6, 3.50),
+        (667e6, 2.80),
+        (19e9, 2.38),
+        (float("inf"), 1.51),
+    )
+    """API Gateway REST APIs, USD per million requests by monthly tier (requests in the
+    tier, price): first 333 million $3.50, next 667 million $2.80, next 19 billion $2.38,
+    over 20 billion $1.51 (us-east-1; AWS whitepaper "Best Practices for Designing Amazon
+    API Gateway Private APIs and Private Integration", Cost optimization, Table 4, which
+    points to aws.amazon.com/api-gateway/pricing; the page's own tables render from
+    pricing tokens and could not be read here). Throttled requests (429) and requests the
+    stage's WAF blocks are assumed not billed (an AWS expert's answer on re:Post, "Pricing
+    clarification for API Gateway": not in the pricing page's text)."""
+
+    api_gateway_http_tiers: tuple[Range, ...] = ((300e6, 1.00), (float("inf"), 0.90))
+    """API Gateway HTTP APIs (the edge before the REST API): first 300 million $1.00 per
+    million, then $0.90 (same whitepaper and table; metered per 512 KB)."""
+
+    waf_per_million: float = 0.60
+    """AWS WAF, per million requests a web ACL inspects (allowed and blocked alike), for a
+    web ACL of at most 1,500 WCUs (AWS WAF developer guide, "Web ACL capacity units":
+    more WCUs cost more). $5 a month per web ACL and $1 per rule or rule group, prorated
+    hourly, the same in every Region (AWS Networking & Content Delivery blog, "Cost-effective
+    ways for securing your web applications using AWS WAF"; the figures as in AWS's own
+    sample aws-samples/waf-and-shield-advanced-price-comparison, main.py, which cites
+    aws.amazon.com/waf/pricing — the pricing page itself was not reachable here: unverified
+    against it)."""
+
+    waf_acl_month: float = 5.00
+    waf_rule_month: float = 1.00
+
+    nlb_hour: float = 0.0225
+    """A Network Load Balancer, per hour (us-east-1; eu-west-1 lists about 10 % more).
+    Not verified against aws.amazon.com/elasticloadbalancing/pricing (its tables render
+    from pricing tokens); the figure is the us-east-1 list price as transcribed from that
+    page by a third party (api-evangelist/amazon-elastic-load-balancing, plans)."""
+
+    nlcu_hour: float = 0.006
+    """Per NLCU-hour (same source, same caveat). An NLCU for TCP is 800 new connections a
+    second, 100,000 active connections or 1 GB processed in the hour, whichever is
+    highest; the simulator counts processed bytes only (API Gateway's VPC link keeps its
+    connections open: assumed, not published)."""
+
+    nlb_bytes_per_request: float = 2048.0
+    """Bytes one request and its answer put through the NLB (headers and small JSON
+    bodies). Not measured: assumed 2 KB; the NLB's cost scales with it."""
 
     cloudfront_https_per_10k: float = 0.0100
     """Amazon CloudFront pricing, HTTPS requests per 10,000, United States (Europe is
@@ -148,10 +195,27 @@ class AwsConstants:
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"[aws] has unknown constants: {', '.join(sorted(unknown))}")
+
+        def convert(v: Any) -> Any:
+            return tuple(convert(x) for x in v) if isinstance(v, list) else float(v)
+
         converted: dict[str, Any] = {
-            k: tuple(float(x) for x in v) if isinstance(v, list) else v for k, v in values.items()
+            k: convert(v) if isinstance(v, list) else v for k, v in values.items()
         }
         return replace(self, **converted)
+
+
+def tiered(count: float, tiers: tuple[Range, ...]) -> float:
+    """USD for ``count`` requests in a month priced by ``tiers`` ((size, USD per million),
+    in order)."""
+    usd, left = 0.0, count
+    for size, per_million in tiers:
+        part = min(left, size)
+        usd += part * per_million / 1e6
+        left -= part
+        if left <= 0:
+            break
+    return usd
 
 
 DEFAULT = AwsConstants()

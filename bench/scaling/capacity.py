@@ -27,10 +27,15 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench.scaling.aws import DEFAULT as AWS
+from bench.scaling.aws import tiered
 from bench.scaling.figures import FIGURES_PATH, ThroughputFigures
+from bench.scaling.report import DIRECT_WRITER_CALLS_PER_ITEM
 from bench.scaling.terraform import Policy, load_policy
 from bench.scaling.workers import receivers_per_queue
 
+WAF_ACL_RPS = 100_000
+"""Requests a second one web ACL takes (AWS WAF developer guide, "AWS WAF quotas": maximum
+requests per second per web ACL, 100,000, adjustable)."""
 HOURS_PER_MONTH = 730.0
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
 RATES = (1_000, 10_000, 50_000)
@@ -107,6 +112,9 @@ def level(rate: int, mix: Mix, policy: Policy, figures: ThroughputFigures) -> Le
     refreshes = mix.edge_objects / mix.edge_ttl_s
     backend = queued + misses + refreshes
     gateway = cached + queued + ingest + refreshes
+    spec = policy.edge
+    # ingest_direct: API Gateway sends the votes to SQS itself, one message each
+    direct = ingest if spec is not None and spec.direct_routes else 0.0
     flows = {
         "edge (CloudFront)": edge,
         "cached hits": hits,
@@ -118,7 +126,7 @@ def level(rate: int, mix: Mix, policy: Policy, figures: ThroughputFigures) -> Le
     api_cpu = (
         hits * figures.cpu_s("cached", "api")
         + (queued + misses + refreshes) * figures.cpu_s("proxied", "api")
-        + ingest * figures.cpu_s("votes", "api")
+        + (ingest - direct) * figures.cpu_s("votes", "api")
     ) / factor
     api_vcpu = api.cpu_units / 1024
     api_target = float(vals["api_cpu_target_percent"]) / 100
@@ -146,7 +154,12 @@ def level(rate: int, mix: Mix, policy: Policy, figures: ThroughputFigures) -> Le
         + 2 * receivers_per_queue(concurrency) * tasks["worker"] / worker_wait
         + tasks["writer"] / float(writer.settings["receive_wait_s"])
     )
-    sqs = backend * figures.sqs_calls("proxied") + ingest * figures.sqs_calls("votes") + standing
+    sqs = (
+        backend * figures.sqs_calls("proxied")
+        + (ingest - direct) * figures.sqs_calls("votes")
+        + direct * (1 + DIRECT_WRITER_CALLS_PER_ITEM)
+        + standing
+    )
     rate_limited = float(api.settings.get("rate_limit_rps", 0)) > 0
     batch = int(writer.settings["batch_size"])
     # a batch commits full, or when its wait is over with what it has
@@ -175,13 +188,28 @@ def level(rate: int, mix: Mix, policy: Policy, figures: ThroughputFigures) -> Le
 
     redis_nodes = 1 + int(vals.get("redis_replicas", 1))
     db_instances = 2 if vals.get("db_multi_az", True) else 1
+    rest = spec is None or spec.api_kind == "rest"
+    tiers = AWS.api_gateway_rest_tiers if rest else AWS.api_gateway_http_tiers
+    acls = spec.web_acls if spec is not None else ()
+    inspected = {"cloudfront": float(rate), "api_gateway": gateway, "alb": gateway}
+    waf = sum(
+        inspected.get(a.attached_to, 0.0) * SECONDS_PER_MONTH * AWS.waf_per_million / 1e6
+        + AWS.waf_acl_month
+        + a.rules * AWS.waf_rule_month
+        for a in acls
+    )
+    nlbs = spec.network_load_balancers if spec is not None else 0
+    nlb_gb_per_hour = (gateway - direct) * 3600 * AWS.nlb_bytes_per_request / 1e9
     usd = {
         "fargate_api": fargate("api", tasks["api"]),
         "fargate_worker": fargate("worker", tasks["worker"]),
         "fargate_writer": fargate("writer", tasks["writer"]),
         "sqs": sqs * SECONDS_PER_MONTH * AWS.sqs_per_million / 1e6,
-        "api_gateway": gateway * SECONDS_PER_MONTH * AWS.api_gateway_per_million / 1e6,
+        "api_gateway": tiered(gateway * SECONDS_PER_MONTH, tiers),
         "cloudfront": rate * SECONDS_PER_MONTH * AWS.cloudfront_https_per_10k / 1e4,
+        "waf": waf,
+        "nlb": nlbs * HOURS_PER_MONTH * AWS.nlb_hour
+        + (nlb_gb_per_hour * HOURS_PER_MONTH * AWS.nlcu_hour if nlbs else 0.0),
         "elasticache": redis_nodes * REDIS_NODE_HOUR * HOURS_PER_MONTH,
         "rds": db_instances * DB_INSTANCE_HOUR * HOURS_PER_MONTH,
     }
@@ -200,6 +228,13 @@ def level(rate: int, mix: Mix, policy: Policy, figures: ThroughputFigures) -> Le
             f"API Gateway's $default throttle ({policy.default_throttle.rate:,.0f}/s) below "
             f"{default_route:,.0f}/s"
         )
+    for a in acls:
+        seen = inspected.get(a.attached_to, 0.0)
+        if seen > 0.5 * WAF_ACL_RPS:
+            nxt.append(
+                f"WAF: {seen:,.0f} requests/s on the {a.scope.lower()} web ACL {a.name!r} "
+                f"(quota {WAF_ACL_RPS:,}/s per web ACL)"
+            )
     for svc, n in tasks.items():
         if n > limits[svc]:
             nxt.append(f"{svc}: {n} tasks needed, {svc}_max_tasks = {limits[svc]}")

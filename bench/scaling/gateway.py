@@ -23,7 +23,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from bench.scaling.terraform import Policy, Throttle
+from bench.scaling.terraform import Policy
+from bench.scaling.tfedge import Throttle
 
 DEFAULT_ROUTE = "$default"
 ROUTE_CLASS = {

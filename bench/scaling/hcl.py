@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import json
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -206,6 +207,11 @@ class _Translator:
                 end = _group_end(text, i)
                 out.append(self._object(text[i + 1 : end - 1]))
                 i = end
+            elif text.startswith("try(", i) and (
+                i == 0 or not (text[i - 1].isalnum() or text[i - 1] in "_.")
+            ):
+                out.append("__try")  # a Python keyword: the evaluator's special form
+                i += 3
             elif text.startswith("&&", i):
                 out.append(" and ")
                 i += 2
@@ -375,6 +381,37 @@ def _number(value: Value, expr: str) -> float | int:
     return value
 
 
+def _jsonencode(value: Value) -> str:
+    """``jsonencode``: an apply-time value inside is written as its reference's text, so a
+    document that merely carries an ARN or an id (an OpenAPI body) can be read back."""
+
+    def plain(v: Value) -> Value:
+        if isinstance(v, Symbol):
+            return _str(v)
+        if isinstance(v, Mapping):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [plain(x) for x in v]
+        return v
+
+    return json.dumps(plain(value), separators=(",", ":"))
+
+
+def _regexall(pattern: str, text: str) -> list[Value]:
+    """``regexall``: every match; with capture groups, the list of each match's groups
+    (Terraform's RE2 syntax: the patterns our modules use are Python's too)."""
+    compiled = re.compile(pattern)
+    if compiled.groups == 0:
+        return [m.group(0) for m in compiled.finditer(text)]
+    return [list(m.groups()) for m in compiled.finditer(text)]
+
+
+def _replace(text: str, old: str, new: str) -> str:
+    if len(old) > 1 and old.startswith("/") and old.endswith("/"):
+        raise Unsupported(f"replace() with a regular expression ({old}) is not evaluated")
+    return text.replace(old, new)
+
+
 FUNCTIONS: dict[str, Callable[..., Value]] = {
     "max": lambda *a: max(a),
     "min": lambda *a: min(a),
@@ -396,6 +433,17 @@ FUNCTIONS: dict[str, Callable[..., Value]] = {
     "toset": lambda seq: sorted(set(seq), key=str),
     "tolist": list,
     "jsondecode": json.loads,
+    "jsonencode": _jsonencode,
+    "distinct": lambda seq: list(dict.fromkeys(seq)),
+    "split": lambda sep, text: text.split(sep),
+    "lower": lambda text: text.lower(),
+    "upper": lambda text: text.upper(),
+    "trim": lambda text, cutset: text.strip(cutset),
+    "trimprefix": lambda text, prefix: text.removeprefix(prefix),
+    "trimsuffix": lambda text, suffix: text.removesuffix(suffix),
+    "startswith": lambda text, prefix: text.startswith(prefix),
+    "replace": _replace,
+    "regexall": _regexall,
     "sort": lambda seq: sorted(seq, key=str),
     "__str": _str,
     "__pairs": _pairs,
@@ -501,6 +549,15 @@ class Evaluator:
             return ev(node.body if test else node.orelse, expr, scope)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             name = node.func.id
+            if name == "__try":  # try(): the first argument that evaluates without an error
+                for arg in node.args:
+                    try:
+                        return ev(arg, expr, scope)
+                    except Unsupported:
+                        raise
+                    except (TerraformError, KeyError, IndexError, TypeError):
+                        continue
+                raise TerraformError(f"try(): no argument could be evaluated (in {expr})")
             if name not in self._functions:
                 raise Unsupported(f"function {name}() is not evaluated (in {expr})")
             args = [ev(a, expr, scope) for a in node.args]
@@ -548,3 +605,40 @@ def _member(base: Value, key: Value, expr: str) -> Value:
     if isinstance(base, list) and isinstance(key, int):
         return base[key]
     raise TerraformError(f"cannot take {key!r} of {base!r} (in {expr})")
+
+
+# --- blocks of a python-hcl2 body ---------------------------------------------------------
+
+
+def blocks(raw: Value) -> list[dict[str, Value]]:
+    """A block attribute as a list (python-hcl2 gives one block or a list of them)."""
+    if raw is None:
+        return []
+    return list(raw) if isinstance(raw, list) else [raw]
+
+
+def one_block(body: Mapping[str, Value], key: str, where: str) -> dict[str, Value]:
+    found = blocks(body.get(key))
+    if len(found) != 1:
+        raise TerraformError(f"{where}: expected one {key} block")
+    return found[0]
+
+
+def expand_blocks(
+    scope: Any, body: Mapping[str, Value], key: str
+) -> list[tuple[dict[str, Value], dict[str, Value]]]:
+    """The ``key`` blocks of ``body``, with ``dynamic "key"`` blocks expanded: pairs of
+    (block, extra names the block's expressions see). ``scope`` evaluates the
+    ``for_each`` (a module's scope: ``bench.scaling.terraform.Scope``)."""
+    out: list[tuple[dict[str, Value], dict[str, Value]]] = [(b, {}) for b in blocks(body.get(key))]
+    for dyn in blocks(body.get("dynamic")):
+        for name, spec in dyn.items():
+            if unquote(name) != key:
+                continue
+            iterator = unquote(str(spec.get("iterator", name)))
+            items = scope.value(spec["for_each"])
+            pairs = items.items() if isinstance(items, Mapping) else enumerate(items)
+            content = one_block(spec, "content", f"dynamic {key}")
+            for k, v in pairs:
+                out.append((content, {iterator: {"key": k, "value": v}}))
+    return out

@@ -11,21 +11,33 @@ import math
 from typing import Any
 
 from bench.scaling import criteria
+from bench.scaling.aws import tiered
 from bench.scaling.scenario import CLASSES
 from bench.scaling.sim import Simulation
 from bench.scaling.workers import receivers_per_queue
+from queuefront.limits import MAX_RECEIVE_MESSAGES
 
 HOUR_S = 3600.0
+HOURS_PER_MONTH = 730.0
 
 
 def _round(x: float | None, digits: int = 3) -> float | None:
     return None if x is None or math.isnan(x) else round(x, digits)
 
 
+DIRECT_WRITER_CALLS_PER_ITEM = 2 / MAX_RECEIVE_MESSAGES
+"""SQS calls a writer makes per vote that API Gateway sent alone (ingest_direct): one
+ReceiveMessage per ten messages and one DeleteMessageBatch per ten (queuefront/limits.py,
+SQS's batch limits); the packed votes' calls are in the measured figures."""
+
+
 def aws_requests(sim: Simulation) -> dict[str, int]:
     """What AWS bills per request: SQS calls (the measured calls per queued request and per
-    vote, plus the standing polls), requests that passed API Gateway's throttles, every
-    viewer request at CloudFront."""
+    vote, plus the standing polls; a direct vote's SendMessage and the writer's share of a
+    receive and a delete), requests that passed API Gateway's throttles, every viewer
+    request at CloudFront, what each WAF web ACL inspects (CloudFront's: every viewer
+    request; the API stage's: every request that reaches API Gateway, before its
+    throttles), the requests the VPC link's NLB carries."""
     policy = sim.policy
     api_poll = float(sim.api_settings["backlog_poll_s"])
     worker_wait = float(policy.services["worker"].settings["receive_wait_s"])
@@ -44,12 +56,24 @@ def aws_requests(sim: Simulation) -> dict[str, int]:
     sqs = (
         sim.queued_messages * sim.sqs_calls_per["queued"]
         + sim.ingest_items * sim.sqs_calls_per["ingest"]
+        + sim.direct_items * (1 + DIRECT_WRITER_CALLS_PER_ITEM)
         + standing
+    )
+    viewers = sum(sim.ledger.offered[c] for c in CLASSES) if sim.model.cloudfront else 0
+    gateway = sim.gateway_passed if sim.model.api_gateway else 0
+    edge = sim.policy.edge
+    inspected = {"cloudfront": viewers, "api_gateway": sim.gateway_offered, "alb": gateway}
+    waf = (
+        sum(inspected.get(acl.attached_to, 0) for acl in edge.web_acls)
+        if edge and sim.model.api_gateway
+        else 0
     )
     return {
         "sqs_calls": round(sqs),
-        "api_gateway": sim.gateway_passed if sim.model.api_gateway else 0,
-        "cloudfront": sum(sim.ledger.offered[c] for c in CLASSES) if sim.model.cloudfront else 0,
+        "api_gateway": gateway,
+        "cloudfront": viewers,
+        "waf_inspected": waf,
+        "nlb": gateway - sim.direct_items if edge and edge.network_load_balancers else 0,
         "backend_calls": sim.pool.completed,
     }
 
@@ -65,11 +89,28 @@ def cost_usd(sim: Simulation, requests: dict[str, int]) -> dict[str, float]:
         ) * aws.fargate_gb_hour
         on_demand = svc.task_seconds - svc.spot_task_seconds
         fargate += per_hour * (on_demand + svc.spot_task_seconds * (1 - aws.fargate_spot_discount))
+    edge = sim.policy.edge
+    hours = sim.scenario.duration_s / HOUR_S
+    rest = edge is None or edge.api_kind == "rest"
+    tiers = aws.api_gateway_rest_tiers if rest else aws.api_gateway_http_tiers
+    waf = requests["waf_inspected"] * aws.waf_per_million / 1e6
+    nlb = 0.0
+    if edge is not None and sim.model.api_gateway:
+        # monthly fees prorated by the hour (AWS WAF pricing)
+        waf += sum(
+            (aws.waf_acl_month + acl.rules * aws.waf_rule_month) * hours / HOURS_PER_MONTH
+            for acl in edge.web_acls
+        )
+        gb = requests["nlb"] * aws.nlb_bytes_per_request / 1e9
+        nlb = edge.network_load_balancers * hours * aws.nlb_hour + gb * aws.nlcu_hour
     out = {
         "fargate": fargate / HOUR_S,
         "sqs": requests["sqs_calls"] * aws.sqs_per_million / 1e6,
-        "api_gateway": requests["api_gateway"] * aws.api_gateway_per_million / 1e6,
+        # a run is priced as if it were the month's only traffic: the first tier's rate
+        "api_gateway": tiered(requests["api_gateway"], tiers),
         "cloudfront": requests["cloudfront"] * aws.cloudfront_https_per_10k / 1e4,
+        "waf": waf,
+        "nlb": nlb,
     }
     out["total"] = sum(out.values())
     return {k: round(v, 4) for k, v in out.items()}
@@ -164,6 +205,21 @@ def result(sim: Simulation, overrides: dict[str, Any] | None = None) -> dict[str
             "late_calls": pool.late_calls,
             "expired_deleted": pool.expired_deleted,
         },
+        "edge": {
+            "api": sim.policy.edge.api_kind if sim.policy.edge else None,
+            "integration_timeout_s": sim.client_limit_s,
+            "ingest_direct": sim.ingest_direct,
+            "direct_votes": sim.direct_items,
+        },
+        "worker_deploy": {
+            "maximum_percent": sim.policy.services["worker"].deployment_maximum_percent,
+            "minimum_healthy_percent": (
+                sim.policy.services["worker"].deployment_minimum_healthy_percent
+            ),
+            # what a deploy at full scale can put on the backend, against the scenario's
+            "peak_backend_calls": sim.policy.worker_peak_backend_calls,
+            "backend_slots": sim.scenario.backend.slots,
+        },
         "scaling_activities": [
             {"t_s": round(t, 1), "service": name, "policy": policy, "from": a, "to": b}
             for name, target in sim.targets.items()
@@ -207,6 +263,16 @@ def table(r: dict[str, Any]) -> str:
         f"first scale-out serving {r['first_scale_out_s']} s after the first step-up "
         f"(decided after {r['first_scale_decision_s']} s)",
         "cost USD " + ", ".join(f"{k} {v:.4f}" for k, v in r["cost_usd"].items()),
+        f"API Gateway {r['edge']['api']} API, integration timeout "
+        f"{r['edge']['integration_timeout_s']:g} s"
+        + (
+            f"; ingest_direct: {r['edge']['direct_votes']:,} votes sent to SQS by API Gateway"
+            if r["edge"]["ingest_direct"]
+            else ""
+        ),
+        "worker deploys: maximum {maximum_percent:g} %, minimum healthy "
+        "{minimum_healthy_percent:g} %: at most {peak_backend_calls} backend calls at full "
+        "scale (the backend's slots: {backend_slots})".format(**r["worker_deploy"]),
     ]
     if r["shed_reasons"]:
         lines.append(

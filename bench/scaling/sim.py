@@ -43,7 +43,8 @@ from bench.scaling.hcl import TerraformError
 from bench.scaling.ledger import Ledger, weighted_percentile
 from bench.scaling.model import Batch, Cohort, ModelConstants, Priority
 from bench.scaling.scenario import CLASSES, Scenario
-from bench.scaling.terraform import Policy, ServiceSpec, Throttle
+from bench.scaling.terraform import Policy, ServiceSpec
+from bench.scaling.tfedge import Throttle
 from bench.scaling.workers import WorkerPool
 from bench.scaling.writer import IngestQueue
 from service.scaling_signal import METRICS as SIGNAL_METRICS
@@ -116,7 +117,19 @@ class Simulation:
         )
         self.api_settings = api_spec.settings
         self.window_s = policy.reply_window_s
-        self.client_limit_s = aws.api_gateway_timeout_s
+        edge = policy.edge
+        # API Gateway answers 504 itself after its integration timeout (the Terraform's)
+        self.client_limit_s = (
+            edge.integration_timeout_s
+            if model.api_gateway and edge is not None
+            else aws.api_gateway_timeout_s
+        )
+        # ingest_direct: the votes' route sends them from API Gateway to SQS, no pod sees them
+        self.ingest_direct = bool(
+            model.api_gateway
+            and edge is not None
+            and scenario.routes.get("ingest") in edge.direct_routes
+        )
 
         # per-request costs (seconds of one core of the measuring machine)
         self.cpu = {
@@ -187,9 +200,12 @@ class Simulation:
         self.step_backend_answered = 0
         self.api_cpu_used = 0.0
         self.api_requests = 0
+        self.gateway_offered = 0
         self.gateway_passed = 0
         self.queued_messages = 0
         self.ingest_items = 0
+        self.direct_items = 0
+        """Votes API Gateway sent to SQS itself (ingest_direct), one message each."""
         self._cumulative: dict[tuple[str, float], float] = {}
         self.by_priority: dict[str, dict[str, int]] = {
             p: defaultdict(int) for p in ("high", "normal")
@@ -406,7 +422,10 @@ class Simulation:
             throttled = n - passed.get(flow, 0)
             if throttled:
                 self._refuse(flow, throttled, "api_gateway_throttle", t)
+        self.gateway_offered += sum(wants.values())
         self.gateway_passed += sum(passed.values())
+        if self.ingest_direct:
+            self._send_direct(passed.pop("ingest", 0), t)
         self._into_backlogs(passed, t)
         self._serve_api(t)
         self._trim_backlogs(t)
@@ -475,6 +494,17 @@ class Simulation:
             n["queued"] + misses + wants["edge_origin"] + wants.get("edge_direct", 0)
         )
         return wants
+
+    def _send_direct(self, n: int, t: float) -> None:
+        """ingest_direct: API Gateway sends each vote as its own message (SendMessage with
+        the request's attributes, modules/edge/api.tf) and answers 202 once SQS has it;
+        nothing packs them, so the writers receive one item per message."""
+        if n <= 0:
+            return
+        at = t + self.aws.sqs_send_s
+        self.ingest.accept(n, at, 1.0, n / self.dt)
+        self.direct_items += n
+        self.ledger.answer("ingest", n, self.aws.sqs_send_s)
 
     def _refuse(self, flow: str, n: int, reason: str, now: float) -> None:
         cls = CLIENT_CLASS[flow]

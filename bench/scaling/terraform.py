@@ -41,6 +41,10 @@ from bench.scaling.hcl import (
     literal,
     unquote,
 )
+from bench.scaling.hcl import blocks as _blocks
+from bench.scaling.hcl import expand_blocks as _expand
+from bench.scaling.hcl import one_block as _one
+from bench.scaling.tfedge import EdgeReader, EdgeSpec, Throttle
 from queuefront.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -460,6 +464,10 @@ class ServiceSpec:
     """Share of the tasks beyond ``on_demand_base`` that run on Fargate Spot."""
     settings: Mapping[str, Any]
     """The process's QF settings: queuefront.settings defaults + what Terraform sets."""
+    deployment_maximum_percent: float = 200.0
+    deployment_minimum_healthy_percent: float = 100.0
+    """The ECS service's deployment settings (the worker's maximum is derived from its
+    minimum count: modules/compute, main.tf's local)."""
 
 
 @dataclass(frozen=True)
@@ -472,12 +480,6 @@ class ScheduledActionSpec:
     at: datetime
     min_tasks: int | None
     max_tasks: int | None
-
-
-@dataclass(frozen=True)
-class Throttle:
-    rate: float
-    burst: float
 
 
 @dataclass(frozen=True)
@@ -503,6 +505,12 @@ class Policy:
     """The namespace of the api pods' scaling signal (service/scaling_signal.py)."""
     signal_metrics: Mapping[str, str] = field(default_factory=dict)
     """Its metric names by key (backlog, drain_rate, …), as Terraform reads them."""
+    edge: EdgeSpec | None = None
+    """What is in front of the api (bench/scaling/tfedge.py): the API Gateway's kind,
+    throttles, integration timeout, direct routes, WAF web ACLs, NLBs."""
+    worker_peak_backend_calls: int = 0
+    """Most calls the workers can make on the backend: at full scale during a deploy
+    (worker_max_tasks x the deploy's maximum percent, rounded down, x slots)."""
 
 
 _PREDEFINED = {
@@ -525,38 +533,6 @@ def _entity(value: Value) -> str:
     if "cluster" in text:
         return "cluster"
     return text
-
-
-def _blocks(raw: Value) -> list[dict[str, Value]]:
-    if raw is None:
-        return []
-    return list(raw) if isinstance(raw, list) else [raw]
-
-
-def _one(body: Mapping[str, Value], key: str, where: str) -> dict[str, Value]:
-    blocks = _blocks(body.get(key))
-    if len(blocks) != 1:
-        raise TerraformError(f"{where}: expected one {key} block")
-    return blocks[0]
-
-
-def _expand(
-    scope: Scope, body: Mapping[str, Value], key: str
-) -> list[tuple[dict[str, Value], dict[str, Value]]]:
-    """The ``key`` blocks of ``body``, with ``dynamic "key"`` blocks expanded: pairs of
-    (block, extra names the block's expressions see)."""
-    out: list[tuple[dict[str, Value], dict[str, Value]]] = [(b, {}) for b in _blocks(body.get(key))]
-    for dyn in _blocks(body.get("dynamic")):
-        for name, spec in dyn.items():
-            if unquote(name) != key:
-                continue
-            iterator = unquote(str(spec.get("iterator", name)))
-            items = scope.value(spec["for_each"])
-            pairs = items.items() if isinstance(items, Mapping) else enumerate(items)
-            content = _one(spec, "content", f"dynamic {key}")
-            for k, v in pairs:
-                out.append((content, {iterator: {"key": k, "value": v}}))
-    return out
 
 
 class PolicyReader:
@@ -939,6 +915,7 @@ class PolicyReader:
             if size is None:
                 raise TerraformError(f"var.services has no {name!r}")
             base, spot = self._capacity_split(name)
+            deploy = self._deployment(name)
             out[name] = ServiceSpec(
                 name=name,
                 cpu_units=int(size["cpu"]),
@@ -950,17 +927,69 @@ class PolicyReader:
                 on_demand_base=base,
                 spot_share=spot,
                 settings=self._settings(name),
+                deployment_maximum_percent=deploy[0],
+                deployment_minimum_healthy_percent=deploy[1],
             )
         return out
 
+    def _deployment(self, service: str) -> tuple[float, float]:
+        """(maximum percent, minimum healthy percent) of the service's ECS deployments."""
+        body = self.compute.resource("aws_ecs_service", "this")
+        each = {"key": service, "value": None}
+        where = f"module.compute: aws_ecs_service.this[{service!r}]"
+        return (
+            self.compute.number(body["deployment_maximum_percent"], where, each=each),
+            self.compute.number(body["deployment_minimum_healthy_percent"], where, each=each),
+        )
+
+    def check_preconditions(self, scope: Scope) -> None:
+        """The ``precondition`` blocks of a module's resources, as ``terraform plan``
+        checks them: a policy Terraform would refuse is not simulated. A condition on a
+        value only known at apply time is left to the apply."""
+        for (rtype, name), body in scope.files.resources.items():
+            conditions = [
+                p
+                for life in _blocks(body.get("lifecycle"))
+                for p in _blocks(life.get("precondition"))
+            ]
+            if not conditions:
+                continue
+            where = f"{scope.label}: {rtype}.{name}"
+            if "for_each" in body:
+                items = scope.value(body["for_each"])
+                pairs = items.items() if isinstance(items, Mapping) else enumerate(items)
+                instances: list[dict[str, Value]] = [
+                    {"each": {"key": k, "value": v}} for k, v in pairs
+                ]
+            else:
+                instances = [{}] if self._exists_in(scope, body, where) else []
+            for extra in instances:
+                for p in conditions:
+                    try:
+                        ok = scope.value(p["condition"], **extra)
+                    except Unresolvable:
+                        continue
+                    if isinstance(ok, Symbol):
+                        continue
+                    if ok is not True:
+                        message = scope.value(
+                            p.get("error_message", '"precondition failed"'), **extra
+                        )
+                        raise TerraformError(f"{where}: the plan fails: {message}")
+
+    @staticmethod
+    def _exists_in(scope: Scope, body: Mapping[str, Value], where: str) -> bool:
+        return "count" not in body or int(scope.number(body["count"], f"{where}.count")) > 0
+
     def read(self) -> Policy:
         tts, steps = self.policies()
+        self.check_preconditions(self.asg)
+        self.check_preconditions(self.edge)
         signal = (
             self.asg.var("scaling_signal") if "scaling_signal" in self.asg.files.variables else None
         )
         hc = _one(self.edge.resource("aws_lb_target_group", "api"), "health_check", "edge")
-        throttle = self.edge.var("default_throttle")
-        routes = self.edge.var("route_throttles")
+        edge = EdgeReader(self.edge).read()
         return Policy(
             services=self.services(),
             target_tracking=tts,
@@ -971,10 +1000,8 @@ class PolicyReader:
             deregistration_delay_s=float(self.edge.var("deregistration_delay_s")),
             alb_healthy_after_s=self.edge.number(hc["interval"], "health_check.interval")
             * self.edge.number(hc["healthy_threshold"], "health_check.healthy_threshold"),
-            default_throttle=Throttle(float(throttle["rate"]), float(throttle["burst"])),
-            route_throttles={
-                k: Throttle(float(v["rate"]), float(v["burst"])) for k, v in routes.items()
-            },
+            default_throttle=edge.default_throttle,
+            route_throttles=edge.route_throttles,
             queues=self.root.local("queues"),
             values={
                 n: self.root.var(n) for n in self.root.files.variables if _has_value(self.root, n)
@@ -983,6 +1010,8 @@ class PolicyReader:
             # a policy without the pods' signal (an older Terraform) reads none of it
             signal_namespace=str(signal["namespace"]) if signal else "",
             signal_metrics=dict(signal["metrics"]) if signal else {},
+            edge=edge,
+            worker_peak_backend_calls=int(self.asg.local("worker_peak_backend_calls")),
         )
 
 

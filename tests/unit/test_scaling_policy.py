@@ -27,9 +27,9 @@ from bench.scaling.terraform import (
     TERRAFORM_DIR,
     ServiceSpec,
     StepAdjustment,
-    Throttle,
     load_policy,
 )
+from bench.scaling.tfedge import Throttle
 from tests.unit.test_scaling_alarms import PERIOD, feed, step_policy
 from tests.unit.test_scaling_terraform import edit
 
@@ -178,23 +178,23 @@ def test_an_event_needs_the_scenario_placed_in_time() -> None:
         simulate(small(**raw))
 
 
-def test_an_event_above_a_services_maximum_is_refused_not_run() -> None:
-    # Application Auto Scaling refuses such an action (and the plan's precondition fails):
-    # the simulator must not run capacity the apply would never create
+def test_an_event_above_a_services_maximum_is_refused_not_run(tmp_path: Path) -> None:
+    # the simulator must not run capacity the apply would never create: the plan's
+    # precondition refuses it, and without that precondition Application Auto Scaling would
     top = load_policy().services["worker"].max_tasks
-    raw = {
-        **EVENT,
-        "terraform": {
-            "scaling_events": {
-                "final": {
-                    **EVENT["terraform"]["scaling_events"]["final"],
-                    "min_tasks": {"worker": top + 1},
-                }
-            }
-        },
-    }
-    with pytest.raises(TerraformError, match=f"minimum {top + 1} above the maximum {top}"):
+    final = {**EVENT["terraform"]["scaling_events"]["final"], "min_tasks": {"worker": top + 1}}
+    raw = {**EVENT, "terraform": {"scaling_events": {"final": final}}}
+    with pytest.raises(TerraformError, match=f"asks for {top + 1} worker tasks, above worker_m"):
         simulate(small(**raw))
+    copy = tmp_path / "terraform"
+    shutil.copytree(TERRAFORM_DIR, copy, ignore=shutil.ignore_patterns(".terraform", "tests"))
+    edit(
+        copy / "modules" / "autoscaling" / "main.tf",
+        "condition     = each.value.min <= local.scalable[each.value.service].max",
+        "condition     = true",
+    )
+    with pytest.raises(TerraformError, match=f"minimum {top + 1} above the maximum {top} of wo"):
+        load_policy(raw["terraform"], copy, copy / "examples" / "production.tfvars")
 
 
 def test_a_recurring_schedule_is_not_simulated(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from bench.scaling import scenario
 from bench.scaling.__main__ import main
 from bench.scaling.run import simulate, simulate_file
 from bench.scaling.scenario import CLASSES, ScenarioError
-from bench.scaling.terraform import TERRAFORM_DIR
+from bench.scaling.terraform import TERRAFORM_DIR, load_policy
 
 SCENARIOS = sorted(
     (Path(__file__).resolve().parents[2] / "bench" / "scaling" / "scenarios").glob("*.toml")
@@ -85,7 +85,15 @@ STEP = {
     # of scaling; three api tasks, since every api process admits up to the room it sees
     # (service/admission.py counts its own admissions only), so 30 pods overshoot more
     # (production's maximum is 10 since worker deploys keep 100 % and overlap by 25 %)
-    "terraform": {"worker_min_tasks": 12, "worker_max_tasks": 12, "api_max_tasks": 3},
+    # (a deploy may drop workers here: twelve with a deploy's overlap would exceed the
+    # backend's 400 slots, a plan Terraform refuses)
+    "terraform": {
+        "worker_min_tasks": 12,
+        "worker_max_tasks": 12,
+        "api_max_tasks": 3,
+        "worker_deployment_maximum_percent": 100,
+        "worker_deployment_minimum_healthy_percent": 50,
+    },
     "load": [
         {"at_s": 0, "queued_rps": 100},
         {"at_s": 60, "queued_rps": 100},
@@ -159,8 +167,14 @@ BURST = {
 
 def test_raising_the_worker_maximum_never_sheds_more() -> None:
     shed = []
-    for most in (4, 6, 12):  # production's minimum is 4
-        r = simulate(scenario_of(**BURST), {"worker_max_tasks": most}).result
+    # production's minimum is 4; twelve fit the backend's 400 slots only if a deploy may
+    # drop workers (without the overlap), which Terraform then allows
+    no_overlap = {
+        "worker_deployment_maximum_percent": 100,
+        "worker_deployment_minimum_healthy_percent": 50,
+    }
+    for most in (4, 6, 12):
+        r = simulate(scenario_of(**BURST), {"worker_max_tasks": most, **no_overlap}).result
         assert_conserved(r)
         assert r["peak_tasks"]["worker"] <= most
         shed.append(r["shed"]["queued"] + r["timed_out"])
@@ -185,6 +199,88 @@ def test_the_tfvars_drive_the_result(tmp_path: Path) -> None:
     assert edited["answered"]["queued"] < base["answered"]["queued"]
     without_overrides = {k: v for k, v in via_set.items() if k != "overrides"}
     assert without_overrides == {k: v for k, v in edited.items() if k != "overrides"}
+
+
+VOTES = {
+    "duration_s": 120,
+    "backend": {"slots": 100, "service_s": 1.0},
+    # one api task, whose CPU cannot take 9,000 votes a second; the account's and the
+    # votes route's API Gateway buckets can
+    "model": {"autoscaling": False, "api_tasks": 1, "writer_tasks": 2},
+    "load": [{"at_s": 0, "ingest_rps": 9000}],
+}
+
+
+def test_direct_votes_skip_the_pods() -> None:
+    through_pods = simulate(scenario_of(**VOTES)).result
+    direct = simulate(scenario_of(**VOTES), {"ingest_direct": True}).result
+    for r in (through_pods, direct):
+        assert_conserved(r)
+    assert through_pods["shed"]["ingest"] > 0.1 * through_pods["offered"]["ingest"]
+    assert not through_pods["edge"]["ingest_direct"]
+    # API Gateway sends every vote to SQS itself: no pod's CPU, no listen backlog
+    assert direct["edge"]["ingest_direct"]
+    assert direct["shed"]["ingest"] == 0
+    assert direct["edge"]["direct_votes"] == direct["offered"]["ingest"]
+    assert direct["answered"]["ingest"] == direct["offered"]["ingest"]
+    # nothing reaches the pods through the NLB; each vote is its own SendMessage
+    assert direct["aws_requests"]["nlb"] == 0 < through_pods["aws_requests"]["nlb"]
+    assert direct["aws_requests"]["sqs_calls"] > direct["offered"]["ingest"]
+    assert direct["ingest_stored"] > 0.9 * direct["offered"]["ingest"]
+
+
+def test_the_edge_is_priced_as_the_terraform_builds_it() -> None:
+    r = simulate(scenario_of(**FLAT)).result
+    req, usd, hours = r["aws_requests"], r["cost_usd"], FLAT["duration_s"] / 3600
+    # a REST API: $3.50 a million (the first tier); two web ACLs: CloudFront's sees every
+    # viewer request, the stage's every request that reaches API Gateway
+    assert usd["api_gateway"] == round(req["api_gateway"] * 3.5e-6, 4)
+    viewers = sum(r["offered"].values())
+    assert req["waf_inspected"] == viewers + req["api_gateway"]  # nothing throttled here
+    edge = load_policy().edge
+    assert edge is not None and len(edge.web_acls) == 2
+    fees = sum(5 + 1 * a.rules for a in edge.web_acls) * hours / 730  # $5 an ACL, $1 a rule
+    assert usd["waf"] == round(req["waf_inspected"] * 0.6e-6 + fees, 4)
+    # one NLB: its hours and the bytes it carries
+    assert usd["nlb"] == round(hours * 0.0225 + req["nlb"] * 2048 / 1e9 * 0.006, 4)
+    assert usd["total"] == pytest.approx(sum(v for k, v in usd.items() if k != "total"), 1e-3)
+    # the stage's WAF comes before API Gateway's throttles: it inspects (and bills) what
+    # they refuse too; API Gateway does not bill its 429s
+    logins = simulate(
+        scenario_of(
+            duration_s=60,
+            backend={"slots": 400, "service_s": 0.5},
+            mix={"high_share": 1.0},  # all on POST /api/login: 200/s, a bucket of 400
+            load=[{"at_s": 0, "queued_rps": 1000}],
+        )
+    ).result
+    throttled = logins["shed_reasons"]["queued"]["api_gateway_throttle"]
+    assert throttled > 0
+    req = logins["aws_requests"]
+    assert req["waf_inspected"] == logins["offered"]["queued"] + req["api_gateway"] + throttled
+    assert req["api_gateway"] == logins["offered"]["queued"] - throttled
+
+
+def test_api_gateway_cuts_a_request_at_its_integration_timeout(tmp_path: Path) -> None:
+    # a backend call of 12 s fits the 20 s reply window, not a 10 s integration timeout
+    slow = scenario_of(
+        duration_s=180,
+        backend={"slots": 400, "service_s": 12.0},
+        model={"service_spread": 0.0},
+        load=[{"at_s": 0, "queued_rps": 5}],
+    )
+    base = simulate(slow).result
+    assert base["edge"]["integration_timeout_s"] == 29
+    assert base["timed_out"] == 0 and base["answered"]["queued"] > 0
+    copy = tmp_path / "terraform"
+    shutil.copytree(TERRAFORM_DIR, copy, ignore=shutil.ignore_patterns(".terraform", "tests"))
+    variables = copy / "modules" / "edge" / "variables.tf"
+    text = variables.read_text()
+    assert text.count("default     = 29000") == 1
+    variables.write_text(text.replace("default     = 29000", "default     = 10000"))
+    cut = simulate(slow, None, copy, copy / "examples" / "production.tfvars").result
+    assert cut["edge"]["integration_timeout_s"] == 10
+    assert cut["answered"]["queued"] == 0 and cut["timed_out"] > 0
 
 
 def test_the_writer_starts_from_zero_when_votes_wait() -> None:
@@ -245,7 +341,15 @@ def test_cli_json_plot_and_set(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert set(r) >= CONTRACT
     for key in ("offered", "answered", "shed"):
         assert set(r[key]) == set(CLASSES)
-    assert set(r["cost_usd"]) == {"fargate", "sqs", "api_gateway", "cloudfront", "total"}
+    assert set(r["cost_usd"]) == {
+        "fargate",
+        "sqs",
+        "api_gateway",
+        "cloudfront",
+        "waf",
+        "nlb",
+        "total",
+    }
     assert r["overrides"] == {"worker_max_tasks": 5} and r["peak_tasks"]["worker"] <= 5
     assert r["first_scale_out_s"] is None or r["first_scale_out_s"] > 0
     assert out.read_bytes().startswith(b"\x89PNG")

@@ -12,6 +12,7 @@ from pathlib import Path
 import hcl2
 import pytest
 
+from bench.scaling.compare import DEFAULT_BEFORE, terraform_at
 from bench.scaling.hcl import Evaluator, Symbol, TerraformError, Unsupported, literal, translate
 from bench.scaling.terraform import TERRAFORM_DIR, TFVARS, load_policy, root_scope
 
@@ -194,6 +195,106 @@ resource "aws_cloudwatch_composite_alarm" "show" {
 def test_set_of_an_unknown_variable_fails() -> None:
     with pytest.raises(TerraformError, match="no variable 'worker_maximum'"):
         load_policy({"worker_maximum": 3})
+
+
+def test_a_plan_terraform_refuses_is_not_simulated() -> None:
+    # twelve workers with a deploy's overlap (derived from the minimum: 125 %, 15 tasks)
+    # would put 480 calls on a backend of 400: the autoscaling module's precondition
+    with pytest.raises(TerraformError, match="the plan fails: worker_max_tasks x worker_dep"):
+        load_policy({"worker_max_tasks": 12})
+    # a deploy that may drop workers (no overlap) fits twelve: Terraform plans it
+    policy = load_policy(
+        {
+            "worker_max_tasks": 12,
+            "worker_deployment_maximum_percent": 100,
+            "worker_deployment_minimum_healthy_percent": 50,
+        }
+    )
+    assert policy.worker_peak_backend_calls == 12 * 32
+
+
+def test_the_worker_deploy_overlap_is_derived_from_the_minimum() -> None:
+    values = tfvars()
+    policy = load_policy()
+    worker = policy.services["worker"]
+    low = values["worker_min_tasks"]
+    # the smallest maximum percent that starts one task at the minimum count (main.tf)
+    assert worker.deployment_maximum_percent == math.ceil(100 * (low + 1) / low)
+    assert worker.deployment_minimum_healthy_percent == 100
+    assert policy.worker_peak_backend_calls == (
+        math.floor(values["worker_max_tasks"] * worker.deployment_maximum_percent / 100)
+        * values["settings"]["worker_concurrency"]
+    )
+    fewer = load_policy({"worker_min_tasks": 3, "worker_max_tasks": 9})
+    assert fewer.services["worker"].deployment_maximum_percent == 134
+
+
+# --- what is in front of the api (modules/edge) -------------------------------------------
+
+
+def test_the_rest_apis_throttles_are_its_method_settings() -> None:
+    values = tfvars()
+    edge = load_policy().edge
+    assert edge is not None and edge.api_kind == "rest"
+    assert edge.default_throttle.rate == values["default_throttle"]["rate"]
+    assert edge.default_throttle.burst == values["default_throttle"]["burst"]
+    assert {k: (t.rate, t.burst) for k, t in edge.route_throttles.items()} == {
+        k: (v["rate"], v["burst"]) for k, v in values["route_throttles"].items()
+    }
+    # the integration timeout of the OpenAPI document's integrations (the module default)
+    with (TERRAFORM_DIR / "modules" / "edge" / "variables.tf").open() as f:
+        for block in hcl2.load(f)["variable"]:
+            if "integration_timeout_ms" in {k.strip('"') for k in block}:
+                (body,) = block.values()
+                assert edge.integration_timeout_s == literal(body["default"]) / 1000
+    # CloudFront's web ACL sees every viewer, the stage's every request at API Gateway;
+    # the VPC link reaches the ALB through one NLB; no route sends to SQS unless asked
+    assert {(a.scope, a.attached_to) for a in edge.web_acls} == {
+        ("CLOUDFRONT", "cloudfront"),
+        ("REGIONAL", "api_gateway"),
+    }
+    assert edge.network_load_balancers == 1
+    assert edge.direct_routes == {}
+    direct = load_policy({"ingest_direct": True}).edge
+    assert direct is not None
+    assert direct.direct_routes == {"POST /api/polls/{poll_id}/votes": "ingest"}
+
+
+def test_a_changed_method_setting_changes_the_throttle(tf_copy: Path) -> None:
+    # read from the resources API Gateway applies, not from the variables that feed them
+    edit(
+        tf_copy / "modules" / "edge" / "api.tf",
+        "throttling_rate_limit  = each.value.throttle.rate",
+        "throttling_rate_limit  = each.value.throttle.rate / 2",
+    )
+    edge = load_policy(None, tf_copy, tf_copy / "examples" / "production.tfvars").edge
+    assert edge is not None
+    for key, v in tfvars()["route_throttles"].items():  # type: ignore[union-attr]
+        assert edge.route_throttles[key].rate == v["rate"] / 2
+
+
+def test_an_edge_the_simulator_cannot_follow_fails(tf_copy: Path) -> None:
+    tfvars_path = tf_copy / "examples" / "production.tfvars"
+    api = tf_copy / "modules" / "edge" / "api.tf"
+    text = api.read_text()
+    path = 'method_path = "${trimprefix(each.value.path, "/")}'
+    edit(api, path, path.replace('"${', '"v2/${'))  # a throttle on a path the API lacks
+    with pytest.raises(TerraformError, match="throttles no method of the REST API"):
+        load_policy(None, tf_copy, tfvars_path)
+    api.write_text(text)
+    edit(api, 'type                = "http_proxy"', 'type                = "http"')
+    with pytest.raises(TerraformError, match="integration http is not simulated"):
+        load_policy(None, tf_copy, tfvars_path)
+
+
+def test_the_http_api_of_the_earlier_edge_is_read(tmp_path: Path) -> None:
+    # the policy before the REST API (bench.scaling.compare's default "before")
+    before = terraform_at(DEFAULT_BEFORE, tmp_path)
+    edge = load_policy(None, before, before / "examples" / "production.tfvars").edge
+    assert edge is not None and edge.api_kind == "http"
+    assert edge.default_throttle.rate == 1000 and edge.network_load_balancers == 0
+    assert set(edge.route_throttles) == {"POST /api/login", "POST /api/polls/{poll_id}/votes"}
+    assert [a.attached_to for a in edge.web_acls] == ["cloudfront"]
 
 
 def test_root_locals_follow_the_queue_defaults() -> None:
