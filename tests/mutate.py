@@ -1462,6 +1462,31 @@ MUTATIONS = [
         '"api_gateway": gateway,',
         (f"{SCALING_SIM}::test_the_edge_is_priced_as_the_terraform_builds_it",),
     ),
+    # --- product changes the simulator shows behind flags (brownout analysis) ------------
+    Mutation(
+        "scaling: a late-refusing worker ignores the calls in flight (sees a slowdown late)",
+        "bench/scaling/workers.py",
+        "return max(self._last_service_s, oldest)",
+        "return self._last_service_s",
+        (
+            f"{SCALING_POLICY}::"
+            "test_a_slowdown_shows_in_the_calls_in_flight_before_the_first_slow_one_ends",
+        ),
+    ),
+    Mutation(
+        "scaling: worker_refuses_late does nothing",
+        "bench/scaling/workers.py",
+        "if self.refuse_late and cohort.deadline",
+        "if False and cohort.deadline",
+        (f"{SCALING_POLICY}::test_a_worker_that_refuses_late_messages_turns_504s_into_fast_503s",),
+    ),
+    Mutation(
+        "scaling: admission_margin_s does nothing",
+        "bench/scaling/admission.py",
+        "        if self.margin_s is None:\n",
+        "        if True:\n",
+        (f"{SCALING_POLICY}::test_admission_with_a_margin_in_seconds_leaves_room_in_a_brownout",),
+    ),
     Mutation(
         "scaling: goodput not checked",
         "bench/scaling/criteria.py",

@@ -40,6 +40,10 @@ class Admission:
         self.wait_s = float(settings["admission_wait_s"])
         self.poll_s = float(settings["backlog_poll_s"])
         self.predictive = bool(settings["admission_predictive"])
+        self.margin_s: float | None = None
+        """``ModelConstants.admission_margin_s`` (a product change, simulated only): the
+        part of the window kept free as a fixed number of seconds instead of
+        ``ADMISSION_HEADROOM``'s share of it."""
         self.backlog: dict[Priority, int] = {"high": 0, "normal": 0}
         self.admitted_since: dict[Priority, float] = {"high": 0.0, "normal": 0.0}
         """Per process: admitted since its last backlog read."""
@@ -107,7 +111,7 @@ class Admission:
         """As ``BacklogMonitor._probe`` (taken as used: one request is always waiting)."""
         if (
             self.estimate.live_workers == 0
-            or self.predicted_wait_s(priority, now) > ADMISSION_HEADROOM * window_s
+            or self.predicted_wait_s(priority, now) > self.usable_s(window_s)
             or now < self._next_probe_at
             or not self.estimate.stale(now)
         ):
@@ -115,8 +119,14 @@ class Admission:
         self._next_probe_at = now + window_s
         return True
 
+    def usable_s(self, window_s: float) -> float:
+        """The part of a window the predicted wait and the service time may use."""
+        if self.margin_s is None:
+            return ADMISSION_HEADROOM * window_s
+        return max(0.0, window_s - self.margin_s)
+
     def _room(self, priority: Priority, window_s: float, now: float) -> float:
-        allowed = ADMISSION_HEADROOM * window_s - self.estimate.service_s
+        allowed = self.usable_s(window_s) - self.estimate.service_s
         if allowed < 0:
             return 0.0
         ahead = self.ahead(priority)

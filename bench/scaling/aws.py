@@ -83,12 +83,26 @@ class AwsConstants:
     Guide, Alarm actions)."""
 
     # --- ECS / Fargate --------------------------------------------------------------------
-    task_start_s: Range = (45.0, 90.0)
+    task_start_s: Range = (30.0, 60.0)
     """From a raised desired count to the container running its process: ECS scheduling,
     Fargate capacity, ENI attachment (awsvpc: "several seconds", ECS Developer Guide,
-    Optimize task launch time), image pull (no cache on Fargate) and start. AWS publishes
-    no figure; reports range from under a minute to 1-3 minutes for images of a few
-    hundred MB. Assumed 45-90 s for the queuefront image (~150 MB)."""
+    Optimize task launch time), image pull and start. AWS publishes no figure; the pull
+    is the part that grows with the image ("the whole container image needs to be pulled
+    … for each Fargate task. The time it takes to pull the images is directly correlated
+    to the time taken to start a Fargate task", ECS Developer Guide, "Linux containers on
+    Fargate container image pull behavior"). Published measurements: ECS on Fargate
+    running its first new tasks about 30 s after a scale-out (Vlad Ionescu, "Scaling
+    containers on AWS in 2022"); 53-62 s from creation to start for a 413 MB image pulled
+    through a NAT (elasticscale, "Reduce AWS Fargate pull times with SOCI", 2024). Lazy
+    loading does not shorten it for an image our size: SOCI's gains are for images over
+    250 MB and its overhead "may slow smaller images" (AWS Containers blog, "Under the
+    hood: Lazy Loading Container Images with Seekable OCI and AWS Fargate"). Assumed
+    30-60 s for the queuefront image (python:3.11-slim and the venv, ~150 MB, pulled
+    through the ECR VPC endpoints): measure it (the tasks' createdAt -> startedAt) and
+    set ``[aws] task_start_s``. (Was 45-90 s: longer than both measurements.) Fargate's
+    launch rate (a bucket of 100 tasks, 20 a second per account, ECS Developer Guide,
+    "AWS Fargate throttling quotas") is far above the few tasks a step adds: not
+    simulated."""
 
     process_ready_s: float = 3.0
     """Python start, settings, connections, the frozen heap (measured locally: an api or

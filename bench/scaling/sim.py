@@ -169,6 +169,7 @@ class Simulation:
         self.pool = WorkerPool(scenario.backend, concurrency, model.service_spread)
         self.pool.cpu_s_per_message = figures.cpu_s("proxied", "worker")
         self.pool.cpu_per_task = min(1.0, worker_spec.cpu_units / 1024) * model.vcpu_factor
+        self.pool.refuse_late = model.worker_refuses_late
         retention = float(policy.queues["ingest"]["message_retention_s"])
         self.ingest = IngestQueue(
             pack_max=int(self.api_settings["ingest_pack_max"]),
@@ -179,6 +180,7 @@ class Simulation:
         self.ingest.cpu_s_per_item = figures.cpu_s("votes", "writer")
         self.ingest.cpu_per_task = min(1.0, writer_spec.cpu_units / 1024) * model.vcpu_factor
         self.admission = Admission(self.api_settings)
+        self.admission.margin_s = model.admission_margin_s
         self.gateway = ApiGateway(
             policy,
             Throttle(aws.api_gateway_account_rate, aws.api_gateway_account_burst),
@@ -647,6 +649,15 @@ class Simulation:
     # --- answers and timeouts ------------------------------------------------------------
 
     def _completions(self) -> None:
+        for cohort, n, at in self.pool.refusals:
+            if cohort.expired:
+                continue
+            cohort.open -= n
+            self.pending_open -= n
+            self.ledger.refuse(cohort.cls, n, "worker_refused_late")
+            self._count_priority(cohort, "shed", n)
+            if cohort.cls == "edge_origin":
+                self.edge.refresh_failed(n, at)
         for cohort, n, end in self.pool.completions:
             if cohort.expired or end > cohort.deadline:
                 self.pool.late_calls += n

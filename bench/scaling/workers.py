@@ -28,6 +28,7 @@ from collections import deque
 from bench.scaling.model import Batch, Cohort, Priority
 from bench.scaling.scenario import Backend
 from examples.legacy_backend import service_time_s
+from queuefront.drain import SERVICE_WINDOW_S
 from workers.priority import MAX_RECEIVERS_PER_QUEUE, PREFETCH_PER_RECEIVER, RECEIVERS_PER_SLOTS
 
 PRIORITIES: tuple[Priority, ...] = ("high", "normal")
@@ -98,6 +99,18 @@ class WorkerPool:
         self.completions: list[tuple[Cohort, int, float]] = []
         """(cohort, n, end) of replies published this step, for the simulator."""
         self._cpu_left = 0.0
+        self.refuse_late = False
+        """A product change the simulator can show (``ModelConstants.worker_refuses_late``,
+        off by default; workers/priority.py does not do it): a worker that takes a message
+        whose remaining window is shorter than the backend's current service time, as the
+        worker sees it (:meth:`service_estimate_s`), answers it with a 503 at once instead
+        of calling the backend into a 504."""
+        self.refusals: list[tuple[Cohort, int, float]] = []
+        """(cohort, n, at) of messages refused that way this step."""
+        self.refused_late = 0
+        self._recent: deque[tuple[float, int, float]] = deque()
+        """(end, calls, seconds each) of the calls completed in the last SERVICE_WINDOW_S."""
+        self._last_service_s = 0.0
 
     # --- capacity ------------------------------------------------------------------------
 
@@ -129,9 +142,26 @@ class WorkerPool:
 
     # --- the step --------------------------------------------------------------------------
 
+    def service_estimate_s(self, t: float) -> float:
+        """The backend's service time as a worker can know it at ``t``: the mean of the
+        calls completed in the last ``SERVICE_WINDOW_S`` (the last mean after a quiet
+        spell), and never less than the age of the oldest call still in service — which is
+        how a slowdown shows before its first slow call completes. Erring long costs
+        little: a message refused at once takes no slot, which goes to a fresher one.
+        (Tried in the brownout: the mean alone, or the oldest age only until a call that
+        long completes, left two to three times as many 504s and less goodput.)"""
+        while self._recent and self._recent[0][0] < t - SERVICE_WINDOW_S:
+            self._recent.popleft()
+        if self._recent:
+            calls = sum(n for _, n, _ in self._recent)
+            self._last_service_s = sum(n * d for _, n, d in self._recent) / calls
+        oldest = max((t - taken for _, _, _, _, taken in self._in_service), default=0.0)
+        return max(self._last_service_s, oldest)
+
     def run(self, t0: float, t1: float) -> None:
         """Serves from t0 to t1: completions at their times, new calls as slots free."""
         self.completions = []
+        self.refusals = []
         self._cpu_left = (
             self.tasks * self.cpu_per_task * (t1 - t0) / max(self.cpu_s_per_message, 1e-9)
         )
@@ -163,6 +193,12 @@ class WorkerPool:
                     q.entries.popleft()  # deleted unanswered: no backend call
                     q.length -= n
                     self.expired_deleted += n
+                    continue
+                if self.refuse_late and cohort.deadline - t < self.service_estimate_s(t):
+                    q.entries.popleft()  # a fast 503 instead of a call into a 504
+                    q.length -= n
+                    self.refused_late += n
+                    self.refusals.append((cohort, n, t))
                     continue
                 k = min(n, free, int(self._cpu_left))
                 if k <= 0:
@@ -213,6 +249,7 @@ class WorkerPool:
             self.completed += n
             self.busy_s += n * (end - taken)
             self.completions.append((cohort, n, end))
+            self._recent.append((end, n, end - taken))
         self._serve(t)
 
     def utilisation(self) -> float:

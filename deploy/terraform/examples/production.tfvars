@@ -59,6 +59,13 @@ writer_idle_minutes         = 15
 # late) and a task start, against a 30 s target; a warm writer costs ~$36 a month.
 # The worker minimum runs on regular Fargate (on_demand_base defaults to
 # worker_min_tasks: a Spot reclaim must not take the floor); tasks above it may be Spot.
+# The fast alarms act on one 10 s datapoint over their threshold (the default waits for
+# two): the signal is already every pod's 5 s samples averaged over 10 s, and a task start
+# (30-60 s) dwarfs the 10 s saved, which still matters — on the hyper-scale swing without
+# its scheduled event the api keeps up (nothing refused, 1 M edge errors fewer), at the
+# price of a larger first step on a short transient (the kiosk's step: 9 workers where 6
+# did, for 15 minutes). bench/scaling: docs/benchmarks.md, "Scaling".
+signal_datapoints = 1
 
 redis_node_type   = "cache.r7g.large"
 redis_replicas    = 2
