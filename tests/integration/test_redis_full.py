@@ -82,9 +82,12 @@ async def test_a_full_redis_gets_503_naming_it_and_votes_and_reads_still_work(
         assert await fill(small_redis) > 0
 
         async def probed_full() -> bool:
-            return await metric(api.metrics_url, "queuefront_redis_refusing_writes") == 1
+            # both pods: each probes on its own once a second (on a loaded machine the
+            # second may notice a poll later than the first)
+            name = "queuefront_redis_refusing_writes"
+            return [await metric(p.metrics_url, name) for p in (api, limited)] == [1, 1]
 
-        await eventually(probed_full, 5, "the api noticed that Redis refuses writes")
+        await eventually(probed_full, 10, "both apis noticed that Redis refuses writes")
 
         # a proxied request: refused before it is queued (no worker could claim it: a
         # 504 at the end of its window would be all it got)
