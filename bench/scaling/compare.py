@@ -9,7 +9,9 @@ For each scenario (default: every file of bench/scaling/scenarios) three runs:
 - **after**: the work tree's policy and the scenario as shipped (with the capacity it
   schedules for a known event, if it does);
 - **reactive**: the same without scheduled events (``scaling_events = {}``): what the
-  dynamic policies do alone.
+  dynamic policies do alone;
+- **direct** (scenarios with votes only): as shipped with ``ingest_direct = true``, the
+  votes sent by API Gateway straight to the ingest queue.
 
 It prints the Markdown table of docs/benchmarks.md ("Scaling"), and writes per scenario
 ``DIR/<scenario>.png`` (before and after: load and what was answered, tasks, refusals)
@@ -37,7 +39,7 @@ from bench.scaling.terraform import ROOT
 SCENARIOS_DIR = ROOT / "bench" / "scaling" / "scenarios"
 DEFAULT_BEFORE = "bac881e"
 """main before the pods' scaling signal, the fast alarms and scheduled events."""
-POLICIES = ("before", "after", "reactive")
+POLICIES = ("before", "after", "reactive", "direct")
 
 
 def terraform_at(rev: str, dest: Path) -> Path:
@@ -53,11 +55,14 @@ def terraform_at(rev: str, dest: Path) -> Path:
 def run_all(path: Path, before_tf: Path) -> dict[str, Run]:
     sc = scenario.load(path)
     tfvars = before_tf / "examples" / "production.tfvars"
-    return {
+    runs = {
         "before": simulate(replace(sc, terraform={}), None, before_tf, tfvars),
         "after": simulate(sc),
         "reactive": simulate(sc, {"scaling_events": {}}),
     }
+    if any(p.rps["ingest"] > 0 for p in sc.load):
+        runs["direct"] = simulate(sc, {"ingest_direct": True})
+    return runs
 
 
 def _pct(part: float, whole: float) -> float | None:
@@ -81,6 +86,7 @@ def summary(r: dict[str, Any]) -> dict[str, Any]:
         "peak_tasks": r["peak_tasks"],
         "task_hours": r["task_hours"],
         "cost_usd": r["cost_usd"],
+        "api_gateway": r["edge"]["api"],
         "lost": r["lost"],
         "criteria_ok": r["criteria"]["ok"],
         "failed": [name for name, c in checks.items() if not c["ok"]],
@@ -95,11 +101,13 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     head = (
         "| scenario | policy | queued answered / shed / 504 % | cached % | edge % | votes % "
         "| first scale-out decided / serving s | peak api/worker/writer | Fargate $ "
-        "| criteria |"
+        "| AWS $ | criteria |"
     )
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for name, by_policy in results.items():
         for policy in POLICIES:
+            if policy not in by_policy:
+                continue
             s = by_policy[policy]
             peak = s["peak_tasks"]
             lines.append(
@@ -109,7 +117,7 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
                 f"| {_cell(s['cached_pct'])} | {_cell(s['edge_pct'])} | {_cell(s['votes_pct'])} "
                 f"| {_cell(s['first_scale_decision_s'])} / {_cell(s['first_scale_out_s'])} "
                 f"| {peak['api']}/{peak['worker']}/{peak['writer']} "
-                f"| {s['cost_usd']['fargate']:.2f} "
+                f"| {s['cost_usd']['fargate']:.2f} | {s['cost_usd']['total']:.2f} "
                 f"| {'met' if s['criteria_ok'] else 'not met: ' + ', '.join(s['failed'])} |"
             )
     return "\n".join(lines)
@@ -181,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in paths:
             runs = run_all(path, before_tf)
             name = runs["after"].result["scenario"]
-            results[name] = {p: summary(runs[p].result) for p in POLICIES}
+            results[name] = {p: summary(runs[p].result) for p in POLICIES if p in runs}
             if args.out:
                 plot(name, runs, args.out / f"{name}.png")
     print(table(results))
