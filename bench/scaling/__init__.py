@@ -2,13 +2,17 @@
 
 One module per concern:
 
-- ``terraform`` (with ``hcl``): the deployed policy, read from deploy/terraform;
+- ``terraform`` (with ``hcl``): the deployed policy, read from deploy/terraform, and
+  ``tfedge``: what its edge module puts in front of the api (the API Gateway's kind, its
+  throttles by method, integration timeout and direct routes, the WAFs, the NLBs);
 - ``aws``: AWS's constants (metric delays, target tracking's alarms, start times, prices),
   each with its source; ``model``: the simulator's own assumptions;
 - ``figures``: the measured per-request costs that bench.throughput writes;
 - ``scenario``: the scenario files (load over time, backend, overrides);
 - ``gateway`` (CloudFront, API Gateway), ``admission`` (the api's rule), ``workers``
-  (queues, workers, backend), ``writer`` (ingest queue and writers);
+  (queues, workers, backend), ``writer`` (ingest queue and writers); ``model`` also holds
+  the product changes the simulator can show behind flags, off by default
+  (``worker_refuses_late``, ``admission_margin_s``);
 - ``cloudwatch`` (metrics, metric math, alarms) and ``autoscaling`` (ECS services,
   target tracking, step scaling; scheduled actions run in ``sim``);
 - ``sim`` (the loop), ``ledger`` (where each request ended), ``report`` (the JSON and the
