@@ -1462,6 +1462,26 @@ MUTATIONS = [
         '"api_gateway": gateway,',
         (f"{SCALING_SIM}::test_the_edge_is_priced_as_the_terraform_builds_it",),
     ),
+    Mutation(
+        "scaling: the capacity model prices API Gateway flat at its first tier",
+        "bench/scaling/capacity.py",
+        '"api_gateway": tiered(gateway * SECONDS_PER_MONTH, tiers),',
+        '"api_gateway": gateway * SECONDS_PER_MONTH * 3.5e-6,',
+        (
+            "tests/unit/test_scaling_capacity.py::"
+            "test_the_edge_is_priced_at_its_tiers_with_both_web_acls_and_the_nlb",
+        ),
+    ),
+    Mutation(
+        "scaling: the capacity model ignores ingest_direct",
+        "bench/scaling/capacity.py",
+        "direct = ingest if spec is not None and spec.direct_routes else 0.0",
+        "direct = 0.0",
+        (
+            "tests/unit/test_scaling_capacity.py::"
+            "test_the_edge_is_priced_at_its_tiers_with_both_web_acls_and_the_nlb",
+        ),
+    ),
     # --- product changes the simulator shows behind flags (brownout analysis) ------------
     Mutation(
         "scaling: a late-refusing worker ignores the calls in flight (sees a slowdown late)",

@@ -8,7 +8,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from bench.scaling.capacity import Mix, level, main
+from bench.scaling.capacity import SECONDS_PER_MONTH, Mix, level, main
 from bench.scaling.figures import FIGURES_PATH, ThroughputFigures
 from bench.scaling.terraform import load_policy
 
@@ -63,3 +63,18 @@ def test_cli_prints_the_table(capsys: object) -> None:
     assert main(["--rates", "1000", "50000"]) == 0
     out = capsys.readouterr().out  # type: ignore[attr-defined]
     assert "| 1,000 requests/s | 50,000 requests/s |" in out and "$/month total" in out
+
+
+def test_the_edge_is_priced_at_its_tiers_with_both_web_acls_and_the_nlb() -> None:
+    figures = ThroughputFigures.load(FIGURES_PATH)
+    lv = level(50_000, Mix(), load_policy(), figures)
+    month = lv.api_gateway_rps * SECONDS_PER_MONTH
+    # REST's monthly tiers: well below a flat $3.50 a million at ~53 billion requests
+    assert lv.usd_per_month["api_gateway"] < 0.6 * month * 3.5e-6
+    assert lv.usd_per_month["api_gateway"] > month * 1.51e-6
+    # CloudFront's web ACL sees every viewer request, the stage's what reaches API Gateway
+    assert lv.usd_per_month["waf"] >= round((50_000 * SECONDS_PER_MONTH + month) * 0.6e-6)
+    assert lv.usd_per_month["nlb"] > 0
+    direct = level(50_000, Mix(), load_policy({"ingest_direct": True}), figures)
+    assert direct.tasks["api"] <= lv.tasks["api"]
+    assert direct.sqs_calls_per_s > lv.sqs_calls_per_s  # one SendMessage a vote, unpacked
