@@ -44,9 +44,15 @@ POLICIES = ("before", "after", "reactive", "direct")
 
 def terraform_at(rev: str, dest: Path) -> Path:
     """``deploy/terraform`` of git revision ``rev``, unpacked under ``dest``."""
-    archive = subprocess.run(
-        ["git", "archive", rev, "deploy/terraform"], cwd=ROOT, capture_output=True, check=True
-    ).stdout
+    done = subprocess.run(
+        ["git", "archive", rev, "deploy/terraform"], cwd=ROOT, capture_output=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"git revision {rev} is not in this clone's history (a shallow clone?): "
+            f"fetch it, or pass another --before ({done.stderr.decode().strip()})"
+        )
+    archive = done.stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(dest, filter="data")
     return dest / "deploy" / "terraform"
