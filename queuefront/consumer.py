@@ -13,7 +13,6 @@ another consumer while it is still in progress.
 from __future__ import annotations
 
 import asyncio
-import random
 import signal
 import time
 from collections.abc import Callable, Coroutine
@@ -24,6 +23,7 @@ from prometheus_client import Gauge
 from redis.asyncio import Redis
 
 from queuefront import clock, heap, metrics
+from queuefront.backoff import Backoff
 from queuefront.failures import FailureLog
 from queuefront.limits import MAX_RECEIVE_MESSAGES
 from queuefront.probes import start_probe_server
@@ -40,23 +40,15 @@ RECEIVE_ERROR_BACKOFF_S = 1.0
 RECEIVE_ERROR_BACKOFF_MAX_S = 4.0
 """Longest pause between failed receives: a consumer is back within this of SQS's
 return (readiness reports SQS down only after ``QF_RECEIVE_WAIT_S`` + 15 s)."""
+RECEIVE_ERROR_BACKOFF = Backoff(
+    first_s=RECEIVE_ERROR_BACKOFF_S, cap_s=RECEIVE_ERROR_BACKOFF_MAX_S, jitter="equal"
+)
+"""An SQS outage fails every consumer's polls at the same moment; with a fixed pause
+they would all come back in one burst, each round, for as long as it lasts — spread over
+the step, they do not, and none retries sooner than half of it."""
 HEARTBEAT_S = 1.0
 DLQ_POLL_S = 15.0
 """How often consumers read their dead-letter queues' depth (for the DLQ alert)."""
-
-
-def error_backoff_s(
-    failures: int, uniform: Callable[[float, float], float] = random.uniform
-) -> float:
-    """The pause after ``failures`` failed receives in a row: half the step fixed, half
-    random ("equal jitter"). An SQS outage fails every consumer's polls at the same
-    moment; with a fixed pause they would all come back in one burst, each round, for
-    as long as it lasts — spread over the step, they do not, and none retries sooner
-    than half of it."""
-    step: float = min(
-        RECEIVE_ERROR_BACKOFF_MAX_S, RECEIVE_ERROR_BACKOFF_S * 2.0 ** max(0, failures - 1)
-    )
-    return step / 2 + uniform(0, step / 2)
 
 
 @dataclass(eq=False)
@@ -112,7 +104,7 @@ class Poller:
         except Exception as exc:
             FAILURES.note("receive failed", exc, queue=self.queue.name)
             self._failures += 1
-            await asyncio.sleep(error_backoff_s(self._failures))
+            await asyncio.sleep(RECEIVE_ERROR_BACKOFF(self._failures))
             return None
         self._failures = 0
         self.last_ok = time.monotonic()

@@ -24,7 +24,6 @@ retry quota so a failing SQS is not hammered with retries.
 from __future__ import annotations
 
 import asyncio
-import random
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -47,6 +46,8 @@ from botocore.exceptions import (
 from botocore.httpsession import ProxyConfiguration, get_cert_path
 from botocore.utils import get_environ_proxies
 
+from queuefront.backoff import Backoff
+
 CONTENT_TYPE = "application/x-amz-json-1.0"
 TARGET_PREFIX = "AmazonSQS."
 SIGNING_NAME = "sqs"
@@ -59,6 +60,11 @@ MAX_BACKOFF_S = 20.0
 BACKOFF_BASE_S = 0.05
 """botocore's first back-off scale for transient errors (throttling: THROTTLE_BASE_S)."""
 THROTTLE_BASE_S = 1.0
+TRANSIENT_BACKOFF = Backoff(first_s=BACKOFF_BASE_S, cap_s=MAX_BACKOFF_S, jitter="full")
+THROTTLE_BACKOFF = Backoff(first_s=THROTTLE_BASE_S, cap_s=MAX_BACKOFF_S, jitter="full")
+"""Full jitter: every client of a throttled or failing endpoint retries at once."""
+RETRY_AFTER_STRETCH_S = 5.0
+"""The most a server's ``x-amz-retry-after`` lengthens one back-off (botocore's rule)."""
 
 TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
 TRANSIENT_CODES = frozenset(
@@ -310,15 +316,14 @@ def _error_response(
 def backoff(attempt: int, *, throttled: bool, retry_after: str | None = None) -> float:
     """botocore's standard back-off: ``rand(0, 1) * min(base * 2**(attempt-1), 20 s)``,
     stretched to the server's ``x-amz-retry-after`` (ms) by at most 5 s."""
-    base = THROTTLE_BASE_S if throttled else BACKOFF_BASE_S
-    delay = random.random() * min(base * 2.0 ** (attempt - 1), MAX_BACKOFF_S)
+    delay = (THROTTLE_BACKOFF if throttled else TRANSIENT_BACKOFF)(attempt)
     if retry_after is not None:
         try:
             wanted = int(retry_after) / 1000
         except ValueError:
             return delay
         if wanted >= 0:
-            return max(delay, min(wanted, delay + 5.0))
+            return max(delay, min(wanted, delay + RETRY_AFTER_STRETCH_S))
     return delay
 
 

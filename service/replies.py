@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from queuefront import metrics
+from queuefront.backoff import Backoff
 from queuefront.envelope import Reply, decode_reply
 from queuefront.failures import FailureLog
 from queuefront.keys import Keys
@@ -39,7 +40,9 @@ from queuefront.telemetry import get_logger
 log = get_logger(__name__)
 FAILURES = FailureLog(log)
 
-RECONNECT_BACKOFF_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+RECONNECT_BACKOFF = Backoff(first_s=0.05, cap_s=2.0, jitter="full")
+"""Pause before subscribing again after the connection went. Full jitter: when Redis
+goes away every pod's listener loses it at once, and they would all reconnect together."""
 MGET_CHUNK = 1000
 """Pending ids fetched per MGET after a reconnect (bounded so one call stays small)."""
 MGET_TIMEOUT_S = 5.0
@@ -174,8 +177,8 @@ class ReplyWaiter:
                 # RedisError/OSError: the connection went; anything else is a bug, but a
                 # pod that stops listening answers every proxied request with a 504
                 self._lost()
-                delay = RECONNECT_BACKOFF_S[min(attempt, len(RECONNECT_BACKOFF_S) - 1)]
                 attempt += 1
+                delay = RECONNECT_BACKOFF(attempt)
                 known = isinstance(exc, RedisError | OSError)
                 FAILURES.note("reply subscription lost", exc, traceback=not known)
                 await _close_quietly(pubsub)

@@ -47,6 +47,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from queuefront import metrics, probes
+from queuefront.backoff import Backoff
 from queuefront.settings import Settings
 from queuefront.telemetry import get_logger
 
@@ -68,7 +69,9 @@ START_TIMEOUT_S = 60.0
 (its own start-up steps time out well before)."""
 STABLE_AFTER_S = 30.0
 """A child that lived this long resets the back-off of its slot."""
-RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+RESTART_BACKOFF = Backoff(first_s=0.5, cap_s=10.0, jitter="none")
+"""Pause before a slot's next start, doubled per short life in a row. No jitter: this
+process alone restarts its children, and the log says when the next start comes."""
 MAX_START_FAILURES = 3
 KILL_GRACE_S = 5.0
 """Beyond a child's drain window before it is killed."""
@@ -248,7 +251,7 @@ class Supervisor:
             else:
                 slot.start_failures = 0
             slot.short_lives = 0 if lived_s >= STABLE_AFTER_S else slot.short_lives + 1
-            delay = RESTART_BACKOFF_S[min(slot.short_lives, len(RESTART_BACKOFF_S) - 1)]
+            delay = RESTART_BACKOFF(slot.short_lives + 1)
             self.restarts.labels(reason).inc()
             log.warning(
                 "api process ended: restarting",

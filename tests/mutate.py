@@ -652,8 +652,8 @@ MUTATIONS = [
     Mutation(
         "consumer: receive errors retried after a fixed pause",
         "queuefront/consumer.py",
-        "    return step / 2 + uniform(0, step / 2)",
-        "    return step",
+        '    first_s=RECEIVE_ERROR_BACKOFF_S, cap_s=RECEIVE_ERROR_BACKOFF_MAX_S, jitter="equal"',
+        '    first_s=RECEIVE_ERROR_BACKOFF_S, cap_s=RECEIVE_ERROR_BACKOFF_MAX_S, jitter="none"',
         (
             "tests/unit/test_consumer_backoff.py::test_consumers_that_fail_together_retry_spread_out",
         ),

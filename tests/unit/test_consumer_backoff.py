@@ -6,15 +6,15 @@ from __future__ import annotations
 import random
 
 from queuefront.consumer import (
+    RECEIVE_ERROR_BACKOFF,
     RECEIVE_ERROR_BACKOFF_MAX_S,
     RECEIVE_ERROR_BACKOFF_S,
-    error_backoff_s,
 )
 
 
 def test_consumers_that_fail_together_retry_spread_out() -> None:
     rng = random.Random(16)
-    first = [error_backoff_s(1, rng.uniform) for _ in range(200)]
+    first = [RECEIVE_ERROR_BACKOFF(1, rng.random) for _ in range(200)]
     assert all(RECEIVE_ERROR_BACKOFF_S / 2 <= d <= RECEIVE_ERROR_BACKOFF_S for d in first)
     # spread over the second half of the step, not one instant
     assert max(first) - min(first) > 0.4 * RECEIVE_ERROR_BACKOFF_S
@@ -25,6 +25,6 @@ def test_the_pause_grows_with_failures_in_a_row_and_is_capped() -> None:
     rng = random.Random(16)
     for failures in range(1, 12):
         step = min(RECEIVE_ERROR_BACKOFF_MAX_S, RECEIVE_ERROR_BACKOFF_S * 2 ** (failures - 1))
-        pauses = [error_backoff_s(failures, rng.uniform) for _ in range(50)]
+        pauses = [RECEIVE_ERROR_BACKOFF(failures, rng.random) for _ in range(50)]
         assert all(step / 2 <= d <= step for d in pauses), failures
-    assert error_backoff_s(50, lambda a, b: b) == RECEIVE_ERROR_BACKOFF_MAX_S
+    assert RECEIVE_ERROR_BACKOFF(50, lambda: 1.0) == RECEIVE_ERROR_BACKOFF_MAX_S

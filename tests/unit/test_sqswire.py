@@ -307,7 +307,7 @@ def test_error_codes_are_read_as_botocore_reads_them() -> None:
 
 
 def test_back_off_is_botocore_s_standard_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("queuefront.sqswire.random.random", lambda: 1.0)
+    monkeypatch.setattr("queuefront.backoff.random.random", lambda: 1.0)
     assert backoff(1, throttled=False) == BACKOFF_BASE_S
     assert backoff(3, throttled=False) == BACKOFF_BASE_S * 4
     assert backoff(2, throttled=True) == 2.0

@@ -9,7 +9,6 @@ receive count climbs towards the DLQ because of an outage.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -19,6 +18,7 @@ from typing import Any
 import asyncpg
 
 from queuefront import metrics, outbox, sink
+from queuefront.backoff import Backoff
 from queuefront.keys import Keys
 from queuefront.outbox import Connection, TallyOutbox
 from queuefront.routes import Route
@@ -29,10 +29,12 @@ from workers.writer.gather import Parsed
 
 log = get_logger(__name__)
 
-BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+STORE_BACKOFF = Backoff(first_s=0.3, cap_s=10.0, jitter="equal")
+"""Pause before a failed batch is stored again, doubled per failure in a row. Jittered:
+the writers of a deployment all lose Postgres at once and would come back together."""
 SCHEMA_ATTEMPTS = 4
 """Tries of a batch that fails with an error that is neither a row's nor an outage's
-(about 2 s of back-off in all): a dropped table does not come back by waiting."""
+(1 to 2 s of back-off in all): a dropped table does not come back by waiting."""
 
 ROW_ERRORS = (
     asyncpg.DataError,
@@ -158,7 +160,7 @@ class BatchStore:
                 elif attempt >= SCHEMA_ATTEMPTS:
                     self.schema_error = repr(exc)
                     raise Unstorable(exc) from exc
-                delay = BACKOFF_S[min(attempt - 1, len(BACKOFF_S) - 1)] * random.uniform(0.5, 1.5)
+                delay = STORE_BACKOFF(attempt)
                 log.warning(
                     "batch store failed, retrying",
                     error=repr(exc),
