@@ -18,14 +18,14 @@ from collections import defaultdict
 
 import asyncpg
 
-from queuefront import outbox
+from queuefront import outbox, tallytext
 from queuefront.keys import Keys
 from queuefront.redis import open_redis
 from queuefront.routes import load_routes
 from queuefront.settings import Settings
 from queuefront.sink import quote_ident
 from queuefront.sqs import QueueOps, open_client
-from queuefront.tally import TallyStore, field_from_text
+from queuefront.tally import TallyStore
 from queuefront.telemetry import configure_logging, get_logger
 
 log = get_logger(__name__)
@@ -49,6 +49,7 @@ async def reconcile(settings: Settings) -> dict[str, int]:
                     continue
                 group, count = quote_ident(route.tally.group), quote_ident(route.tally.count)
                 group_kind = route.sink.fields[route.tally.group].type
+                count_kind = route.sink.fields[route.tally.count].type
                 rows = await conn.fetch(
                     f"SELECT {group}::text AS g, {count}::text AS c, count(*) AS n, "
                     "extract(epoch FROM now() - max(received_at))::float8 AS age_s "
@@ -57,9 +58,8 @@ async def reconcile(settings: Settings) -> dict[str, int]:
                 counts: dict[str, dict[str, int]] = defaultdict(dict)
                 quiet_s: dict[str, float] = {}
                 for r in rows:
-                    g = field_from_text(r["g"]) if group_kind == "bool" else r["g"]
-                    key = keys.tally(route.name, g)
-                    counts[key][field_from_text(r["c"])] = r["n"]
+                    key = keys.tally(route.name, tallytext.from_postgres(r["g"], group_kind))
+                    counts[key][tallytext.from_postgres(r["c"], count_kind)] = r["n"]
                     quiet_s[key] = min(quiet_s.get(key, float("inf")), float(r["age_s"]))
                 # a group without a vote for a whole TTL stays expired, as it would have
                 live = {k: v for k, v in counts.items() if quiet_s[k] < store.ttl_s}

@@ -19,11 +19,11 @@ from collections.abc import Mapping
 
 import asyncpg
 
-from queuefront import outbox
+from queuefront import outbox, tallytext
 from queuefront.keys import Keys
-from queuefront.routes import Route
+from queuefront.routes import FieldType, Route
 from queuefront.sink import quote_ident
-from queuefront.tally import Deltas, TallyStore, field_from_text, text_for_postgres
+from queuefront.tally import Deltas, TallyStore
 from queuefront.telemetry import get_logger
 
 log = get_logger(__name__)
@@ -60,20 +60,20 @@ class Reviver:
             log.info("expired tallies rebuilt from postgres", groups=revived)
         return revived
 
-    def _names(self, route: Route) -> tuple[str, str, str, str]:
+    def _names(self, route: Route) -> tuple[str, str, str, FieldType, FieldType]:
         assert route.tally is not None and route.sink is not None
-        kind = route.sink.fields[route.tally.group].type
         return (
             quote_ident(route.sink.table),
             quote_ident(route.tally.group),
             quote_ident(route.tally.count),
-            kind,
+            route.sink.fields[route.tally.group].type,
+            route.sink.fields[route.tally.count].type,
         )
 
     async def _stored(self, route: Route, groups: list[str]) -> dict[str, int]:
         """Rows per group value in the table (the index on the group column serves it)."""
-        table, group, _, kind = self._names(route)
-        wanted = {text_for_postgres(g, kind): g for g in groups}
+        table, group, _, kind, _ = self._names(route)
+        wanted = {tallytext.to_postgres(g, kind): g for g in groups}
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
                 f"SELECT {group}::text AS g, count(*) AS n FROM {table}"
@@ -83,15 +83,15 @@ class Reviver:
         return {wanted[r["g"]]: int(r["n"]) for r in rows if r["g"] in wanted}
 
     async def _rebuild(self, route: Route, key: str, group: str) -> None:
-        table, group_col, count_col, kind = self._names(route)
+        table, group_col, count_col, kind, count_kind = self._names(route)
         async with self._pool.acquire() as conn, conn.transaction():
             await outbox.lock_exclusive(conn)
             pending = await outbox.pending(conn)
             rows = await conn.fetch(
                 f"SELECT {count_col}::text AS c, count(*) AS n FROM {table}"
                 f" WHERE {group_col}::text = $1 GROUP BY 1",
-                text_for_postgres(group, kind),
+                tallytext.to_postgres(group, kind),
             )
-            counts = {field_from_text(r["c"]): int(r["n"]) for r in rows}
+            counts = {tallytext.from_postgres(r["c"], count_kind): int(r["n"]) for r in rows}
             touching = {batch: d[key] for batch, d in pending if key in d}
             await self._store.rebuild(key, counts, touching)

@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 
+from queuefront import tallytext
 from queuefront.keys import Keys
 from queuefront.routes import Route
 
@@ -84,22 +85,9 @@ def deltas_for(route: Route, items: Iterable[Mapping[str, Any]], keys: Keys) -> 
     assert route.tally is not None
     out: Deltas = defaultdict(lambda: defaultdict(int))
     for item in items:
-        key = keys.tally(route.name, str(item[route.tally.group]))
-        out[key][str(item[route.tally.count])] += 1
+        key = keys.tally(route.name, tallytext.encode(item[route.tally.group]))
+        out[key][tallytext.encode(item[route.tally.count])] += 1
     return {k: dict(v) for k, v in out.items()}
-
-
-def field_from_text(text: str) -> str:
-    """A counted value as Postgres renders it (``::text``) → as the writer counts it
-    (``str()`` of the Python value): booleans differ."""
-    return {"t": "True", "f": "False", "true": "True", "false": "False"}.get(text, text)
-
-
-def text_for_postgres(value: str, kind: str) -> str:
-    """The inverse for a group value, to compare with ``column::text``."""
-    if kind == "bool":
-        return {"True": "true", "False": "false"}.get(value, value)
-    return value
 
 
 def merge(into: Deltas, more: Deltas) -> None:

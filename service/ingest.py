@@ -10,11 +10,10 @@ the writer stores an item id once, so it counts once.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from aiohttp import web
 
-from queuefront import clock, metrics, sink
+from queuefront import clock, metrics, sink, tallytext
 from queuefront.envelope import encode_item
 from queuefront.failures import FailureLog
 from queuefront.routes import Route
@@ -125,14 +124,6 @@ def _unavailable() -> ApiError:
     )
 
 
-def _typed(kind: str, raw: str) -> Any:
-    if kind in ("int", "bigint"):
-        return int(raw)
-    if kind == "bool":
-        return raw == "True"
-    return raw
-
-
 async def handle_tally(request: web.Request, route: Route) -> web.Response:
     """``{"<group>": …, "results": [{"<count>": …, "<label>": n}]}`` from Redis."""
     await check_access(request, route.name, public=route.public)
@@ -145,12 +136,11 @@ async def handle_tally(request: web.Request, route: Route) -> web.Response:
         group = sink.path_value(rule.group, source.sink.fields[rule.group], group_value)
     except sink.Invalid as exc:
         raise ApiError(400, "bad_request", str(exc)) from None
-    # the key as the writer derives it: str() of the stored value
-    counts = await request.app[TALLIES].results(source, str(group))
+    counts = await request.app[TALLIES].results(source, tallytext.encode(group))
     kind = source.sink.fields[rule.count].type
     numeric = kind in ("int", "bigint")
     results = sorted(
-        ((_typed(kind, k), n) for k, n in counts),
+        ((tallytext.decode(k, kind), n) for k, n in counts),
         key=lambda kv: kv[0] if numeric else str(kv[0]),
     )
     body = {
