@@ -77,7 +77,7 @@ async def sqs_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     linger_s = settings.send_linger_ms / 1000
     # the api only sends and reads attributes: short timeouts, no retry that could
-    # outlive a request's wait for SQS (service.deps.SQS_SEND_S)
+    # outlive a request's wait for SQS (service.deadlines.SQS_SEND_S)
     async with open_client(
         settings,
         connect_timeout_s=API_CONNECT_TIMEOUT_S,

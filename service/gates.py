@@ -27,7 +27,7 @@ from service.auth import (
     authorize,
 )
 from service.context import BODY_BUDGET, KEYS, LIMITER, SETTINGS
-from service.deps import REDIS_CALL_S, bounded
+from service.deadlines import REDIS_CALL_S, bounded
 from service.errors import ApiError
 
 

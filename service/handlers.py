@@ -15,7 +15,7 @@ from queuefront import metrics
 from queuefront.redis import redis_down
 from service.auth import INVALIDATE
 from service.context import HOTCACHE, MONITOR, PUBLIC_SOCKET, REDIS, WAITER
-from service.deps import REDIS_CALL_S, Deadline, bounded
+from service.deadlines import REDIS_CALL_S, Deadline, bounded
 from service.errors import ApiError
 from service.gates import check_access, read_body
 

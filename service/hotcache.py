@@ -48,7 +48,7 @@ from queuefront.envelope import CachedReply, CacheSpec, Reply
 from queuefront.failures import FailureLog
 from queuefront.keys import Keys
 from queuefront.telemetry import get_logger
-from service.deps import REDIS_CALL_S, Deadline, bounded
+from service.deadlines import REDIS_CALL_S, Deadline, bounded
 
 log = get_logger(__name__)
 FAILURES = FailureLog(log)

@@ -172,7 +172,7 @@ class Idempotency:
     ) -> Claim:
         """Takes the key for this request, or says what to answer instead (raises 409/422).
 
-        Redis errors propagate: the caller bounds the call (``service.deps.bounded``)."""
+        Redis errors propagate: the caller bounds the call (``service.deadlines.bounded``)."""
         name = self.record_name(route, client, key)
         pending_ttl = int(window_s) + PENDING_GRACE_S
         mine = Claim(name, print_, request_id, self.ttl_for(client))

@@ -21,7 +21,7 @@ from queuefront.sqs import SendUnknown, SQSEntryError
 from queuefront.telemetry import get_logger
 from service.auth import Identity
 from service.context import IDEMPOTENCY, PACKERS, ROUTES, SETTINGS, TALLIES
-from service.deps import REDIS_CALL_S, Deadline, bounded
+from service.deadlines import REDIS_CALL_S, Deadline, bounded
 from service.errors import RETRY_AFTER_S, ApiError
 from service.gates import check_access, read_body
 from service.idempotency import fingerprint, request_key

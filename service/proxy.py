@@ -1,7 +1,7 @@
 """The proxy path: route → gates → cache → admission → enqueue → await the reply.
 
 Every step runs under the request's deadline (its route's window, ``timeout_s``): Redis
-and SQS calls through ``service.deps.bounded``, the reply wait for whatever is left.
+and SQS calls through ``service.deadlines.bounded``, the reply wait for whatever is left.
 A dependency that is slow or down answers 503 fast, an overloaded queue 503 at once
 (``service.admission``), a reply that does not come in time 504 — never a 500.
 """
@@ -41,7 +41,7 @@ from service.context import (
     WAITER,
     WRITE_PROBE,
 )
-from service.deps import GUARDED_ERRORS, REDIS_CALL_S, SQS_SEND_S, Deadline, bounded
+from service.deadlines import GUARDED_ERRORS, REDIS_CALL_S, SQS_SEND_S, Deadline, bounded
 from service.errors import PRIORITY, REQUEST_ID, ApiError, redis_full, unavailable
 from service.forwarding import backend_headers
 from service.gates import check_access, read_body

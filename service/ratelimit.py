@@ -55,7 +55,7 @@ class RateLimiter:
         the limit is a protection, and refusing every anonymous vote for it would turn a
         full Redis into an outage of the write path, which needs no Redis. What does
         need Redis answers for itself (``service.redisfull``). A Redis that does not
-        answer at all still fails the request (``service.deps.bounded``: 503).
+        answer at all still fails the request (``service.deadlines.bounded``: 503).
         """
         try:
             wait_ms = int(

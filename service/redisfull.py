@@ -11,7 +11,7 @@ queued then would wait its whole window for a 504. The pod writes one small key 
 ``PROBE_INTERVAL_S``; while that write is refused, the proxy path answers ``503``
 naming Redis before it queues anything (cached answers are still served: they are
 reads). A request that itself writes (a rate limit, an idempotency record, a cache
-lease) gets the same answer from ``service.deps.bounded`` at once.
+lease) gets the same answer from ``service.deadlines.bounded`` at once.
 """
 
 from __future__ import annotations

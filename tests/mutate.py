@@ -813,7 +813,7 @@ MUTATIONS = [
     ),
     Mutation(
         "redis full: a refused write answered as a Redis that did not answer",
-        "service/deps.py",
+        "service/deadlines.py",
         "    if isinstance(exc, OutOfMemoryError):",
         "    if False:",
         (f"{REDIS_FULL}::test_a_full_redis_gets_503_naming_it_and_votes_and_reads_still_work",),
