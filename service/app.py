@@ -23,7 +23,7 @@ from queuefront.sqs import (
 )
 from queuefront.tally import TallyStore
 from queuefront.telemetry import get_logger
-from service import auth, handlers, ingest, openapi, proxy
+from service import auth, health, ingest, invalidate, openapi, proxy
 from service.admission import BacklogMonitor
 from service.bodies import Budget
 from service.context import (
@@ -143,8 +143,8 @@ async def probes_ctx(app: web.Application) -> AsyncIterator[None]:
     """``/readyz`` and ``/metrics`` on the probe port, away from the public one."""
     runner = await probes.start_probe_server(
         app[SETTINGS].metrics_port,
-        partial(handlers.ready, app),
-        partial(handlers.live, app),
+        partial(health.ready, app),
+        partial(health.live, app),
         unix_path=app.get(probes.PROBE_SOCKET),  # one of several processes: its supervisor's
     )
     yield
@@ -187,7 +187,7 @@ async def replies_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def add_routes(app: web.Application, routes: list[Route]) -> None:
     app.router.add_get("/healthz", probes.healthz, name="healthz")  # the same liveness
-    app.router.add_post("/api/cache/invalidate", handlers.invalidate, name="invalidate_data")
+    app.router.add_post("/api/cache/invalidate", invalidate.invalidate, name="invalidate_data")
     handler_of = {
         "proxy": proxy.handle,
         "ingest": ingest.handle_ingest,
@@ -214,7 +214,7 @@ def init_app(settings: Settings | None = None) -> web.Application:
     app[BODY_BUDGET] = Budget(settings.max_pending_bytes)
     app[KEYS] = Keys(settings.key_prefix)
     app[POD_ID] = settings.pod_id or uuid.uuid4().hex[:12]
-    live: probes.LiveCheck = partial(handlers.live, app)
+    live: probes.LiveCheck = partial(health.live, app)
     app[probes.LIVE_CHECK] = live
     app.cleanup_ctx.extend([redis_ctx, replies_ctx, sqs_ctx, scaling_signal_ctx, probes_ctx])
     # after the contexts' start-up (aiohttp runs them first): what they built is frozen too

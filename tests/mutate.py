@@ -105,7 +105,7 @@ class Mutation(Edit):
 
 
 MUTATIONS = [
-    # --- identity and credentials (service/auth.py, service/handlers.py) ---------------
+    # --- identity and credentials (service/auth.py, service/invalidate.py) -------------
     Mutation(
         "auth: API key compared as str (a non-ASCII key raises)",
         "service/auth.py",
@@ -143,7 +143,7 @@ MUTATIONS = [
     ),
     Mutation(
         "auth: invalidation needs only the call permission",
-        "service/handlers.py",
+        "service/invalidate.py",
         'check_access(request, "invalidate_data", public=False, permission=INVALIDATE)',
         'check_access(request, "invalidate_data", public=False)',
         (f"{IDENTITY}::test_invalidation_is_a_permission_of_its_own",),
@@ -1017,7 +1017,7 @@ MUTATIONS = [
     ),
     Mutation(
         "api: ready before its public port listens",
-        "service/handlers.py",
+        "service/health.py",
         "    if public is not None and not listening(public):",
         "    if False:",
         (f"{PROCESSES}::test_a_pod_is_ready_only_once_its_public_port_listens",),
