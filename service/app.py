@@ -23,7 +23,7 @@ from queuefront.sqs import (
 )
 from queuefront.tally import TallyStore
 from queuefront.telemetry import get_logger
-from service import auth, health, ingest, invalidate, openapi, proxy
+from service import auth, health, ingest, invalidate, openapi, proxy, tally
 from service.admission import BacklogMonitor
 from service.bodies import Budget
 from service.context import (
@@ -191,7 +191,7 @@ def add_routes(app: web.Application, routes: list[Route]) -> None:
     handler_of = {
         "proxy": proxy.handle,
         "ingest": ingest.handle_ingest,
-        "tally": ingest.handle_tally,
+        "tally": tally.handle_tally,
     }
     for route in routes:
         handler = partial(handler_of[route.kind], route=route)

@@ -1,5 +1,4 @@
-"""The write path at the api: validate, pack (``service.packer``), enqueue, 202 — and
-tally reads.
+"""The write path at the api: validate, pack (``service.packer``), enqueue, 202.
 
 The 202 waits for SQS's acknowledgement, for as long as the route's window: a slow
 acknowledgement is not a failure (SQS has the item), and an item whose fate is unknown
@@ -13,14 +12,14 @@ import asyncio
 
 from aiohttp import web
 
-from queuefront import clock, metrics, sink, tallytext
+from queuefront import clock, metrics, sink
 from queuefront.envelope import encode_item
 from queuefront.failures import FailureLog
 from queuefront.routes import Route
 from queuefront.sqs import SendUnknown, SQSEntryError
 from queuefront.telemetry import get_logger
 from service.auth import Identity
-from service.context import IDEMPOTENCY, PACKERS, ROUTES, SETTINGS, TALLIES
+from service.context import IDEMPOTENCY, PACKERS, SETTINGS
 from service.deadlines import REDIS_CALL_S, Deadline, bounded
 from service.errors import RETRY_AFTER_S, ApiError
 from service.gates import check_access, read_body
@@ -122,32 +121,3 @@ def _unavailable() -> ApiError:
         "the queue did not accept the item",
         headers={"Retry-After": RETRY_AFTER_S},
     )
-
-
-async def handle_tally(request: web.Request, route: Route) -> web.Response:
-    """``{"<group>": …, "results": [{"<count>": …, "<label>": n}]}`` from Redis."""
-    await check_access(request, route.name, public=route.public)
-    assert route.source is not None
-    source = request.app[ROUTES].get(route.source)
-    assert source.tally is not None and source.sink is not None
-    rule = source.tally
-    group_value = request.match_info[rule.group]
-    try:
-        group = sink.path_value(rule.group, source.sink.fields[rule.group], group_value)
-    except sink.Invalid as exc:
-        raise ApiError(400, "bad_request", str(exc)) from None
-    counts = await request.app[TALLIES].results(source, tallytext.encode(group))
-    kind = source.sink.fields[rule.count].type
-    numeric = kind in ("int", "bigint")
-    results = sorted(
-        ((tallytext.decode(k, kind), n) for k, n in counts),
-        key=lambda kv: kv[0] if numeric else str(kv[0]),
-    )
-    body = {
-        rule.group: group,
-        "results": [{rule.count: k, rule.label: n} for k, n in results],
-    }
-    response = web.json_response(body)
-    if route.edge_ttl_s is not None:
-        response.headers["Cache-Control"] = f"public, s-maxage={route.edge_ttl_s}"
-    return response
