@@ -49,7 +49,7 @@ REPLIES = Counter(
     "Replies awaited by the api, by outcome (ok, timeout, late, undecodable).",
     ["outcome"],
 )
-PUBSUB_RESUBSCRIBES = Counter(
+PUBSUB_SUBSCRIBES = Counter(
     "queuefront_pubsub_subscribes_total",
     "Subscriptions of the reply channel (1 at start, +1 per reconnect).",
 )

@@ -197,7 +197,7 @@ class ReplyWaiter:
                     FAILURES.note("broadcast message dropped", exc, channel=channel)
         elif kind == "subscribe":
             if channel == self.channel:
-                metrics.PUBSUB_RESUBSCRIBES.inc()
+                metrics.PUBSUB_SUBSCRIBES.inc()
                 await self._recover()
                 self._subscribed.set()
             elif channel in self._channels:
