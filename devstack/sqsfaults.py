@@ -57,9 +57,8 @@ import aiohttp
 from aiohttp import web
 
 from devstack.processes import Proc, free_port, spawn, wait_http
+from queuefront.limits import MAX_MESSAGE_BYTES
 
-MAX_MESSAGE_BYTES = 1_048_576
-"""SQS's limit of one message and of the bodies of one SendMessageBatch together."""
 MAX_REQUEST_BYTES = 64 * 1_048_576
 """What this stand-in reads of one request (aiohttp's default, 1 MiB, is below a full
 batch with its JSON wrapping)."""

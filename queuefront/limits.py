@@ -23,4 +23,5 @@ MAX_WAIT_TIME_S = 20
 MAX_VISIBILITY_TIMEOUT_S = 43_200
 """Twelve hours."""
 
-MAX_BATCH_ENTRY_ID_CHARS = 80
+MAX_RECEIVE_COUNT = 1000
+"""The largest ``maxReceiveCount`` of a redrive policy."""

@@ -13,7 +13,12 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from queuefront import ports
-from queuefront.limits import MAX_MESSAGE_BYTES
+from queuefront.limits import (
+    MAX_MESSAGE_BYTES,
+    MAX_RECEIVE_COUNT,
+    MAX_VISIBILITY_TIMEOUT_S,
+    MAX_WAIT_TIME_S,
+)
 
 MAX_PENDING_BYTES = 64 * 1024 * 1024
 """Request bodies one api process holds at once. A body counts while it is read and
@@ -104,21 +109,21 @@ class Settings(BaseSettings):
     max_receive_count: int = Field(
         default=3,
         ge=1,
-        le=1000,
+        le=MAX_RECEIVE_COUNT,
         description="Receives before SQS moves a message to its DLQ (the redrive policy of "
         "the queues this project creates).",
     )
     visibility_timeout_s: int = Field(
         default=30,
         ge=1,
-        le=43_200,
+        le=MAX_VISIBILITY_TIMEOUT_S,
         description="Visibility timeout of the queues this project creates (Terraform sets "
         "its own per queue); a worker extends it for work that takes longer.",
     )
     receive_wait_s: int = Field(
         default=10,
         ge=0,
-        le=20,
+        le=MAX_WAIT_TIME_S,
         description="Long-poll wait of an idle receive loop. A stopping worker waits for "
         "its polls to return, so this bounds how long a drain takes.",
     )
