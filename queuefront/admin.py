@@ -19,7 +19,6 @@ from collections import defaultdict
 import asyncpg
 
 from queuefront import outbox, tallytext
-from queuefront.keys import Keys
 from queuefront.redis import open_redis
 from queuefront.routes import load_routes
 from queuefront.settings import Settings
@@ -34,7 +33,7 @@ log = get_logger(__name__)
 async def reconcile(settings: Settings) -> dict[str, int]:
     """Returns the number of tally hashes rebuilt per route."""
     routes = load_routes(settings.routes_file)
-    keys = Keys(settings.key_prefix)
+    keys = settings.keys
     redis = open_redis(settings)
     store = TallyStore(redis, keys, settings.tally_ttl_s)
     rebuilt: dict[str, int] = {}

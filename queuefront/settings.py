@@ -6,13 +6,15 @@ Terraform task definitions and the tests agree on a single list of names.
 
 from __future__ import annotations
 
+import uuid
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from queuefront import ports
+from queuefront.keys import Keys
 from queuefront.limits import (
     MAX_MESSAGE_BYTES,
     MAX_RECEIVE_COUNT,
@@ -46,6 +48,8 @@ fleet of the seed peaked at 1,200 requests a minute in all — so 50 leaves a ma
 refused after its burst."""
 ANON_RATE_LIMIT_BURST = 200
 """Requests above that rate one address may send at once (a NAT's simultaneous votes)."""
+POD_ID_HEX_CHARS = 12
+"""A random pod id's length: 48 bits, no collision among the pods of one Redis."""
 
 
 
@@ -426,9 +430,29 @@ class Settings(BaseSettings):
         return frozenset(k.strip() for k in self.auth_invalidate_keys.split(",") if k.strip())
 
     @property
+    def send_linger_s(self) -> float:
+        """``QF_SEND_LINGER_MS`` in seconds, as the senders' batchers take it."""
+        return self.send_linger_ms / 1000
+
+    @cached_property
+    def keys(self) -> Keys:
+        """Every Redis key and channel name, under ``QF_KEY_PREFIX``."""
+        return Keys(self.key_prefix)
+
+    @property
     def auth_enabled(self) -> bool:
         """Any credential configured: auth is on (``QF_AUTH_DISABLED`` cannot turn it off)."""
         return bool(self.api_keys or self.invalidate_keys or self.auth_jwt_secret)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_pod_id(cls, data: Any) -> Any:
+        """An empty ``QF_POD_ID`` is a random id, drawn once per process start here, so
+        every part of the process (and a supervisor's children, ``<pod id>-<n>``) names
+        the same pod."""
+        if isinstance(data, dict) and not data.get("pod_id"):
+            data = {**data, "pod_id": uuid.uuid4().hex[:POD_ID_HEX_CHARS]}
+        return data
 
     @model_validator(mode="after")
     def _one_body_fits(self) -> Settings:

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from weakref import WeakKeyDictionary
 
 import aiohttp
@@ -41,6 +41,7 @@ else:
     SQSClient = Any
 
 DataPlane = Literal["lean", "botocore"]
+K = TypeVar("K", bound=str)
 
 SLOW_LINGER_S = 0.02
 """Linger of deletes and visibility changes: no client waits on them, so they wait for
@@ -473,6 +474,28 @@ class QueueOps:
         )
         _count("ChangeMessageVisibilityBatch", len(items))
         return _entry_outcomes("ChangeMessageVisibilityBatch", len(items), resp.get("Failed", []))
+
+
+DLQ_LINGER_S = 0.0
+"""A dead-letter queue is read for its depth; what is sent to it (the writer's refused
+messages) goes at once: nothing waits to join them."""
+
+
+async def open_with_dlqs(
+    client: SQSClient, settings: Settings, names: Mapping[K, str]
+) -> tuple[dict[K, QueueOps], list[QueueOps]]:
+    """The queues a consumer receives from (``names``: role → queue name), sending with
+    ``QF_SEND_LINGER_MS``, and their dead-letter queues in the same order: every consumer
+    watches its DLQs' depth (``queuefront.consumer.serve``)."""
+    queues = {
+        role: await QueueOps.open(client, name, settings.send_linger_s)
+        for role, name in names.items()
+    }
+    dlqs = [
+        await QueueOps.open(client, settings.dlq_name(name), DLQ_LINGER_S)
+        for name in names.values()
+    ]
+    return queues, dlqs
 
 
 def _utf8_len(body: str) -> int:

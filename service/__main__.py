@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import sys
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
@@ -65,10 +64,7 @@ def api_processes(settings: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parse(argv)
-    settings = Settings()
-    # a random id per process start unless one is given; the supervisor's children get
-    # theirs from it (<pod id>-<n>)
-    settings = settings.model_copy(update={"pod_id": settings.pod_id or uuid.uuid4().hex[:12]})
+    settings = Settings()  # a random pod id unless one is given (the children's: <id>-<n>)
     configure_logging(settings.log_level, settings.log_format)
     _log_pod_id(settings.pod_id)
     child = args.probe_socket is not None

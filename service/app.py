@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from functools import partial
 
@@ -10,7 +9,6 @@ from aiohttp import web
 
 from queuefront import clock, heap, metrics, probes
 from queuefront.cache import decode_event
-from queuefront.keys import Keys
 from queuefront.redis import open_redis
 from queuefront.routes import Route, load_routes
 from queuefront.settings import Settings
@@ -75,7 +73,6 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def sqs_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    linger_s = settings.send_linger_ms / 1000
     # the api only sends and reads attributes: short timeouts, no retry that could
     # outlive a request's wait for SQS (service.deadlines.SQS_SEND_S)
     async with open_client(
@@ -85,8 +82,8 @@ async def sqs_ctx(app: web.Application) -> AsyncIterator[None]:
         attempts=API_ATTEMPTS,
     ) as client:
         app[QUEUES] = {
-            "high": await QueueOps.open(client, settings.queue_high, linger_s),
-            "normal": await QueueOps.open(client, settings.queue_normal, linger_s),
+            "high": await QueueOps.open(client, settings.queue_high, settings.send_linger_s),
+            "normal": await QueueOps.open(client, settings.queue_normal, settings.send_linger_s),
         }
         ingest_routes = [r.name for r in app[ROUTES].routes if r.kind == "ingest"]
         if ingest_routes:
@@ -212,8 +209,8 @@ def init_app(settings: Settings | None = None) -> web.Application:
     app[SETTINGS] = settings
     app[ROUTES] = table
     app[BODY_BUDGET] = Budget(settings.max_pending_bytes)
-    app[KEYS] = Keys(settings.key_prefix)
-    app[POD_ID] = settings.pod_id or uuid.uuid4().hex[:12]
+    app[KEYS] = settings.keys
+    app[POD_ID] = settings.pod_id
     live: probes.LiveCheck = partial(health.live, app)
     app[probes.LIVE_CHECK] = live
     app.cleanup_ctx.extend([redis_ctx, replies_ctx, sqs_ctx, scaling_signal_ctx, probes_ctx])

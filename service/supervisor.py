@@ -37,7 +37,6 @@ import stat
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,7 +112,7 @@ class Supervisor:
         runtime_dir: Path | None = None,
     ) -> None:
         self.settings = settings
-        self.base_pod_id = settings.pod_id or uuid.uuid4().hex[:12]  # main() sets one
+        self.base_pod_id = settings.pod_id
         self.slots = [Slot(i + 1) for i in range(processes)]
         self.shutdown_timeout_s = shutdown_timeout_s
         # one directory per probe port: only one supervisor can hold that port, so what

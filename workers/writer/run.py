@@ -11,13 +11,12 @@ from redis.asyncio import Redis
 
 from queuefront import metrics
 from queuefront.consumer import VisibilityKeeper, serve, visibility_timeouts
-from queuefront.keys import Keys
 from queuefront.outbox import TallyOutbox
 from queuefront.redis import open_redis
 from queuefront.revive import Reviver
 from queuefront.routes import load_routes
 from queuefront.settings import Settings
-from queuefront.sqs import QueueOps, open_client
+from queuefront.sqs import open_client, open_with_dlqs
 from queuefront.tally import TallyStore
 from queuefront.telemetry import configure_logging, get_logger
 from workers.writer.check import SinkMismatch, check_sinks
@@ -46,17 +45,15 @@ async def main_async(settings: Settings) -> None:
     try:
         await check_sinks(pool, routes)
         async with open_client(settings) as client:
-            queue = await QueueOps.open(
-                client, settings.queue_ingest, settings.send_linger_ms / 1000
-            )
+            queues, dlqs = await open_with_dlqs(client, settings, {"ingest": settings.queue_ingest})
+            queue, dlq = queues["ingest"], dlqs[0]
             # API Gateway's direct messages carry their route, request id and path
             # parameters as message attributes (workers.writer.direct)
             queue.message_attributes = ("All",)
-            dlq = await QueueOps.open(client, settings.dlq_name(settings.queue_ingest), 0)
             tables = tuple(r.sink.table for r in routes.sinks.values() if r.sink is not None)
             metrics.prime_consumer([queue.name], ("released",), tables)
             keeper = VisibilityKeeper(await visibility_timeouts(queue))
-            keys = Keys(settings.key_prefix)
+            keys = settings.keys
             tallies = TallyStore(redis, keys, settings.tally_ttl_s)
             reviver = Reviver(pool, tallies, keys, routes.sinks)
             outbox = TallyOutbox(pool, tallies, reviver.revive)
@@ -66,7 +63,7 @@ async def main_async(settings: Settings) -> None:
                 writer,
                 settings=settings,
                 redis=redis,
-                dlqs=[dlq],
+                dlqs=dlqs,
                 also_down=writer.down,
             )
             if writer.credentials_refused is not None:
