@@ -138,8 +138,5 @@ def now() -> float:
 async def kept_in_sync(redis: Redis) -> AsyncIterator[ReferenceClock]:
     """Samples the reference clock for as long as the block runs (one sample first)."""
     await CLOCK.ensure_synced(redis)
-    task = asyncio.create_task(CLOCK.run(redis), name="clock-sync")
-    try:
+    async with tasks.running(CLOCK.run(redis), name="clock-sync"):
         yield CLOCK
-    finally:
-        await tasks.stop(task)

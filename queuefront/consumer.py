@@ -15,14 +15,14 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from prometheus_client import Gauge
 from redis.asyncio import Redis
 
-from queuefront import clock, heap, metrics
+from queuefront import clock, heap, metrics, tasks
 from queuefront.backoff import Backoff
 from queuefront.failures import FailureLog
 from queuefront.limits import MAX_RECEIVE_MESSAGES
@@ -130,7 +130,7 @@ class VisibilityKeeper:
         """``timeouts_s``: each queue's visibility timeout, by queue name."""
         self._timeouts_s = timeouts_s
         self._held: set[Held] = set()
-        self._calls: set[asyncio.Task[None]] = set()
+        self._calls = tasks.TaskSet("visibility")
 
     def track(self, *held: Held) -> None:
         self._held.update(held)
@@ -147,14 +147,9 @@ class VisibilityKeeper:
                 if now - held.extended_at >= timeout_s / 2:
                     held.extended_at = now
                     metrics.VISIBILITY_EXTENSIONS.inc()
-                    self._spawn(
+                    self._calls.spawn(
                         held.queue.change_visibility(held.message.receipt_handle, timeout_s)
                     )
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro)
-        self._calls.add(task)
-        task.add_done_callback(self._calls.discard)
 
 
 async def visibility_timeouts(*queues: QueueOps) -> dict[str, int]:
@@ -209,10 +204,11 @@ async def serve(
     # sampled once before the probe server says the process is up
     async with clock.kept_in_sync(redis):
         probes = await start_probe_server(settings.metrics_port, ready)
-        depth = asyncio.create_task(watch_depth(dlqs, metrics.DLQ_DEPTH, DLQ_POLL_S))
-        heap.settle()  # start-up is done: see queuefront.heap
         try:
-            await consumer.run()
+            async with tasks.running(
+                watch_depth(dlqs, metrics.DLQ_DEPTH, DLQ_POLL_S), name="dlq-depth"
+            ):
+                heap.settle()  # start-up is done: see queuefront.heap
+                await consumer.run()
         finally:
-            depth.cancel()
             await probes.cleanup()

@@ -112,7 +112,7 @@ class BacklogMonitor:
         self.last_ok = 0.0
         """Monotonic time of the last successful backlog read (readiness uses it)."""
         self._changed = asyncio.Condition()
-        self._task: asyncio.Task[None] | None = None
+        self._background = tasks.TaskSet("admission")
         self._stopping = False
 
     @property
@@ -125,11 +125,11 @@ class BacklogMonitor:
 
     async def start(self) -> None:
         await self._poll_once()
-        self._task = asyncio.create_task(self._run(), name="backlog-monitor")
+        self._background.spawn(self._run(), name="backlog-monitor")
 
     async def stop(self) -> None:
         self._stopping = True
-        await tasks.stop(self._task)
+        await self._background.stop()
 
     # --- the decision ---------------------------------------------------------------
 

@@ -42,7 +42,7 @@ from typing import Literal
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from queuefront import cache, clock, metrics
+from queuefront import cache, clock, metrics, tasks
 from queuefront.cache import CacheEvent
 from queuefront.envelope import CachedReply, CacheSpec, Reply
 from queuefront.failures import FailureLog
@@ -173,7 +173,7 @@ class HotCache:
         self._invalidations = 0
         self._last_invalidation: OrderedDict[str, int] = OrderedDict()
         self._forgotten_before = 0
-        self._background: set[asyncio.Task[None]] = set()
+        self._background = tasks.TaskSet("cache")
 
     # --- events from the cache channel ---------------------------------------------------
 
@@ -255,9 +255,7 @@ class HotCache:
         slot = (target.key, target.field)
         flight = Flight(asyncio.get_running_loop().create_future())
         self._flights[slot] = flight
-        flight.task = asyncio.create_task(self._fly(target, fetch, route, count, flight))
-        self._background.add(flight.task)
-        flight.task.add_done_callback(self._background.discard)
+        flight.task = self._background.spawn(self._fly(target, fetch, route, count, flight))
         return flight
 
     async def _fly(
@@ -317,11 +315,12 @@ class HotCache:
             )
             if won:
                 self._stop_listening(target, filled)
-                heartbeat = asyncio.create_task(self._hold(lease, holder, deadline))
                 try:
-                    reply = await self._fetch(target, fetch, seq, found.generation)
+                    async with tasks.running(
+                        self._hold(lease, holder, deadline), name="lease-heartbeat"
+                    ):
+                        reply = await self._fetch(target, fetch, seq, found.generation)
                 finally:
-                    heartbeat.cancel()
                     # normally the worker's store freed it already; if that failed, the
                     # pods waiting for this key must not wait for the lease to run out
                     self._spawn(self._leases.release(lease, holder, target.key, target.field))
@@ -387,18 +386,14 @@ class HotCache:
             except Exception as exc:
                 log.debug("lease release failed", error=str(exc))
 
-        task = asyncio.create_task(quietly())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._background.spawn(quietly())
 
     def _keep(self, target: Target, item: CachedReply, seq: int) -> None:
         if not self._invalidated_since(target.key, seq):
             self.tier.put(target.key, target.field, item)
 
     async def close(self) -> None:
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await self._background.stop()
 
 
 async def _within(

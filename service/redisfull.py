@@ -17,12 +17,11 @@ lease) gets the same answer from ``service.deadlines.bounded`` at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError, RedisError
 
-from queuefront import metrics
+from queuefront import metrics, tasks
 from queuefront.failures import FailureLog
 from queuefront.telemetry import get_logger
 
@@ -43,16 +42,13 @@ class WriteProbe:
         self._key = key
         self._interval_s = interval_s
         self.full = False
-        self._task: asyncio.Task[None] | None = None
+        self._background = tasks.TaskSet("redis write probe")
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="redis-write-probe")
+        self._background.spawn(self._run(), name="redis-write-probe")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._background.stop()
 
     async def probe(self) -> None:
         """One write. Only an OOM refusal marks Redis full: a Redis that does not answer

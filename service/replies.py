@@ -30,7 +30,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from queuefront import metrics
+from queuefront import metrics, tasks
 from queuefront.backoff import Backoff
 from queuefront.envelope import Reply, decode_reply
 from queuefront.failures import FailureLog
@@ -111,9 +111,7 @@ class ReplyWaiter:
             log.error("reply listener stopped", exc_info=task.exception())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await tasks.stop(self._task)
         for fut in self._pending.values():
             fut.cancel()
         self._pending.clear()

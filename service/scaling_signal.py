@@ -217,7 +217,7 @@ class ScalingSignal:
         self._refused = refusals()
         self._cpu = cpu or CpuMeter()
         self._clock_ms = clock_ms
-        self._task: asyncio.Task[None] | None = None
+        self._background = tasks.TaskSet("scaling signal")
         self._stopping = False
 
     def line(self) -> str | None:
@@ -242,11 +242,11 @@ class ScalingSignal:
         return True
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="scaling-signal")
+        self._background.spawn(self._run(), name="scaling-signal")
 
     async def stop(self) -> None:
         self._stopping = True
-        await tasks.stop(self._task)
+        await self._background.stop()
 
     async def _run(self) -> None:
         while not self._stopping:

@@ -800,8 +800,8 @@ MUTATIONS = [
     Mutation(
         "cache lease: not renewed while the fetch runs",
         "service/hotcache.py",
-        "heartbeat = asyncio.create_task(self._hold(lease, holder, deadline))",
-        "heartbeat = asyncio.create_task(asyncio.sleep(0))",
+        'self._hold(lease, holder, deadline), name="lease-heartbeat"',
+        'asyncio.sleep(0), name="lease-heartbeat"',
         (f"{LEASE}::test_a_backend_slower_than_the_lease_is_called_once_across_pods",),
     ),
     Mutation(

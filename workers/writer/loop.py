@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from queuefront import tasks
 from queuefront.consumer import Poller, VisibilityKeeper
 from queuefront.outbox import TallyOutbox
 from queuefront.routes import RouteTable
@@ -91,13 +92,14 @@ class Writer:
         return True
 
     async def run(self) -> None:
-        keeper = asyncio.create_task(self._keeper.run(), name="visibility")
+        background = tasks.TaskSet("writer")
+        background.spawn(self._keeper.run(), name="visibility")
         # at start-up, everything in the outbox is a leftover: apply it now
         try:
             await self._outbox.sweep(older_than_s=0)
         except Exception as exc:
             log.warning("start-up outbox sweep failed", error=str(exc))
-        sweeper = asyncio.create_task(self._outbox.sweep_forever(), name="outbox-sweep")
+        background.spawn(self._outbox.sweep_forever(), name="outbox-sweep")
         log.info("writer started", batch_size=self._settings.batch_size)
         # pipelined: the next batch is gathered while the current one is stored, so
         # receiving and inserting overlap; stores stay one at a time and in order
@@ -112,8 +114,6 @@ class Writer:
         if storing is not None:
             await storing
         await settle.release(self._gatherer.carried(), self._keeper)
-        for task in (keeper, sweeper):
-            task.cancel()
-        await asyncio.gather(keeper, sweeper, return_exceptions=True)
+        await background.stop()
         await self._queue.close()
         log.info("writer stopped")
