@@ -50,13 +50,13 @@ def init_app(settings: Settings) -> web.Application:
         async with request.app[POOL].acquire() as conn:  # autocommit: one commit per row
             await conn.execute(
                 sql,
-                uuid.UUID(item["id"]),
-                item["received_at"],
-                item["poll_id"],
-                item["choice"],
-                item["voter"],
+                uuid.UUID(item.id),
+                item.received_at,
+                item.fields["poll_id"],
+                item.fields["choice"],
+                item.fields["voter"],
             )
-        return web.json_response({"id": item["id"], "status": "stored"}, status=201)
+        return web.json_response({"id": item.id, "status": "stored"}, status=201)
 
     app = web.Application()
     app.cleanup_ctx.append(pool_ctx)

@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from queuefront import clock
+from queuefront.item import IngestItem
 
 Headers = list[tuple[str, str]]
 
@@ -211,6 +212,6 @@ def encode_json(value: Any) -> bytes:
     return _json_encoder.encode(value)
 
 
-def encode_item(item: Any) -> bytes:
+def encode_item(item: IngestItem) -> bytes:
     """An ingest item, encoded once at the api, as it goes into a message (``sqs_safe``)."""
-    return sqs_safe(_json_encoder.encode(item))
+    return sqs_safe(_json_encoder.encode(item.wire()))

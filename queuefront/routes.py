@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from queuefront.headers import NEVER_FORWARDED, is_token
+from queuefront.item import RESERVED_KEYS
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -65,7 +66,7 @@ IDENTIFIER = r"^[a-z_][a-z0-9_]{0,62}$"
 MAX_TALLY_VALUES = 1000
 """Most distinct values a tallied field may take: the fields of one tally hash."""
 
-RESERVED_COLUMNS = ("id", "received_at")
+RESERVED_COLUMNS = RESERVED_KEYS
 """Every sink table has them: the item id (primary key) and the api's arrival time."""
 
 

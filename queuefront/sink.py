@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from queuefront.item import ID, RECEIVED_AT, RESERVED_KEYS, IngestItem, from_wire
 from queuefront.routes import FieldType, Sink, SinkField
 
 INT_RANGE = {"int": (-(2**31), 2**31 - 1), "bigint": (-(2**63), 2**63 - 1)}
@@ -152,7 +153,7 @@ def validate(
     route: str,
     item: str,
     received_at: float,
-) -> dict[str, Any]:
+) -> IngestItem:
     """Parses and checks a request body; returns the item that goes on the queue."""
     try:
         body = _object_decoder.decode(raw_body) if raw_body.strip() else {}
@@ -164,7 +165,7 @@ def validate(
     unknown = sorted(set(body) - body_fields)
     if unknown:
         raise Invalid(f"unknown fields: {', '.join(unknown)}")
-    out: dict[str, Any] = {"id": item, "received_at": received_at}
+    out: dict[str, Any] = {}
     for name, spec in sink.fields.items():
         if spec.source == "path" and name in path_params:
             out[name] = path_value(name, spec, path_params[name])
@@ -176,7 +177,7 @@ def validate(
             out[name] = None
             continue
         out[name] = _check_value(name, spec, value)
-    return out
+    return IngestItem(id=item, received_at=received_at, fields=out)
 
 
 # --- the writer side -------------------------------------------------------------------
@@ -186,22 +187,23 @@ LATEST_RECEIVED_AT = 253_402_300_799.0
 
 
 def check_item(sink: Sink, item: Mapping[str, Any]) -> None:
-    """An item from a message, checked again before it joins a batch insert; Invalid
-    names the field. The api validated it, but anyone who may send to the queue can
-    write one: a value the insert cannot take (``received_at: 1e300``, an int past its
-    column's range) would otherwise fail the whole batch, every time it is retried."""
-    item_id = item.get("id")
+    """An item from a message (its wire form), checked again before it joins a batch
+    insert; Invalid names the field. The api validated it, but anyone who may send to
+    the queue can write one: a value the insert cannot take (``received_at: 1e300``, an
+    int past its column's range) would otherwise fail the whole batch, every time it is
+    retried."""
+    item_id = item.get(ID)
     if not isinstance(item_id, str):
-        raise Invalid("id: not a string")
+        raise Invalid(f"{ID}: not a string")
     try:
         uuid.UUID(item_id)
     except ValueError:
-        raise Invalid("id: not a UUID") from None
-    at = item.get("received_at")
+        raise Invalid(f"{ID}: not a UUID") from None
+    at = item.get(RECEIVED_AT)
     if isinstance(at, bool) or not isinstance(at, int | float):
-        raise Invalid("received_at: not a number")
+        raise Invalid(f"{RECEIVED_AT}: not a number")
     if not 0 <= at <= LATEST_RECEIVED_AT:  # NaN fails this too
-        raise Invalid(f"received_at: {at!r} is no time a timestamp column can hold")
+        raise Invalid(f"{RECEIVED_AT}: {at!r} is no time a timestamp column can hold")
     for name, spec in sink.fields.items():
         value = item.get(name)
         if value is None:
@@ -209,6 +211,11 @@ def check_item(sink: Sink, item: Mapping[str, Any]) -> None:
                 raise Invalid(f"{name}: required")
             continue
         _check_value(name, spec, value)
+
+
+def item_of(sink: Sink, item: Mapping[str, Any]) -> IngestItem:
+    """A checked item from a message (``check_item``), with its sink's fields."""
+    return from_wire(item, sink.fields)
 
 
 
@@ -235,7 +242,7 @@ def quote_ident(name: str) -> str:
 
 def insert_sql(sink: Sink) -> str:
     """ONE statement for a whole batch: unnest the column arrays, skip known ids."""
-    columns = ", ".join(quote_ident(c) for c in ("id", "received_at", *sink.fields))
+    columns = ", ".join(quote_ident(c) for c in (*RESERVED_KEYS, *sink.fields))
     types = ["uuid[]", "timestamptz[]", *(PG_ARRAY_TYPE[f.type] for f in sink.fields.values())]
     params = ", ".join(f"${i}::{t}" for i, t in enumerate(types, start=1))
     return (
@@ -245,9 +252,7 @@ def insert_sql(sink: Sink) -> str:
     )
 
 
-def first_occurrences(
-    items: Sequence[Mapping[str, Any]],
-) -> tuple[list[Mapping[str, Any]], int]:
+def first_occurrences(items: Sequence[IngestItem]) -> tuple[list[IngestItem], int]:
     """The items with an id not seen earlier in ``items``, and how many repeats were dropped.
 
     One batch can hold one id several times (a client's retries with one
@@ -257,21 +262,19 @@ def first_occurrences(
     seen: set[str] = set()
     unique = []
     for item in items:
-        item_id = item.get("id")
-        if isinstance(item_id, str):
-            if item_id in seen:
-                continue
-            seen.add(item_id)
+        if item.id in seen:
+            continue
+        seen.add(item.id)
         unique.append(item)
     return unique, len(items) - len(unique)
 
 
-def columns(sink: Sink, items: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+def columns(sink: Sink, items: Sequence[IngestItem]) -> list[list[Any]]:
     """Row items → one list per column, in ``insert_sql``'s order."""
     cols: list[list[Any]] = [
-        [uuid.UUID(i["id"]) for i in items],
-        [dt.datetime.fromtimestamp(i["received_at"], dt.UTC) for i in items],
+        [uuid.UUID(i.id) for i in items],
+        [dt.datetime.fromtimestamp(i.received_at, dt.UTC) for i in items],
     ]
     for name, spec in sink.fields.items():
-        cols.append([_to_db(spec.type, i.get(name)) for i in items])
+        cols.append([_to_db(spec.type, i.fields.get(name)) for i in items])
     return cols

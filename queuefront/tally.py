@@ -25,6 +25,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from queuefront import tallytext
+from queuefront.item import IngestItem
 from queuefront.keys import Keys
 from queuefront.routes import Route
 
@@ -80,13 +81,13 @@ return 1
 """
 
 
-def deltas_for(route: Route, items: Iterable[Mapping[str, Any]], keys: Keys) -> Deltas:
+def deltas_for(route: Route, items: Iterable[IngestItem], keys: Keys) -> Deltas:
     """Increments for the tally of ``route`` from the rows that were actually inserted."""
     assert route.tally is not None
     out: Deltas = defaultdict(lambda: defaultdict(int))
     for item in items:
-        key = keys.tally(route.name, tallytext.encode(item[route.tally.group]))
-        out[key][tallytext.encode(item[route.tally.count])] += 1
+        key = keys.tally(route.name, tallytext.encode(item.fields[route.tally.group]))
+        out[key][tallytext.encode(item.fields[route.tally.count])] += 1
     return {k: dict(v) for k, v in out.items()}
 
 

@@ -381,14 +381,14 @@ MUTATIONS = [
     Mutation(
         "writer: one id in one batch counts each time",
         "queuefront/sink.py",
-        "            if item_id in seen:\n                continue",
-        "            if item_id in seen:\n                pass",
+        "        if item.id in seen:\n            continue",
+        "        if item.id in seen:\n            pass",
         (f"{INGEST}::test_retries_with_one_key_in_one_batch_count_once",),
     ),
     Mutation(
         "writer: a retry that stored nothing still counts",
         "workers/writer/store.py",
-        'new_items = [i for i in unique if i["id"] in new_ids]',
+        "new_items = [i for i in unique if i.id in new_ids]",
         "new_items = list(unique)",
         (f"{INGEST}::test_idempotency_keys",),
     ),
@@ -1041,7 +1041,9 @@ MUTATIONS = [
         "writer: direct bodies stored without the sink's check",
         "workers/writer/direct.py",
         "        raise Refused(REASON_INVALID, str(exc)) from None",
-        '        return route, {"id": item_id(request_id), "received_at": received_at}',
+        "        return route, IngestItem(\n"
+        "            id=item_id(request_id), received_at=received_at, fields={}\n"
+        "        )",
         (f"{DIRECT}::test_a_bad_vote_is_refused_to_the_dlq_with_its_reason",),
     ),
     Mutation(

@@ -33,6 +33,7 @@ import msgspec
 
 from queuefront import metrics, sink
 from queuefront.consumer import Held
+from queuefront.item import IngestItem
 from queuefront.routes import Route
 
 ROUTE_ATTRIBUTE = "route"
@@ -102,7 +103,7 @@ class Refused(Exception):
 
 def parse(
     attributes: Mapping[str, str], body: str, sinks: Mapping[str, Route], *, sent_at: float
-) -> tuple[Route, dict[str, Any]]:
+) -> tuple[Route, IngestItem]:
     """The route and the item of one direct message, or ``Refused``."""
     route_name = attributes.get(ROUTE_ATTRIBUTE, "")
     route = sinks.get(route_name)

@@ -16,7 +16,6 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import msgspec
 
@@ -24,6 +23,7 @@ from queuefront import metrics, sink
 from queuefront.consumer import Held, Poller, VisibilityKeeper
 from queuefront.envelope import decode_ingest
 from queuefront.failures import FailureLog
+from queuefront.item import IngestItem
 from queuefront.limits import MAX_RECEIVE_MESSAGES
 from queuefront.routes import Route
 from queuefront.telemetry import get_logger
@@ -48,7 +48,7 @@ class Parsed:
 
     held: Held
     route: Route | None
-    items: list[dict[str, Any]] = field(default_factory=list)
+    items: list[IngestItem] = field(default_factory=list)
     poison: str = ""
     refused: list[str] = field(default_factory=list)
     dead_letter: str = ""
@@ -78,7 +78,7 @@ def parse(held: Held, sinks: dict[str, Route]) -> Parsed:
         except sink.Invalid as exc:
             refused.append(str(exc))
             continue
-        items.append(item)
+        items.append(sink.item_of(route.sink, item))
     if refused:
         metrics.POISON_ROWS.labels(route.sink.table).inc(len(refused))
         FAILURES.note("items refused", table=route.sink.table, reason=refused[0])

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
 
 from queuefront import clock, metrics
+from queuefront.item import IngestItem
 
 
 def table_outcome(table: str, *, inserted: int, duplicates: int, rejected: int) -> None:
@@ -18,7 +18,7 @@ def table_outcome(table: str, *, inserted: int, duplicates: int, rejected: int) 
     metrics.POISON_ROWS.labels(table).inc(rejected)
 
 
-def committed(started: float, items: Iterable[list[dict[str, Any]]]) -> None:
+def committed(started: float, items: Iterable[list[IngestItem]]) -> None:
     """After a commit: its duration, its size and each item's time since the api took it."""
     metrics.COMMITS.inc()
     metrics.INSERT_DURATION.observe(time.perf_counter() - started)
@@ -27,5 +27,5 @@ def committed(started: float, items: Iterable[list[dict[str, Any]]]) -> None:
     for group in items:
         total += len(group)
         for item in group:
-            metrics.INGEST_LAG.observe(max(0.0, committed_at - item.get("received_at", 0)))
+            metrics.INGEST_LAG.observe(max(0.0, committed_at - item.received_at))
     metrics.BATCH_ROWS.observe(total)

@@ -40,7 +40,7 @@ async def settle(
         bad = (
             parsed.poison
             or parsed.refused
-            or any(i.get("id") in result.bad_ids for i in parsed.items)
+            or any(i.id in result.bad_ids for i in parsed.items)
         )
         (failed if bad else done).append(parsed.held)
         if bad:

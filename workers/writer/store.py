@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import asyncpg
 
 from queuefront import metrics, outbox, sink
 from queuefront.backoff import Backoff
+from queuefront.item import ID, IngestItem
 from queuefront.keys import Keys
 from queuefront.outbox import Connection, TallyOutbox
 from queuefront.routes import Route
@@ -65,7 +65,7 @@ class BatchStore:
     async def store(self, batch: list[Parsed]) -> BatchResult:
         """One transaction: every sink table's rows and the batch's tally deltas."""
         result = BatchResult()
-        by_route: dict[str, tuple[Route, list[dict[str, Any]]]] = {}
+        by_route: dict[str, tuple[Route, list[IngestItem]]] = {}
         for parsed in batch:
             if parsed.route is not None and parsed.items:
                 by_route.setdefault(parsed.route.name, (parsed.route, []))[1].extend(parsed.items)
@@ -80,7 +80,7 @@ class BatchStore:
                 unique, repeats = sink.first_occurrences(items)
                 new_ids, bad = await self._insert_isolating(conn, route, unique)
                 # only the first occurrence of an id may count: RETURNING names it once
-                new_items = [i for i in unique if i["id"] in new_ids]
+                new_items = [i for i in unique if i.id in new_ids]
                 duplicates = repeats + len(unique) - len(bad) - len(new_items)
                 observe.table_outcome(
                     route.sink.table,
@@ -90,7 +90,7 @@ class BatchStore:
                 )
                 result.new_rows += len(new_items)
                 result.duplicates += duplicates
-                result.bad_ids.update(i.get("id", "") for i in bad)
+                result.bad_ids.update(i.id for i in bad)
                 if route.tally is not None and new_items:
                     merge(result.deltas, deltas_for(route, new_items, self._keys))
             if result.deltas:
@@ -101,8 +101,8 @@ class BatchStore:
         return result
 
     async def _insert_isolating(
-        self, conn: Connection, route: Route, items: Sequence[Mapping[str, Any]]
-    ) -> tuple[set[str], list[Mapping[str, Any]]]:
+        self, conn: Connection, route: Route, items: Sequence[IngestItem]
+    ) -> tuple[set[str], list[IngestItem]]:
         """Inserts ``items``; a rejected row is isolated by halving. Returns (new ids, bad)."""
         assert route.sink is not None
         try:
@@ -110,11 +110,11 @@ class BatchStore:
                 rows = await conn.fetch(
                     sink.insert_sql(route.sink), *sink.columns(route.sink, items)
                 )
-            return {str(r["id"]) for r in rows}, []
+            return {str(r[ID]) for r in rows}, []  # RETURNING id
         except ROW_ERRORS as exc:
             if len(items) == 1:
                 log.warning(
-                    "row rejected", table=route.sink.table, item=items[0].get("id"), error=str(exc)
+                    "row rejected", table=route.sink.table, item=items[0].id, error=str(exc)
                 )
                 return set(), list(items)
         mid = len(items) // 2
