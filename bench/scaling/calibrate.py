@@ -13,10 +13,11 @@ The measured side is a run's ``summary.json`` (``bench/results/sla-<time>/``, wh
 ``make sla`` writes); by default the run recorded in docs/benchmarks.md
 (``bench/scaling/measured/sla-3c029eb.json``, transcribed from its tables). The
 benchmark's settings are that run's own (its ``args``, or its command line parsed by
-``bench.sla``'s parser). ``--backend measured`` (the default) gives the demo backend the
-per-call time that run measured at its knee; ``configured``, the service time it was
-started with. Disagreement is reported, not an error: the exit status is non-zero only
-when the run cannot be read or simulated. The comparison and what the model lacks:
+``bench.sla``'s parser). The demo backend's per-call time is its workers ÷ a capacity that
+run measured before its levels (``--backend``, ``BACKEND_CHOICES``): the backend's own
+(the default), the queued route's, or the service time it was started with. Disagreement
+is reported, not an error: the exit status is non-zero only when the run cannot be read or
+simulated. The comparison and what the model lacks:
 docs/scaling/calibration.md.
 """
 
@@ -41,6 +42,14 @@ RECORDED = Path(__file__).resolve().parent / "measured" / "sla-3c029eb.json"
 AGREEMENT = 0.20
 """Predicted within ±20 % of measured (issue 18 §2) on goodput and on shed share."""
 SUMMARY_FIELDS = {f.name for f in fields(LevelSummary)}
+BACKEND_CHOICES = {
+    "measured": "its workers ÷ the backend's capacity the run measured first (closed loop, "
+    "one client per worker)",
+    "route": "its workers ÷ the queued route's capacity the run measured next (closed loop, "
+    "128 clients, through the worker)",
+    "configured": "the service time it was started with",
+}
+"""Where the demo backend's per-call time comes from (``--backend``)."""
 
 
 class MeasuredError(ValueError):
@@ -54,6 +63,7 @@ class MeasuredRun:
     source: str
     args: argparse.Namespace
     backend_measured_per_s: float
+    queued_measured_per_s: float
     capacity_used_per_s: float
     levels: tuple[LevelSummary, ...]
     overload: tuple[LevelSummary, ...]
@@ -70,6 +80,7 @@ class MeasuredRun:
                 source=str(raw.get("source", path)),
                 args=args,
                 backend_measured_per_s=float(raw["capacity"]["backend_measured_per_s"]),
+                queued_measured_per_s=float(raw["capacity"]["queued_measured_per_s"]),
                 capacity_used_per_s=float(raw["capacity_used_per_s"]),
                 levels=tuple(_summary(r) for r in raw["levels"]),
                 overload=tuple(_summary(r) for r in raw.get("overload", [])),
@@ -92,10 +103,9 @@ def _summary(raw: dict[str, Any]) -> LevelSummary:
 
 def machine_constants(run: MeasuredRun, backend: str, step_s: float | None) -> MachineConstants:
     machine = MachineConstants()
-    if backend == "measured":
-        machine = replace(
-            machine, backend_call_s=run.args.backend_workers / run.backend_measured_per_s
-        )
+    per_s = {"measured": run.backend_measured_per_s, "route": run.queued_measured_per_s}
+    if backend in per_s:
+        machine = replace(machine, backend_call_s=run.args.backend_workers / per_s[backend])
     if step_s is not None:
         machine = replace(machine, step_s=step_s)
     return machine
@@ -160,6 +170,11 @@ def _num(value: float, fmt: str = ",.0f") -> str:
     return "-" if math.isnan(value) else format(value, fmt)
 
 
+def _ms(value: float) -> str:
+    """Milliseconds: whole ones, tenths below 10 (a cached answer's)."""
+    return _num(value, ".1f" if value < 10 else ",.0f")
+
+
 def _ratio(value: float) -> str:
     return "-" if math.isnan(value) else ("∞" if math.isinf(value) else f"{value:.2f}")
 
@@ -184,7 +199,7 @@ def table(rows: Sequence[Comparison]) -> list[str]:
             f"| {_ratio(c.goodput_ratio())} "
             f"| {_num(100 * m.share('503') if m else nan, '.1f')} "
             f"| {_num(100 * p.share('503'), '.1f')} | {_ratio(c.shed_ratio())} "
-            f"| {_num(m.p99_ms if m else nan)} | {_num(p.p99_ms)} | {_ratio(c.p99_ratio())} "
+            f"| {_ms(m.p99_ms if m else nan)} | {_ms(p.p99_ms)} | {_ratio(c.p99_ratio())} "
             f"| {verdict} | {agrees} |"
         )
     return out
@@ -246,9 +261,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--backend",
-        choices=("measured", "configured"),
+        choices=BACKEND_CHOICES,
         default="measured",
-        help="the demo backend's per-call time: as the run measured it, or as configured",
+        help="the demo backend's per-call time: "
+        + "; ".join(f"{k}: {v}" for k, v in BACKEND_CHOICES.items()),
     )
     parser.add_argument("--step-s", type=float, help="simulation step (default 0.01)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -267,11 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     call = machine.backend_call_s
     print(
         f"Measured: {run.source}\n\nBackend call: "
-        + (
-            f"{call * 1000:.1f} ms (measured at its knee)"
-            if call
-            else f"{run.args.backend_service_ms:g} ms (configured)"
-        )
+        + (f"{call * 1000:.1f} ms" if call else f"{run.args.backend_service_ms:g} ms")
+        + f" ({BACKEND_CHOICES[args.backend]})"
         + f"; SQS delivery {machine.sqs_delivery_s * 1000:.0f} ms; step {machine.step_s} s. "
         "The old architecture is not simulated (bench/scaling/machine.py, PATH_CLASS).\n"
     )

@@ -47,9 +47,13 @@ class MachineConstants:
     """What the simulator needs about this machine that neither the benchmark nor the
     settings say."""
 
-    sqs_delivery_s: float = AWS_DEFAULT.sqs_delivery_s
-    """Send to receivable on the local SQS emulator with a worker's long poll waiting:
-    the simulator's AWS figure, which states ~10-20 ms measured on the emulator."""
+    sqs_delivery_s: float = 0.027
+    """The api's send to the worker's receive on the local SQS emulator: the median at the
+    SLA levels below capacity, measured by ``python -m bench.scaling.sqs_delivery
+    --seconds 10`` (2026-12-07 08:34, load average 3.6-3.9 from other work): 27.2 ms at
+    58/s, 26.5 ms at 333/s, 19.4 ms at 583/s; p99 52, 65 and 43 ms. The emulator answers a
+    receive when it has as many messages as asked or its wait (a short poll's too: 40 ms)
+    ends, so the delay is spread over a poll cycle, which one constant does not spread."""
 
     backend_call_s: float | None = None
     """One demo backend call as this machine serves it, seconds: its workers ÷ the
