@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import resource
 import time
 from array import array
 from collections import Counter, deque
@@ -36,6 +35,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import partial
 from typing import Protocol, cast
+
+from bench.measure import self_cpu_s
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 TIMER_RESOLUTION_S = 0.001
@@ -68,12 +69,6 @@ class Failure(IntEnum):
 def outcome_name(status: int) -> str:
     """``"200"``, ``"503"``, ... for answers; ``"connect_error"``, ... for failures."""
     return str(status) if status > 0 else Failure(status).name.lower()
-
-
-def cpu_seconds() -> float:
-    """User + system CPU of this process so far."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def request_bytes(host: str, port: int, path: str, i: int) -> bytes:
@@ -454,7 +449,7 @@ class _OpenLoop:
                     self._resolve(req, Failure.CONNECT_TIMEOUT)
 
     async def run(self) -> OpenLoopResult:
-        cpu0, wall0 = cpu_seconds(), time.perf_counter()
+        cpu0, wall0 = self_cpu_s(), time.perf_counter()
         self._t0 = time.perf_counter() + START_LEAD_S
         loops = [
             self._loop.create_task(self._schedule()),
@@ -472,7 +467,7 @@ class _OpenLoop:
             await asyncio.gather(*loops, *self._tasks, return_exceptions=True)
             for conn in list(self._conns):
                 conn.abort()
-            self.result.cpu_s = cpu_seconds() - cpu0
+            self.result.cpu_s = self_cpu_s() - cpu0
             self.result.wall_s = time.perf_counter() - wall0
         return self.result
 

@@ -44,6 +44,7 @@ import aiohttp
 import uvloop
 from redis.asyncio import Redis
 
+from bench.measure import CpuMeter, process_reader
 from bench.openloop import OpenLoopResult, closed_loop, open_loop, outcome_name
 from bench.sla_report import (
     PATH_LABELS,
@@ -99,17 +100,6 @@ def raise_fd_limit() -> int:
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def proc_cpu_s(pid: int) -> float:
-    """User + system CPU of another process, from /proc (NaN once it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return math.nan
-    # fields after the command name start at "state" (field 3); utime, stime are 14, 15
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -168,15 +158,15 @@ class Bench:
                 log("backend or queue still busy after the settle limit; going on")
         await asyncio.sleep(self.args.cooldown_s)
 
-    def cpu_snapshot(self) -> dict[str, float]:
-        return {name: proc_cpu_s(pid) for name, pid in self.pids.items()}
+    def cpu_meter(self) -> CpuMeter:
+        return CpuMeter({name: process_reader(pid) for name, pid in self.pids.items()})
 
     async def run_level(
         self, target: Endpoint, level_per_min: int, window_s: float
     ) -> LevelSummary:
         n = max(1, round(level_per_min * window_s / 60))
         load = os.getloadavg()[0]
-        before, wall0 = self.cpu_snapshot(), time.perf_counter()
+        meter, wall0 = self.cpu_meter(), time.perf_counter()
         result = await open_loop(
             "127.0.0.1",
             target.port,
@@ -187,10 +177,10 @@ class Bench:
             max_connections=self.max_connections,
         )
         wall = time.perf_counter() - wall0
-        after = self.cpu_snapshot()
+        used = meter.used_s()
         row = summarize(target.name, level_per_min, target.reply_window_s, result)
         row.load_average = load
-        row.cpu_cores = {name: (after[name] - before[name]) / wall for name in before}
+        row.cpu_cores = {name: seconds / wall for name, seconds in used.items()}
         row.cpu_cores["generator"] = result.cpu_s / wall
         self.save_requests(target.name, level_per_min, result)
         log(

@@ -45,6 +45,7 @@ from pathlib import Path
 
 import asyncpg
 
+from bench.measure import CpuMeter, machine_reader, process_reader, speed_probe_s
 from bench.scaling.figures import FIGURES_PATH, PathFigures, ThroughputFigures
 from devstack import Proc, Stack, metric, new_stack_env, start_backend, start_emulator
 from queuefront.migrate import migrate
@@ -58,7 +59,6 @@ STORED_WITHIN_S = 10.0
 """The issue's check: every accepted vote is stored this long after the last answer."""
 VCPU_HOUR_USD = 0.04048
 """Fargate Linux/x86 price per vCPU-hour (us-east-1, on demand, 2026)."""
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 VOTE_SCRIPT = """
 local n = 0
@@ -137,84 +137,15 @@ def run_wrk(url: str, seconds: int, connections: int, script: Path | None) -> Wr
     return parse_wrk(out)
 
 
-@dataclass(frozen=True)
-class ProcStat:
-    name: str
-    parent: int
-    cpu_s: float
-    """utime + stime so far."""
+def cpu_meter(procs: dict[str, Proc]) -> CpuMeter:
+    """CPU of named process groups (each a process tree) and of the whole machine."""
+    readers = {k: process_reader(p.popen.pid) for k, p in procs.items()}
+    return CpuMeter({**readers, "machine": machine_reader()})
 
 
-def processes() -> dict[int, ProcStat]:
-    """Every process of the machine, from one pass over ``/proc/<pid>/stat``."""
-    out = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1]
-            fields = rest.split()
-            cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
-            out[int(entry.name)] = ProcStat(name, int(fields[1]), cpu)
-    return out
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU seconds of the process and its descendants (an api with several processes
-    is a tree)."""
-    procs = processes()
-    children: dict[int, list[int]] = {}
-    for child, stat in procs.items():
-        children.setdefault(stat.parent, []).append(child)
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
-        total += procs[p].cpu_s if p in procs else 0.0
-        todo.extend(children.get(p, []))
-    return total
-
-
-def named_cpu_seconds(name: str) -> float | None:
-    """CPU seconds of every process called ``name``; None when none runs."""
-    used = [stat.cpu_s for stat in processes().values() if stat.name == name]
-    return sum(used) if used else None
-
-
-SPEED_PROBE_LOOPS = 30_000_000
-"""A fixed pure-Python loop: ``sum(range(30_000_000))``."""
-
-
-def speed_probe_s() -> float:
-    """CPU seconds the fixed loop takes now: how fast this machine's cores are at the
-    moment. On the development VM the same loop took 0.34 s at one moment and 0.60-0.69 s
-    minutes later (a host shared with others), and every CPU-bound figure moved with it;
-    each run prints the probe so its figures can be read against the machine's speed."""
-    started = time.process_time()
-    sum(range(SPEED_PROBE_LOOPS))
-    return time.process_time() - started
-
-
-def machine_busy_seconds() -> float:
-    """CPU time the whole machine spent busy (all cores, everything but idle and iowait):
-    what a request costs including Postgres, Redis, the kernel and the load generator."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
-
-
-class Meter:
-    """CPU of named process groups (and of the whole machine) over one run."""
-
-    def __init__(self, procs: dict[str, Proc]) -> None:
-        self.procs = procs
-        self._start = {k: cpu_seconds(p.popen.pid) for k, p in procs.items()}
-        self._machine = machine_busy_seconds()
-
-    def per_request_ms(self, answered: int) -> dict[str, float]:
-        used = {k: cpu_seconds(p.popen.pid) - self._start[k] for k, p in self.procs.items()}
-        used["machine"] = machine_busy_seconds() - self._machine
-        return {k: 1000.0 * v / max(answered, 1) for k, v in used.items()}
+def per_request_ms(meter: CpuMeter, answered: int) -> dict[str, float]:
+    """ms of CPU per answered request of each group the meter reads, since it started."""
+    return {k: 1000.0 * v / max(answered, 1) for k, v in meter.used_s().items()}
 
 
 async def count_rows(db_url: str) -> int:
@@ -317,7 +248,7 @@ async def measure(
     rows_before = await count_rows(native.db_url) if name == "votes" else 0
     # read outside the CPU window: the scrape costs the processes a little CPU
     calls_before = await sqs_calls(native) if name != "direct" else {}
-    meter = Meter(meters)
+    meter = cpu_meter(meters)
     result = run_wrk(url, seconds, connections, lua)
     answered = result.requests - result.non_2xx
     sample = Sample(result, {})
@@ -326,7 +257,7 @@ async def measure(
             native.db_url, rows_before + answered, STORED_WITHIN_S
         )
     # writer CPU includes the storing that runs after wrk stops
-    sample.cpu_ms = meter.per_request_ms(answered)
+    sample.cpu_ms = per_request_ms(meter, answered)
     if calls_before:
         calls_after = await sqs_calls(native)
         sample.sqs_calls = {
