@@ -7,7 +7,7 @@ itself (``docker compose -p <project> up -d --build --wait``, without Grafana, w
 image is not needed here) and takes down again (``down -v``) at the end.
 
 - **votes**: ``wrk -t1 -c64 -d15s`` POSTs ``{"choice":N,"voter":"viewer-N"}`` to
-  ``/api/polls/<poll>/votes`` (the Lua script of ``bench.throughput``, a new poll per
+  ``/api/polls/<poll>/votes`` (``bench.closedloop.votes_script``, a new poll per
   round), counts the answers that are not 2xx, then checks that every accepted vote is
   in Postgres (``docker compose exec postgres psql``) within ``STORED_WITHIN_S``.
 - **priority**: ``--normals`` slow normal requests (``GET /api/items/{n}`` with
@@ -32,19 +32,18 @@ import fcntl
 import ipaddress
 import json
 import os
-import shutil
 import statistics
 import subprocess
-import tempfile
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import aiohttp
 
+from bench import closedloop
+from bench.closedloop import WrkResult
 from bench.measure import (
     CpuMeter,
     CpuTime,
@@ -59,12 +58,9 @@ from bench.measure import (
 from bench.throughput import (
     BACKEND_CONCURRENCY,
     STORED_WITHIN_S,
-    VOTE_SCRIPT,
     Sample,
-    WrkResult,
     measure,
     native_stack,
-    run_wrk,
 )
 from devstack import ROOT
 from devstack.compose import COMPOSE_SERVICES as SERVICES
@@ -283,17 +279,16 @@ def stored_count(project: str, poll: str) -> int:
     return int(psql(project, f"SELECT count(*) FROM votes WHERE poll_id = '{poll}'") or 0)
 
 
-def votes_check(args: argparse.Namespace, script_dir: Path, via: str, url: str) -> VotesSample:
+def votes_check(args: argparse.Namespace, via: str, url: str) -> VotesSample:
     poll = f"bench-{uuid.uuid4().hex[:8]}"
-    script = script_dir / f"{poll}.lua"
-    script.write_text(VOTE_SCRIPT.replace("/api/polls/bench/votes", f"/api/polls/{poll}/votes"))
+    script = closedloop.votes_script(f"/api/polls/{poll}/votes")
     with bench_lock(args.lock):
         load = os.getloadavg()[0]
         meter, host = service_meter(args.project), host_meter()
         started = time.monotonic()
-        result = run_wrk(url, args.seconds, args.connections, script)
+        result = closedloop.run(url, seconds=args.seconds, connections=args.connections, lua=script)
         ended = time.monotonic()
-        accepted = result.requests - result.non_2xx
+        accepted = result.ok
         stored_s: float | None = None
         while time.monotonic() - ended <= STORED_WITHIN_S:
             if stored_count(args.project, poll) >= accepted:
@@ -521,7 +516,6 @@ async def run_checks(args: argparse.Namespace) -> Results:
     results = Results(
         userland_proxy=named_cpu_s(USERLAND_PROXY) is not None, probes=[speed_probe_s()]
     )
-    script_dir = Path(tempfile.mkdtemp(prefix="qf-bench-compose-"))
     urls = {
         via: f"http://{address_of(args.project, VIA_SERVICE[via])}:8080"
         if via in VIA_SERVICE
@@ -556,7 +550,7 @@ async def run_checks(args: argparse.Namespace) -> Results:
                 await asyncio.sleep(args.pause_s)
             if "votes" in args.checks:
                 for via in args.via:
-                    sample = await asyncio.to_thread(votes_check, args, script_dir, via, urls[via])
+                    sample = await asyncio.to_thread(votes_check, args, via, urls[via])
                     results.votes.append(sample)
                     await asyncio.sleep(args.pause_s)
             if "priority" in args.checks:
@@ -606,7 +600,7 @@ def main() -> None:
     parser.add_argument("--label", default="compose")
     parser.add_argument("--lock", default=None, help="flock this file around each check's load")
     args = parser.parse_args()
-    assert shutil.which("wrk"), "wrk is needed (apt-get install wrk)"
+    assert closedloop.wrk_path(), closedloop.INSTALL_HINT
     assert args.url.startswith(("http://127.0.0.1", "http://localhost")), "local stacks only"
     scale = ["--scale", f"api={args.api_replicas}"] if args.api_replicas else []
     if args.up:
