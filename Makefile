@@ -113,8 +113,9 @@ bench: deps $(BIN)/wrk
 	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
 
 # the kiosk's SLA table (old architecture, queued route, cached route); about 40 minutes.
-# SLA_ARGS=--quick for a smoke run (under 2 minutes); see bench/README.md
-sla: deps
+# SLA_ARGS=--quick for a smoke run (under 2 minutes); see bench/README.md. wrk measures
+# the capacities
+sla: deps $(BIN)/wrk
 	$(BIN)/python -m bench.sla $(SLA_ARGS)
 
 clean:
