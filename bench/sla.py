@@ -76,16 +76,7 @@ level its backend cannot serve: the backend must be able to take that much, and 
 architecture runs against the same backend."""
 SEED_LEVELS = [600, 1_200, 2_000, 3_500]
 DEFAULT_LEVELS = [
-    *SEED_LEVELS,
-    5_000,
-    10_000,
-    20_000,
-    35_000,
-    40_000,
-    45_000,
-    60_000,
-    120_000,
-    300_000,
+    *SEED_LEVELS, 5_000, 10_000, 20_000, 35_000, 40_000, 45_000, 60_000, 120_000, 300_000
 ]
 QUICK_LEVELS = [2_000, 35_000]
 PATHS = ("old", "queued", "cached")
@@ -237,13 +228,13 @@ async def warm_cache(api_url: str) -> None:
     raise RuntimeError(f"{url} is not served from cache after 20 tries")
 
 
-async def closed_loop(port: int, template: str, connections: int, seconds: float) -> WrkResult:
+async def closed_loop(port: int, template: str, connections: int, seconds: int) -> WrkResult:
     """What a path sustains with ``connections`` clients each waiting on its answer (wrk,
     every request a new item), run in a thread so the event loop stays free meanwhile."""
     return await asyncio.to_thread(
         closedloop.run,
         f"http://127.0.0.1:{port}",
-        seconds=round(seconds),
+        seconds=seconds,
         connections=connections,
         lua=closedloop.path_script(template),
     )

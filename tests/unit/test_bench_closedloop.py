@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.closedloop import WrkResult, parse_wrk, path_script, run, votes_script
+from bench.closedloop import WrkResult, local, parse_wrk, path_script, run, votes_script
 
 REPORT = """Running 1s test @ http://127.0.0.1:18937
   1 threads and 2 connections
@@ -60,6 +60,9 @@ def test_scripts_number_their_requests() -> None:
     assert """'{"choice":%d,"voter":"viewer-%d"}', n % 5, n""" in votes
 
 
-def test_only_loopback() -> None:
-    with pytest.raises(AssertionError, match="loopback"):
+def test_only_this_machine() -> None:
+    assert local("http://127.0.0.1:8080") and local("http://localhost:1")
+    assert local("http://172.18.0.3:8080")  # a container of bench.compose's own stack
+    assert not local("http://example.com") and not local("http://8.8.8.8")
+    with pytest.raises(AssertionError, match="this machine"):
         run("http://example.com", seconds=1, connections=1)
