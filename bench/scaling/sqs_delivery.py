@@ -28,8 +28,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import sla
+from bench.measure import percentile
 from bench.scaling.workers import receivers_per_queue
-from bench.sla_stats import percentile
 from devstack import new_stack_env, start_emulator
 from queuefront.consumer import Poller
 from queuefront.limits import MAX_RECEIVE_MESSAGES
