@@ -76,6 +76,14 @@ class MeasuredRun:
                 args = argparse.Namespace(**raw["args"])
             else:  # a transcription: its command line, parsed as the run parsed it
                 args = sla.parse_args([str(a) for a in raw.get("argv", [])])
+            # what the run's report states must be what its arguments give: bench.sla's
+            # defaults may have moved since the run
+            for name, value in raw.get("stated_args", {}).items():
+                if getattr(args, name, None) != value:
+                    raise MeasuredError(
+                        f"{path}: the run had {name} = {value!r}, its arguments give "
+                        f"{getattr(args, name, None)!r} (bench.sla's defaults changed?)"
+                    )
             return cls(
                 source=str(raw.get("source", path)),
                 args=args,

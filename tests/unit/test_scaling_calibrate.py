@@ -175,3 +175,15 @@ def test_the_cli_reports_disagreement_with_status_0_and_errors_with_2(
     assert out["rows"][0]["agrees"] is False
     assert calibrate.main(["--measured", str(tmp_path / "missing.json")]) == 2
     assert "missing.json" in capsys.readouterr().err
+
+
+def test_a_run_whose_stated_settings_today_s_defaults_do_not_give_is_refused(
+    tmp_path: Path,
+) -> None:
+    raw = json.loads(calibrate.RECORDED.read_text())
+    assert raw["stated_args"]["worker_concurrency"] == sla.parse_args([]).worker_concurrency
+    raw["stated_args"]["backend_workers"] = 21
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(calibrate.MeasuredError, match="backend_workers"):
+        calibrate.MeasuredRun.load(path)
