@@ -59,7 +59,7 @@ TOMBSTONE_TIMEOUT_S = 0.5
 
 
 def reply_response(reply: Reply, route: Route, cache_state: str | None) -> web.Response:
-    # the worker kept only the headers that may be returned (workers/backend.py)
+    # the worker kept only the headers that may be returned (workers/priority/backend.py)
     response = web.Response(status=reply.status, body=reply.body, headers=reply.headers)
     if cache_state is not None:
         response.headers["X-Cache"] = cache_state

@@ -3,7 +3,7 @@
 When a send fails or its acknowledgement does not come in time, SQS may still have the
 message (an answer lost is not a message lost), and a worker may receive it at any
 moment. The api then settles the request in ONE atomic step (a Lua script), against the
-keys the worker's claim uses (``workers.handback``: ``SET claim:<id> NX``, then ``GET
+keys the worker's claim uses (``workers.priority.handback``: ``SET claim:<id> NX``, then ``GET
 reply:<id>``, in that order):
 
 - ``reply:<id>`` exists: the request is answered (``replied``, with that reply);

@@ -67,6 +67,7 @@ SCALING_SIM = "tests/unit/test_scaling_sim.py"
 SCALING_TF = "tests/unit/test_scaling_terraform.py"
 SCALING_POLICY = "tests/unit/test_scaling_policy.py"
 SIGNAL_UNIT = "tests/unit/test_scaling_signal.py"
+CALIBRATION = "tests/unit/test_scaling_calibrate.py"
 SIGNAL_INTEGRATION = "tests/integration/test_scaling_signal.py"
 SCALE_IN_TEST = "test_target_tracking_scales_in_after_fifteen_datapoints_below_ninety_percent"
 SCALE_IN_COOLDOWN_TEST = "test_scale_in_cooldown_blocks_the_next_scale_in_and_a_scale_out_ends_it"
@@ -450,17 +451,17 @@ MUTATIONS = [
         "    if False:",
         (f"{PROXY}::test_bad_input",),
     ),
-    # --- the worker (workers/backend.py, workers/handback.py) ---------------------------
+    # --- the worker (workers/priority/backend.py, handback.py) --------------------------
     Mutation(
         "backend: a 502 names the backend's address",
-        "workers/backend.py",
+        "workers/priority/backend.py",
         '"bad_gateway", "the backend could not be reached")',
         '"bad_gateway", f"the backend could not be reached: {exc}")',
         (f"{OWNERSHIP}::test_bad_gateway_answers_name_no_backend_address",),
     ),
     Mutation(
         "backend: a request that cannot be sent raises out of call",
-        "workers/backend.py",
+        "workers/priority/backend.py",
         "        except Exception as exc:"
         "  # a request that cannot even be sent (bad URL, headers)\n"
         '            FAILURES.note("request not forwardable", exc, traceback=True,'
@@ -474,7 +475,7 @@ MUTATIONS = [
     ),
     Mutation(
         "claim: another worker's claim is ignored",
-        "workers/handback.py",
+        "workers/priority/handback.py",
         'outcomes.append(Claim("mine" if won else "elsewhere"))',
         'outcomes.append(Claim("mine"))',
         (
@@ -484,7 +485,7 @@ MUTATIONS = [
     ),
     Mutation(
         "claim: a stored reply is ignored",
-        "workers/handback.py",
+        "workers/priority/handback.py",
         "            elif stored is not None:",
         "            elif False:",
         (
@@ -505,21 +506,21 @@ MUTATIONS = [
     ),
     Mutation(
         "worker: a failure after the backend call decided as if it had not started",
-        "workers/priority.py",
+        "workers/priority/handle.py",
         "            if held.backend_started:\n                await self._answer_instead(",
         "            if False:\n                await self._answer_instead(",
         (f"{HANDBACK}::test_a_reply_redis_refuses_is_answered_and_never_called_again",),
     ),
     Mutation(
         "handback: a reply Redis refuses to store is retried until the deadline",
-        "workers/handback.py",
+        "workers/priority/handback.py",
         "                if not refusals_pass and not redis_away(exc):",
         "                if False:",
         (f"{HANDBACK}::test_a_reply_redis_refuses_is_answered_and_never_called_again",),
     ),
     Mutation(
         "backend: the body is read without a bound",
-        "workers/backend.py",
+        "workers/priority/backend.py",
         "            if size > limit:",
         "            if False:",
         (f"{HANDBACK}::test_a_backend_answer_larger_than_the_reply_limit_gets_502",),
@@ -588,49 +589,49 @@ MUTATIONS = [
     # --- messages are claims, not instructions (issue 16) ------------------------------
     Mutation(
         "trust: a message's cache key taken as it is",
-        "workers/trust.py",
+        "workers/priority/trust.py",
         '        if serial == spec.key or not serial:\n            raise Refused("cache",',
         '        if False:\n            raise Refused("cache",',
         (f"{TRUST}::test_forged_messages_are_refused_and_never_executed",),
     ),
     Mutation(
         "trust: a message's cache field taken as it is",
-        "workers/trust.py",
+        "workers/priority/trust.py",
         "        if spec.field != cache.field(route.name, env.path, vary):",
         "        if False:",
         (f"{TRUST}::test_forged_messages_are_refused_and_never_executed",),
     ),
     Mutation(
         "trust: a message's cache TTL taken as it is",
-        "workers/trust.py",
+        "workers/priority/trust.py",
         "            ttl_s=route.cache.ttl_s,",
         "            ttl_s=spec.ttl_s,",
         (f"{TRUST}::test_an_honest_cached_message_is_stored_as_the_route_table_says",),
     ),
     Mutation(
         "trust: replies published on any channel",
-        "workers/trust.py",
+        "workers/priority/trust.py",
         "        if tail == env.reply_to or not _CHANNEL_TAIL.fullmatch(tail):",
         "        if False:",
         (f"{TRUST}::test_forged_messages_are_refused_and_never_executed",),
     ),
     Mutation(
         "trust: any backend path the message names",
-        "workers/trust.py",
+        "workers/priority/trust.py",
         "        if not target_pattern(upstream_template(route)).fullmatch(path):",
         "        if False:",
         (f"{TRUST}::test_forged_messages_are_refused_and_never_executed",),
     ),
     Mutation(
         "trust: a forged message's override headers passed on",
-        "workers/trust.py",
+        "workers/priority/trust.py",
         "    drop = _ALWAYS_DROPPED | (OVERRIDES - route.named_forwards)",
         "    drop = _ALWAYS_DROPPED",
         (f"{TRUST}::test_a_forged_message_passes_no_header_the_api_would_withhold",),
     ),
     Mutation(
         "trust: messages not checked at all",
-        "workers/priority.py",
+        "workers/priority/handle.py",
         "            env = self._check.check(decode_request(held.message.body))",
         "            env = decode_request(held.message.body)",
         (f"{TRUST}::test_forged_messages_are_refused_and_never_executed",),
@@ -940,14 +941,14 @@ MUTATIONS = [
     ),
     Mutation(
         "handback: a keyed request's reply lives only QF_REPLY_TTL_S",
-        "workers/handback.py",
+        "workers/priority/handback.py",
         "ttl_s = max(self._reply_ttl_s, min(env.keep_s, KEEP_REPLY_MAX_S))",
         "ttl_s = self._reply_ttl_s",
         (f"{SQS_RULES}::test_a_keyed_retry_long_after_the_504_replays_the_answer",),
     ),
     Mutation(
         "handback: a keyed request's claim lives only 60 s past its deadline",
-        "workers/handback.py",
+        "workers/priority/handback.py",
         "CLAIM_GRACE_S, min(env.keep_s, KEEP_REPLY_MAX_S))",
         "CLAIM_GRACE_S)",
         (f"{SQS_RULES}::test_a_keyed_retry_long_after_the_504_replays_the_answer",),
@@ -991,7 +992,7 @@ MUTATIONS = [
     # --- start-up and restarts on a busy machine (service/__main__.py, workers/) --------
     Mutation(
         "worker: at shutdown, what it took ahead is given back while its own polls are out",
-        "workers/priority.py",
+        "workers/priority/loop.py",
         "        await asyncio.gather(*receivers, return_exceptions=True)"
         "  # polls are never abandoned\n"
         "        with contextlib.suppress(TimeoutError):\n"
@@ -1515,6 +1516,28 @@ MUTATIONS = [
         "            worst is None or worst[0] >= GOODPUT_SHARE,",
         "            True,",
         (f"{SCALING_POLICY}::test_every_shipped_scenario_holds_its_criteria",),
+    ),
+    # --- the simulator calibrated against make sla (issue 18 §2) --------------------------
+    Mutation(
+        "calibration: the worker's slots typed in, not the SLA benchmark's",
+        "bench/scaling/machine.py",
+        'new_stack_env({"QF_WORKER_CONCURRENCY": str(args.worker_concurrency)})',
+        'new_stack_env({"QF_WORKER_CONCURRENCY": "40"})',
+        (f"{CALIBRATION}::test_a_changed_benchmark_setting_changes_the_machine",),
+    ),
+    Mutation(
+        "calibration: the demo backend without its collapse",
+        "bench/scaling/machine.py",
+        "        collapse=True,\n",
+        "        collapse=False,\n",
+        (f"{CALIBRATION}::test_the_machine_is_the_sla_benchmarks",),
+    ),
+    Mutation(
+        "calibration: agreement on goodput alone",
+        "bench/scaling/calibrate.py",
+        "for r in (self.goodput_ratio(), self.shed_ratio())",
+        "for r in (self.goodput_ratio(),)",
+        (f"{CALIBRATION}::test_a_summary_json_compares_level_by_level",),
     ),
 ]
 

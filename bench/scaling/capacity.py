@@ -57,7 +57,7 @@ class Mix:
 REDIS = {
     # commands one request costs Redis, counted from the code (not measured):
     "rate_limit": 4,  # service/ratelimit.py: EVALSHA of the GCRA (TIME, GET, SET inside)
-    # workers/handback.py: SET claim NX + GET reply (one pipeline), SET reply + PUBLISH
+    # workers/priority/handback.py: SET claim NX + GET reply (one pipeline), SET reply + PUBLISH
     "queued": 4,
     "cached_miss": 2,  # queuefront/cache.py: the fill's lease (SET NX) and the cached value (SET)
     "cached_hit_local_miss": 2,  # queuefront/cache.py: GET generation + GET value (pipelined)

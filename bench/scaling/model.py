@@ -61,7 +61,7 @@ class ModelConstants:
     before new ones are refused."""
 
     worker_refuses_late: bool = False
-    """A product change, simulated only (workers/priority.py does not do it): a worker
+    """A product change, simulated only (workers/priority/ does not do it): a worker
     answers 503 at once, without calling the backend, a message whose remaining window is
     shorter than the backend's current service time as the worker sees it (the mean of its
     last completions, never less than the age of its oldest call in flight). Off: what

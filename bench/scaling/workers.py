@@ -2,7 +2,7 @@
 
 Between two simulation steps this is event-driven: a call ends at its own time, the slot
 it frees takes the next message at that moment, so a 1.6 s call in 1 s steps keeps its
-slot exactly 1.6 s. What the workers do follows ``workers/priority.py``:
+slot exactly 1.6 s. What the workers do follows ``workers/priority/loop.py``:
 
 - strict priority: a free slot takes the oldest available high message; normal messages
   only while no high one is available;
@@ -29,7 +29,11 @@ from bench.scaling.model import Batch, Cohort, Priority
 from bench.scaling.scenario import Backend
 from examples.legacy_backend import service_time_s
 from queuefront.drain import SERVICE_WINDOW_S
-from workers.priority import MAX_RECEIVERS_PER_QUEUE, PREFETCH_PER_RECEIVER, RECEIVERS_PER_SLOTS
+from workers.priority.loop import (
+    MAX_RECEIVERS_PER_QUEUE,
+    PREFETCH_PER_RECEIVER,
+    RECEIVERS_PER_SLOTS,
+)
 
 PRIORITIES: tuple[Priority, ...] = ("high", "normal")
 SPREAD_GROUPS = 5
@@ -37,12 +41,12 @@ SPREAD_GROUPS = 5
 
 
 def receivers_per_queue(concurrency: int) -> int:
-    """Receive loops a worker task runs per queue (workers/priority.py)."""
+    """Receive loops a worker task runs per queue (workers/priority/loop.py)."""
     return max(1, min(MAX_RECEIVERS_PER_QUEUE, concurrency // RECEIVERS_PER_SLOTS))
 
 
 def prefetch_per_task(concurrency: int) -> int:
-    """Messages one worker task receives ahead of its free slots (workers/priority.py)."""
+    """Messages one worker task receives ahead of its free slots (workers/priority/loop.py)."""
     return min(concurrency, PREFETCH_PER_RECEIVER * receivers_per_queue(concurrency))
 
 
@@ -101,7 +105,7 @@ class WorkerPool:
         self._cpu_left = 0.0
         self.refuse_late = False
         """A product change the simulator can show (``ModelConstants.worker_refuses_late``,
-        off by default; workers/priority.py does not do it): a worker that takes a message
+        off by default; workers/priority/loop.py does not do it): a worker that takes a message
         whose remaining window is shorter than the backend's current service time, as the
         worker sees it (:meth:`service_estimate_s`), answers it with a 503 at once instead
         of calling the backend into a 504."""

@@ -20,7 +20,7 @@ from tests.integration.standin import response, standin_backend
 
 LATIN1_DISPOSITION = 'attachment; filename="café.txt"'.encode("latin-1")
 RETRY_S = 5
-"""workers.priority.FAILED_RETRY_S: when a message given back would be handled again."""
+"""workers.priority.handle.FAILED_RETRY_S: when a message given back would be handled again."""
 
 
 async def queue_empty(stack: Stack, queue_name: str) -> bool:

@@ -39,7 +39,7 @@ from queuefront.sqs import (
 from service.tombstone import settle
 from tests.integration.rawhttp import raw_request
 from tests.integration.test_ingest import WRITER_FAST, api_tally, db_rows
-from workers.handback import HandBack
+from workers.priority.handback import HandBack
 
 PLANES = ["lean", "botocore"]
 

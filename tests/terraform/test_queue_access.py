@@ -1,6 +1,6 @@
 """The queues each process opens, derived from the code, against its task role.
 
-Each process's start-up runs for real (service.app's SQS context, workers.priority and
+Each process's start-up runs for real (service.app's SQS context, workers.priority.run and
 workers.writer up to their serve loop, with the DLQ-depth gauge's first reading, and
 queuefront.admin's redrive) against a client that records every SQS call and the queue it
 names. The set of queues each process touches must be exactly the queues and DLQs that
@@ -137,9 +137,9 @@ async def run_api(monkeypatch: pytest.MonkeyPatch, sqs: RecordingSQS) -> None:
 
 
 async def run_worker(monkeypatch: pytest.MonkeyPatch, sqs: RecordingSQS) -> None:
-    from workers import priority
+    from workers.priority import run as priority
 
-    sqs.patch(monkeypatch, "workers.priority")
+    sqs.patch(monkeypatch, "workers.priority.run")
     monkeypatch.setattr(priority, "serve", _serve_once)
     await priority.main_async(settings())
 

@@ -14,7 +14,7 @@ Redis restart of a few seconds loses no answer. The api recovers replies stored 
 its subscription was down with one MGET. Only Redis being *away* (unreachable, slow,
 loading, mid-failover) is waited out: an error Redis answers for this very command
 (out of memory, no permission) will not pass before the deadline, so it is raised at
-once and the worker answers the client another way (``workers.priority``).
+once and the worker answers the client another way (``workers.priority.handle``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,188 @@
+"""One message, from receipt to its end: checked, claimed, the backend called once, the
+reply handed back; then deleted, given back, or left to reach its DLQ."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import structlog
+from redis.exceptions import RedisError
+
+from queuefront import clock, metrics
+from queuefront.consumer import Held, VisibilityKeeper
+from queuefront.drain import DrainReporter
+from queuefront.envelope import RequestEnvelope, decode_request
+from queuefront.failures import FailureLog
+from queuefront.telemetry import get_logger
+from workers.priority.backend import Backend, error_reply
+from workers.priority.handback import Expired, HandBack
+from workers.priority.trust import MessageCheck, Refused
+
+log = get_logger(__name__)
+FAILURES = FailureLog(log)
+
+FAILED_RETRY_S = 5
+"""Visibility given back to a message whose handling failed unexpectedly: it is retried
+soon, and after maxReceiveCount it is in the DLQ for an operator."""
+CLAIMED_RECHECK_S = 5
+"""When a request is claimed by another worker, its duplicate looks again this much later."""
+ANSWER_INSTEAD_S = 2.0
+"""How long a 502 sent in place of a reply that could not be handed back may take."""
+WORKER_OUTCOMES = (
+    "ok",
+    "backend_error",
+    "expired",
+    "released",
+    "duplicate",
+    "in_progress_elsewhere",
+    "publish_failed",
+    "failed",
+    "invalid",
+    "undeliverable",
+)
+
+Spawn = Callable[[Coroutine[Any, Any, Any]], None]
+"""Runs a coroutine in the background, awaited by the worker before it stops."""
+
+
+class Handler:
+    """Handles one held message at a time per call; the worker's loop calls it per slot."""
+
+    def __init__(
+        self,
+        check: MessageCheck,
+        handback: HandBack,
+        backend: Backend,
+        reporter: DrainReporter,
+        keeper: VisibilityKeeper,
+        spawn: Spawn,
+    ) -> None:
+        self._check = check
+        self._handback = handback
+        self._backend = backend
+        self._reporter = reporter
+        self._keeper = keeper
+        self._spawn = spawn
+        self.claimed: dict[Held, RequestEnvelope] = {}
+        """Messages whose claim is this worker's: the loop unclaims them when it cuts one
+        short before its backend call."""
+
+    async def handle(self, held: Held) -> None:
+        """Whatever happens, the message ends deleted (after its reply), released, or
+        left to reach its DLQ — never held without an owner."""
+        queue_name = held.queue.name
+        try:
+            env = self._check.check(decode_request(held.message.body))
+        except Exception as exc:
+            # never executed; left undeleted: after maxReceiveCount receives SQS moves it
+            # to the DLQ, where an operator finds it
+            self._keeper.untrack(held)
+            reason = exc.reason if isinstance(exc, Refused) else "undecodable"
+            FAILURES.note(f"message refused ({reason})", exc, message_id=held.message.message_id)
+            metrics.WORKER_MESSAGES.labels(queue_name, "invalid").inc()
+            metrics.REFUSED_MESSAGES.labels(queue_name, reason).inc()
+            return
+        structlog.contextvars.bind_contextvars(request_id=env.id, route=env.route)
+        try:
+            await self._process(held, env)
+        except asyncio.CancelledError:
+            raise  # shutdown: the loop releases what it cancels
+        except Exception as exc:
+            # decided on whether the backend call *started*, never on what it returned:
+            # once it has, the backend may have acted, and a second call may act twice
+            if held.backend_started:
+                await self._answer_instead(held, env, exc)
+                return
+            FAILURES.note("message handling failed", exc, traceback=True)
+            metrics.WORKER_MESSAGES.labels(queue_name, "failed").inc()
+            if self.claimed.pop(held, None) is not None:
+                await self._handback.unclaim(env)  # ours only: never another worker's
+            self._keeper.untrack(held)
+            # visible again soon: retried, and after maxReceiveCount in the DLQ
+            self._spawn(held.release(FAILED_RETRY_S))
+
+    async def _answer_instead(self, held: Held, env: RequestEnvelope, exc: Exception) -> None:
+        """After the backend call, a reply that cannot be handed back as it is (it cannot
+        be encoded, Redis refuses to store it): the client gets a 502 naming the problem
+        at once, instead of a 504 at its deadline, and the message is deleted — a second
+        delivery could only call the backend again."""
+        FAILURES.note("reply not handed back, 502 sent instead", exc, traceback=True)
+        metrics.WORKER_MESSAGES.labels(held.queue.name, "undeliverable").inc()
+        problem = "Redis refused it" if isinstance(exc, RedisError) else type(exc).__name__
+        reply = error_reply(
+            env.id,
+            502,
+            "bad_gateway",
+            f"the backend answered, but its answer could not be passed on ({problem})",
+        )
+        try:
+            async with asyncio.timeout(max(0.05, min(ANSWER_INSTEAD_S, env.seconds_left()))):
+                # hand_back, not publish: a cached route's waiting pods are released too
+                await self._handback.hand_back(env, reply)
+        except Exception as again:  # Redis away or refusing: nothing more can reach the pod
+            FAILURES.note("502 instead of the reply not delivered either", again)
+        self._done(held)
+
+    async def _process(self, held: Held, env: RequestEnvelope) -> None:
+        """Handles one decoded message. ``held.backend_started`` is set before the call."""
+        queue_name = held.queue.name
+        metrics.MESSAGE_AGE.labels(queue_name).observe(max(0.0, clock.now() - env.enqueued_at))
+        if env.seconds_left() <= 0:
+            # the client already has its 504: calling the backend would only add load
+            self._expired(held, env)
+            return
+        try:
+            claim = await self._handback.claim(env)
+        except Expired:
+            self._expired(held, env)
+            return
+        if claim.outcome == "replied":
+            # settled already (a duplicate delivery, or the api's tombstone): no second
+            # backend call; publishing again costs nothing and may still reach its pod
+            assert claim.stored is not None
+            metrics.WORKER_MESSAGES.labels(queue_name, "duplicate").inc()
+            with contextlib.suppress(Expired, RedisError):  # Redis away, or refusing
+                await self._handback.publish(env, claim.stored)
+            self._done(held)
+            return
+        if claim.outcome == "elsewhere":
+            # another worker calls (or called) the backend for it: look again later;
+            # after the deadline the copy is dropped as expired
+            metrics.WORKER_MESSAGES.labels(queue_name, "in_progress_elsewhere").inc()
+            self._keeper.untrack(held)
+            self._spawn(held.release(min(CLAIMED_RECHECK_S, max(1, int(env.seconds_left())))))
+            return
+        self.claimed[held] = env
+        held.backend_started = True
+        started = time.monotonic()
+        reply = await self._backend.call(env)
+        try:
+            await self._handback.hand_back(env, reply)
+        except Expired:
+            # the deadline passed with Redis unavailable: nobody waits for it any more
+            self._keeper.untrack(held)
+            metrics.WORKER_MESSAGES.labels(queue_name, "publish_failed").inc()
+            self._done(held)
+            return
+        self._reporter.record(time.monotonic() - started)
+        outcome = "ok" if reply.status < 500 else "backend_error"
+        metrics.WORKER_MESSAGES.labels(queue_name, outcome).inc()
+        log.debug("replied", status=reply.status)
+        self._done(held)
+
+    def _expired(self, held: Held, env: RequestEnvelope) -> None:
+        metrics.EXPIRED_MESSAGES.labels(held.queue.name).inc()
+        metrics.WORKER_MESSAGES.labels(held.queue.name, "expired").inc()
+        # counted in queuefront_expired_messages_total; logged once per interval
+        FAILURES.note("expired message dropped", late_by_s=round(-env.seconds_left(), 3))
+        self._done(held)
+
+    def _done(self, held: Held) -> None:
+        """Deleted in the background: the slot is free as soon as the reply is out."""
+        self.claimed.pop(held, None)
+        self._keeper.untrack(held)
+        self._spawn(held.delete())
