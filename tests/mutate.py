@@ -998,9 +998,8 @@ MUTATIONS = [
         "        with contextlib.suppress(TimeoutError):\n"
         "            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):\n"
         "                await self._until(self._idle)\n"
-        "        dispatcher.cancel()  # no new work starts from here on\n"
-        "        await asyncio.gather(dispatcher, return_exceptions=True)\n",
-        "        dispatcher.cancel()\n"
+        "        await tasks.stop(dispatcher)  # no new work starts from here on\n",
+        "        await tasks.stop(dispatcher)\n"
         "        await asyncio.wait(receivers, timeout=0.5)\n"
         "        self._release_buffered()\n"
         "        await asyncio.gather(*receivers, return_exceptions=True)\n"

@@ -38,6 +38,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from queuefront.backoff import Backoff
 from queuefront.batcher import Batcher
 from queuefront.cache import CacheStore, cacheable
 from queuefront.envelope import Reply, RequestEnvelope, encode_reply
@@ -48,7 +49,9 @@ from queuefront.telemetry import get_logger
 log = get_logger(__name__)
 FAILURES = FailureLog(log)
 
-RETRY_BACKOFF_S = (0.05, 0.1, 0.2, 0.5, 1.0)
+RETRY_BACKOFF = Backoff(first_s=0.05, cap_s=1.0, jitter="full")
+"""Pause before a Redis call is tried again. Full jitter: when Redis goes away every
+worker's calls fail together, and they would all come back together."""
 CALL_TIMEOUT_S = 2.0
 """One Redis round trip; a longer silence counts as a failure and is retried."""
 CLAIM_GRACE_S = 60
@@ -229,8 +232,8 @@ class HandBack:
                 if not refusals_pass and not redis_away(exc):
                     raise
                 FAILURES.note(f"redis {what} failed, retrying", exc)
-            delay = RETRY_BACKOFF_S[min(tries, len(RETRY_BACKOFF_S) - 1)]
             tries += 1
+            delay = RETRY_BACKOFF(tries)
             if env.seconds_left() <= delay:
                 raise Expired(f"{what}: the deadline passed while Redis was unavailable")
             await asyncio.sleep(delay)

@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
-from queuefront import metrics
+from queuefront import metrics, tasks
 from queuefront.consumer import Held, Poller, VisibilityKeeper
 from queuefront.drain import DrainReporter
 from queuefront.settings import Settings
@@ -48,7 +48,7 @@ class PriorityWorker:
         self._capacity = settings.worker_concurrency
         self._buffers: dict[Priority, deque[Held]] = {"high": deque(), "normal": deque()}
         self._running: dict[asyncio.Task[None], Held] = {}
-        self._background: set[asyncio.Task[Any]] = set()
+        self._background = tasks.TaskSet("worker")
         self._handler = Handler(check, handback, backend, reporter, keeper, self._spawn)
         self._receivers = max(
             1, min(MAX_RECEIVERS_PER_QUEUE, settings.worker_concurrency // RECEIVERS_PER_SLOTS)
@@ -92,9 +92,7 @@ class PriorityWorker:
             await self._changed.wait()
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._background.spawn(coro)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -163,12 +161,13 @@ class PriorityWorker:
     async def run(self) -> None:
         """Runs until ``stop()``; then drains: finishes everything it holds, and gives
         back only what cannot start before ``QF_SHUTDOWN_TIMEOUT_S``."""
+        loops = tasks.TaskSet("worker")
         receivers = [
-            asyncio.create_task(self._receive_loop(p, poller), name=f"receive-{p}")
+            loops.spawn(self._receive_loop(p, poller), name=f"receive-{p}")
             for p, poller in self._pollers
         ]
-        dispatcher = asyncio.create_task(self._dispatch_loop(), name="dispatch")
-        keeper = asyncio.create_task(self._keeper.run(), name="visibility")
+        dispatcher = loops.spawn(self._dispatch_loop(), name="dispatch")
+        loops.spawn(self._keeper.run(), name="visibility")  # stopped last, with ``loops``
         log.info("worker started", concurrency=self._capacity, receivers=self._receivers)
         await self._stopping.wait()
         started = time.monotonic()
@@ -184,15 +183,12 @@ class PriorityWorker:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 await self._until(self._idle)
-        dispatcher.cancel()  # no new work starts from here on
-        await asyncio.gather(dispatcher, return_exceptions=True)
+        await tasks.stop(dispatcher)  # no new work starts from here on
         self._release_buffered()
         if self._running:
             late = set(self._running)
             cut_short = list(self._running.values())
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+            await asyncio.gather(*(tasks.stop(task) for task in late))
             for held in cut_short:
                 env = self._handler.claimed.pop(held, None)
                 if env is not None and not held.backend_started:
@@ -200,10 +196,8 @@ class PriorityWorker:
                 # a call cut short may or may not have reached the backend: its claim
                 # stays, so no second call is made for it
                 self._release(held)
-        keeper.cancel()
-        await asyncio.gather(dispatcher, keeper, return_exceptions=True)
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
+        await loops.stop()  # the visibility keeper: the only loop still running
+        await self._background.wait()
         for ops in self._queues.values():
             await ops.close()
         await self._handback.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import uuid
@@ -13,11 +12,10 @@ import uvloop
 from queuefront import metrics, tasks
 from queuefront.consumer import VisibilityKeeper, serve, visibility_timeouts
 from queuefront.drain import DrainReporter
-from queuefront.keys import Keys
 from queuefront.redis import open_redis
 from queuefront.routes import load_routes
 from queuefront.settings import Settings
-from queuefront.sqs import QueueOps, open_client
+from queuefront.sqs import open_client, open_with_dlqs
 from queuefront.telemetry import configure_logging
 from workers.priority.backend import Backend
 from workers.priority.handback import HandBack
@@ -28,32 +26,27 @@ from workers.priority.trust import REASONS, MessageCheck
 
 async def main_async(settings: Settings) -> None:
     redis = open_redis(settings)
-    keys = Keys(settings.key_prefix)
+    keys = settings.keys
     worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    linger_s = settings.send_linger_ms / 1000
     connector = aiohttp.TCPConnector(limit=settings.worker_concurrency, ttl_dns_cache=60)
     async with (
         open_client(settings, pool=settings.worker_concurrency + 10) as client,
         aiohttp.ClientSession(connector=connector, auto_decompress=True) as http,
     ):
-        queues: dict[Priority, QueueOps] = {
-            "high": await QueueOps.open(client, settings.queue_high, linger_s),
-            "normal": await QueueOps.open(client, settings.queue_normal, linger_s),
-        }
+        names: dict[Priority, str] = {"high": settings.queue_high, "normal": settings.queue_normal}
+        queues, dlqs = await open_with_dlqs(client, settings, names)
         metrics.prime_consumer([q.name for q in queues.values()], WORKER_OUTCOMES)
         metrics.prime_refusals([q.name for q in queues.values()], REASONS)
         keeper = VisibilityKeeper(await visibility_timeouts(*queues.values()))
-        dlqs = [await QueueOps.open(client, settings.dlq_name(q.name), 0) for q in queues.values()]
         backend = Backend(settings.backend_url, http, settings.max_reply_bytes)
         handback = HandBack(redis, keys, worker_id, settings.reply_ttl_s)
         reporter = DrainReporter(redis, keys, worker_id, settings.worker_concurrency)
         check = MessageCheck(load_routes(settings.routes_file), keys)
         worker = PriorityWorker(settings, queues, handback, reporter, backend, keeper, check)
-        reporting = asyncio.create_task(reporter.run(), name="drain-report")
         try:
-            await serve(worker, settings=settings, redis=redis, dlqs=dlqs)
+            async with tasks.running(reporter.run(), name="drain-report"):
+                await serve(worker, settings=settings, redis=redis, dlqs=dlqs)
         finally:
-            await tasks.stop(reporting)
             await redis.aclose()
 
 
