@@ -13,7 +13,7 @@ locals {
   partition  = data.aws_partition.current.partition
 
   # The image's ENTRYPOINT is ["queuefront"]: the command is the role alone
-  # (queuefront.cli.ROLES; tests/terraform/test_entrypoints.py checks both). The admin
+  # (pyproject.toml's queuefront.roles; tests/terraform/test_entrypoints.py checks both). The admin
   # task's command is replaced at run-task (admin_run_task_commands); its default only
   # prints the usage.
   processes = {
