@@ -66,6 +66,7 @@ run: deps
 lint: $(BIN)/.installed
 	$(BIN)/ruff check $(PACKAGES) tests bench
 	$(BIN)/mypy $(PACKAGES)
+	$(BIN)/lint-imports --no-cache
 
 test: test-deps lint
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -q --durations=15
