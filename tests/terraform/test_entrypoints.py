@@ -247,7 +247,7 @@ def test_terraform_reads_the_route_table_the_image_ships() -> None:
     assert f'routes_file = optional(string, "{image_routes}")' in str(root).replace("'", '"')
     tfvars = parse_file(TF_ROOT / "examples" / "production.tfvars")
     assert unquote(tfvars["settings"]["routes_file"]) == image_routes
-    # the default, whatever this shell exports (make exports the demo table for make run)
+    # the default, whatever this shell exports
     assert Settings.model_fields["routes_file"].default == "config/routes.toml"
 
 
