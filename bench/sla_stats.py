@@ -15,20 +15,12 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bench.measure import percentile
 from bench.openloop import OpenLoopResult
 
 NO_ANSWER = ("connect_error", "reset", "timeout", "connect_timeout", "no_connection")
 """Outcomes without an HTTP answer (:class:`bench.openloop.Failure`, by name)."""
 CONNECTION_ERRORS = ("connect_error", "reset", "connect_timeout")
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (``q`` in 0..1) of unsorted ``values``; NaN when empty."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q * len(ordered)))
-    return ordered[rank - 1]
 
 
 @dataclass
