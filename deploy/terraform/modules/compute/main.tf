@@ -165,7 +165,7 @@ locals {
   }
 
   # Liveness of every long-running process: `queuefront healthcheck` asks /healthz on the
-  # api's public port or the probe port (queuefront.cli.probe_ports), with the image's own
+  # api's public port or the probe port (queuefront.ports.probe_ports), with the image's own
   # Python, so the check is the same as the image's HEALTHCHECK.
   health_check_command = ["CMD", "queuefront", "healthcheck"]
 
