@@ -14,8 +14,6 @@ PACKAGES := queuefront service workers examples devstack
 export QF_SQS_ENDPOINT_URL ?= http://127.0.0.1:9324
 export QF_REDIS_URL ?= redis://127.0.0.1:6379/0
 export QF_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/queuefront
-# the demo route table (the image and Settings default to config/routes.toml, production's)
-export QF_ROUTES_FILE ?= examples/routes.toml
 # auth fails closed: the api refuses to start without credentials unless told that is
 # intended. `make run` says so only when no credentials are given, so
 # `QF_AUTH_API_KEYS=… make run` enforces them.
@@ -78,6 +76,7 @@ run: deps
 lint: $(BIN)/.installed
 	$(BIN)/ruff check $(PACKAGES) tests bench
 	$(BIN)/mypy $(PACKAGES)
+	$(BIN)/lint-imports --no-cache
 
 test: test-deps lint
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -q --durations=15

@@ -99,7 +99,7 @@ async def run_direct(seconds: int, conc: int, log_dir: Path) -> Run:
         {
             "QF_DATABASE_URL": url,
             "QF_HTTP_PORT": str(port),
-            "QF_ROUTES_FILE": "examples/routes.toml",
+            "QF_ROUTES_FILE": "config/routes.toml",
         },
         log_dir,
     )
@@ -184,7 +184,7 @@ async def main_async(args: argparse.Namespace) -> None:
     base = {
         "QF_SQS_ENDPOINT_URL": sqs_url,
         "QF_REDIS_URL": REDIS_URL,
-        "QF_ROUTES_FILE": "examples/routes.toml",
+        "QF_ROUTES_FILE": "config/routes.toml",
     }
     results: dict[str, list[Run]] = {}
     try:

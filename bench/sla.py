@@ -126,7 +126,7 @@ class Bench:
     max_connections: int
 
     def endpoint(self, name: str) -> Endpoint:
-        routes = load_routes(ROOT / "examples" / "routes.toml")
+        routes = load_routes(ROOT / "config" / "routes.toml")
         item, product = routes.get("item"), routes.get("products_and_promotions")
         if name == "old":
             # the old architecture has no reply window of its own: the kiosk's is the same

@@ -3,7 +3,7 @@
 The kiosk seed's method: N requests spread evenly over a window (60 s); a level PASSES
 when every one of the N requests is answered 2xx and the last answer arrives inside the
 window. "The window" here is the sending window plus the route's reply window (20 s in
-the demo route table): the last request leaves at the end of the sending window and a
+config/routes.toml): the last request leaves at the end of the sending window and a
 kiosk waits the reply window for its answer, so that is when the level's last answer is
 due. Times are measured from the first request's *scheduled* time, and every latency
 from its request's scheduled time (a late send counts against the server, never for it).

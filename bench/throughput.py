@@ -147,7 +147,7 @@ async def native_stack(api_processes: int, worker_concurrency: int) -> AsyncIter
         "QF_SQS_ENDPOINT_URL": sqs_url,
         "QF_REDIS_URL": REDIS_URL,
         "QF_BACKEND_URL": backend_url,
-        "QF_ROUTES_FILE": "examples/routes.toml",
+        "QF_ROUTES_FILE": "config/routes.toml",
         "QF_DATABASE_URL": db_url,
     }
     stack = Stack(env={**new_stack_env(base), "QF_LOG_LEVEL": "WARNING"}, log_dir=log_dir)

@@ -758,7 +758,7 @@ MUTATIONS = [
     ),
     Mutation(
         "body limit: the demo login takes a body of any size",
-        "examples/routes.toml",
+        "config/routes.toml",
         "max_body_bytes = 4096\n",
         "",
         (f"{MEMORY}::test_the_demo_login_refuses_a_large_body_unread",),

@@ -84,7 +84,7 @@ def stack_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def reply_window_s() -> float:
     """The queued route's reply window in the demo route table (what bench.sla reads)."""
-    return load_routes(ROOT / "examples" / "routes.toml").get("item").timeout_s
+    return load_routes(ROOT / "config" / "routes.toml").get("item").timeout_s
 
 
 def _service(name: str, tasks: int, settings: Mapping[str, Any]) -> ServiceSpec:

@@ -43,7 +43,7 @@ def test_the_machine_is_the_sla_benchmarks() -> None:
     assert api["api_processes"] == int(new_stack_env({})["QF_API_PROCESSES"])
     for name in ("max_pending_replies", "listen_backlog", "backlog_poll_s", "admission_wait_s"):
         assert api[name] == Settings.model_fields[name].default
-    item = load_routes(ROOT / "examples" / "routes.toml").get("item")
+    item = load_routes(ROOT / "config" / "routes.toml").get("item")
     assert policy.reply_window_s == item.timeout_s
     assert machine.machine_aws(args, MachineConstants()).api_gateway_timeout_s == (
         sla.API_GATEWAY_LIMIT_S
