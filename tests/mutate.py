@@ -74,6 +74,8 @@ STEP_TEST = "test_a_step_to_ten_times_capacity_sheds_and_keeps_the_backend_busy"
 HANDBACK = "tests/integration/test_handback.py"
 TRUST = "tests/integration/test_message_trust.py"
 WRITER_ITEMS = "tests/integration/test_writer_items.py"
+LATE = "tests/integration/test_late_refusal.py"
+UNIT_PACE = "tests/unit/test_worker_pace.py"
 
 
 @dataclass(frozen=True)
@@ -509,6 +511,53 @@ MUTATIONS = [
         "            if held.backend_started:\n                await self._answer_instead(",
         "            if False:\n                await self._answer_instead(",
         (f"{HANDBACK}::test_a_reply_redis_refuses_is_answered_and_never_called_again",),
+    ),
+    Mutation(
+        "pace: a message refused when its window holds the call (comparison reversed)",
+        "workers/priority/pace.py",
+        "        if seconds_left >= estimate + self._margin_s:",
+        "        if seconds_left < estimate + self._margin_s:",
+        (
+            f"{LATE}::test_a_slow_backend_gets_no_call_for_a_window_it_cannot_fit",
+            f"{UNIT_PACE}::test_a_message_whose_window_cannot_hold_the_mean_is_refused",
+        ),
+    ),
+    Mutation(
+        "pace: a stale estimate believed, never probed (stuck high after a slow spell)",
+        "workers/priority/pace.py",
+        "        if not self._probing and self.stale(now) and seconds_left >= oldest",
+        "        if False and self.stale(now) and seconds_left >= oldest",
+        (
+            f"{LATE}::test_after_the_backend_recovers_requests_are_called_and_answered_again",
+            f"{UNIT_PACE}::test_an_old_too_slow_is_probed_one_message_at_a_time_not_believed",
+        ),
+    ),
+    Mutation(
+        "pace: old calls never leave the window (the estimate never decays)",
+        "workers/priority/pace.py",
+        "        while self._recent and now - self._recent[0][0] > self._window_s:",
+        "        while False:",
+        (f"{UNIT_PACE}::test_the_estimate_follows_a_recovery_once_the_slow_calls_leave_the_window",),
+    ),
+    Mutation(
+        "pace: a cold worker refuses on the age of a call in flight",
+        "workers/priority/pace.py",
+        "        if self.measured_at is None:\n            return Judgement(True, 0.0)",
+        "        if False:\n            return Judgement(True, 0.0)",
+        (
+            f"{LATE}::test_a_cold_worker_calls_whatever_it_gets",
+            f"{UNIT_PACE}::test_a_cold_worker_never_refuses_not_even_on_a_call_in_flight",
+        ),
+    ),
+    Mutation(
+        "worker: a message refused late is not deleted",
+        "workers/priority/handle.py",
+        "            await self._handback.hand_back(env, reply)\n        self._done(held)\n\n"
+        "    def _expired(",
+        "            await self._handback.hand_back(env, reply)\n"
+        "        self.claimed.pop(held, None)\n        self._keeper.untrack(held)\n\n"
+        "    def _expired(",
+        (f"{LATE}::test_a_slow_backend_gets_no_call_for_a_window_it_cannot_fit",),
     ),
     Mutation(
         "handback: a reply Redis refuses to store is retried until the deadline",
