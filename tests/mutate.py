@@ -1545,9 +1545,26 @@ MUTATIONS = [
     Mutation(
         "scaling: worker_refuses_late does nothing",
         "bench/scaling/workers.py",
-        "if self.refuse_late and cohort.deadline",
-        "if False and cohort.deadline",
+        "        if not self.refuse_late or self._last_end is None:",
+        "        if True:",
         (f"{SCALING_POLICY}::test_a_worker_that_refuses_late_messages_turns_504s_into_fast_503s",),
+    ),
+    Mutation(
+        "scaling: cold simulated workers refuse on the calls in flight",
+        "bench/scaling/workers.py",
+        "        if not self.refuse_late or self._last_end is None:",
+        "        if not self.refuse_late:",
+        (f"{SCALING_POLICY}::test_cold_workers_never_refuse",),
+    ),
+    Mutation(
+        "scaling: the simulated workers ignore QF_WORKER_REFUSE_LATE",
+        "bench/scaling/sim.py",
+        'bool(worker_spec.settings["worker_refuse_late"])',
+        "False",
+        (
+            f"{SCALING_POLICY}::test_the_simulated_workers_refuse_late_as_the_product_is_set",
+            f"{SCALING_POLICY}::test_a_worker_that_refuses_late_messages_turns_504s_into_fast_503s",
+        ),
     ),
     Mutation(
         "scaling: admission_margin_s does nothing",
