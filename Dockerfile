@@ -4,8 +4,8 @@
 #   production (the default, last stage): queuefront, service and workers, the production
 #              route table (config/routes.toml) and the RDS CA bundle for verified TLS to
 #              Postgres. No demo code: the `backend` role says it is not installed.
-#   demo       what `make run`'s processes are, for docker compose: production's code plus
-#              examples/ (the demo backend, role `backend`, and the demo route table).
+#   demo       what `make run`'s processes are, for docker compose: production's code and
+#              route table plus examples/ (the demo backend, role `backend`).
 
 # --- build: resolve and install the pinned dependencies into a venv -------------------
 FROM python:3.11-slim AS build
@@ -48,10 +48,9 @@ HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
 ENTRYPOINT ["queuefront"]
 CMD ["api"]
 
-# --- demo: + the demo backend and the demo route table (docker compose) -------------------
+# --- demo: + the demo backend (docker compose) ---------------------------------------------
 FROM base AS demo
 COPY examples /opt/venv/lib/python3.11/site-packages/examples
-ENV QF_ROUTES_FILE=/opt/venv/lib/python3.11/site-packages/examples/routes.toml
 # QF_DEMO_PORT: the demo backend
 EXPOSE 9000
 

@@ -14,8 +14,6 @@ PACKAGES := queuefront service workers examples devstack
 export QF_SQS_ENDPOINT_URL ?= http://127.0.0.1:9324
 export QF_REDIS_URL ?= redis://127.0.0.1:6379/0
 export QF_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/queuefront
-# the demo route table (the image and Settings default to config/routes.toml, production's)
-export QF_ROUTES_FILE ?= examples/routes.toml
 # auth fails closed: the api refuses to start without credentials unless told that is
 # intended. `make run` says so only when no credentials are given, so
 # `QF_AUTH_API_KEYS=… make run` enforces them.
@@ -56,9 +54,21 @@ $(FAKETIME_LIB): | $(BIN)/.installed
 	  && dpkg-deb -x libfaketime_*.deb x) \
 	  && install -m 0644 $$d/x/usr/lib/*/faketime/libfaketime.so.1 $@ && rm -rf $$d; fi
 
+# wrk (the benchmarks' closed-loop load generator, bench/closedloop.py): Debian's wrk and
+# the LuaJIT it links, unpacked into the venv and run through a wrapper that finds that
+# library, so nothing is installed system-wide; a system copy is used when there is one
+WRK_DIR := $(VENV)/lib/wrk
+$(BIN)/wrk: | $(BIN)/.installed
+	@if command -v wrk >/dev/null; then ln -sf "$$(command -v wrk)" $@; else \
+	  d=$$(mktemp -d) && (cd $$d && apt-get update -qq \
+	  && apt-get download -q wrk libluajit2-5.1-2 && for p in *.deb; do dpkg-deb -x $$p x; done) \
+	  && mkdir -p $(WRK_DIR) && cp -a $$d/x/usr/bin/wrk $$d/x/usr/lib/*/libluajit-5.1.so.2* $(WRK_DIR)/ \
+	  && printf '#!/bin/sh\nd="$$(dirname "$$(readlink -f "$$0")")/../lib/wrk"\nLD_LIBRARY_PATH="$$d" exec "$$d/wrk" "$$@"\n' > $@ \
+	  && chmod 0755 $@ && rm -rf $$d; fi
+
 deps: $(BIN)/.installed $(SQS_DIR)/node_modules/.package-lock.json
 
-test-deps: deps $(CHECKOV_VENV)/bin/checkov $(BIN)/promtool $(FAKETIME_LIB)
+test-deps: deps $(CHECKOV_VENV)/bin/checkov $(BIN)/promtool $(FAKETIME_LIB) $(BIN)/wrk
 
 run: deps
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/honcho start -f Procfile
@@ -66,6 +76,7 @@ run: deps
 lint: $(BIN)/.installed
 	$(BIN)/ruff check $(PACKAGES) tests bench
 	$(BIN)/mypy $(PACKAGES)
+	$(BIN)/lint-imports --no-cache
 
 test: test-deps lint
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -q --durations=15
@@ -95,12 +106,15 @@ tf-mutations: $(BIN)/.installed
 mutations: deps $(FAKETIME_LIB)
 	$(BIN)/python -m tests.mutate $(MUTATIONS_ARGS)
 
-bench: deps
-	$(BIN)/python -m bench.proxy
+# the current benchmark: throughput, latency and CPU per request of the four paths
+# (docs/benchmarks.md); BENCH_ARGS, e.g. "--rounds 1 --seconds 5" for a smoke run
+bench: deps $(BIN)/wrk
+	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
 
 # the kiosk's SLA table (old architecture, queued route, cached route); about 40 minutes.
-# SLA_ARGS=--quick for a smoke run (under 2 minutes); see bench/README.md
-sla: deps
+# SLA_ARGS=--quick for a smoke run (under 2 minutes); see bench/README.md. wrk measures
+# the capacities
+sla: deps $(BIN)/wrk
 	$(BIN)/python -m bench.sla $(SLA_ARGS)
 
 clean:

@@ -7,7 +7,7 @@ itself (``docker compose -p <project> up -d --build --wait``, without Grafana, w
 image is not needed here) and takes down again (``down -v``) at the end.
 
 - **votes**: ``wrk -t1 -c64 -d15s`` POSTs ``{"choice":N,"voter":"viewer-N"}`` to
-  ``/api/polls/<poll>/votes`` (the Lua script of ``bench.throughput``, a new poll per
+  ``/api/polls/<poll>/votes`` (``bench.closedloop.votes_script``, a new poll per
   round), counts the answers that are not 2xx, then checks that every accepted vote is
   in Postgres (``docker compose exec postgres psql``) within ``STORED_WITHIN_S``.
 - **priority**: ``--normals`` slow normal requests (``GET /api/items/{n}`` with
@@ -32,31 +32,35 @@ import fcntl
 import ipaddress
 import json
 import os
-import shutil
 import statistics
 import subprocess
-import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import aiohttp
 
+from bench import closedloop
+from bench.closedloop import WrkResult
+from bench.measure import (
+    CpuMeter,
+    CpuTime,
+    container_cpu,
+    machine_reader,
+    named_cpu_s,
+    named_reader,
+    percentile,
+    speed_probe_s,
+    summed,
+)
 from bench.throughput import (
     BACKEND_CONCURRENCY,
     STORED_WITHIN_S,
-    VOTE_SCRIPT,
     Sample,
-    WrkResult,
-    machine_busy_seconds,
     measure,
-    named_cpu_seconds,
     native_stack,
-    run_wrk,
-    speed_probe_s,
 )
 from devstack import ROOT
 from devstack.compose import COMPOSE_SERVICES as SERVICES
@@ -127,84 +131,36 @@ def containers(project: str) -> dict[str, list[str]]:
     return out
 
 
-def _cgroup_reader(container_id: str) -> Callable[[], tuple[float, float]] | None:
-    """Reads (CPU seconds used, seconds throttled) of one container: cgroup v2
-    (``cpu.stat``) or v1 (``cpuacct.usage`` and ``cpu.stat``), whichever the engine uses."""
-    full = subprocess.run(
-        ["docker", "inspect", "--format", "{{.Id}}", container_id],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-
-    def stat(path: Path) -> dict[str, int]:
-        return {k: int(v) for k, v in (line.split() for line in path.read_text().splitlines())}
-
-    for v2 in (
-        Path(f"/sys/fs/cgroup/system.slice/docker-{full}.scope"),
-        Path(f"/sys/fs/cgroup/docker/{full}"),
-    ):
-        if (v2 / "cpu.stat").exists() and "usage_usec" in (v2 / "cpu.stat").read_text():
-
-            def read_v2(d2: Path = v2) -> tuple[float, float]:
-                s = stat(d2 / "cpu.stat")
-                return s["usage_usec"] / 1e6, s.get("throttled_usec", 0) / 1e6
-
-            return read_v2
-    acct = Path(f"/sys/fs/cgroup/cpuacct/docker/{full}/cpuacct.usage")
-    cpu = Path(f"/sys/fs/cgroup/cpu/docker/{full}/cpu.stat")
-    if acct.exists() and cpu.exists():
-
-        def read_v1() -> tuple[float, float]:
-            return int(acct.read_text()) / 1e9, stat(cpu).get("throttled_time", 0) / 1e9
-
-        return read_v1
-    return None
+def container_ids(project: str) -> dict[str, list[str]]:
+    """Full container ids by compose service (their cgroups are named by the full id)."""
+    out: dict[str, list[str]] = {}
+    for service, ids in containers(project).items():
+        for short in ids:
+            full = subprocess.run(
+                ["docker", "inspect", "--format", "{{.Id}}", short],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            out.setdefault(service, []).append(full)
+    return out
 
 
-class CpuMeter:
-    """CPU seconds used and seconds throttled by each compose service over one check."""
-
-    def __init__(self, project: str) -> None:
-        self._readers = {
-            service: [r for r in (_cgroup_reader(c) for c in ids) if r is not None]
-            for service, ids in containers(project).items()
+def service_meter(project: str) -> CpuMeter:
+    """CPU seconds used and seconds throttled by each compose service (its containers'
+    cgroups summed) over one check."""
+    return CpuMeter(
+        {
+            service: summed([r for r in (container_cpu(i) for i in ids) if r is not None])
+            for service, ids in container_ids(project).items()
         }
-        self._start = self._read()
-
-    def _read(self) -> dict[str, tuple[float, float]]:
-        out = {}
-        for service, readers in self._readers.items():
-            used = throttled = 0.0
-            for read in readers:
-                with contextlib.suppress(OSError):
-                    u, t = read()
-                    used, throttled = used + u, throttled + t
-            out[service] = (used, throttled)
-        return out
-
-    def stop(self) -> dict[str, tuple[float, float]]:
-        end = self._read()
-        return {
-            s: (end[s][0] - self._start[s][0], end[s][1] - self._start[s][1])
-            for s in end
-            if s in self._start
-        }
+    )
 
 
-class HostMeter:
-    """The whole machine's busy CPU and the engine's userland proxy over one check:
-    what the compose services' cgroups do not show."""
-
-    def __init__(self) -> None:
-        self._start = (machine_busy_seconds(), named_cpu_seconds(USERLAND_PROXY) or 0.0)
-
-    def stop(self) -> dict[str, tuple[float, float]]:
-        machine, proxy = machine_busy_seconds(), named_cpu_seconds(USERLAND_PROXY) or 0.0
-        return {
-            "machine": (machine - self._start[0], 0.0),
-            "docker-proxy": (proxy - self._start[1], 0.0),
-        }
+def host_meter() -> CpuMeter:
+    """The whole machine's busy CPU and the engine's userland proxy over one check: what
+    the compose services' cgroups do not show."""
+    return CpuMeter({"machine": machine_reader(), "docker-proxy": named_reader(USERLAND_PROXY)})
 
 
 def address_of(project: str, service: str) -> str:
@@ -285,7 +241,7 @@ class VotesSample:
     stored_s: float | None
     """Seconds after wrk ended until every accepted vote was in Postgres (None: not in
     ``STORED_WITHIN_S``)."""
-    cpu: dict[str, tuple[float, float]]
+    cpu: dict[str, CpuTime]
     seconds: float
     load: float
     via: str = "edge"
@@ -298,7 +254,7 @@ class PrioritySample:
     normal_ms: list[float]
     normal_status: Counter[str]
     last_normal_s: float
-    cpu: dict[str, tuple[float, float]]
+    cpu: dict[str, CpuTime]
     seconds: float
     load: float
     high_api_ms: float = float("nan")
@@ -313,7 +269,7 @@ class Results:
     native: list[Sample] = field(default_factory=list)
     """The votes path of the native stack (``bench.throughput``), in the same run."""
     probes: list[float] = field(default_factory=list)
-    """``bench.throughput.speed_probe_s`` before the first round and after each."""
+    """``bench.measure.speed_probe_s`` before the first round and after each."""
     userland_proxy: bool = False
     """Whether the engine's userland proxy carried the published ports (read while the
     stack ran: its processes go with the stack)."""
@@ -323,33 +279,25 @@ def stored_count(project: str, poll: str) -> int:
     return int(psql(project, f"SELECT count(*) FROM votes WHERE poll_id = '{poll}'") or 0)
 
 
-def votes_check(args: argparse.Namespace, script_dir: Path, via: str, url: str) -> VotesSample:
+def votes_check(args: argparse.Namespace, via: str, url: str) -> VotesSample:
     poll = f"bench-{uuid.uuid4().hex[:8]}"
-    script = script_dir / f"{poll}.lua"
-    script.write_text(VOTE_SCRIPT.replace("/api/polls/bench/votes", f"/api/polls/{poll}/votes"))
+    script = closedloop.votes_script(f"/api/polls/{poll}/votes")
     with bench_lock(args.lock):
         load = os.getloadavg()[0]
-        meter, host = CpuMeter(args.project), HostMeter()
+        meter, host = service_meter(args.project), host_meter()
         started = time.monotonic()
-        result = run_wrk(url, args.seconds, args.connections, script)
+        result = closedloop.run(url, seconds=args.seconds, connections=args.connections, lua=script)
         ended = time.monotonic()
-        accepted = result.requests - result.non_2xx
+        accepted = result.ok
         stored_s: float | None = None
         while time.monotonic() - ended <= STORED_WITHIN_S:
             if stored_count(args.project, poll) >= accepted:
                 stored_s = time.monotonic() - ended
                 break
             time.sleep(0.25)
-        cpu = {**meter.stop(), **host.stop()}
+        cpu = {**meter.used(), **host.used()}
         seconds = time.monotonic() - started
     return VotesSample(result, accepted, stored_s, cpu, seconds, load, via)
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
 async def _priority(args: argparse.Namespace) -> PrioritySample:
@@ -403,11 +351,11 @@ async def _priority(args: argparse.Namespace) -> PrioritySample:
 async def priority_check(args: argparse.Namespace) -> PrioritySample:
     with bench_lock(args.lock):
         load = os.getloadavg()[0]
-        meter = CpuMeter(args.project)
+        meter = service_meter(args.project)
         api_before = api_route_time(args.project, "login")
         started = time.monotonic()
         sample = await _priority(args)
-        sample.cpu = meter.stop()
+        sample.cpu = meter.used()
         api_after = api_route_time(args.project, "login")
         spent, answered = (a - b for a, b in zip(api_after, api_before, strict=True))
         sample.high_api_ms = 1000 * spent / answered if answered else float("nan")
@@ -502,13 +450,13 @@ def report(results: Results, args: argparse.Namespace, label: str) -> None:
         for x in p:
             high_bad.update({k: n for k, n in x.high_status.items() if not k.startswith("2")})
         print(
-            f"| {label} | {med([pct(x.high_ms, 0.5) for x in p]):.0f} | "
-            f"{med([pct(x.high_ms, 0.99) for x in p]):.0f} | "
+            f"| {label} | {med([percentile(x.high_ms, 0.5) for x in p]):.0f} | "
+            f"{med([percentile(x.high_ms, 0.99) for x in p]):.0f} | "
             f"{med([statistics.fmean(x.high_ms) for x in p if x.high_ms]):.0f} "
             f"({med([x.high_api_ms for x in p]):.0f}) | {dict(high_bad) or 0} | "
             f"{med([float(len(x.normal_ms)) for x in p]):.0f} / {args.normals} | "
-            f"{dict(other) or 0} | {med([pct(x.normal_ms, 0.5) for x in p]):.0f} | "
-            f"{med([pct(x.normal_ms, 0.99) for x in p]):.0f} | "
+            f"{dict(other) or 0} | {med([percentile(x.normal_ms, 0.5) for x in p]):.0f} | "
+            f"{med([percentile(x.normal_ms, 0.99) for x in p]):.0f} | "
             f"{med([x.last_normal_s for x in p]):.1f} |"
         )
     print(
@@ -566,9 +514,8 @@ async def run_checks(args: argparse.Namespace) -> Results:
     """Each round: the native votes path (with the compose stack paused, so neither
     takes CPU from the other), then each compose check and target in turn."""
     results = Results(
-        userland_proxy=named_cpu_seconds(USERLAND_PROXY) is not None, probes=[speed_probe_s()]
+        userland_proxy=named_cpu_s(USERLAND_PROXY) is not None, probes=[speed_probe_s()]
     )
-    script_dir = Path(tempfile.mkdtemp(prefix="qf-bench-compose-"))
     urls = {
         via: f"http://{address_of(args.project, VIA_SERVICE[via])}:8080"
         if via in VIA_SERVICE
@@ -603,7 +550,7 @@ async def run_checks(args: argparse.Namespace) -> Results:
                 await asyncio.sleep(args.pause_s)
             if "votes" in args.checks:
                 for via in args.via:
-                    sample = await asyncio.to_thread(votes_check, args, script_dir, via, urls[via])
+                    sample = await asyncio.to_thread(votes_check, args, via, urls[via])
                     results.votes.append(sample)
                     await asyncio.sleep(args.pause_s)
             if "priority" in args.checks:
@@ -653,7 +600,7 @@ def main() -> None:
     parser.add_argument("--label", default="compose")
     parser.add_argument("--lock", default=None, help="flock this file around each check's load")
     args = parser.parse_args()
-    assert shutil.which("wrk"), "wrk is needed (apt-get install wrk)"
+    assert closedloop.wrk_path(), closedloop.INSTALL_HINT
     assert args.url.startswith(("http://127.0.0.1", "http://localhost")), "local stacks only"
     scale = ["--scale", f"api={args.api_replicas}"] if args.api_replicas else []
     if args.up:

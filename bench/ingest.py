@@ -1,8 +1,9 @@
 """Ingest benchmark: ``python -m bench.ingest``.
 
-Sends the same votes at the same concurrency to three write paths, each on a fresh
-database, and reports items/s acknowledged, items/s persisted (first request until the
-last row is in Postgres), rows per commit and SQS calls per item:
+Sends votes at the same concurrency for the same time (wrk, ``bench/closedloop.py``) to
+three write paths, each on a fresh database, and reports items/s acknowledged, items/s
+persisted (first request until the last accepted row is in Postgres), rows per commit
+and SQS calls per item:
 
 (a) one INSERT and commit per vote, before the answer (the voting seed's v1);
 (b) queuefront with one SQS message per vote (``QF_INGEST_PACK_MAX=1``);
@@ -25,6 +26,8 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
+from bench import closedloop
+from bench.closedloop import WrkResult
 from devstack import Proc, Stack, free_port, metric, new_stack_env, spawn, start_emulator
 from queuefront.migrate import migrate
 from queuefront.queues import delete_queues, ensure_queues
@@ -43,23 +46,21 @@ class Run:
     errors: int
 
 
-async def send_votes(url: str, poll: str, n: int, concurrency: int) -> tuple[float, int]:
-    errors = 0
-    todo = iter(range(n))
-    started = time.perf_counter()
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as http:
+async def send_votes(url: str, poll: str, seconds: int, concurrency: int) -> WrkResult:
+    """Votes of new voters from ``concurrency`` clients for ``seconds`` (wrk, in a thread:
+    the event loop is free meanwhile)."""
+    return await asyncio.to_thread(
+        closedloop.run,
+        url,
+        seconds=seconds,
+        connections=concurrency,
+        lua=closedloop.votes_script(f"/api/polls/{poll}/votes"),
+    )
 
-        async def client() -> None:
-            nonlocal errors
-            for i in todo:
-                body = {"choice": i % 5, "voter": f"viewer-{i}"}
-                async with http.post(f"{url}/api/polls/{poll}/votes", json=body) as resp:
-                    await resp.read()
-                    if resp.status not in (201, 202):
-                        errors += 1
 
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-    return time.perf_counter() - started, errors
+def errors(sent: WrkResult) -> int:
+    """Answers that were not 2xx, and requests that got no answer."""
+    return sent.non_2xx + sent.socket_errors
 
 
 async def wait_rows(db_url: str, n: int, started: float, limit_s: float = 300) -> float:
@@ -89,7 +90,7 @@ async def drop_db(name: str) -> None:
         await conn.close()
 
 
-async def run_direct(n: int, conc: int, log_dir: Path) -> Run:
+async def run_direct(seconds: int, conc: int, log_dir: Path) -> Run:
     name, url = await fresh_db()
     port = free_port()
     proc = spawn(
@@ -98,17 +99,22 @@ async def run_direct(n: int, conc: int, log_dir: Path) -> Run:
         {
             "QF_DATABASE_URL": url,
             "QF_HTTP_PORT": str(port),
-            "QF_ROUTES_FILE": "examples/routes.toml",
+            "QF_ROUTES_FILE": "config/routes.toml",
         },
         log_dir,
     )
     try:
         await wait_http_post_ready(port, proc)
         started = time.perf_counter()
-        send_s, errors = await send_votes(f"http://127.0.0.1:{port}", "p", n, conc)
-        persist_s = await wait_rows(url, n, started)
+        sent = await send_votes(f"http://127.0.0.1:{port}", "p", seconds, conc)
+        persist_s = await wait_rows(url, sent.ok, started)
         return Run(
-            "(a) INSERT + commit per vote, no queue", n / send_s, n / persist_s, 1.0, 0.0, errors
+            "(a) INSERT + commit per vote, no queue",
+            sent.ok_per_s,
+            sent.ok / persist_s,
+            1.0,
+            0.0,
+            errors(sent),
         )
     finally:
         proc.stop()
@@ -133,7 +139,7 @@ async def wait_http_post_ready(port: int, proc: Proc) -> None:
 
 
 async def run_queuefront(
-    n: int, conc: int, pack: int, base: dict[str, str], log_dir: Path, batch_wait_s: float
+    seconds: int, conc: int, pack: int, base: dict[str, str], log_dir: Path, batch_wait_s: float
 ) -> Run:
     name, url = await fresh_db()
     stack = Stack(
@@ -148,7 +154,8 @@ async def run_queuefront(
         urls = [stack.api_metrics_url, writer.metrics_url]
         sqs_before = sum([await metric(u, "queuefront_sqs_calls_total") for u in urls])
         started = time.perf_counter()
-        send_s, errors = await send_votes(stack.api_url, "p", n, conc)
+        sent = await send_votes(stack.api_url, "p", seconds, conc)
+        n = sent.ok
         persist_s = await wait_rows(url, n, started)
         sqs_after = sum([await metric(u, "queuefront_sqs_calls_total") for u in urls])
         commits = await metric(writer.metrics_url, "queuefront_ingest_commits_total")
@@ -159,11 +166,11 @@ async def run_queuefront(
         )
         return Run(
             label,
-            n / send_s,
+            sent.ok_per_s,
             n / persist_s,
             n / max(commits, 1),
-            (sqs_after - sqs_before) / n,
-            errors,
+            (sqs_after - sqs_before) / max(n, 1),
+            errors(sent),
         )
     finally:
         stack.stop_all()
@@ -177,16 +184,16 @@ async def main_async(args: argparse.Namespace) -> None:
     base = {
         "QF_SQS_ENDPOINT_URL": sqs_url,
         "QF_REDIS_URL": REDIS_URL,
-        "QF_ROUTES_FILE": "examples/routes.toml",
+        "QF_ROUTES_FILE": "config/routes.toml",
     }
     results: dict[str, list[Run]] = {}
     try:
         for _ in range(args.repeat):
-            runs = [await run_direct(args.items, args.concurrency, log_dir)]
+            runs = [await run_direct(args.seconds, args.concurrency, log_dir)]
             for pack in args.pack:
                 runs.append(
                     await run_queuefront(
-                        args.items, args.concurrency, pack, base, log_dir, args.batch_wait_s
+                        args.seconds, args.concurrency, pack, base, log_dir, args.batch_wait_s
                     )
                 )
             for r in runs:
@@ -196,7 +203,7 @@ async def main_async(args: argparse.Namespace) -> None:
     med = statistics.median
     load = os.getloadavg()[0]
     print(
-        f"\ningest: {args.items} votes x {args.repeat} rounds (medians), concurrency "
+        f"\ningest: votes for {args.seconds} s x {args.repeat} rounds (medians), concurrency "
         f"{args.concurrency}, batch {300} / max wait {args.batch_wait_s} s, "
         f"{os.cpu_count()} cores, load average after: {load:.2f}"
     )
@@ -216,7 +223,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--items", type=int, default=5000)
+    parser.add_argument("--seconds", type=int, default=10, help="of votes, per write path")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--pack", type=int, nargs="+", default=[1, 10, 50])

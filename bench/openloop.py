@@ -1,10 +1,11 @@
-"""A lean open-loop HTTP/1.1 load generator for the SLA benchmark (``bench/sla.py``).
+"""The benchmarks' open-loop load generator: lean HTTP/1.1, for the SLA table (``bench/sla.py``).
 
 Open loop: request ``i`` of ``n`` is due at ``i * window_s / n`` and is sent then,
-whatever the earlier requests are doing. A closed-loop tool (wrk, aiohttp clients
-waiting on their previous answer) stops sending exactly when the server is slowest and
-so never measures the stall ("coordinated omission"); here a slow answer never delays
-the next request, so latency is measured from the request's *scheduled* time.
+whatever the earlier requests are doing. A closed-loop tool (wrk,
+``bench/closedloop.py``: each client waiting on its previous answer) stops sending
+exactly when the server is slowest and so never measures the stall ("coordinated
+omission"); here a slow answer never delays the next request, so latency is measured
+from the request's *scheduled* time.
 
 HTTP/1.1 carries one request at a time per connection, so the generator needs one
 connection per request in flight: it reuses idle keep-alive connections and opens new
@@ -28,14 +29,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import resource
 import time
 from array import array
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from enum import IntEnum
-from functools import partial
 from typing import Protocol, cast
+
+from bench.measure import self_cpu_s
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 TIMER_RESOLUTION_S = 0.001
@@ -45,7 +46,6 @@ SWEEP_INTERVAL_S = 0.1
 machines every wake-up of a sleeping process costs 80-200 µs of CPU."""
 START_LEAD_S = 0.05
 """The first request is due this long after the run starts, so it leaves on time."""
-CLOSED_LOOP_CONNECT_TIMEOUT_S = 5.0
 DRAIN_GRACE_S = 2.0
 """Past ``window_s + timeout_s`` the run is cut whatever is left (it never should be)."""
 
@@ -68,12 +68,6 @@ class Failure(IntEnum):
 def outcome_name(status: int) -> str:
     """``"200"``, ``"503"``, ... for answers; ``"connect_error"``, ... for failures."""
     return str(status) if status > 0 else Failure(status).name.lower()
-
-
-def cpu_seconds() -> float:
-    """User + system CPU of this process so far."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def request_bytes(host: str, port: int, path: str, i: int) -> bytes:
@@ -454,7 +448,7 @@ class _OpenLoop:
                     self._resolve(req, Failure.CONNECT_TIMEOUT)
 
     async def run(self) -> OpenLoopResult:
-        cpu0, wall0 = cpu_seconds(), time.perf_counter()
+        cpu0, wall0 = self_cpu_s(), time.perf_counter()
         self._t0 = time.perf_counter() + START_LEAD_S
         loops = [
             self._loop.create_task(self._schedule()),
@@ -472,7 +466,7 @@ class _OpenLoop:
             await asyncio.gather(*loops, *self._tasks, return_exceptions=True)
             for conn in list(self._conns):
                 conn.abort()
-            self.result.cpu_s = cpu_seconds() - cpu0
+            self.result.cpu_s = self_cpu_s() - cpu0
             self.result.wall_s = time.perf_counter() - wall0
         return self.result
 
@@ -495,65 +489,3 @@ async def open_loop(
     assert n > 0 and window_s > 0 and timeout_s > 0 and max_connections > 0
     gen = _OpenLoop(host, port, path, n, window_s, timeout_s, max_connections)
     return await gen.run()
-
-
-@dataclass
-class ClosedLoopResult:
-    answers: Counter[int]
-    seconds: float
-
-    @property
-    def ok_per_s(self) -> float:
-        return sum(c for s, c in self.answers.items() if 200 <= s < 300) / self.seconds
-
-
-class _ClosedLoop:
-    """``concurrency`` connections, each sending its next request when answered."""
-
-    def __init__(self, host: str, port: int, path: str, deadline: float) -> None:
-        self.host, self.port, self.path, self.deadline = host, port, path, deadline
-        self.answers: Counter[int] = Counter()
-        self.next = 0
-        self.live = 0
-        self.idle = asyncio.Event()
-
-    def send_next(self, conn: Conn) -> None:
-        if time.monotonic() >= self.deadline or conn.dead:
-            conn.abort()
-            return
-        self.next += 1
-        conn.send(self.next, request_bytes(self.host, self.port, self.path, self.next))
-
-    def answered(self, conn: Conn, req: int, status: int) -> None:
-        self.answers[status] += 1
-        self.send_next(conn)
-
-    def lost(self, conn: Conn, req: int) -> None:
-        if req >= 0:
-            self.answers[Failure.RESET] += 1
-        self.live -= 1
-        if self.live == 0:
-            self.idle.set()
-
-
-async def closed_loop(
-    host: str, port: int, path: str, *, concurrency: int, seconds: float
-) -> ClosedLoopResult:
-    """The throughput the server sustains when every answer brings the next request."""
-    assert host in LOOPBACK, "the benchmark sends to loopback only"
-    loop = asyncio.get_running_loop()
-    started = time.monotonic()
-    gen = _ClosedLoop(host, port, path, started + seconds)
-    for _ in range(concurrency):
-        try:
-            async with asyncio.timeout(CLOSED_LOOP_CONNECT_TIMEOUT_S):
-                _, conn = await loop.create_connection(partial(Conn, gen), host, port)
-        except (OSError, TimeoutError):
-            gen.answers[Failure.CONNECT_ERROR] += 1
-            continue
-        gen.live += 1
-        gen.send_next(conn)
-    if gen.live:
-        # every connection closes itself at the deadline, after its last answer
-        await asyncio.wait_for(gen.idle.wait(), seconds + 60)
-    return ClosedLoopResult(gen.answers, time.monotonic() - started)

@@ -16,10 +16,11 @@ twice the queued route's measured capacity, with goodput, every answer by status
 p99 latency of the 503s and the share of 504s, checked against the issue's targets.
 
 The load generator is ``bench/openloop.py`` (open loop, so the table cannot hide
-stalls). Everything runs on 127.0.0.1 on free ports, every level is bounded in time and
-count, and every process this starts is stopped at the end (also on Ctrl-C or SIGTERM).
-Results (per-request records, a JSON summary, the tables, the plot) go to
-``bench/results/sla-<time>/``; ``--save-readme-plot`` also writes ``docs/sla.png``.
+stalls); the capacities are measured with ``bench/closedloop.py`` (wrk). Everything runs
+on 127.0.0.1 on free ports, every level is bounded in time and count, and every process
+this starts is stopped at the end (also on Ctrl-C or SIGTERM). Results (per-request
+records, a JSON summary, the tables, the plot) go to ``bench/results/sla-<time>/``;
+``--save-readme-plot`` also writes ``docs/sla.png``.
 """
 
 from __future__ import annotations
@@ -44,7 +45,10 @@ import aiohttp
 import uvloop
 from redis.asyncio import Redis
 
-from bench.openloop import OpenLoopResult, closed_loop, open_loop, outcome_name
+from bench import closedloop
+from bench.closedloop import WrkResult
+from bench.measure import CpuMeter, process_reader
+from bench.openloop import OpenLoopResult, open_loop, outcome_name
 from bench.sla_report import (
     PATH_LABELS,
     Capacity,
@@ -101,17 +105,6 @@ def raise_fd_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def proc_cpu_s(pid: int) -> float:
-    """User + system CPU of another process, from /proc (NaN once it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return math.nan
-    # fields after the command name start at "state" (field 3); utime, stime are 14, 15
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @dataclass(frozen=True)
 class Endpoint:
     """Where one path's requests go."""
@@ -133,7 +126,7 @@ class Bench:
     max_connections: int
 
     def endpoint(self, name: str) -> Endpoint:
-        routes = load_routes(ROOT / "examples" / "routes.toml")
+        routes = load_routes(ROOT / "config" / "routes.toml")
         item, product = routes.get("item"), routes.get("products_and_promotions")
         if name == "old":
             # the old architecture has no reply window of its own: the kiosk's is the same
@@ -168,15 +161,15 @@ class Bench:
                 log("backend or queue still busy after the settle limit; going on")
         await asyncio.sleep(self.args.cooldown_s)
 
-    def cpu_snapshot(self) -> dict[str, float]:
-        return {name: proc_cpu_s(pid) for name, pid in self.pids.items()}
+    def cpu_meter(self) -> CpuMeter:
+        return CpuMeter({name: process_reader(pid) for name, pid in self.pids.items()})
 
     async def run_level(
         self, target: Endpoint, level_per_min: int, window_s: float
     ) -> LevelSummary:
         n = max(1, round(level_per_min * window_s / 60))
         load = os.getloadavg()[0]
-        before, wall0 = self.cpu_snapshot(), time.perf_counter()
+        meter, wall0 = self.cpu_meter(), time.perf_counter()
         result = await open_loop(
             "127.0.0.1",
             target.port,
@@ -187,10 +180,10 @@ class Bench:
             max_connections=self.max_connections,
         )
         wall = time.perf_counter() - wall0
-        after = self.cpu_snapshot()
+        used = meter.used_s()
         row = summarize(target.name, level_per_min, target.reply_window_s, result)
         row.load_average = load
-        row.cpu_cores = {name: (after[name] - before[name]) / wall for name in before}
+        row.cpu_cores = {name: seconds / wall for name, seconds in used.items()}
         row.cpu_cores["generator"] = result.cpu_s / wall
         self.save_requests(target.name, level_per_min, result)
         log(
@@ -235,32 +228,46 @@ async def warm_cache(api_url: str) -> None:
     raise RuntimeError(f"{url} is not served from cache after 20 tries")
 
 
+async def closed_loop(port: int, template: str, connections: int, seconds: int) -> WrkResult:
+    """What a path sustains with ``connections`` clients each waiting on its answer (wrk,
+    every request a new item), run in a thread so the event loop stays free meanwhile."""
+    return await asyncio.to_thread(
+        closedloop.run,
+        f"http://127.0.0.1:{port}",
+        seconds=seconds,
+        connections=connections,
+        lua=closedloop.path_script(template),
+    )
+
+
 async def measure_capacity(bench: Bench) -> Capacity:
     args = bench.args
     nominal = args.backend_workers * 1000 / args.backend_service_ms
     backend = await closed_loop(
-        "127.0.0.1",
         bench.backend_port,
         "/items/capacity-{i}",
-        concurrency=args.backend_workers,  # at the knee, never past it
-        seconds=args.capacity_s,
+        args.backend_workers,  # at the knee, never past it
+        args.capacity_s,
     )
     # a short warm-up, so the measurement does not include the first connections
-    await closed_loop("127.0.0.1", bench.api_port, "/api/items/warm-{i}", concurrency=8, seconds=1)
+    await closed_loop(bench.api_port, "/api/items/warm-{i}", 8, 1)
     queued = await closed_loop(
-        "127.0.0.1",
-        bench.api_port,
-        "/api/items/capacity-{i}",
-        concurrency=args.capacity_concurrency,
-        seconds=args.capacity_s,
+        bench.api_port, "/api/items/capacity-{i}", args.capacity_concurrency, args.capacity_s
     )
     cap = Capacity(nominal, backend.ok_per_s, queued.ok_per_s)
     log(
         f"capacity: backend {nominal:,.0f}/s nominal, {backend.ok_per_s:,.0f}/s measured "
-        f"({dict(backend.answers)}); queued route {queued.ok_per_s:,.0f}/s "
-        f"= {queued.ok_per_s * 60:,.0f}/min ({dict(queued.answers)})"
+        f"({answers(backend)}); queued route {queued.ok_per_s:,.0f}/s "
+        f"= {queued.ok_per_s * 60:,.0f}/min ({answers(queued)})"
     )
     return cap
+
+
+def answers(result: WrkResult) -> str:
+    return (
+        f"{result.requests:,} answers, {result.non_2xx:,} not 2xx, "
+        f"{result.socket_errors:,} socket errors"
+    )
 
 
 async def start(args: argparse.Namespace, log_dir: Path, procs: list[Proc]) -> Stack:
@@ -446,7 +453,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backend-knee", type=int, help="in flight (default 4 x workers)")
     parser.add_argument("--backend-error-limit", type=int, help="in flight (16 x workers)")
     parser.add_argument("--worker-concurrency", type=int, help="default: half the knee")
-    parser.add_argument("--capacity-s", type=float, help="closed-loop capacity run (10)")
+    parser.add_argument("--capacity-s", type=int, help="closed-loop capacity run (10)")
     parser.add_argument("--capacity-concurrency", type=int, default=128)
     parser.add_argument("--capacity-per-s", type=float, help="use this, not the measured one")
     parser.add_argument("--no-overload", action="store_true", help="skip the overload row")
@@ -457,7 +464,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.levels = args.levels or (QUICK_LEVELS if quick else DEFAULT_LEVELS)
     args.window_s = args.window_s or (5.0 if quick else 60.0)
     args.cooldown_s = args.cooldown_s if args.cooldown_s is not None else (1.0 if quick else 5.0)
-    args.capacity_s = args.capacity_s or (3.0 if quick else 10.0)
+    args.capacity_s = args.capacity_s or (3 if quick else 10)
     # the knee well above the workers: below capacity, a short stall of this shared machine
     # must not tip the backend into collapse; past capacity the line grows and it will
     args.backend_knee = args.backend_knee or 4 * args.backend_workers

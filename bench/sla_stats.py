@@ -3,7 +3,7 @@
 The kiosk seed's method: N requests spread evenly over a window (60 s); a level PASSES
 when every one of the N requests is answered 2xx and the last answer arrives inside the
 window. "The window" here is the sending window plus the route's reply window (20 s in
-the demo route table): the last request leaves at the end of the sending window and a
+config/routes.toml): the last request leaves at the end of the sending window and a
 kiosk waits the reply window for its answer, so that is when the level's last answer is
 due. Times are measured from the first request's *scheduled* time, and every latency
 from its request's scheduled time (a late send counts against the server, never for it).
@@ -15,20 +15,12 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bench.measure import percentile
 from bench.openloop import OpenLoopResult
 
 NO_ANSWER = ("connect_error", "reset", "timeout", "connect_timeout", "no_connection")
 """Outcomes without an HTTP answer (:class:`bench.openloop.Failure`, by name)."""
 CONNECTION_ERRORS = ("connect_error", "reset", "connect_timeout")
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (``q`` in 0..1) of unsorted ``values``; NaN when empty."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q * len(ordered)))
-    return ordered[rank - 1]
 
 
 @dataclass

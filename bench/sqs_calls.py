@@ -2,7 +2,7 @@
 
 The five calls a pod or worker makes per message — SendMessageBatch (10 entries),
 ReceiveMessage (10 messages), ChangeMessageVisibilityBatch (10), DeleteMessageBatch (10)
-and GetQueueAttributes — timed with ``time.process_time`` (this process's CPU only; the
+and GetQueueAttributes — timed with ``bench.measure.self_cpu_s`` (this process's CPU only; the
 emulator's is not counted) over ``--calls`` calls each (``--concurrency`` in flight, as in
 a busy process; 1 gives sequential calls, whose CPU grows with the idle gaps between
 them), for three clients side by side in the same run:
@@ -25,7 +25,6 @@ import asyncio
 import os
 import statistics
 import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -36,6 +35,7 @@ import uvloop
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
+from bench.measure import self_cpu_s
 from devstack import start_emulator
 from queuefront.settings import Settings
 from queuefront.sqs import RECEIVE_ATTRIBUTES, data_plane_of, open_client
@@ -114,9 +114,9 @@ async def timed(
         for i, (operation, params) in todo:
             out[i] = await call(operation, params)
 
-    started = time.process_time()
+    started = self_cpu_s()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return time.process_time() - started, out
+    return self_cpu_s() - started, out
 
 
 def entries_of(handles: list[str], timeout_s: int | None = None) -> list[dict[str, Any]]:

@@ -1,10 +1,11 @@
-"""Throughput and CPU per request, issue-style: ``python -m bench.throughput``.
+"""Throughput and CPU per request: ``make bench`` (or ``python -m bench.throughput``).
 
-The table of the "Throughput and CPU per request" section of docs/benchmarks.md, measured
-the way a user of ``make run`` would: a C load generator that costs little CPU (``wrk
--t1 -c64``, Debian's package) against one stack started here on free ports — the SQS
-emulator, the demo backend (20 ms per request, 64 at once), one api, one worker, one
-writer on a fresh database — and four paths in turn, each round in the same order:
+The table of the "Throughput and CPU per request" section of docs/benchmarks.md,
+measured the way a user of ``make run`` would: a C load generator that costs little CPU
+(``wrk -t1 -c64``, Debian's package: ``bench/closedloop.py``) against one stack started
+here on free ports — the SQS emulator, the demo backend (20 ms per request, 64 at once),
+one api, one worker, one writer on a fresh database — and four paths in turn, each round
+in the same order:
 
 - ``direct``: straight to the demo backend (the reference of the proxy ratio);
 - ``proxied``: a queued route (``/api/items/{n}``) through api, SQS, worker, backend;
@@ -12,12 +13,12 @@ writer on a fresh database — and four paths in turn, each round in the same or
 - ``votes``: the write path (``POST /api/polls/{p}/votes``), then a check that every
   accepted vote is in Postgres within ``STORED_WITHIN_S``.
 
-CPU per request comes from ``/proc`` (utime + stime of each process and its children)
-read before and after each run, divided by the requests answered (and the whole
-machine's busy time from ``/proc/stat``, which includes Postgres, Redis, the kernel and
-wrk itself); the Fargate price is
-``ms of CPU x 1e6 / 1000`` vCPU-seconds per million requests at ``VCPU_HOUR_USD``.
-Rounds are repeated and medians quoted, since the load generator shares the cores.
+CPU per request comes from ``/proc`` (utime + stime of each process and its children,
+``bench/measure.py``) read before and after each run, divided by the requests answered
+(and the whole machine's busy time from ``/proc/stat``, which includes Postgres, Redis,
+the kernel and wrk itself); the Fargate price is ``ms of CPU x 1e6 / 1000`` vCPU-seconds
+per million requests at ``VCPU_HOUR_USD``. Rounds are repeated and medians quoted, since
+the load generator shares the cores.
 
 Every run also writes its figures — CPU and SQS calls per request per path and process,
 the machine's speed probe — to ``bench/figures/throughput.json`` (``--figures``; format in
@@ -31,8 +32,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,9 @@ from pathlib import Path
 
 import asyncpg
 
+from bench import closedloop
+from bench.closedloop import WrkResult
+from bench.measure import CpuMeter, machine_reader, process_reader, speed_probe_s
 from bench.scaling.figures import FIGURES_PATH, PathFigures, ThroughputFigures
 from devstack import Proc, Stack, metric, new_stack_env, start_backend, start_emulator
 from queuefront.migrate import migrate
@@ -58,28 +60,6 @@ STORED_WITHIN_S = 10.0
 """The issue's check: every accepted vote is stored this long after the last answer."""
 VCPU_HOUR_USD = 0.04048
 """Fargate Linux/x86 price per vCPU-hour (us-east-1, on demand, 2026)."""
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-VOTE_SCRIPT = """
-local n = 0
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-request = function()
-  n = n + 1
-  local body = string.format('{"choice":%d,"voter":"viewer-%d"}', n % 5, n)
-  return wrk.format(nil, "/api/polls/bench/votes", nil, body)
-end
-"""
-
-
-@dataclass
-class WrkResult:
-    requests: int
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    non_2xx: int
-    socket_errors: int
 
 
 @dataclass
@@ -106,115 +86,15 @@ class Series:
         return statistics.median(s.sqs_calls.get(group, 0.0) for s in self.samples)
 
 
-def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+def cpu_meter(procs: dict[str, Proc]) -> CpuMeter:
+    """CPU of named process groups (each a process tree) and of the whole machine."""
+    readers = {k: process_reader(p.popen.pid) for k, p in procs.items()}
+    return CpuMeter({**readers, "machine": machine_reader()})
 
 
-def parse_wrk(out: str) -> WrkResult:
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    pct = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.M))
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    return WrkResult(
-        requests=total,
-        rps=rps,
-        p50_ms=_ms(pct["50"]),
-        p99_ms=_ms(pct["99"]),
-        non_2xx=int(non2xx.group(1)) if non2xx else 0,
-        socket_errors=sum(int(g) for g in sock.groups()) if sock else 0,
-    )
-
-
-def run_wrk(url: str, seconds: int, connections: int, script: Path | None) -> WrkResult:
-    args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
-    if script is not None:
-        args += ["-s", str(script)]
-    out = subprocess.run(
-        [*args, url], capture_output=True, text=True, check=True, timeout=seconds + 30
-    ).stdout
-    return parse_wrk(out)
-
-
-@dataclass(frozen=True)
-class ProcStat:
-    name: str
-    parent: int
-    cpu_s: float
-    """utime + stime so far."""
-
-
-def processes() -> dict[int, ProcStat]:
-    """Every process of the machine, from one pass over ``/proc/<pid>/stat``."""
-    out = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1]
-            fields = rest.split()
-            cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
-            out[int(entry.name)] = ProcStat(name, int(fields[1]), cpu)
-    return out
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU seconds of the process and its descendants (an api with several processes
-    is a tree)."""
-    procs = processes()
-    children: dict[int, list[int]] = {}
-    for child, stat in procs.items():
-        children.setdefault(stat.parent, []).append(child)
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
-        total += procs[p].cpu_s if p in procs else 0.0
-        todo.extend(children.get(p, []))
-    return total
-
-
-def named_cpu_seconds(name: str) -> float | None:
-    """CPU seconds of every process called ``name``; None when none runs."""
-    used = [stat.cpu_s for stat in processes().values() if stat.name == name]
-    return sum(used) if used else None
-
-
-SPEED_PROBE_LOOPS = 30_000_000
-"""A fixed pure-Python loop: ``sum(range(30_000_000))``."""
-
-
-def speed_probe_s() -> float:
-    """CPU seconds the fixed loop takes now: how fast this machine's cores are at the
-    moment. On the development VM the same loop took 0.34 s at one moment and 0.60-0.69 s
-    minutes later (a host shared with others), and every CPU-bound figure moved with it;
-    each run prints the probe so its figures can be read against the machine's speed."""
-    started = time.process_time()
-    sum(range(SPEED_PROBE_LOOPS))
-    return time.process_time() - started
-
-
-def machine_busy_seconds() -> float:
-    """CPU time the whole machine spent busy (all cores, everything but idle and iowait):
-    what a request costs including Postgres, Redis, the kernel and the load generator."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
-
-
-class Meter:
-    """CPU of named process groups (and of the whole machine) over one run."""
-
-    def __init__(self, procs: dict[str, Proc]) -> None:
-        self.procs = procs
-        self._start = {k: cpu_seconds(p.popen.pid) for k, p in procs.items()}
-        self._machine = machine_busy_seconds()
-
-    def per_request_ms(self, answered: int) -> dict[str, float]:
-        used = {k: cpu_seconds(p.popen.pid) - self._start[k] for k, p in self.procs.items()}
-        used["machine"] = machine_busy_seconds() - self._machine
-        return {k: 1000.0 * v / max(answered, 1) for k, v in used.items()}
+def per_request_ms(meter: CpuMeter, answered: int) -> dict[str, float]:
+    """ms of CPU per answered request of each group the meter reads, since it started."""
+    return {k: 1000.0 * v / max(answered, 1) for k, v in meter.used_s().items()}
 
 
 async def count_rows(db_url: str) -> int:
@@ -241,7 +121,8 @@ class NativeStack:
     api_url: str
     backend_url: str
     db_url: str
-    votes_script: Path
+    votes_script: str
+    """The Lua script of the votes path (``closedloop.votes_script``)."""
     groups: dict[str, Proc]
     """The processes whose CPU a run reports: api, worker, writer, emulator."""
     backend: Proc
@@ -253,8 +134,6 @@ async def native_stack(api_processes: int, worker_concurrency: int) -> AsyncIter
     all and drops the database and the queues at the end. ``bench.compose`` measures
     the same votes path on it, in the same run as the compose stack."""
     log_dir = Path(tempfile.mkdtemp(prefix="qf-bench-throughput-"))
-    script = log_dir / "votes.lua"
-    script.write_text(VOTE_SCRIPT)
     sqs_url, sqs = await start_emulator(log_dir)
     backend_url, backend = await start_backend(
         log_dir,
@@ -268,7 +147,7 @@ async def native_stack(api_processes: int, worker_concurrency: int) -> AsyncIter
         "QF_SQS_ENDPOINT_URL": sqs_url,
         "QF_REDIS_URL": REDIS_URL,
         "QF_BACKEND_URL": backend_url,
-        "QF_ROUTES_FILE": "examples/routes.toml",
+        "QF_ROUTES_FILE": "config/routes.toml",
         "QF_DATABASE_URL": db_url,
     }
     stack = Stack(env={**new_stack_env(base), "QF_LOG_LEVEL": "WARNING"}, log_dir=log_dir)
@@ -281,8 +160,10 @@ async def native_stack(api_processes: int, worker_concurrency: int) -> AsyncIter
         groups = {"api": api, "worker": worker, "writer": writer, "emulator": sqs}
         # warm: the cached serial is filled once, every path has been used once
         for path in ("/api/products/SER-1", "/api/items/warm"):
-            run_wrk(stack.api_url + path, 1, 4, None)
-        yield NativeStack(stack.api_url, backend_url, db_url, script, groups, backend)
+            closedloop.run(stack.api_url + path, seconds=1, connections=4)
+        yield NativeStack(
+            stack.api_url, backend_url, db_url, closedloop.votes_script(), groups, backend
+        )
     finally:
         stack.stop_all()
         await delete_queues(settings)
@@ -309,7 +190,7 @@ async def sqs_calls(native: NativeStack) -> dict[str, float]:
 
 
 async def measure(
-    native: NativeStack, name: str, url: str, lua: Path | None, seconds: int, connections: int
+    native: NativeStack, name: str, url: str, lua: str | None, seconds: int, connections: int
 ) -> Sample:
     """One wrk run on one path, with the CPU it cost; for votes, whether every accepted
     vote was stored within ``STORED_WITHIN_S``."""
@@ -317,16 +198,16 @@ async def measure(
     rows_before = await count_rows(native.db_url) if name == "votes" else 0
     # read outside the CPU window: the scrape costs the processes a little CPU
     calls_before = await sqs_calls(native) if name != "direct" else {}
-    meter = Meter(meters)
-    result = run_wrk(url, seconds, connections, lua)
-    answered = result.requests - result.non_2xx
+    meter = cpu_meter(meters)
+    result = closedloop.run(url, seconds=seconds, connections=connections, lua=lua)
+    answered = result.ok
     sample = Sample(result, {})
     if name == "votes":
         sample.stored_ok = await stored_within(
             native.db_url, rows_before + answered, STORED_WITHIN_S
         )
     # writer CPU includes the storing that runs after wrk stops
-    sample.cpu_ms = meter.per_request_ms(answered)
+    sample.cpu_ms = per_request_ms(meter, answered)
     if calls_before:
         calls_after = await sqs_calls(native)
         sample.sqs_calls = {
@@ -336,11 +217,11 @@ async def measure(
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    assert shutil.which("wrk"), "wrk is needed (apt-get install wrk)"
+    assert closedloop.wrk_path(), closedloop.INSTALL_HINT
     series: dict[str, Series] = {}
     probes = [speed_probe_s()]
     async with native_stack(args.api_processes, args.worker_concurrency) as native:
-        targets: dict[str, tuple[str, Path | None]] = {
+        targets: dict[str, tuple[str, str | None]] = {
             "direct": (native.backend_url + "/api/items/1", None),
             "proxied": (native.api_url + "/api/items/1", None),
             "cached": (native.api_url + "/api/products/SER-1", None),

@@ -1,1 +1,1 @@
-"""Demo pieces: the legacy backend stand-in and the demo route table (kiosk + voting)."""
+"""Demo pieces: the legacy backend stand-in (its route table is config/routes.toml)."""

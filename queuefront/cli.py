@@ -1,113 +1,68 @@
 """``queuefront <role>``: one entry point for every process of the one image.
 
-The container's command picks the role. Each role is a real import of its entry point's
-``main`` (not a module string run with ``runpy``), so a renamed or missing module fails
-``mypy`` and the tests instead of the container's start-up in production.
+The container's command picks the role. The roles are the entry points of the group
+``queuefront.roles`` that ``pyproject.toml`` declares (``importlib.metadata``): each process
+names itself there, so this library imports none of them, and ``queuefront writer`` loads
+only the writer's modules.
 
 ``backend`` (the demo stand-in for the legacy server) lives in ``examples``, which only
 the image's ``demo`` target and a development checkout carry: in the production image
-the role answers that it is not installed. ``healthcheck`` is the image's HEALTHCHECK,
-which does not know the role, so it asks whichever of the process ports answers.
+the role is declared but its module is absent, and it answers that it is not installed.
+``healthcheck`` is the image's HEALTHCHECK, which does not know the role, so it asks
+whichever of the process ports answers; it is built in, and answered before the entry
+points are read, because it runs every 5 s in every container.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from queuefront import ports
 
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
 Main = Callable[[], None]
 
-DEMO_BACKEND_MODULE = "examples.legacy_backend"
-"""Optional: absent from the production image (Dockerfile target ``production``)."""
+ROLE_GROUP = "queuefront.roles"
+"""The entry-point group of the roles (pyproject.toml)."""
+HEALTHCHECK = "healthcheck"
+NOT_INSTALLED_HINTS = {
+    "backend": "build the Dockerfile's 'demo' target or run it from a checkout",
+}
+"""What to do about a role whose module this install leaves out."""
 
 HEALTHCHECK_TIMEOUT_S = 2.0
 """Per port, for the connection and for the answer (the image's check has 3 s)."""
 STATUS_LINE_MAX_BYTES = 1024
 
 
-def _api() -> None:
-    from service.__main__ import main
+def roles() -> dict[str, EntryPoint]:
+    """Role name -> its declared entry point; nothing is imported yet.
 
-    main()
+    ``importlib.metadata`` is imported here, not at the top: it imports ``email``, which
+    the healthcheck (every 5 s in every container) must not pay for."""
+    from importlib.metadata import entry_points
 
-
-def _worker() -> None:
-    from workers.priority import main
-
-    main()
+    return {entry.name: entry for entry in entry_points(group=ROLE_GROUP)}
 
 
-def _writer() -> None:
-    from workers.writer import main
-
-    main()
-
-
-def _migrate() -> None:
-    from queuefront.migrate import main
-
-    main()
-
-
-def _queues() -> None:
-    from queuefront.queues import main
-
-    main()
-
-
-def _admin() -> None:
-    from queuefront.admin import main
-
-    main()
-
-
-def _backend() -> None:
+def load(entry: EntryPoint) -> Main:
+    """The role's ``main``. A role whose own module this install leaves out (``examples``
+    in the production image) exits naming it; a missing dependency of an installed module
+    is a real fault and raises."""
     try:
-        module = importlib.import_module(DEMO_BACKEND_MODULE)
+        main: Main = entry.load()
     except ModuleNotFoundError as exc:
-        sys.exit(
-            f"role 'backend' (the demo backend) is not in this image ({exc}); "
-            "build the Dockerfile's 'demo' target or run it from a checkout"
-        )
-    main: Main = module.main
-    main()
-
-
-def _init() -> None:
-    """The compose init service: queues and migrations, then exit."""
-    for step in (_queues, _migrate):
-        sys.argv = sys.argv[:1]
-        step()
-
-
-ROLES: dict[str, Main] = {
-    "api": _api,
-    "worker": _worker,
-    "writer": _writer,
-    "migrate": _migrate,
-    "queues": _queues,
-    "admin": _admin,
-    "init": _init,
-    "backend": _backend,
-}
-"""Role name -> entry point. The imports happen inside, so ``queuefront writer`` does not
-load aiohttp's server or the api's modules."""
-
-ENTRY_MODULES = {
-    "api": "service.__main__",
-    "worker": "workers.priority",
-    "writer": "workers.writer",
-    "migrate": "queuefront.migrate",
-    "queues": "queuefront.queues",
-    "admin": "queuefront.admin",
-    "backend": DEMO_BACKEND_MODULE,
-}
-"""The module each role runs (tests derive each process's SQS access from it)."""
+        if exc.name is None or not (entry.module + ".").startswith(exc.name + "."):
+            raise
+        hint = NOT_INSTALLED_HINTS.get(entry.name, "the install is incomplete")
+        sys.exit(f"role {entry.name!r} is not in this image ({exc}); {hint}")
+    return main
 
 
 def healthcheck(environ: Mapping[str, str] | None = None) -> int:
@@ -146,14 +101,15 @@ def _answers_200(port: int) -> bool:
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     role = args[0] if args else "api"
-    if role == "healthcheck":
+    if role == HEALTHCHECK:
         sys.exit(healthcheck())
-    if role not in ROLES:
-        names = ", ".join([*ROLES, "healthcheck"])
+    declared = roles()
+    if role not in declared:
+        names = ", ".join([*sorted(declared), HEALTHCHECK])
         sys.exit(f"unknown role {role!r}; one of: {names}")
     # the entry points parse their own arguments (admin redrive <queue>, queues --wait-s)
     sys.argv = [f"queuefront {role}", *args[1:]]
-    ROLES[role]()
+    load(declared[role])()
 
 
 if __name__ == "__main__":

@@ -148,9 +148,8 @@ class Settings(BaseSettings):
     )
     routes_file: str = Field(
         default="config/routes.toml",
-        description="The route table. `config/routes.toml` is production's (the image's "
-        "and Terraform's); `make run` and compose serve the demo table "
-        "`examples/routes.toml`.",
+        description="The route table: `config/routes.toml`, the image's and Terraform's, "
+        "which `make run` and compose serve too.",
     )
     pod_id: str = Field(
         default="",

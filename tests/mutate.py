@@ -67,6 +67,7 @@ SCALING_SIM = "tests/unit/test_scaling_sim.py"
 SCALING_TF = "tests/unit/test_scaling_terraform.py"
 SCALING_POLICY = "tests/unit/test_scaling_policy.py"
 SIGNAL_UNIT = "tests/unit/test_scaling_signal.py"
+CALIBRATION = "tests/unit/test_scaling_calibrate.py"
 SIGNAL_INTEGRATION = "tests/integration/test_scaling_signal.py"
 SCALE_IN_TEST = "test_target_tracking_scales_in_after_fifteen_datapoints_below_ninety_percent"
 SCALE_IN_COOLDOWN_TEST = "test_scale_in_cooldown_blocks_the_next_scale_in_and_a_scale_out_ends_it"
@@ -806,7 +807,7 @@ MUTATIONS = [
     ),
     Mutation(
         "body limit: the demo login takes a body of any size",
-        "examples/routes.toml",
+        "config/routes.toml",
         "max_body_bytes = 4096\n",
         "",
         (f"{MEMORY}::test_the_demo_login_refuses_a_large_body_unread",),
@@ -1579,6 +1580,28 @@ MUTATIONS = [
         "            worst is None or worst[0] >= GOODPUT_SHARE,",
         "            True,",
         (f"{SCALING_POLICY}::test_every_shipped_scenario_holds_its_criteria",),
+    ),
+    # --- the simulator calibrated against make sla (issue 18 §2) --------------------------
+    Mutation(
+        "calibration: the worker's slots typed in, not the SLA benchmark's",
+        "bench/scaling/machine.py",
+        'new_stack_env({"QF_WORKER_CONCURRENCY": str(args.worker_concurrency)})',
+        'new_stack_env({"QF_WORKER_CONCURRENCY": "40"})',
+        (f"{CALIBRATION}::test_a_changed_benchmark_setting_changes_the_machine",),
+    ),
+    Mutation(
+        "calibration: the demo backend without its collapse",
+        "bench/scaling/machine.py",
+        "        collapse=True,\n",
+        "        collapse=False,\n",
+        (f"{CALIBRATION}::test_the_machine_is_the_sla_benchmarks",),
+    ),
+    Mutation(
+        "calibration: agreement on goodput alone",
+        "bench/scaling/calibrate.py",
+        "for r in (self.goodput_ratio(), self.shed_ratio())",
+        "for r in (self.goodput_ratio(),)",
+        (f"{CALIBRATION}::test_a_summary_json_compares_level_by_level",),
     ),
 ]
 

@@ -20,8 +20,11 @@ One module per concern:
   table), ``criteria`` (what a policy must hold on a scenario), ``plot``, ``run`` (a
   scenario file to a result);
 - ``compare`` (the shipped scenarios on an earlier policy and on today's, for the docs)
-  and ``capacity`` (what a steady load of 1,000 to 50,000 requests/s takes).
+  and ``capacity`` (what a steady load of 1,000 to 50,000 requests/s takes);
+- ``machine`` (the simulator configured as ``make sla`` runs this machine), ``calibrate``
+  (it against a recorded ``make sla`` run, ``measured/`` holding the recorded one) and
+  ``sqs_delivery`` (the local emulator's delivery delay it uses).
 
 The user's documentation (how to run it, the model, its assumptions, what it lacks):
-docs/benchmarks.md, "Scaling".
+docs/benchmarks.md, "Scaling"; the calibration: docs/scaling/calibration.md.
 """

@@ -165,7 +165,7 @@ async def test_votes_stored_once_with_tallies_equal_to_postgres(
 
 
 ITEM_WINDOW_S = 20.0
-"""The window of ``GET /api/items/{id}`` (the demo route table's default ``timeout_s``)."""
+"""The window of ``GET /api/items/{id}`` (config/routes.toml's ``timeout_s``)."""
 BACKLOG_REACHED_S = 5.0
 """How long the restarted worker may take to reach every message queued during the
 restart: it receives them ten at a time and drops an expired one at once, so a few

@@ -50,8 +50,8 @@ class Trickle:
 async def test_the_demo_login_refuses_a_large_body_unread(stack: Stack) -> None:
     """The issue's 900 KiB login: 413 from the route's limit, chunked or not; a login
     of ordinary size still reaches the backend."""
-    await stack.start_api(QF_ROUTES_FILE=str(ROOT / "examples" / "routes.toml"))
-    await stack.start_worker(QF_ROUTES_FILE=str(ROOT / "examples" / "routes.toml"))
+    await stack.start_api(QF_ROUTES_FILE=str(ROOT / "config" / "routes.toml"))
+    await stack.start_worker(QF_ROUTES_FILE=str(ROOT / "config" / "routes.toml"))
 
     async def chunks() -> Any:
         for _ in range(3):

@@ -2,7 +2,7 @@
 
 schemathesis generates requests from ``/openapi.json`` (valid ones, boundary cases and
 invalid ones) and sends them to the api of a full stack — api, worker, writer, the demo
-backend, Redis, Postgres and the SQS emulator — with the demo route table, as
+backend, Redis, Postgres and the SQS emulator — with config/routes.toml, as
 ``make run`` serves it. Any 5xx, or any answer the document does not describe (status,
 content type, headers, body schema), fails the run.
 """
@@ -19,7 +19,7 @@ import aiohttp
 
 from devstack import ROOT, Stack
 
-DEMO_ROUTES = str(ROOT / "examples" / "routes.toml")
+ROUTES_FILE = str(ROOT / "config" / "routes.toml")
 CHECKS = ",".join(
     [
         "not_a_server_error",
@@ -44,7 +44,7 @@ def schemathesis_cli() -> str:
 
 
 async def test_the_document_describes_the_route_table(stack: Stack) -> None:
-    await stack.start_api(QF_ROUTES_FILE=DEMO_ROUTES)
+    await stack.start_api(QF_ROUTES_FILE=ROUTES_FILE)
     async with (
         aiohttp.ClientSession() as http,
         http.get(f"{stack.api_url}/openapi.json") as resp,
@@ -72,9 +72,9 @@ async def test_fuzzing_finds_no_5xx_and_no_schema_violation(
 ) -> None:
     stack = db_stack
     auth = {"QF_AUTH_API_KEYS": "fuzz-key", "QF_AUTH_INVALIDATE_KEYS": "fuzz-key"}
-    await stack.start_api(QF_ROUTES_FILE=DEMO_ROUTES, **auth)
-    await stack.start_worker(QF_ROUTES_FILE=DEMO_ROUTES)
-    await stack.start_writer(QF_ROUTES_FILE=DEMO_ROUTES, QF_BATCH_MAX_WAIT_S="0.3")
+    await stack.start_api(QF_ROUTES_FILE=ROUTES_FILE, **auth)
+    await stack.start_worker(QF_ROUTES_FILE=ROUTES_FILE)
+    await stack.start_writer(QF_ROUTES_FILE=ROUTES_FILE, QF_BATCH_MAX_WAIT_S="0.3")
     proc = await asyncio.create_subprocess_exec(
         schemathesis_cli(),
         "run",

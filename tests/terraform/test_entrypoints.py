@@ -4,17 +4,19 @@ A task's command is appended to the image's ENTRYPOINT: with ``ENTRYPOINT ["queu
 ``["python", "-m", "service"]`` becomes ``queuefront python -m service`` and the task dies
 with "unknown role 'python'". So each command in deploy/terraform (task definitions, health
 checks, the run-task overrides) is put behind the Dockerfile's ENTRYPOINT and resolved the
-way the image resolves it: the console script in pyproject.toml, then queuefront.cli's roles.
+way the image resolves it: the console script in pyproject.toml, then the role among the
+entry points it declares (group ``queuefront.roles``).
 The config the image ships (route table, RDS CA bundle) is checked against what Terraform
 points the processes at.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
+import sys
 import tomllib
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 import pytest
@@ -83,6 +85,12 @@ def console_script(name: str) -> str:
     return str(scripts[name])
 
 
+def declared_roles() -> dict[str, str]:
+    """The roles pyproject.toml declares: name -> ``module:main``."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    return {k: str(v) for k, v in project["entry-points"][cli.ROLE_GROUP].items()}
+
+
 def resolve(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> str:
     """Runs ``argv`` (entrypoint + command) as the image would, up to the role's entry
     point, and returns the role that ran; SystemExit (unknown role) propagates."""
@@ -92,15 +100,14 @@ def resolve(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> str:
     assert (module, func) == ("queuefront.cli", "main"), target
     ran: list[str] = []
 
-    def recorder(role: str) -> cli.Main:
-        return lambda: ran.append(role)
+    def recorder(entry: EntryPoint) -> cli.Main:
+        return lambda: ran.append(entry.name)
 
     def fake_healthcheck(environ: object = None) -> int:
         ran.append("healthcheck")
         return 0
 
-    for role in cli.ROLES:
-        monkeypatch.setitem(cli.ROLES, role, recorder(role))
+    monkeypatch.setattr(cli, "load", recorder)
     monkeypatch.setattr(cli, "healthcheck", fake_healthcheck)
     try:
         cli.main(args)
@@ -166,20 +173,45 @@ def test_the_old_commands_would_not_start() -> None:
         cli.main(["python", "-m", "service"])
 
 
-@pytest.mark.parametrize("role", sorted(cli.ENTRY_MODULES))
-def test_every_role_imports_its_entry_point(role: str) -> None:
-    module = importlib.import_module(cli.ENTRY_MODULES[role])
-    assert callable(module.main), f"{cli.ENTRY_MODULES[role]} has no main()"
-    assert role in cli.ROLES
+def test_an_unknown_role_names_every_role() -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["nosuch"])
+    names = ", ".join([*sorted(declared_roles()), "healthcheck"])
+    assert exited.value.code == f"unknown role 'nosuch'; one of: {names}"
+
+
+def test_the_installed_roles_are_the_declared_ones() -> None:
+    """A stale install (pyproject.toml changed, ``make deps`` not run) fails here first."""
+    installed = {e.name: e.value for e in entry_points(group=cli.ROLE_GROUP)}
+    assert installed == declared_roles()
+
+
+@pytest.mark.parametrize("role", sorted(declared_roles()))
+def test_every_role_resolves_to_a_callable_main(role: str) -> None:
+    entry = cli.roles()[role]
+    assert entry.attr == "main", entry.value
+    assert callable(cli.load(entry)), f"{entry.value} is not callable"
 
 
 def test_production_image_leaves_the_demo_backend_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    def missing(name: str) -> Any:
-        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-
-    monkeypatch.setattr(importlib, "import_module", missing)
-    with pytest.raises(SystemExit, match="not in this image"):
+    """As in the production image: the role is declared, its package is not there."""
+    for name in [m for m in sys.modules if m == "examples" or m.startswith("examples.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "examples", None)  # import of examples: ModuleNotFoundError
+    with pytest.raises(SystemExit, match=r"role 'backend' is not in this image.*'demo' target"):
         cli.main(["backend"])
+
+
+def test_a_missing_dependency_of_an_installed_role_is_not_called_absent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only the role's own module may be absent; anything else missing is a real fault."""
+    entry = EntryPoint("backend", "examples.legacy_backend:main", cli.ROLE_GROUP)
+    for name in [m for m in sys.modules if m == "examples.legacy_backend"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "aiohttp", None)
+    with pytest.raises(ModuleNotFoundError, match="aiohttp"):
+        cli.load(entry)
 
 
 def test_healthcheck_reads_the_ports_the_settings_read() -> None:
@@ -215,7 +247,7 @@ def test_terraform_reads_the_route_table_the_image_ships() -> None:
     assert f'routes_file = optional(string, "{image_routes}")' in str(root).replace("'", '"')
     tfvars = parse_file(TF_ROOT / "examples" / "production.tfvars")
     assert unquote(tfvars["settings"]["routes_file"]) == image_routes
-    # the default, whatever this shell exports (make exports the demo table for make run)
+    # the default, whatever this shell exports
     assert Settings.model_fields["routes_file"].default == "config/routes.toml"
 
 

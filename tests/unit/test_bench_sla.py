@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from aiohttp import web
 
-from bench.openloop import Failure, OpenLoopResult, closed_loop, open_loop
+from bench.openloop import Failure, OpenLoopResult, open_loop
 from bench.sla_stats import LevelSummary, overload_targets, summarize
 from devstack import free_port
 from examples.legacy_backend import DemoSettings, init_app, service_time_s
@@ -115,13 +115,6 @@ async def test_framing_chunked_and_connection_close(serve: Serve) -> None:
     closed = await open_loop("127.0.0.1", port, "/close", n=5, window_s=0.25, timeout_s=2)
     assert dict(closed.outcomes()) == {"200": 5}
     assert closed.connections_opened == 5
-
-
-async def test_closed_loop_measures_throughput(serve: Serve) -> None:
-    port = await serve(init_app(latency_ms=20, concurrency=4))
-    result = await closed_loop("127.0.0.1", port, "/c/{i}", concurrency=4, seconds=1.0)
-    # 4 workers x 20 ms = 200/s at most; well above half of it on a busy machine too
-    assert 80 <= result.ok_per_s <= 210
 
 
 def fake_result(statuses: list[int], ends: list[float], window_s: float = 1.0) -> OpenLoopResult:

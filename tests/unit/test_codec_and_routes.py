@@ -83,8 +83,8 @@ def test_credentials_and_hop_by_hop_headers_are_not_forwarded() -> None:
     ]
 
 
-def test_demo_route_table_loads() -> None:
-    table = load_routes(ROOT / "examples" / "routes.toml")
+def test_the_route_table_loads() -> None:
+    table = load_routes(ROOT / "config" / "routes.toml")
     by_name = {r.name: r for r in table.routes}
     assert by_name["login"].priority == "high"
     assert by_name["products_and_promotions"].cache is not None

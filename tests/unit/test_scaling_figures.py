@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.closedloop import WrkResult
 from bench.scaling.figures import FIGURES_PATH, FiguresError, ThroughputFigures
-from bench.throughput import Sample, Series, WrkResult, figures
+from bench.throughput import Sample, Series, figures
 
 
 def sample(rps: float, cpu: dict[str, float], sqs: dict[str, float]) -> Sample:

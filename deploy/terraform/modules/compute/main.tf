@@ -13,7 +13,7 @@ locals {
   partition  = data.aws_partition.current.partition
 
   # The image's ENTRYPOINT is ["queuefront"]: the command is the role alone
-  # (queuefront.cli.ROLES; tests/terraform/test_entrypoints.py checks both). The admin
+  # (pyproject.toml's queuefront.roles; tests/terraform/test_entrypoints.py checks both). The admin
   # task's command is replaced at run-task (admin_run_task_commands); its default only
   # prints the usage.
   processes = {
@@ -165,7 +165,7 @@ locals {
   }
 
   # Liveness of every long-running process: `queuefront healthcheck` asks /healthz on the
-  # api's public port or the probe port (queuefront.cli.probe_ports), with the image's own
+  # api's public port or the probe port (queuefront.ports.probe_ports), with the image's own
   # Python, so the check is the same as the image's HEALTHCHECK.
   health_check_command = ["CMD", "queuefront", "healthcheck"]
 

@@ -112,7 +112,7 @@ variables {
 run "containers_run_the_roles_of_the_image" {
   command = plan
 
-  # ENTRYPOINT ["queuefront"] + command = `queuefront <role>` (queuefront.cli.ROLES)
+  # ENTRYPOINT ["queuefront"] + command = `queuefront <role>` (pyproject.toml's queuefront.roles)
   assert {
     condition = alltrue([
       for p, cmd in { api = ["api"], worker = ["worker"], writer = ["writer"], migrate = ["migrate"] } :
