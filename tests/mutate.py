@@ -545,10 +545,24 @@ MUTATIONS = [
         "workers/priority/pace.py",
         "        if self.measured_at is None:\n            return Judgement(True, 0.0)",
         "        if False:\n            return Judgement(True, 0.0)",
+        (f"{UNIT_PACE}::test_a_cold_worker_never_refuses_not_even_on_a_call_in_flight",),
+    ),
+    Mutation(
+        "pace: a cold worker refuses what it cannot judge",
+        "workers/priority/pace.py",
+        "            return Judgement(True, 0.0)  # cold",
+        "            return Judgement(False, 0.0)  # cold",
         (
             f"{LATE}::test_a_cold_worker_calls_whatever_it_gets",
             f"{UNIT_PACE}::test_a_cold_worker_never_refuses_not_even_on_a_call_in_flight",
         ),
+    ),
+    Mutation(
+        "pace: one estimate for every route (a slow route refuses a fast one's messages)",
+        "workers/priority/pace.py",
+        "    def of(self, route: str) -> Pace:\n",
+        "    def of(self, route: str) -> Pace:\n        route = \"\"\n",
+        (f"{UNIT_PACE}::test_one_routes_slow_calls_never_refuse_another_routes_messages",),
     ),
     Mutation(
         "worker: a message refused late is not deleted",

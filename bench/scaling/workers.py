@@ -168,7 +168,8 @@ class WorkerPool:
         little: a message refused at once takes no slot, which goes to a fresher one.
         (Tried in the brownout: the mean alone, or the oldest age only until a call that
         long completes, left two to three times as many 504s and less goodput.) The same
-        estimate as workers/priority/pace.py's, for the pool as a whole: a task started
+        estimate as workers/priority/pace.py's, for the pool as a whole (the product keeps
+        one per route; here every call has the backend's one service time): a task started
         during a run shares it, where a real one starts cold."""
         while self._recent and self._recent[0][0] < t - SERVICE_WINDOW_S:
             self._recent.popleft()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from queuefront.drain import SERVICE_WINDOW_S
-from workers.priority.pace import REFUSE_MARGIN_S, Pace
+from workers.priority.pace import REFUSE_MARGIN_S, Pace, RoutePaces
 
 
 class _Clock:
@@ -99,3 +99,18 @@ def test_a_probe_is_never_sent_past_a_call_in_flight_that_outlasts_the_window() 
     with pace.calling(judgement):
         clock.advance(SERVICE_WINDOW_S + 4.0 + 0.01)  # stale mean, a 9 s call in flight
         assert not pace.judge(3.0).call
+
+
+def test_one_routes_slow_calls_never_refuse_another_routes_messages() -> None:
+    """A report that takes 10 s (in flight, and completed) says nothing about a login of
+    50 ms: each route is judged on its own calls."""
+    clock = _Clock()
+    paces = RoutePaces(monotonic=clock)
+    _complete(paces.of("login"), clock, 0.05)
+    _complete(paces.of("report"), clock, 10.0)
+    judgement = paces.of("report").judge(60.0)
+    with paces.of("report").calling(judgement):
+        clock.advance(8.0)
+        assert paces.of("login").judge(1.0).call
+        assert not paces.of("report").judge(5.0).call
+    assert paces.of("login") is paces.of("login")

@@ -23,7 +23,7 @@ from queuefront.failures import FailureLog
 from queuefront.telemetry import get_logger
 from workers.priority.backend import Backend, error_reply
 from workers.priority.handback import Expired, HandBack
-from workers.priority.pace import Judgement, Pace
+from workers.priority.pace import Judgement, RoutePaces
 from workers.priority.trust import MessageCheck, Refused
 
 log = get_logger(__name__)
@@ -69,7 +69,7 @@ class Handler:
         reporter: DrainReporter,
         keeper: VisibilityKeeper,
         spawn: Spawn,
-        pace: Pace | None = None,
+        pace: RoutePaces | None = None,
     ) -> None:
         self._check = check
         self._pace = pace
@@ -173,7 +173,9 @@ class Handler:
         # delivery that another worker claimed and calls (the client told "not run" while
         # the backend runs it); with it, the 503 settles the request id like any reply
         judgement = (
-            Judgement(True, 0.0) if self._pace is None else self._pace.judge(env.seconds_left())
+            Judgement(True, 0.0)
+            if self._pace is None
+            else self._pace.of(env.route).judge(env.seconds_left())
         )
         if not judgement.call:
             await self._refuse_late(held, env, judgement.service_s)
@@ -199,7 +201,7 @@ class Handler:
         """The backend call, counted in flight for the pace (its age shows a slowdown)."""
         if self._pace is None:
             return await self._backend.call(env)
-        with self._pace.calling(judgement):
+        with self._pace.of(env.route).calling(judgement):
             return await self._backend.call(env)
 
     async def _refuse_late(self, held: Held, env: RequestEnvelope, service_s: float) -> None:

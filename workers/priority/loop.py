@@ -19,7 +19,7 @@ from queuefront.telemetry import get_logger
 from workers.priority.backend import Backend
 from workers.priority.handback import HandBack
 from workers.priority.handle import Handler
-from workers.priority.pace import Pace
+from workers.priority.pace import RoutePaces
 from workers.priority.trust import MessageCheck
 
 log = get_logger(__name__)
@@ -50,7 +50,7 @@ class PriorityWorker:
         self._buffers: dict[Priority, deque[Held]] = {"high": deque(), "normal": deque()}
         self._running: dict[asyncio.Task[None], Held] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        pace = Pace() if settings.worker_refuse_late else None
+        pace = RoutePaces() if settings.worker_refuse_late else None
         self._handler = Handler(check, handback, backend, reporter, keeper, self._spawn, pace)
         self._receivers = max(
             1, min(MAX_RECEIVERS_PER_QUEUE, settings.worker_concurrency // RECEIVERS_PER_SLOTS)

@@ -7,13 +7,21 @@ backend slot until its deadline and ends in a 504 the client waited for; refused
 with a 503, the client knows within its queue wait and the slot goes to a fresher message
 (bench/scaling's brownout: 52 instead of 1,062 504s).
 
-The estimate, as ``bench.scaling.workers.WorkerPool.service_estimate_s`` models it:
+The estimate, as ``bench.scaling.workers.WorkerPool.service_estimate_s`` models it, per
+route (``RoutePaces``):
 
-- the mean of this worker's backend calls completed in the last ``SERVICE_WINDOW_S``
+- the mean of this worker's backend calls of the route completed in the last
+  ``SERVICE_WINDOW_S``
   (``queuefront.drain``'s window: the pods' admission and this estimate forget at the same
   pace), the last mean standing after a quiet spell;
-- never less than the age of its oldest call in flight: a slowdown shows there before its
-  first slow call completes.
+- never less than the age of its oldest call of the route in flight: a slowdown shows
+  there before its first slow call completes.
+
+Why per route: routes differ in service time and in window (a report that takes 10 s in a
+30 s window, a login of 50 ms in a 3 s one). Measured across routes, one slow route's calls
+in flight would refuse every fresh login — calls that would have made it. A brownout slows
+every route, and each sees it in its own calls. (The simulator's backend has one service
+time for every request, so there the two are the same.)
 
 Why not ``queuefront.drain.DrainEstimate`` itself: it dates completions by when a poll
 reads a worker's totals, once a second whatever happens. A worker judges only when a
@@ -138,3 +146,28 @@ class Pace:
         self._recent_s += end - started
         self.measured_at = end
         self._forget(end)
+
+
+class RoutePaces:
+    """One ``Pace`` per route, made on the route's first message (the routes are the route
+    table's: a message naming another is refused before it gets here)."""
+
+    def __init__(
+        self,
+        *,
+        margin_s: float = REFUSE_MARGIN_S,
+        window_s: float = SERVICE_WINDOW_S,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._margin_s = margin_s
+        self._window_s = window_s
+        self._monotonic = monotonic
+        self._routes: dict[str, Pace] = {}
+
+    def of(self, route: str) -> Pace:
+        pace = self._routes.get(route)
+        if pace is None:
+            pace = self._routes[route] = Pace(
+                margin_s=self._margin_s, window_s=self._window_s, monotonic=self._monotonic
+            )
+        return pace
