@@ -11,9 +11,8 @@ The estimate, as ``bench.scaling.workers.WorkerPool.service_estimate_s`` models 
 route (``RoutePaces``):
 
 - the mean of this worker's backend calls of the route completed in the last
-  ``SERVICE_WINDOW_S``
-  (``queuefront.drain``'s window: the pods' admission and this estimate forget at the same
-  pace), the last mean standing after a quiet spell;
+  ``SERVICE_WINDOW_S`` (``queuefront.drain``'s window: the pods' admission and this
+  estimate forget at the same pace), the last mean standing after a quiet spell;
 - never less than the age of its oldest call of the route in flight: a slowdown shows
   there before its first slow call completes.
 
@@ -29,15 +28,15 @@ message comes, so fed the same way it would date a slow call that ended before a
 spell at the end of the spell — an old slowdown taken for a fresh one. Here each call is
 dated when it ends. The staleness rule is the same as ``DrainEstimate.stale``'s.
 
-Nothing measured yet (a cold worker: no completion since it started) is no estimate, and
-never refuses — not even on the age of a call in flight, which a cold worker cannot tell
+Nothing measured yet (a cold worker, or a route it has not called since it started) is no
+estimate, and never refuses — not even on the age of a call in flight, which a cold worker cannot tell
 from one slow call.
 
 Not stuck high. A refused message is not measured, so once the mean says "too slow" only
 completions could lower it, and refusing everything would keep it there (admission had
 that bug: ``service.admission``'s module notes). So the mean counts only while it is
 recent: once it rests on old completions only (``DrainEstimate.stale``), one message that
-it alone would refuse is called anyway (a probe; one at a time per worker). A recovered
+it alone would refuse is called anyway (a probe; one at a time per worker and route). A recovered
 backend answers it at once and the estimate is measured afresh; a slow one costs one call
 per spell. The age of the calls in flight is always current and is never probed past.
 """
