@@ -29,8 +29,8 @@ spell at the end of the spell — an old slowdown taken for a fresh one. Here ea
 dated when it ends. The staleness rule is the same as ``DrainEstimate.stale``'s.
 
 Nothing measured yet (a cold worker, or a route it has not called since it started) is no
-estimate, and never refuses — not even on the age of a call in flight, which a cold worker cannot tell
-from one slow call.
+estimate, and never refuses — not even on the age of a call in flight, which a cold worker
+cannot tell from one slow call.
 
 Not stuck high. A refused message is not measured, so once the mean says "too slow" only
 completions could lower it, and refusing everything would keep it there (admission had
