@@ -147,7 +147,8 @@ WORKER_MESSAGES = Counter(
     "queuefront_worker_messages_total",
     "Messages handled by workers, by outcome (ok, backend_error, expired, released, "
     "invalid, publish_failed, duplicate, in_progress_elsewhere, failed, undeliverable: "
-    "the backend answered but its reply could not be handed back, a 502 was sent instead).",
+    "the backend answered but its reply could not be handed back, a 502 was sent instead; "
+    "refused_late: answered 503 without a call, see queuefront_worker_refused_late_total).",
     ["queue", "outcome"],
 )
 REFUSED_MESSAGES = Counter(
@@ -155,6 +156,14 @@ REFUSED_MESSAGES = Counter(
     "Messages the worker refused to act on (left for the DLQ), by reason: undecodable, or "
     "not a request the route table allows (route, method, path, id, reply_to, deadline, cache).",
     ["queue", "reason"],
+)
+WORKER_REFUSED_LATE = Counter(
+    "queuefront_worker_refused_late_total",
+    "Messages a worker answered 503 backend_slow at once, without calling the backend: "
+    "less of their window was left than a call of their route takes now (its recent "
+    "completions, at least its oldest call in flight). Each would otherwise have held a "
+    "slot into a 504.",
+    ["queue"],
 )
 EXPIRED_MESSAGES = Counter(
     "queuefront_expired_messages_total",
@@ -325,6 +334,7 @@ def prime_consumer(
 def prime_refusals(queues: list[str], reasons: tuple[str, ...]) -> None:
     """Every refusal reason at 0, so an alert's rate() sees the first one."""
     for queue in queues:
+        WORKER_REFUSED_LATE.labels(queue)
         for reason in reasons:
             REFUSED_MESSAGES.labels(queue, reason)
 

@@ -75,6 +75,8 @@ STEP_TEST = "test_a_step_to_ten_times_capacity_sheds_and_keeps_the_backend_busy"
 HANDBACK = "tests/integration/test_handback.py"
 TRUST = "tests/integration/test_message_trust.py"
 WRITER_ITEMS = "tests/integration/test_writer_items.py"
+LATE = "tests/integration/test_late_refusal.py"
+UNIT_PACE = "tests/unit/test_worker_pace.py"
 
 
 @dataclass(frozen=True)
@@ -510,6 +512,67 @@ MUTATIONS = [
         "            if held.backend_started:\n                await self._answer_instead(",
         "            if False:\n                await self._answer_instead(",
         (f"{HANDBACK}::test_a_reply_redis_refuses_is_answered_and_never_called_again",),
+    ),
+    Mutation(
+        "pace: a message refused when its window holds the call (comparison reversed)",
+        "workers/priority/pace.py",
+        "        if seconds_left >= estimate + self._margin_s:",
+        "        if seconds_left < estimate + self._margin_s:",
+        (
+            f"{LATE}::test_a_slow_backend_gets_no_call_for_a_window_it_cannot_fit",
+            f"{UNIT_PACE}::test_a_message_whose_window_cannot_hold_the_mean_is_refused",
+        ),
+    ),
+    Mutation(
+        "pace: a stale estimate believed, never probed (stuck high after a slow spell)",
+        "workers/priority/pace.py",
+        "        if not self._probing and self.stale(now) and seconds_left >= oldest",
+        "        if False and self.stale(now) and seconds_left >= oldest",
+        (
+            f"{LATE}::test_after_the_backend_recovers_requests_are_called_and_answered_again",
+            f"{UNIT_PACE}::test_an_old_too_slow_is_probed_one_message_at_a_time_not_believed",
+        ),
+    ),
+    Mutation(
+        "pace: old calls never leave the window (the estimate never decays)",
+        "workers/priority/pace.py",
+        "        while self._recent and now - self._recent[0][0] > self._window_s:",
+        "        while False:",
+        (f"{UNIT_PACE}::test_the_estimate_follows_a_recovery_once_the_slow_calls_leave_the_window",),
+    ),
+    Mutation(
+        "pace: a cold worker refuses on the age of a call in flight",
+        "workers/priority/pace.py",
+        "        if self.measured_at is None:\n            return Judgement(True, 0.0)",
+        "        if False:\n            return Judgement(True, 0.0)",
+        (f"{UNIT_PACE}::test_a_cold_worker_never_refuses_not_even_on_a_call_in_flight",),
+    ),
+    Mutation(
+        "pace: a cold worker refuses what it cannot judge",
+        "workers/priority/pace.py",
+        "            return Judgement(True, 0.0)  # cold",
+        "            return Judgement(False, 0.0)  # cold",
+        (
+            f"{LATE}::test_a_cold_worker_calls_whatever_it_gets",
+            f"{UNIT_PACE}::test_a_cold_worker_never_refuses_not_even_on_a_call_in_flight",
+        ),
+    ),
+    Mutation(
+        "pace: one estimate for every route (a slow route refuses a fast one's messages)",
+        "workers/priority/pace.py",
+        "    def of(self, route: str) -> Pace:\n",
+        "    def of(self, route: str) -> Pace:\n        route = \"\"\n",
+        (f"{UNIT_PACE}::test_one_routes_slow_calls_never_refuse_another_routes_messages",),
+    ),
+    Mutation(
+        "worker: a message refused late is not deleted",
+        "workers/priority/handle.py",
+        "            await self._handback.hand_back(env, reply)\n        self._done(held)\n\n"
+        "    def _expired(",
+        "            await self._handback.hand_back(env, reply)\n"
+        "        self.claimed.pop(held, None)\n        self._keeper.untrack(held)\n\n"
+        "    def _expired(",
+        (f"{LATE}::test_a_slow_backend_gets_no_call_for_a_window_it_cannot_fit",),
     ),
     Mutation(
         "handback: a reply Redis refuses to store is retried until the deadline",
@@ -1498,9 +1561,26 @@ MUTATIONS = [
     Mutation(
         "scaling: worker_refuses_late does nothing",
         "bench/scaling/workers.py",
-        "if self.refuse_late and cohort.deadline",
-        "if False and cohort.deadline",
+        "        if not self.refuse_late or self._last_end is None:",
+        "        if True:",
         (f"{SCALING_POLICY}::test_a_worker_that_refuses_late_messages_turns_504s_into_fast_503s",),
+    ),
+    Mutation(
+        "scaling: cold simulated workers refuse on the calls in flight",
+        "bench/scaling/workers.py",
+        "        if not self.refuse_late or self._last_end is None:",
+        "        if not self.refuse_late:",
+        (f"{SCALING_POLICY}::test_cold_workers_never_refuse",),
+    ),
+    Mutation(
+        "scaling: the simulated workers ignore QF_WORKER_REFUSE_LATE",
+        "bench/scaling/sim.py",
+        'bool(worker_spec.settings["worker_refuse_late"])',
+        "False",
+        (
+            f"{SCALING_POLICY}::test_the_simulated_workers_refuse_late_as_the_product_is_set",
+            f"{SCALING_POLICY}::test_a_worker_that_refuses_late_messages_turns_504s_into_fast_503s",
+        ),
     ),
     Mutation(
         "scaling: admission_margin_s does nothing",

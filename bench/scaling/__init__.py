@@ -11,8 +11,9 @@ One module per concern:
 - ``scenario``: the scenario files (load over time, backend, overrides);
 - ``gateway`` (CloudFront, API Gateway), ``admission`` (the api's rule), ``workers``
   (queues, workers, backend), ``writer`` (ingest queue and writers); ``model`` also holds
-  the product changes the simulator can show behind flags, off by default
-  (``worker_refuses_late``, ``admission_margin_s``);
+  flags to compare: ``worker_refuses_late`` (the product's late refusal, on as the
+  workers do it; false shows the product before it) and ``admission_margin_s`` (a product
+  change the simulator can show, off by default);
 - ``cloudwatch`` (metrics, metric math, alarms) and ``autoscaling`` (ECS services,
   target tracking, step scaling; scheduled actions run in ``sim``);
 - ``sim`` (the loop), ``ledger`` (where each request ended), ``report`` (the JSON and the

@@ -60,12 +60,13 @@ class ModelConstants:
     Linux 5.4): with QF_LISTEN_BACKLOG, how many connections wait for a busy api process
     before new ones are refused."""
 
-    worker_refuses_late: bool = False
-    """A product change, simulated only (workers/priority/ does not do it): a worker
-    answers 503 at once, without calling the backend, a message whose remaining window is
-    shorter than the backend's current service time as the worker sees it (the mean of its
-    last completions, never less than the age of its oldest call in flight). Off: what
-    the product does today (it calls, and the client gets a 504 at its deadline)."""
+    worker_refuses_late: bool | None = None
+    """Whether a worker answers 503 at once, without calling the backend, a message whose
+    remaining window is shorter than the backend's current service time as the worker sees
+    it (the mean of its last completions, never less than the age of its oldest call in
+    flight: workers/priority/pace.py). None: what the product does, the worker's
+    ``QF_WORKER_REFUSE_LATE`` as Terraform leaves it (on); false: what it did before (it
+    called, and the client got a 504 at its deadline)."""
 
     admission_margin_s: float | None = None
     """A product change, simulated only (service/admission.py keeps ADMISSION_HEADROOM,

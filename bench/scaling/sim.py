@@ -169,7 +169,11 @@ class Simulation:
         self.pool = WorkerPool(scenario.backend, concurrency, model.service_spread)
         self.pool.cpu_s_per_message = figures.cpu_s("proxied", "worker")
         self.pool.cpu_per_task = min(1.0, worker_spec.cpu_units / 1024) * model.vcpu_factor
-        self.pool.refuse_late = model.worker_refuses_late
+        self.pool.refuse_late = (
+            bool(worker_spec.settings["worker_refuse_late"])
+            if model.worker_refuses_late is None
+            else model.worker_refuses_late
+        )
         retention = float(policy.queues["ingest"]["message_retention_s"])
         self.ingest = IngestQueue(
             pack_max=int(self.api_settings["ingest_pack_max"]),

@@ -8,6 +8,10 @@ slot exactly 1.6 s. What the workers do follows ``workers/priority/loop.py``:
   only while no high one is available;
 - a message whose window has passed is deleted without calling the backend (the client
   already has its 504), which costs no slot time;
+- a message whose remaining window is shorter than the backend's current service time as
+  the workers see it (``workers/priority/pace.py``) is answered 503 at once, without a
+  call (``QF_WORKER_REFUSE_LATE``, on by default; ``[model] worker_refuses_late`` sets it
+  for a run);
 - each task holds ``QF_WORKER_CONCURRENCY`` calls and prefetches up to
   ``PREFETCH_PER_RECEIVER`` per receive loop (those are in flight for SQS's metrics but
   wait no longer: a prefetched message starts as soon as a slot frees);
@@ -34,6 +38,7 @@ from workers.priority.loop import (
     PREFETCH_PER_RECEIVER,
     RECEIVERS_PER_SLOTS,
 )
+from workers.priority.pace import REFUSE_MARGIN_S
 
 PRIORITIES: tuple[Priority, ...] = ("high", "normal")
 SPREAD_GROUPS = 5
@@ -104,14 +109,23 @@ class WorkerPool:
         """(cohort, n, end) of replies published this step, for the simulator."""
         self._cpu_left = 0.0
         self.refuse_late = False
-        """A product change the simulator can show (``ModelConstants.worker_refuses_late``,
-        off by default; workers/priority/loop.py does not do it): a worker that takes a message
-        whose remaining window is shorter than the backend's current service time, as the
-        worker sees it (:meth:`service_estimate_s`), answers it with a 503 at once instead
-        of calling the backend into a 504."""
+        """What workers/priority/pace.py does (``QF_WORKER_REFUSE_LATE``; the simulator sets
+        it from the worker's settings or ``ModelConstants.worker_refuses_late``): a worker
+        that takes a message whose remaining window is shorter than the backend's current
+        service time as the worker sees it (:meth:`service_estimate_s`) plus
+        ``REFUSE_MARGIN_S`` answers it with a 503 at once instead of calling the backend
+        into a 504."""
         self.refusals: list[tuple[Cohort, int, float]] = []
         """(cohort, n, at) of messages refused that way this step."""
         self.refused_late = 0
+        self.refused_stale = 0
+        """Of those, refused while the mean rested on old completions only (none for
+        ``SERVICE_WINDOW_S`` and one mean). The product lets one such message per worker
+        through as a probe (workers/priority/pace.py); the pool does not model probes, so
+        this counts where it would differ (none in the shipped scenarios: completions
+        never stop while messages are refused)."""
+        self._last_end: float | None = None
+        """End of the last call completed; None: none yet (cold workers never refuse)."""
         self._recent: deque[tuple[float, int, float]] = deque()
         """(end, calls, seconds each) of the calls completed in the last SERVICE_WINDOW_S."""
         self._last_service_s = 0.0
@@ -153,7 +167,10 @@ class WorkerPool:
         how a slowdown shows before its first slow call completes. Erring long costs
         little: a message refused at once takes no slot, which goes to a fresher one.
         (Tried in the brownout: the mean alone, or the oldest age only until a call that
-        long completes, left two to three times as many 504s and less goodput.)"""
+        long completes, left two to three times as many 504s and less goodput.) The same
+        estimate as workers/priority/pace.py's, for the pool as a whole (the product keeps
+        one per route; here every call has the backend's one service time): a task started
+        during a run shares it, where a real one starts cold."""
         while self._recent and self._recent[0][0] < t - SERVICE_WINDOW_S:
             self._recent.popleft()
         if self._recent:
@@ -161,6 +178,16 @@ class WorkerPool:
             self._last_service_s = sum(n * d for _, n, d in self._recent) / calls
         oldest = max((t - taken for _, _, _, _, taken in self._in_service), default=0.0)
         return max(self._last_service_s, oldest)
+
+    @property
+    def _last_end_s(self) -> float:
+        return -math.inf if self._last_end is None else self._last_end
+
+    def _refuses(self, seconds_left: float, t: float) -> bool:
+        """workers/priority/pace.py's judgement (its probes aside: ``refused_stale``)."""
+        if not self.refuse_late or self._last_end is None:
+            return False  # off, or cold: nothing measured yet
+        return seconds_left < self.service_estimate_s(t) + REFUSE_MARGIN_S
 
     def run(self, t0: float, t1: float) -> None:
         """Serves from t0 to t1: completions at their times, new calls as slots free."""
@@ -198,10 +225,12 @@ class WorkerPool:
                     q.length -= n
                     self.expired_deleted += n
                     continue
-                if self.refuse_late and cohort.deadline - t < self.service_estimate_s(t):
+                if self._refuses(cohort.deadline - t, t):
                     q.entries.popleft()  # a fast 503 instead of a call into a 504
                     q.length -= n
                     self.refused_late += n
+                    if t - self._last_end_s > SERVICE_WINDOW_S + self._last_service_s:
+                        self.refused_stale += n
                     self.refusals.append((cohort, n, t))
                     continue
                 k = min(n, free, int(self._cpu_left))
@@ -254,6 +283,7 @@ class WorkerPool:
             self.busy_s += n * (end - taken)
             self.completions.append((cohort, n, end))
             self._recent.append((end, n, end - taken))
+            self._last_end = end
         self._serve(t)
 
     def utilisation(self) -> float:

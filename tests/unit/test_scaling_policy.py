@@ -24,7 +24,7 @@ from bench.scaling.gateway import TokenBucket
 from bench.scaling.hcl import TerraformError
 from bench.scaling.model import Cohort
 from bench.scaling.run import simulate
-from bench.scaling.scenario import Backend, ScenarioError
+from bench.scaling.scenario import Backend, BackendPhase, ScenarioError
 from bench.scaling.terraform import (
     TERRAFORM_DIR,
     ServiceSpec,
@@ -42,10 +42,9 @@ SCENARIOS = sorted(
 
 UNMET: dict[str, dict[str, str]] = {
     "backend-brownout": {
-        # calls taken before the slowdown could be seen (or whose window is shorter than
-        # the slow service time) are called anyway and outlast the window; a worker that
-        # refused those at once (ModelConstants.worker_refuses_late, a product change)
-        # leaves a few dozen of the ~1,100
+        # calls taken before the slowdown could be seen outlast the window; the workers
+        # refuse at once what they take after it (workers/priority/pace.py), which leaves
+        # a few dozen of the ~1,100 504s there were without it
         "no_timeouts": "calls taken before the brownout could be seen outlast the window",
         # a 16 s service time is 80 % of the 20 s window: admission (service/admission.py)
         # then admits only what has nothing ahead of it, one request per pod per poll; and
@@ -343,30 +342,58 @@ BROWNOUT = {
 
 
 def test_a_worker_that_refuses_late_messages_turns_504s_into_fast_503s() -> None:
-    today = simulate(small(**BROWNOUT)).result
-    refusing = simulate(small(**BROWNOUT, model={"worker_refuses_late": True})).result
-    assert today["timed_out"] > 100
-    assert "worker_refused_late" not in today["shed_reasons"].get("queued", {})
+    """On by default, as the workers do it (QF_WORKER_REFUSE_LATE); the flag shows the
+    product before it."""
+    before = simulate(small(**BROWNOUT, model={"worker_refuses_late": False})).result
+    run = simulate(small(**BROWNOUT))
+    refusing = run.result
+    assert before["timed_out"] > 100
+    assert "worker_refused_late" not in before["shed_reasons"].get("queued", {})
     assert refusing["shed_reasons"]["queued"]["worker_refused_late"] > 0
-    assert refusing["timed_out"] < today["timed_out"] / 2
+    assert refusing["timed_out"] < before["timed_out"] / 2
     # the slots the refused messages would have held go to fresher ones
-    assert refusing["answered"]["queued"] >= today["answered"]["queued"]
+    assert refusing["answered"]["queued"] >= before["answered"]["queued"]
+    # completions never stop while messages are refused: the product's probes (which the
+    # pool does not model) would not have been sent
+    assert run.sim.pool.refused_stale == 0
+
+
+def test_the_simulated_workers_refuse_late_as_the_product_is_set() -> None:
+    off = small(**BROWNOUT, model={"settings": {"worker_refuse_late": False}})
+    assert simulate(small(**BROWNOUT)).sim.pool.refuse_late
+    assert not simulate(off).sim.pool.refuse_late
 
 
 def test_a_slowdown_shows_in_the_calls_in_flight_before_the_first_slow_one_ends() -> None:
-    pool = WorkerPool(Backend(slots=10, service_s=16.0), concurrency=10)
+    slowdown = (BackendPhase(at_s=1.0, service_s=16.0),)
+    pool = WorkerPool(Backend(slots=10, service_s=0.5, phases=slowdown), concurrency=10)
     pool.tasks, pool.refuse_late = 1, True
-    first = Cohort("queued", "normal", 2, 0.0, 60.0)
-    pool.queues["normal"].push(first, 2, 0.0)
-    pool.run(0.0, 5.0)  # both calls still in service, nothing completed yet
-    assert pool.service_estimate_s(5.0) >= 5.0
-    late = Cohort("queued", "normal", 1, 1.0, 9.0)  # 4 s left at 5 s: less than 5 s
-    fresh = Cohort("queued", "normal", 1, 5.0, 25.0)
-    pool.queues["normal"].push(late, 1, 5.0)
-    pool.queues["normal"].push(fresh, 1, 5.0)
-    pool.run(5.0, 6.0)
+    warm = Cohort("queued", "normal", 1, 0.0, 60.0)
+    pool.queues["normal"].push(warm, 1, 0.0)
+    pool.run(0.0, 1.0)  # one fast call completed: the workers are not cold
+    first = Cohort("queued", "normal", 2, 1.0, 60.0)
+    pool.queues["normal"].push(first, 2, 1.0)
+    pool.run(1.0, 6.0)  # both slow calls still in service, the mean still 0.5 s
+    assert pool.service_estimate_s(6.0) >= 5.0
+    late = Cohort("queued", "normal", 1, 1.0, 10.0)  # 4 s left at 6 s: less than 5 s
+    fresh = Cohort("queued", "normal", 1, 6.0, 26.0)
+    pool.queues["normal"].push(late, 1, 6.0)
+    pool.queues["normal"].push(fresh, 1, 6.0)
+    pool.run(6.0, 7.0)
     assert [(c, n) for c, n, _ in pool.refusals] == [(late, 1)]
     assert pool.held == 3  # the fresh one is called
+
+
+def test_cold_workers_never_refuse() -> None:
+    """Nothing completed yet: no estimate, as in workers/priority/pace.py."""
+    pool = WorkerPool(Backend(slots=10, service_s=16.0), concurrency=10)
+    pool.tasks, pool.refuse_late = 1, True
+    pool.queues["normal"].push(Cohort("queued", "normal", 2, 0.0, 60.0), 2, 0.0)
+    pool.run(0.0, 5.0)  # two calls 5 s in flight, nothing completed
+    late = Cohort("queued", "normal", 1, 1.0, 9.0)  # 4 s left: less than the 5 s in flight
+    pool.queues["normal"].push(late, 1, 5.0)
+    pool.run(5.0, 6.0)
+    assert pool.refusals == [] and pool.held == 3
 
 
 def test_admission_with_a_margin_in_seconds_leaves_room_in_a_brownout() -> None:

@@ -131,14 +131,19 @@ def test_under_overload_normal_requests_are_shed_before_high_ones() -> None:
     assert high["answered"] > 0.98 * high["offered"]
 
 
-def test_workers_delete_expired_messages_without_calling_the_backend() -> None:
+@pytest.mark.parametrize("refuse_late", [False, True])
+def test_workers_delete_expired_messages_without_calling_the_backend(refuse_late: bool) -> None:
     """Without predictive admission two minutes of overload fill the queue far past the
     reply window. The workers delete what has expired without a backend call, so once the
     load is back under capacity the backend answers the new requests at once instead of
-    working through minutes of calls nobody waits for."""
+    working through minutes of calls nobody waits for. With the late refusal (on by
+    default) the messages about to expire are refused before they do: the same recovery."""
     overload = {
         **STEP,
-        "model": {"settings": {"admission_predictive": False}},
+        "model": {
+            "settings": {"admission_predictive": False},
+            "worker_refuses_late": refuse_late,
+        },
         "load": [
             {"at_s": 0, "queued_rps": 100},
             {"at_s": 60, "queued_rps": 100},
@@ -150,7 +155,10 @@ def test_workers_delete_expired_messages_without_calling_the_backend() -> None:
     r = simulate(scenario_of(**overload)).result
     assert_conserved(r)
     assert r["max_backlog"]["normal"] > 20 * 240  # more than a window's worth of calls
-    assert r["backend"]["expired_deleted"] > 0
+    if refuse_late:
+        assert r["shed_reasons"]["queued"]["worker_refused_late"] > 0
+    else:
+        assert r["backend"]["expired_deleted"] > 0
     for minute in r["minutes"][5:]:
         assert minute["answered"]["queued"] >= 0.9 * minute["offered"]["queued"], minute
 

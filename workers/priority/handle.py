@@ -1,25 +1,29 @@
-"""One message, from receipt to its end: checked, claimed, the backend called once, the
-reply handed back; then deleted, given back, or left to reach its DLQ."""
+"""One message, from receipt to its end: checked, claimed, the backend called once (or, when
+its window cannot fit the backend's current pace, answered 503 at once), the reply handed
+back; then deleted, given back, or left to reach its DLQ."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import msgspec
 import structlog
 from redis.exceptions import RedisError
 
-from queuefront import clock, metrics
+from queuefront import clock, drain, metrics
 from queuefront.consumer import Held, VisibilityKeeper
 from queuefront.drain import DrainReporter
-from queuefront.envelope import RequestEnvelope, decode_request
+from queuefront.envelope import Reply, RequestEnvelope, decode_request
 from queuefront.failures import FailureLog
 from queuefront.telemetry import get_logger
 from workers.priority.backend import Backend, error_reply
 from workers.priority.handback import Expired, HandBack
+from workers.priority.pace import Judgement, RoutePaces
 from workers.priority.trust import MessageCheck, Refused
 
 log = get_logger(__name__)
@@ -43,7 +47,12 @@ WORKER_OUTCOMES = (
     "failed",
     "invalid",
     "undeliverable",
+    "refused_late",
 )
+
+REFUSE_RETRY_MARGIN_S = 1.0
+"""Seconds a whole window must hold beyond the backend's pace for a refused request's
+retry to be worth sending at once (``Retry-After: 1``): its own queue wait."""
 
 Spawn = Callable[[Coroutine[Any, Any, Any]], None]
 """Runs a coroutine in the background, awaited by the worker before it stops."""
@@ -60,8 +69,11 @@ class Handler:
         reporter: DrainReporter,
         keeper: VisibilityKeeper,
         spawn: Spawn,
+        pace: RoutePaces | None = None,
     ) -> None:
         self._check = check
+        self._pace = pace
+        """None: every message is called, whatever its window (``QF_WORKER_REFUSE_LATE``)."""
         self._handback = handback
         self._backend = backend
         self._reporter = reporter
@@ -157,9 +169,20 @@ class Handler:
             self._spawn(held.release(min(CLAIMED_RECHECK_S, max(1, int(env.seconds_left())))))
             return
         self.claimed[held] = env
+        # judged once the claim is ours: a 503 sent without it could race a duplicate
+        # delivery that another worker claimed and calls (the client told "not run" while
+        # the backend runs it); with it, the 503 settles the request id like any reply
+        judgement = (
+            Judgement(True, 0.0)
+            if self._pace is None
+            else self._pace.of(env.route).judge(env.seconds_left())
+        )
+        if not judgement.call:
+            await self._refuse_late(held, env, judgement.service_s)
+            return
         held.backend_started = True
         started = time.monotonic()
-        reply = await self._backend.call(env)
+        reply = await self._call(env, judgement)
         try:
             await self._handback.hand_back(env, reply)
         except Expired:
@@ -174,6 +197,40 @@ class Handler:
         log.debug("replied", status=reply.status)
         self._done(held)
 
+    async def _call(self, env: RequestEnvelope, judgement: Judgement) -> Reply:
+        """The backend call, counted in flight for the pace (its age shows a slowdown)."""
+        if self._pace is None:
+            return await self._backend.call(env)
+        with self._pace.of(env.route).calling(judgement):
+            return await self._backend.call(env)
+
+    async def _refuse_late(self, held: Held, env: RequestEnvelope, service_s: float) -> None:
+        """A message whose window is shorter than a backend call takes now: a 503 at once
+        (a fast refusal the client can retry) instead of a call into a 504 at its deadline.
+        Never called, so nothing ran: the idempotency key is released (a 503 is never
+        replayed, ``service.idempotency``) and a retry runs afresh. Deleted like any
+        answered message; the claim stays, so a duplicate delivery finds this reply."""
+        queue_name = held.queue.name
+        left_s = env.seconds_left()
+        window_s = env.deadline - env.enqueued_at
+        # a fresh request gets its whole window again: worth retrying at once if that holds
+        # a call; if not, only a faster backend helps, seen once the estimate's window
+        # has turned over
+        fits = window_s >= service_s + REFUSE_RETRY_MARGIN_S
+        retry_after_s = 1 if fits else max(1, math.ceil(drain.SERVICE_WINDOW_S))
+        reply = late_reply(env.id, service_s, left_s, retry_after_s)
+        metrics.WORKER_REFUSED_LATE.labels(queue_name).inc()
+        metrics.WORKER_MESSAGES.labels(queue_name, "refused_late").inc()
+        log.info(
+            "refused late: window shorter than the backend's pace",
+            service_s=round(service_s, 3),
+            seconds_left=round(left_s, 3),
+        )
+        with contextlib.suppress(Expired):  # Redis away until the deadline: nobody waits
+            # hand_back, not publish: a cached route's waiting pods are released too
+            await self._handback.hand_back(env, reply)
+        self._done(held)
+
     def _expired(self, held: Held, env: RequestEnvelope) -> None:
         metrics.EXPIRED_MESSAGES.labels(held.queue.name).inc()
         metrics.WORKER_MESSAGES.labels(held.queue.name, "expired").inc()
@@ -186,3 +243,23 @@ class Handler:
         self.claimed.pop(held, None)
         self._keeper.untrack(held)
         self._spawn(held.delete())
+
+
+def late_reply(request_id: str, service_s: float, seconds_left: float, retry_after_s: int) -> Reply:
+    """The 503 of a message refused late: the problem named (``backend_slow``), the two
+    numbers that decided it, and when to retry."""
+    body = msgspec.json.encode(
+        {
+            "error": "backend_slow",
+            "message": (
+                f"the backend takes about {service_s:.1f} s per request at the moment, more "
+                f"than the {max(0.0, seconds_left):.1f} s left of this request's window; "
+                "it was not sent; retry later"
+            ),
+            "request_id": request_id,
+            "service_s": round(service_s, 3),
+            "seconds_left": round(max(0.0, seconds_left), 3),
+        }
+    )
+    headers = [("Content-Type", "application/json"), ("Retry-After", str(retry_after_s))]
+    return Reply(id=request_id, status=503, headers=headers, body=body)

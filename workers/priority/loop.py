@@ -19,6 +19,7 @@ from queuefront.telemetry import get_logger
 from workers.priority.backend import Backend
 from workers.priority.handback import HandBack
 from workers.priority.handle import Handler
+from workers.priority.pace import RoutePaces
 from workers.priority.trust import MessageCheck
 
 log = get_logger(__name__)
@@ -49,7 +50,8 @@ class PriorityWorker:
         self._buffers: dict[Priority, deque[Held]] = {"high": deque(), "normal": deque()}
         self._running: dict[asyncio.Task[None], Held] = {}
         self._background = tasks.TaskSet("worker")
-        self._handler = Handler(check, handback, backend, reporter, keeper, self._spawn)
+        pace = RoutePaces() if settings.worker_refuse_late else None
+        self._handler = Handler(check, handback, backend, reporter, keeper, self._spawn, pace)
         self._receivers = max(
             1, min(MAX_RECEIVERS_PER_QUEUE, settings.worker_concurrency // RECEIVERS_PER_SLOTS)
         )
