@@ -287,11 +287,14 @@ MUTATIONS = [
     ),
     # --- what crosses the queue (queuefront/headers.py, service/proxy.py) --------------
     Mutation(
-        "headers: credentials forwarded to the backend",
+        "headers: the api writes credentials into the queued message",
         "queuefront/headers.py",
         "_REQUEST_DROP = HOP_BY_HOP | CREDENTIALS | FRAMING",
         "_REQUEST_DROP = HOP_BY_HOP | FRAMING",
-        (f"{PROXY}::test_round_trip_forwards_request_and_strips_credentials",),
+        (
+            f"{PROXY}::test_round_trip_forwards_request_and_strips_credentials",
+            f"{FORWARDING}::test_credentials_are_never_written_to_the_queue",
+        ),
     ),
     Mutation(
         "headers: Cookie forwarded to the backend",

@@ -158,9 +158,7 @@ async def test_a_header_that_is_not_utf8_gets_an_answer_never_a_500(stack: Stack
         ("GET", "/api/items/latin", "X-Forwarded-For", b"", 200),
     ]
     for method, path, name, body, expected in cases:
-        status, answer = await raw_request(
-            stack.api_port, method, path, [(name, NOT_UTF8)], body
-        )
+        status, answer = await raw_request(stack.api_port, method, path, [(name, NOT_UTF8)], body)
         assert status == expected, (method, path, name, status, answer)
         if name in ("X-Custom", "X-Locale"):
             # the backend got the client's bytes, read as ISO-8859-1
@@ -172,26 +170,50 @@ async def test_a_header_that_is_not_utf8_gets_an_answer_never_a_500(stack: Stack
         assert status == 401, (name, answer)
 
 
-async def test_what_the_api_queues_carries_no_client_written_forwarding(stack: Stack) -> None:
-    """The api's own layer, read off the queue (no worker runs): the envelope holds the
-    api's forwarding headers and none of the client's, nor an override the route does
-    not name. (The worker drops the same again, for messages the api did not write.)"""
-    await stack.start_api()
+async def queued_headers(
+    stack: Stack, path: str, headers: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The headers of the envelope the api puts on the normal queue for ``GET path`` (no
+    worker runs): what the api itself writes, before the worker's own filter."""
     settings = stack.settings()
     async with (
         aiohttp.ClientSession(base_url=stack.api_url) as http,
         open_client(settings) as sqs,
     ):
         normal = await QueueOps.open(sqs, settings.queue_normal, 0)
-        waiting = asyncio.create_task(http.get("/api/items/queued", headers=CLIENT_WRITTEN))
+        waiting = asyncio.create_task(http.get(path, headers=headers))
         received = []
         while not received:
             received = await normal.receive(1, 1)
         waiting.cancel()
         await normal.close()
-    env = decode_request(received[0].body)
-    names = [name.lower() for name, _ in env.headers]
+    return list(decode_request(received[0].body).headers)
+
+
+async def test_what_the_api_queues_carries_no_client_written_forwarding(stack: Stack) -> None:
+    """The api's own layer, read off the queue (no worker runs): the envelope holds the
+    api's forwarding headers and none of the client's, nor an override the route does
+    not name. (The worker drops the same again, for messages the api did not write.)"""
+    await stack.start_api()
+    headers = await queued_headers(stack, "/api/items/queued", CLIENT_WRITTEN)
+    names = [name.lower() for name, _ in headers]
     assert WITHHELD.isdisjoint(names), names
     assert "x-http-method-override" not in names
-    assert dict(env.headers)["X-Forwarded-For"] == "127.0.0.1"
+    assert dict(headers)["X-Forwarded-For"] == "127.0.0.1"
     assert names.count("x-forwarded-for") == 1
+
+
+async def test_credentials_are_never_written_to_the_queue(stack: Stack) -> None:
+    """A client's credentials stop at the api: a message on the queue (readable by whoever
+    may read the queue or its DLQ, kept up to 14 days) holds none of them. The worker drops
+    them again before the backend, so only the queue shows the api's own layer."""
+    await stack.start_api()
+    credentials = [
+        ("Cookie", "session=not-for-the-queue"),
+        ("Authorization", "Bearer not-for-the-queue"),
+        ("X-Api-Key", "not-for-the-queue"),
+    ]
+    headers = await queued_headers(stack, "/api/items/queued", [("X-Kiosk", "k1"), *credentials])
+    names = {name.lower() for name, _ in headers}
+    assert "x-kiosk" in names, names
+    assert {"cookie", "authorization", "x-api-key"}.isdisjoint(names), names
