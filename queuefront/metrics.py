@@ -160,9 +160,8 @@ REFUSED_MESSAGES = Counter(
 WORKER_REFUSED_LATE = Counter(
     "queuefront_worker_refused_late_total",
     "Messages a worker answered 503 backend_slow at once, without calling the backend: "
-    "less of their window was left than a call of their route takes now (its recent "
-    "completions, at least its oldest call in flight). Each would otherwise have held a "
-    "slot into a 504.",
+    "less of their window was left than the route's calls take now (its calls of the last "
+    "5 s and those in flight). Each would otherwise have held a slot into a 504.",
     ["queue"],
 )
 EXPIRED_MESSAGES = Counter(

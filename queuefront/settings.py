@@ -364,12 +364,12 @@ class Settings(BaseSettings):
     worker_refuse_late: bool = Field(
         default=True,
         description="A worker answers `503 backend_slow` (with `Retry-After`) at once, "
-        "without calling the backend, a message whose remaining window is shorter than a "
-        "backend call of its route takes now (the mean of the route's calls completed in the "
-        "last 5 s, never less than the age of its oldest call in flight; 0.1 s kept for "
-        "the reply): such a call would only end in a 504 at the deadline. A worker that has "
-        "completed no call of the route yet never refuses. `false`: every message in its "
-        "window is called.",
+        "without calling the backend, a message whose remaining window (less 0.1 s for the "
+        "reply) a backend call of its route would not fit now: at least two of the route's "
+        "calls completed in the last 5 s or still in flight took longer, and they outnumber "
+        "those that fit (one call that ran long is no evidence). Such a call would only end "
+        "in a 504 at the deadline. A worker that has completed no call of the route yet "
+        "never refuses. `false`: every message in its window is called.",
     )
     reply_ttl_s: int = Field(
         default=120,

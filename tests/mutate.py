@@ -517,38 +517,56 @@ MUTATIONS = [
         (f"{HANDBACK}::test_a_reply_redis_refuses_is_answered_and_never_called_again",),
     ),
     Mutation(
-        "pace: a message refused when its window holds the call (comparison reversed)",
+        "pace: a message refused when its window holds the call (judgement reversed)",
         "workers/priority/pace.py",
-        "        if seconds_left >= estimate + self._margin_s:",
-        "        if seconds_left < estimate + self._margin_s:",
+        "        if len(too_long) >= self._min_evidence and len(too_long) > fits:",
+        "        if not (len(too_long) >= self._min_evidence and len(too_long) > fits):",
         (
             f"{LATE}::test_a_slow_backend_gets_no_call_for_a_window_it_cannot_fit",
-            f"{UNIT_PACE}::test_a_message_whose_window_cannot_hold_the_mean_is_refused",
+            f"{UNIT_PACE}::test_a_message_whose_window_cannot_hold_the_calls_is_refused",
         ),
     ),
     Mutation(
-        "pace: a stale estimate believed, never probed (stuck high after a slow spell)",
+        "pace: one call that ran long refuses the route's next messages",
         "workers/priority/pace.py",
-        "        if not self._probing and self.stale(now) and seconds_left >= oldest",
-        "        if False and self.stale(now) and seconds_left >= oldest",
+        "MIN_EVIDENCE = 2\n",
+        "MIN_EVIDENCE = 1\n",
         (
-            f"{LATE}::test_after_the_backend_recovers_requests_are_called_and_answered_again",
-            f"{UNIT_PACE}::test_an_old_too_slow_is_probed_one_message_at_a_time_not_believed",
+            f"{LATE}::test_one_call_that_ran_into_its_window_refuses_nothing_after_it",
+            f"{UNIT_PACE}::test_one_call_that_ran_long_is_no_evidence_about_the_next",
         ),
     ),
     Mutation(
-        "pace: old calls never leave the window (the estimate never decays)",
+        "pace: slow calls refuse though more calls fit",
+        "workers/priority/pace.py",
+        " and len(too_long) > fits:",
+        ":",
+        (f"{UNIT_PACE}::test_slow_calls_outnumbered_by_calls_that_fit_refuse_nothing",),
+    ),
+    Mutation(
+        "pace: calls in flight not counted (a slowdown seen only once its calls end)",
+        "workers/priority/pace.py",
+        "        running_long = [now - start for start in self._in_flight.values()"
+        " if now - start > budget]",
+        "        running_long: list[float] = []",
+        (f"{UNIT_PACE}::test_a_slowdown_shows_in_the_calls_in_flight_before_they_complete",),
+    ),
+    Mutation(
+        "pace: old calls never leave the window (a slow spell refuses for ever)",
         "workers/priority/pace.py",
         "        while self._recent and now - self._recent[0][0] > self._window_s:",
         "        while False:",
-        (f"{UNIT_PACE}::test_the_estimate_follows_a_recovery_once_the_slow_calls_leave_the_window",),
+        (
+            f"{LATE}::test_after_the_backend_recovers_requests_are_called_and_answered_again",
+            f"{UNIT_PACE}::test_nothing_refuses_once_the_slow_calls_leave_the_window",
+        ),
     ),
     Mutation(
-        "pace: a cold worker refuses on the age of a call in flight",
+        "pace: a cold worker refuses on the age of calls in flight",
         "workers/priority/pace.py",
         "        if self.measured_at is None:\n            return Judgement(True, 0.0)",
         "        if False:\n            return Judgement(True, 0.0)",
-        (f"{UNIT_PACE}::test_a_cold_worker_never_refuses_not_even_on_a_call_in_flight",),
+        (f"{UNIT_PACE}::test_a_cold_worker_never_refuses_not_even_on_calls_in_flight",),
     ),
     Mutation(
         "pace: a cold worker refuses what it cannot judge",
@@ -557,7 +575,7 @@ MUTATIONS = [
         "            return Judgement(False, 0.0)  # cold",
         (
             f"{LATE}::test_a_cold_worker_calls_whatever_it_gets",
-            f"{UNIT_PACE}::test_a_cold_worker_never_refuses_not_even_on_a_call_in_flight",
+            f"{UNIT_PACE}::test_a_cold_worker_never_refuses_not_even_on_calls_in_flight",
         ),
     ),
     Mutation(

@@ -114,16 +114,19 @@ class WorkerPool:
         that takes a message whose remaining window is shorter than the backend's current
         service time as the worker sees it (:meth:`service_estimate_s`) plus
         ``REFUSE_MARGIN_S`` answers it with a 503 at once instead of calling the backend
-        into a 504."""
+        into a 504. The product judges on counts of calls that would not fit (at least
+        two, and more than those that would), so that one call that ran long refuses
+        nothing; with the simulator's cohorts, whose calls of a phase all take the same
+        time, the counts and this estimate agree."""
         self.refusals: list[tuple[Cohort, int, float]] = []
         """(cohort, n, at) of messages refused that way this step."""
         self.refused_late = 0
         self.refused_stale = 0
         """Of those, refused while the mean rested on old completions only (none for
-        ``SERVICE_WINDOW_S`` and one mean). The product lets one such message per worker
-        through as a probe (workers/priority/pace.py); the pool does not model probes, so
-        this counts where it would differ (none in the shipped scenarios: completions
-        never stop while messages are refused)."""
+        ``SERVICE_WINDOW_S`` and one mean). The product never refuses on calls older than
+        its window (workers/priority/pace.py), so this counts where the model would differ
+        (none in the shipped scenarios: completions never stop while messages are
+        refused)."""
         self._last_end: float | None = None
         """End of the last call completed; None: none yet (cold workers never refuse)."""
         self._recent: deque[tuple[float, int, float]] = deque()
@@ -184,7 +187,8 @@ class WorkerPool:
         return -math.inf if self._last_end is None else self._last_end
 
     def _refuses(self, seconds_left: float, t: float) -> bool:
-        """workers/priority/pace.py's judgement (its probes aside: ``refused_stale``)."""
+        """workers/priority/pace.py's judgement, as the cohorts see it (``refused_stale``
+        counts where the two could differ)."""
         if not self.refuse_late or self._last_end is None:
             return False  # off, or cold: nothing measured yet
         return seconds_left < self.service_estimate_s(t) + REFUSE_MARGIN_S

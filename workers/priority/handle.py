@@ -182,7 +182,7 @@ class Handler:
             return
         held.backend_started = True
         started = time.monotonic()
-        reply = await self._call(env, judgement)
+        reply = await self._call(env)
         try:
             await self._handback.hand_back(env, reply)
         except Expired:
@@ -197,11 +197,11 @@ class Handler:
         log.debug("replied", status=reply.status)
         self._done(held)
 
-    async def _call(self, env: RequestEnvelope, judgement: Judgement) -> Reply:
+    async def _call(self, env: RequestEnvelope) -> Reply:
         """The backend call, counted in flight for the pace (its age shows a slowdown)."""
         if self._pace is None:
             return await self._backend.call(env)
-        with self._pace.of(env.route).calling(judgement):
+        with self._pace.of(env.route).calling():
             return await self._backend.call(env)
 
     async def _refuse_late(self, held: Held, env: RequestEnvelope, service_s: float) -> None:

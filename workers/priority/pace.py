@@ -7,14 +7,25 @@ backend slot until its deadline and ends in a 504 the client waited for; refused
 with a 503, the client knows within its queue wait and the slot goes to a fresher message
 (bench/scaling's brownout: 52 instead of 1,062 504s).
 
-The estimate, as ``bench.scaling.workers.WorkerPool.service_estimate_s`` models it, per
-route (``RoutePaces``):
+The evidence, per route (``RoutePaces``): this worker's backend calls of the route that
+completed in the last ``SERVICE_WINDOW_S`` (``queuefront.drain``'s window: the pods'
+admission and this judgement forget at the same pace), each with its duration, and its
+calls of the route in flight, each with its age (a lower bound of its duration: a slowdown
+shows there before its first slow call completes). For a message with ``b`` seconds of its
+window left (less ``REFUSE_MARGIN_S``), a completed call longer than ``b`` and a call in
+flight older than ``b`` each say "a call now would not fit"; a completed call within ``b``
+says it would. The message is refused only when at least ``MIN_EVIDENCE`` calls say it
+would not fit *and* they outnumber those that say it would.
 
-- the mean of this worker's backend calls of the route completed in the last
-  ``SERVICE_WINDOW_S`` (``queuefront.drain``'s window: the pods' admission and this
-  estimate forget at the same pace), the last mean standing after a quiet spell;
-- never less than the age of its oldest call of the route in flight: a slowdown shows
-  there before its first slow call completes.
+Why counts, not a mean. The first version refused on the mean of the window and the age of
+the oldest call in flight, as ``bench.scaling.workers.WorkerPool.service_estimate_s``
+models a brownout (where every call is slow). One call that ran into its window — a request
+that asked the demo backend for 25 s, a report that hung — then made the route's mean
+20 s, and the worker refused every fresh message of the route for as long as that mean
+stood: calls that would have made it (the compose restart test saw exactly that). One
+slow call is no evidence about the next; several, with nothing faster beside them, are. In
+a brownout every call slows, so the slow ones soon outnumber the fast ones that leave the
+window, and the judgement is the model's.
 
 Why per route: routes differ in service time and in window (a report that takes 10 s in a
 30 s window, a login of 50 ms in a 3 s one). Measured across routes, one slow route's calls
@@ -26,19 +37,18 @@ Why not ``queuefront.drain.DrainEstimate`` itself: it dates completions by when 
 reads a worker's totals, once a second whatever happens. A worker judges only when a
 message comes, so fed the same way it would date a slow call that ended before a quiet
 spell at the end of the spell — an old slowdown taken for a fresh one. Here each call is
-dated when it ends. The staleness rule is the same as ``DrainEstimate.stale``'s.
+dated when it ends.
 
-Nothing measured yet (a cold worker, or a route it has not called since it started) is no
-estimate, and never refuses — not even on the age of a call in flight, which a cold worker
-cannot tell from one slow call.
+Nothing completed yet (a cold worker, or a route it has not called since it started) never
+refuses — not even on the age of calls in flight, which a cold worker cannot tell from slow
+calls of a backend that is only starting.
 
-Not stuck high. A refused message is not measured, so once the mean says "too slow" only
-completions could lower it, and refusing everything would keep it there (admission had
-that bug: ``service.admission``'s module notes). So the mean counts only while it is
-recent: once it rests on old completions only (``DrainEstimate.stale``), one message that
-it alone would refuse is called anyway (a probe; one at a time per worker and route). A recovered
-backend answers it at once and the estimate is measured afresh; a slow one costs one call
-per spell. The age of the calls in flight is always current and is never probed past.
+Never stuck. A refused message is not measured, so a judgement that rested on anything
+older than the window could keep refusing after the backend recovered (admission had that
+bug: ``service.admission``'s module notes). Here all evidence is current: a completed call
+counts for ``SERVICE_WINDOW_S`` after its end, a call in flight while it runs. Once the slow
+calls have ended and left the window, nothing says "too slow" and messages are called
+again.
 """
 
 from __future__ import annotations
@@ -49,12 +59,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import count
+from statistics import median
 
 from queuefront.drain import SERVICE_WINDOW_S
 
 REFUSE_MARGIN_S = 0.1
-"""Seconds a message's window must hold beyond the estimate to be called: the reply's
-way back after the call (stored and published in Redis, passed on by the pod)."""
+"""Seconds a message's window must hold beyond a call to be called: the reply's way back
+after the call (stored and published in Redis, passed on by the pod)."""
+MIN_EVIDENCE = 2
+"""Calls (completed in the window, or in flight) that must say "it would not fit" before a
+message is refused: one call that ran long says nothing about the next."""
 
 
 @dataclass(frozen=True)
@@ -62,55 +76,36 @@ class Judgement:
     call: bool
     """Call the backend (False: answer 503 at once)."""
     service_s: float
-    """The estimate the judgement rests on (0: none yet)."""
-    probe: bool = False
-    """Called against a stale estimate, to measure it again (see the module notes)."""
+    """What the judgement rests on: the median of the calls that would not fit (refused), or
+    of the calls completed in the window (called; 0: none)."""
 
 
 class Pace:
-    """One worker's view of the backend's pace (see the module notes)."""
+    """One worker's view of the backend's pace on one route (see the module notes)."""
 
     def __init__(
         self,
         *,
         margin_s: float = REFUSE_MARGIN_S,
         window_s: float = SERVICE_WINDOW_S,
+        min_evidence: int = MIN_EVIDENCE,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._margin_s = margin_s
         self._window_s = window_s
+        self._min_evidence = min_evidence
         self._monotonic = monotonic
         self._recent: deque[tuple[float, float]] = deque()
         """(end, seconds) of the calls completed in the last ``window_s``."""
-        self._recent_s = 0.0
-        """Their seconds, summed (kept as they come and go: no sum per message)."""
-        self.mean_s = 0.0
-        """Mean of the calls in the window; the last one after a quiet spell."""
         self.measured_at: float | None = None
         """End (monotonic) of the last call completed; None: none yet (a cold worker)."""
         self._in_flight: dict[int, float] = {}
         """Start (monotonic) of each backend call in flight, by a token of this object's."""
         self._tokens = count()
-        self._probing = False
 
     def _forget(self, now: float) -> None:
         while self._recent and now - self._recent[0][0] > self._window_s:
-            _, seconds = self._recent.popleft()
-            self._recent_s -= seconds
-        if self._recent:
-            self.mean_s = max(0.0, self._recent_s) / len(self._recent)
-        else:
-            self._recent_s = 0.0  # no rounding left over from the calls that went
-
-    def stale(self, now: float) -> bool:
-        """The mean rests on old calls only: none ended for the window and one more mean
-        (``DrainEstimate.stale``'s rule)."""
-        if self.measured_at is None:
-            return True
-        return now - self.measured_at > self._window_s + self.mean_s
-
-    def oldest_call_s(self, now: float) -> float:
-        return now - min(self._in_flight.values(), default=now)
+            self._recent.popleft()
 
     def judge(self, seconds_left: float) -> Judgement:
         """Whether a message with ``seconds_left`` of its window is worth a backend call."""
@@ -118,18 +113,18 @@ class Pace:
             return Judgement(True, 0.0)  # cold: nothing measured, nothing to go on
         now = self._monotonic()
         self._forget(now)
-        oldest = self.oldest_call_s(now)
-        estimate = max(self.mean_s, oldest)
-        if seconds_left >= estimate + self._margin_s:
-            return Judgement(True, estimate)
-        if not self._probing and self.stale(now) and seconds_left >= oldest + self._margin_s:
-            # only the old mean refuses it: measure the backend again instead of believing it
-            self._probing = True
-            return Judgement(True, estimate, probe=True)
-        return Judgement(False, estimate)
+        budget = seconds_left - self._margin_s
+        durations = [seconds for _, seconds in self._recent]
+        ran_long = [d for d in durations if d > budget]
+        running_long = [now - start for start in self._in_flight.values() if now - start > budget]
+        too_long = ran_long + running_long
+        fits = len(durations) - len(ran_long)
+        if len(too_long) >= self._min_evidence and len(too_long) > fits:
+            return Judgement(False, median(too_long))
+        return Judgement(True, median(durations) if durations else 0.0)
 
     @contextmanager
-    def calling(self, judgement: Judgement) -> Iterator[None]:
+    def calling(self) -> Iterator[None]:
         """Holds one backend call in flight; once it ends, its time is measured (whatever
         its answer: a call cut at the deadline says "at least this long")."""
         token = next(self._tokens)
@@ -138,11 +133,8 @@ class Pace:
             yield
         finally:
             del self._in_flight[token]
-            if judgement.probe:
-                self._probing = False
         end = self._monotonic()  # not on cancellation: a call cut short measures nothing
         self._recent.append((end, end - started))
-        self._recent_s += end - started
         self.measured_at = end
         self._forget(end)
 
