@@ -112,6 +112,9 @@ def test_a_step_to_ten_times_capacity_sheds_and_keeps_the_backend_busy() -> None
         assert 0.9 * capacity <= minute["answered"]["queued"] <= 1.01 * capacity, minute
     # what admission lets in is answered in its window: timeouts stay a small share
     assert r["timed_out"] < 0.05 * r["answered"]["queued"]
+    # and it is the pods' admission that sheds, at once, not the workers after a queue wait
+    reasons = r["shed_reasons"]["queued"]
+    assert reasons.get("worker_refused_late", 0) < 0.01 * reasons["predicted_wait"], reasons
 
 
 def test_under_overload_normal_requests_are_shed_before_high_ones() -> None:
