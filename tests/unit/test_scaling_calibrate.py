@@ -95,9 +95,27 @@ def test_past_capacity_the_backend_stays_busy_and_the_rest_is_refused(
     assert cached.ok == cached.n and cached.passed
 
 
-def test_the_recorded_run_is_read_as_bench_sla_parsed_it() -> None:
+TRANSCRIBED = calibrate.RECORDED.parent / "sla-3c029eb.json"
+"""The 2026-12-02 run, transcribed from its tables (its summary.json was not kept)."""
+
+
+def test_the_recorded_run_agrees_with_the_simulator_on_every_measured_row(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The run docs/scaling/calibration.md shows (2026-12-07, its own summary.json): a
+    change to the simulator that moves goodput or shed share past 20 % of it fails here."""
     run = calibrate.MeasuredRun.load(calibrate.RECORDED)
-    raw = json.loads(calibrate.RECORDED.read_text())
+    assert run.row("queued", 45_000) is not None
+    assert calibrate.main(["--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    measured = [row for row in rows if row.get("agrees") is not None]
+    assert len(measured) == 15, rows
+    assert all(row["agrees"] for row in measured), [r for r in measured if not r["agrees"]]
+
+
+def test_the_transcribed_run_is_read_as_bench_sla_parsed_it() -> None:
+    run = calibrate.MeasuredRun.load(TRANSCRIBED)
+    raw = json.loads(TRANSCRIBED.read_text())
     assert vars(run.args) == vars(sla.parse_args(raw["argv"]))
     assert set(run.args.levels) <= set(sla.DEFAULT_LEVELS)
     assert run.overload_level == 74_702  # the table's 1,245/s for 60 s
@@ -180,7 +198,7 @@ def test_the_cli_reports_disagreement_with_status_0_and_errors_with_2(
 def test_a_run_whose_stated_settings_today_s_defaults_do_not_give_is_refused(
     tmp_path: Path,
 ) -> None:
-    raw = json.loads(calibrate.RECORDED.read_text())
+    raw = json.loads(TRANSCRIBED.read_text())
     assert raw["stated_args"]["worker_concurrency"] == sla.parse_args([]).worker_concurrency
     raw["stated_args"]["backend_workers"] = 21
     path = tmp_path / "run.json"
