@@ -9,13 +9,13 @@ with a 503, the client knows within its queue wait and the slot goes to a freshe
 
 The evidence, per route (``RoutePaces``): this worker's backend calls of the route that
 completed in the last ``SERVICE_WINDOW_S`` (``queuefront.drain``'s window: the pods'
-admission and this judgement forget at the same pace), each with its duration, and its
-calls of the route in flight, each with its age (a lower bound of its duration: a slowdown
-shows there before its first slow call completes). For a message with ``b`` seconds of its
-window left (less ``REFUSE_MARGIN_S``), a completed call longer than ``b`` and a call in
-flight older than ``b`` each say "a call now would not fit"; a completed call within ``b``
-says it would. The message is refused only when at least ``MIN_EVIDENCE`` calls say it
-would not fit *and* they outnumber those that say it would.
+admission and this judgement forget at the same pace; the newest ``RECENT_CALLS_MAX``), each
+with its duration, and its calls of the route in flight, each with its age (a lower bound of
+its duration: a slowdown shows there before its first slow call completes). For a message
+with ``b`` seconds of its window left (less ``REFUSE_MARGIN_S``), a completed call longer
+than ``b`` and a call in flight older than ``b`` each say "a call now would not fit"; a
+completed call within ``b`` says it would. The message is refused only when at least
+``MIN_EVIDENCE`` calls say it would not fit *and* they outnumber those that say it would.
 
 Why counts, not a mean. The first version refused on the mean of the window and the age of
 the oldest call in flight, as ``bench.scaling.workers.WorkerPool.service_estimate_s``
@@ -66,6 +66,10 @@ from queuefront.drain import SERVICE_WINDOW_S
 REFUSE_MARGIN_S = 0.1
 """Seconds a message's window must hold beyond a call to be called: the reply's way back
 after the call (stored and published in Redis, passed on by the pod)."""
+RECENT_CALLS_MAX = 64
+"""Completed calls kept as evidence (the newest, within the window): a message is judged on
+each of them, so a busy worker (thousands of calls in 5 s) would otherwise spend more on
+judging than on the call; 64 recent calls say as much about the backend's pace."""
 MIN_EVIDENCE = 2
 """Calls (completed in the window, or in flight) that must say "it would not fit" before a
 message is refused: one call that ran long says nothing about the next."""
@@ -95,8 +99,8 @@ class Pace:
         self._window_s = window_s
         self._min_evidence = min_evidence
         self._monotonic = monotonic
-        self._recent: deque[tuple[float, float]] = deque()
-        """(end, seconds) of the calls completed in the last ``window_s``."""
+        self._recent: deque[tuple[float, float]] = deque(maxlen=RECENT_CALLS_MAX)
+        """(end, seconds) of the newest calls completed in the last ``window_s``."""
         self.measured_at: float | None = None
         """End (monotonic) of the last call completed; None: none yet (a cold worker)."""
         self._in_flight: dict[int, float] = {}
@@ -143,22 +147,12 @@ class RoutePaces:
     """One ``Pace`` per route, made on the route's first message (the routes are the route
     table's: a message naming another is refused before it gets here)."""
 
-    def __init__(
-        self,
-        *,
-        margin_s: float = REFUSE_MARGIN_S,
-        window_s: float = SERVICE_WINDOW_S,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._margin_s = margin_s
-        self._window_s = window_s
+    def __init__(self, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._monotonic = monotonic
         self._routes: dict[str, Pace] = {}
 
     def of(self, route: str) -> Pace:
         pace = self._routes.get(route)
         if pace is None:
-            pace = self._routes[route] = Pace(
-                margin_s=self._margin_s, window_s=self._window_s, monotonic=self._monotonic
-            )
+            pace = self._routes[route] = Pace(monotonic=self._monotonic)
         return pace
