@@ -212,4 +212,3 @@ async def test_with_redis_away_nothing_is_granted(redis: Redis) -> None:
         assert await leases.acquire(0.5) is None
         assert not leases.redis_ok
         assert leases.held == 0
-
