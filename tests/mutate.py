@@ -629,8 +629,8 @@ MUTATIONS = [
     Mutation(
         "lease: a message that waits past its window is called anyway",
         "workers/priority/handle.py",
-        "        wait_s = env.seconds_left() - REFUSE_MARGIN_S - judgement.service_s",
-        "        wait_s = env.seconds_left() + 30",
+        "        wait_s = max(left_s - judgement.service_s, min(LEASE_TRY_S, left_s))",
+        "        wait_s = left_s + 30",
         (f"{LIMIT}::test_a_message_that_gets_no_lease_in_its_window_is_refused_uncalled",),
     ),
     Mutation(

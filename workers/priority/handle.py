@@ -55,6 +55,10 @@ WORKER_OUTCOMES = (
 LEASE_REFUSAL_REASONS = ("limit", "redis_away")
 BUSY_RETRY_AFTER_S = 1
 """``Retry-After`` of a 503 backend_busy: the limit frees as calls end, within a call's time."""
+LEASE_TRY_S = 0.05
+"""The shortest a slot waits for a lease (a round trip to Redis), within its window: a free
+lease is worth asking for even when the route's typical call looks longer than what is left
+(the pace judged the call worth making)."""
 
 REFUSE_RETRY_MARGIN_S = 1.0
 """Seconds a whole window must hold beyond the backend's pace for a refused request's
@@ -230,8 +234,9 @@ class Handler:
         """A lease of the shared backend limit, waited for only while the message's window
         can still fit a call: its remaining window less the reply's way back
         (``REFUSE_MARGIN_S``) and the route's typical call now (the judgement's median; 0
-        when nothing was measured)."""
-        wait_s = env.seconds_left() - REFUSE_MARGIN_S - judgement.service_s
+        when nothing was measured), but a round trip at least while any window is left."""
+        left_s = env.seconds_left() - REFUSE_MARGIN_S
+        wait_s = max(left_s - judgement.service_s, min(LEASE_TRY_S, left_s))
         started = time.monotonic()
         lease = await leases.acquire(wait_s)
         outcome = "refused" if lease is None else "granted"
