@@ -658,6 +658,13 @@ MUTATIONS = [
         (f"{LEASES}::test_a_holders_waiting_slots_are_served_first_come_first_served",),
     ),
     Mutation(
+        "lease: a grant whose slot gave up is kept (counts against the limit for ever)",
+        "workers/priority/leases.py",
+        "        self.release(lease)\n\n    async def _pause",
+        "        pass\n\n    async def _pause",
+        (f"{LEASES}::test_a_lease_granted_after_its_slot_gave_up_goes_back",),
+    ),
+    Mutation(
         "lease: the backend called without a lease when none came",
         "workers/priority/handle.py",
         "            if lease is None:\n                await self._refuse_busy(held, env)\n"

@@ -10,14 +10,16 @@ longer gets None and leaves nothing held behind; with Redis away nothing is gran
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from redis.asyncio import Redis
 
-from devstack import eventually, free_port
+from devstack import eventually, free_port, start_redis
 from queuefront import tasks
 from queuefront.keys import Keys
 from tests.conftest import REDIS_URL
@@ -212,3 +214,28 @@ async def test_with_redis_away_nothing_is_granted(redis: Redis) -> None:
         assert await leases.acquire(0.5) is None
         assert not leases.redis_ok
         assert leases.held == 0
+
+
+async def test_a_lease_granted_after_its_slot_gave_up_goes_back(log_dir: Path) -> None:
+    """Redis stands still (SIGSTOP) while the acquirer's request is out; the slot stops
+    waiting before the answer comes. The lease Redis then grants has nobody to go to: it is
+    released at once, not left counting against the limit."""
+    url, proc = await start_redis(log_dir)
+    redis = Redis.from_url(url)
+    try:
+        async with _keys(redis) as keys, _holder(redis, keys, 1, url=url) as leases:
+            proc.signal(signal.SIGSTOP)
+            try:
+                assert await leases.acquire(0.1) is None
+            finally:
+                proc.signal(signal.SIGCONT)
+
+            async def nothing_held() -> bool:
+                return await redis.zcard(keys.backend_leases()) == 0 and leases.held == 0
+
+            await asyncio.sleep(0.3)  # the grant has come back by now
+            await eventually(nothing_held, 2.0, "the orphan grant released")
+            assert await leases.acquire(1.0) is not None  # and the limit is free again
+    finally:
+        await redis.aclose()
+        proc.stop()
