@@ -3,7 +3,8 @@
 It answers every path with JSON that echoes the request (method, decoded and raw
 path, query, body, every header). ``GET /__stats`` counts the calls per method and path
 (so tests can prove that a cache hit never reached the backend) and shows how many
-requests are in flight.
+requests are in flight, and the most there were at once (``max_in_flight``, so tests can
+prove a concurrency limit held); ``POST /__stats/reset`` starts both counts afresh.
 
 Settings (environment, ``QF_DEMO_`` prefix, read by :class:`DemoSettings`):
 
@@ -66,6 +67,8 @@ class Load:
     """What the server holds right now: requests accepted and not yet answered."""
 
     in_flight: int = 0
+    max_in_flight: int = 0
+    """The most requests held at once since start (or the last reset)."""
 
 
 CALLS: web.AppKey[Counter[str]] = web.AppKey("calls")
@@ -76,11 +79,16 @@ LOAD: web.AppKey[Load] = web.AppKey("load", Load)
 
 async def stats(request: web.Request) -> web.Response:
     calls: dict[str, int] = dict(request.app[CALLS].items())
-    return web.json_response({"calls": calls, "in_flight": request.app[LOAD].in_flight})
+    load = request.app[LOAD]
+    return web.json_response(
+        {"calls": calls, "in_flight": load.in_flight, "max_in_flight": load.max_in_flight}
+    )
 
 
 async def reset(request: web.Request) -> web.Response:
     request.app[CALLS].clear()
+    load = request.app[LOAD]
+    load.max_in_flight = load.in_flight
     return web.json_response({"calls": {}})
 
 
@@ -104,6 +112,7 @@ async def echo(request: web.Request) -> web.Response:
     status = int(request.headers.get("X-Demo-Status", "200"))
     extra = json.loads(request.headers.get("X-Demo-Response-Headers", "{}"))
     load.in_flight += 1
+    load.max_in_flight = max(load.max_in_flight, load.in_flight)
     try:
         body = await request.read()
         async with request.app[GATE]:

@@ -41,6 +41,20 @@ class Keys:
         """Set by the worker that calls the backend for a request: one call per request."""
         return f"{self.prefix}claim:{request_id}"
 
+    def backend_leases(self) -> str:
+        """Sorted set of the backend calls in flight across all workers: one member per
+        call, scored by its lease's expiry (``workers.priority.leases``)."""
+        return f"{self.prefix}backend-leases"
+
+    def backend_leases_waiting(self) -> str:
+        """Set for a moment by a worker that found the backend limit full: releases are
+        announced only while it exists."""
+        return f"{self.prefix}backend-leases-waiting"
+
+    def backend_leases_freed(self) -> str:
+        """Channel on which a released backend lease is announced to waiting workers."""
+        return f"{self.prefix}backend-leases-freed"
+
     def workers(self) -> str:
         """Hash of every worker's drain report (``queuefront.drain``)."""
         return f"{self.prefix}workers"

@@ -148,7 +148,9 @@ WORKER_MESSAGES = Counter(
     "Messages handled by workers, by outcome (ok, backend_error, expired, released, "
     "invalid, publish_failed, duplicate, in_progress_elsewhere, failed, undeliverable: "
     "the backend answered but its reply could not be handed back, a 502 was sent instead; "
-    "refused_late: answered 503 without a call, see queuefront_worker_refused_late_total).",
+    "refused_late: answered 503 without a call, see queuefront_worker_refused_late_total; "
+    "backend_busy: answered 503 without a call, no lease of the shared backend limit in "
+    "time, see queuefront_backend_lease_refusals_total).",
     ["queue", "outcome"],
 )
 REFUSED_MESSAGES = Counter(
@@ -163,6 +165,26 @@ WORKER_REFUSED_LATE = Counter(
     "less of their window was left than the route's calls take now (its calls of the last "
     "5 s and those in flight). Each would otherwise have held a slot into a 504.",
     ["queue"],
+)
+BACKEND_LEASES_HELD = Gauge(
+    "queuefront_backend_leases_held",
+    "Leases of the shared backend limit (QF_BACKEND_MAX_CONCURRENCY) this worker holds: "
+    "its backend calls in flight, and grants on their way to a waiting slot.",
+    multiprocess_mode="livesum",
+)
+BACKEND_LEASE_WAIT = Histogram(
+    "queuefront_backend_lease_wait_seconds",
+    "Time a worker slot waited for a lease of the shared backend limit, by outcome "
+    "(granted, refused: no lease before the message's window could no longer fit a call).",
+    ["outcome"],
+    buckets=LATENCY_BUCKETS,
+)
+BACKEND_LEASE_REFUSALS = Counter(
+    "queuefront_backend_lease_refusals_total",
+    "Messages answered 503 backend_busy without a call: no lease of the shared backend "
+    "limit came while their window could still fit a call (reason: limit, the backend's "
+    "calls were all taken; redis_away, Redis did not answer the worker's lease requests).",
+    ["queue", "reason"],
 )
 EXPIRED_MESSAGES = Counter(
     "queuefront_expired_messages_total",
@@ -336,6 +358,16 @@ def prime_refusals(queues: list[str], reasons: tuple[str, ...]) -> None:
         WORKER_REFUSED_LATE.labels(queue)
         for reason in reasons:
             REFUSED_MESSAGES.labels(queue, reason)
+
+
+def prime_lease_refusals(queues: list[str], reasons: tuple[str, ...]) -> None:
+    """The shared backend limit's refusals and waits at 0 (a worker with the limit on)."""
+    for queue in queues:
+        for reason in reasons:
+            BACKEND_LEASE_REFUSALS.labels(queue, reason)
+    for outcome in ("granted", "refused"):
+        BACKEND_LEASE_WAIT.labels(outcome)
+    BACKEND_LEASES_HELD.set(0)
 
 
 @lru_cache(maxsize=4096)

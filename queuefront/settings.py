@@ -359,7 +359,16 @@ class Settings(BaseSettings):
         ge=1,
         description="Backend calls one worker makes at once: the backend never sees more "
         "than this times the number of workers (`make run`: 64, as many as its demo "
-        "backend serves).",
+        "backend serves), nor, when `QF_BACKEND_MAX_CONCURRENCY` is set, more than that.",
+    )
+    backend_max_concurrency: int = Field(
+        default=0,
+        ge=0,
+        description="Backend calls all the workers sharing the Redis make at once, "
+        "enforced at run time with leases in Redis (a worker killed holding some frees "
+        "them within 10 s). A message that gets no lease before its window can no longer "
+        "fit a call is answered `503 backend_busy` at once, uncalled. 0: no shared limit, "
+        "each worker bounded by `QF_WORKER_CONCURRENCY` alone.",
     )
     worker_refuse_late: bool = Field(
         default=True,

@@ -77,6 +77,8 @@ TRUST = "tests/integration/test_message_trust.py"
 WRITER_ITEMS = "tests/integration/test_writer_items.py"
 LATE = "tests/integration/test_late_refusal.py"
 UNIT_PACE = "tests/unit/test_worker_pace.py"
+LEASES = "tests/integration/test_backend_leases.py"
+LIMIT = "tests/integration/test_backend_limit.py"
 
 
 @dataclass(frozen=True)
@@ -594,6 +596,81 @@ MUTATIONS = [
         "        self.claimed.pop(held, None)\n        self._keeper.untrack(held)\n\n"
         "    def _expired(",
         (f"{LATE}::test_a_slow_backend_gets_no_call_for_a_window_it_cannot_fit",),
+    ),
+    # --- the shared backend limit (workers/priority/leases.py) ---------------------------
+    Mutation(
+        "lease: the limit not checked",
+        "workers/priority/leases.py",
+        "  if free <= 0 then break end",
+        "  if false then break end",
+        (
+            f"{LEASES}::test_the_limit_holds_across_holders_and_everyone_is_served",
+            f"{LIMIT}::test_two_workers_never_make_more_calls_than_the_limit",
+        ),
+    ),
+    Mutation(
+        "lease: not released after the call",
+        "workers/priority/handle.py",
+        "            if lease is not None and self._leases is not None:\n"
+        "                self._leases.release(lease)",
+        "            pass",
+        (f"{LIMIT}::test_two_workers_never_make_more_calls_than_the_limit",),
+    ),
+    Mutation(
+        "lease: not renewed",
+        "workers/priority/leases.py",
+        "            renewed = list(self._held) if renewing else []",
+        "            renewed: list[str] = []",
+        (
+            f"{LEASES}::test_a_live_holder_keeps_its_lease_past_the_ttl",
+            f"{LEASES}::test_renewal_puts_back_the_leases_a_restarted_redis_lost",
+        ),
+    ),
+    Mutation(
+        "lease: a message that waits past its window is called anyway",
+        "workers/priority/handle.py",
+        "        wait_s = max(left_s - judgement.service_s, min(LEASE_TRY_S, left_s))",
+        "        wait_s = left_s + 30",
+        (f"{LIMIT}::test_a_message_that_gets_no_lease_in_its_window_is_refused_uncalled",),
+    ),
+    Mutation(
+        "lease: expired leases never dropped (a killed worker's count for ever)",
+        "workers/priority/leases.py",
+        "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])",
+        "",
+        (
+            f"{LEASES}::test_a_dead_holders_leases_free_within_the_ttl",
+            f"{LIMIT}::test_a_killed_workers_leases_free_within_the_ttl",
+        ),
+    ),
+    Mutation(
+        "lease: a release not announced (waiting workers only find it on their retry)",
+        "workers/priority/leases.py",
+        "  redis.call('PUBLISH', ARGV[1], freed)",
+        "  freed = freed",
+        (f"{LEASES}::test_a_release_wakes_another_holders_waiter_at_once",),
+    ),
+    Mutation(
+        "lease: waiting slots served last come first",
+        "workers/priority/leases.py",
+        "            waiter = self._waiters.popleft()\n            if not waiter.done():",
+        "            waiter = self._waiters.pop()\n            if not waiter.done():",
+        (f"{LEASES}::test_a_holders_waiting_slots_are_served_first_come_first_served",),
+    ),
+    Mutation(
+        "lease: a grant whose slot gave up is kept (counts against the limit for ever)",
+        "workers/priority/leases.py",
+        "        self.release(lease)\n\n    async def _pause",
+        "        pass\n\n    async def _pause",
+        (f"{LEASES}::test_a_lease_granted_after_its_slot_gave_up_goes_back",),
+    ),
+    Mutation(
+        "lease: the backend called without a lease when none came",
+        "workers/priority/handle.py",
+        "            if lease is None:\n                await self._refuse_busy(held, env)\n"
+        "                return\n",
+        "            if False:\n                pass\n",
+        (f"{LIMIT}::test_a_message_that_gets_no_lease_in_its_window_is_refused_uncalled",),
     ),
     Mutation(
         "handback: a reply Redis refuses to store is retried until the deadline",

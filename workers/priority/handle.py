@@ -1,6 +1,7 @@
 """One message, from receipt to its end: checked, claimed, the backend called once (or, when
-its window cannot fit the backend's current pace, answered 503 at once), the reply handed
-back; then deleted, given back, or left to reach its DLQ."""
+its window cannot fit the backend's current pace, or no lease of the shared backend limit
+comes while it still could, answered 503 at once), the reply handed back; then deleted,
+given back, or left to reach its DLQ."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from queuefront.failures import FailureLog
 from queuefront.telemetry import get_logger
 from workers.priority.backend import Backend, error_reply
 from workers.priority.handback import Expired, HandBack
-from workers.priority.pace import Judgement, RoutePaces
+from workers.priority.leases import BackendLeases
+from workers.priority.pace import REFUSE_MARGIN_S, Judgement, RoutePaces
 from workers.priority.trust import MessageCheck, Refused
 
 log = get_logger(__name__)
@@ -48,7 +50,15 @@ WORKER_OUTCOMES = (
     "invalid",
     "undeliverable",
     "refused_late",
+    "backend_busy",
 )
+LEASE_REFUSAL_REASONS = ("limit", "redis_away")
+BUSY_RETRY_AFTER_S = 1
+"""``Retry-After`` of a 503 backend_busy: the limit frees as calls end, within a call's time."""
+LEASE_TRY_S = 0.05
+"""The shortest a slot waits for a lease (a round trip to Redis), within its window: a free
+lease is worth asking for even when the route's typical call looks longer than what is left
+(the pace judged the call worth making)."""
 
 REFUSE_RETRY_MARGIN_S = 1.0
 """Seconds a whole window must hold beyond the backend's pace for a refused request's
@@ -70,10 +80,13 @@ class Handler:
         keeper: VisibilityKeeper,
         spawn: Spawn,
         pace: RoutePaces | None = None,
+        leases: BackendLeases | None = None,
     ) -> None:
         self._check = check
         self._pace = pace
         """None: every message is called, whatever its window (``QF_WORKER_REFUSE_LATE``)."""
+        self._leases = leases
+        """None: no shared backend limit (``QF_BACKEND_MAX_CONCURRENCY`` 0)."""
         self._handback = handback
         self._backend = backend
         self._reporter = reporter
@@ -172,17 +185,30 @@ class Handler:
         # judged once the claim is ours: a 503 sent without it could race a duplicate
         # delivery that another worker claimed and calls (the client told "not run" while
         # the backend runs it); with it, the 503 settles the request id like any reply
-        judgement = (
-            Judgement(True, 0.0)
-            if self._pace is None
-            else self._pace.of(env.route).judge(env.seconds_left())
-        )
+        judgement = self._judge(env)
         if not judgement.call:
             await self._refuse_late(held, env, judgement.service_s)
             return
+        lease: str | None = None
+        if self._leases is not None:
+            lease = await self._lease(self._leases, env, judgement)
+            if lease is None:
+                await self._refuse_busy(held, env)
+                return
+            # the message aged while it waited: judged again as if it had just come
+            judgement = self._judge(env)
+            if not judgement.call:
+                self._leases.release(lease)
+                await self._refuse_late(held, env, judgement.service_s)
+                return
+        # the lease (if any) is taken before the call starts and given back once it ends
         held.backend_started = True
         started = time.monotonic()
-        reply = await self._call(env)
+        try:
+            reply = await self._call(env)
+        finally:
+            if lease is not None and self._leases is not None:
+                self._leases.release(lease)
         try:
             await self._handback.hand_back(env, reply)
         except Expired:
@@ -195,6 +221,41 @@ class Handler:
         outcome = "ok" if reply.status < 500 else "backend_error"
         metrics.WORKER_MESSAGES.labels(queue_name, outcome).inc()
         log.debug("replied", status=reply.status)
+        self._done(held)
+
+    def _judge(self, env: RequestEnvelope) -> Judgement:
+        if self._pace is None:
+            return Judgement(True, 0.0)
+        return self._pace.of(env.route).judge(env.seconds_left())
+
+    async def _lease(
+        self, leases: BackendLeases, env: RequestEnvelope, judgement: Judgement
+    ) -> str | None:
+        """A lease of the shared backend limit, waited for only while the message's window
+        can still fit a call: its remaining window less the reply's way back
+        (``REFUSE_MARGIN_S``) and the route's typical call now (the judgement's median; 0
+        when nothing was measured), but a round trip at least while any window is left."""
+        left_s = env.seconds_left() - REFUSE_MARGIN_S
+        wait_s = max(left_s - judgement.service_s, min(LEASE_TRY_S, left_s))
+        started = time.monotonic()
+        lease = await leases.acquire(wait_s)
+        outcome = "refused" if lease is None else "granted"
+        metrics.BACKEND_LEASE_WAIT.labels(outcome).observe(time.monotonic() - started)
+        return lease
+
+    async def _refuse_busy(self, held: Held, env: RequestEnvelope) -> None:
+        """No lease of the shared backend limit came while the message's window could fit
+        a call: a 503 at once, nothing called, the message deleted (as ``_refuse_late``).
+        With Redis away the answer waits for Redis like any reply, until the deadline."""
+        assert self._leases is not None
+        queue_name = held.queue.name
+        reason = "limit" if self._leases.redis_ok else "redis_away"
+        metrics.BACKEND_LEASE_REFUSALS.labels(queue_name, reason).inc()
+        metrics.WORKER_MESSAGES.labels(queue_name, "backend_busy").inc()
+        log.info("refused: no backend lease within the window", reason=reason)
+        reply = busy_reply(env.id, self._leases.limit, reason)
+        with contextlib.suppress(Expired):  # Redis away until the deadline: nobody waits
+            await self._handback.hand_back(env, reply)
         self._done(held)
 
     async def _call(self, env: RequestEnvelope) -> Reply:
@@ -262,4 +323,24 @@ def late_reply(request_id: str, service_s: float, seconds_left: float, retry_aft
         }
     )
     headers = [("Content-Type", "application/json"), ("Retry-After", str(retry_after_s))]
+    return Reply(id=request_id, status=503, headers=headers, body=body)
+
+
+def busy_reply(request_id: str, limit: int, reason: str) -> Reply:
+    """The 503 of a message that got no lease of the shared backend limit in time."""
+    why = (
+        f"all {limit} backend calls the workers may make at once (QF_BACKEND_MAX_CONCURRENCY) "
+        "stayed taken"
+        if reason == "limit"
+        else "the shared backend limit could not be checked (Redis did not answer)"
+    )
+    body = msgspec.json.encode(
+        {
+            "error": "backend_busy",
+            "message": f"{why} for as long as this request's window could fit a call; "
+            "it was not sent; retry later",
+            "request_id": request_id,
+        }
+    )
+    headers = [("Content-Type", "application/json"), ("Retry-After", str(BUSY_RETRY_AFTER_S))]
     return Reply(id=request_id, status=503, headers=headers, body=body)

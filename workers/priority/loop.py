@@ -19,6 +19,7 @@ from queuefront.telemetry import get_logger
 from workers.priority.backend import Backend
 from workers.priority.handback import HandBack
 from workers.priority.handle import Handler
+from workers.priority.leases import BackendLeases
 from workers.priority.pace import RoutePaces
 from workers.priority.trust import MessageCheck
 
@@ -41,6 +42,7 @@ class PriorityWorker:
         backend: Backend,
         keeper: VisibilityKeeper,
         check: MessageCheck,
+        leases: BackendLeases | None = None,
     ) -> None:
         self._settings = settings
         self._queues = queues
@@ -51,7 +53,11 @@ class PriorityWorker:
         self._running: dict[asyncio.Task[None], Held] = {}
         self._background = tasks.TaskSet("worker")
         pace = RoutePaces() if settings.worker_refuse_late else None
-        self._handler = Handler(check, handback, backend, reporter, keeper, self._spawn, pace)
+        self._leases = leases
+        """The shared backend limit (``QF_BACKEND_MAX_CONCURRENCY``); None: off."""
+        self._handler = Handler(
+            check, handback, backend, reporter, keeper, self._spawn, pace, leases
+        )
         self._receivers = max(
             1, min(MAX_RECEIVERS_PER_QUEUE, settings.worker_concurrency // RECEIVERS_PER_SLOTS)
         )
@@ -170,7 +176,15 @@ class PriorityWorker:
         ]
         dispatcher = loops.spawn(self._dispatch_loop(), name="dispatch")
         loops.spawn(self._keeper.run(), name="visibility")  # stopped last, with ``loops``
-        log.info("worker started", concurrency=self._capacity, receivers=self._receivers)
+        if self._leases is not None:  # stopped with ``loops``, once no call runs
+            for coro, name in self._leases.loops():
+                loops.spawn(coro, name=name)
+        log.info(
+            "worker started",
+            concurrency=self._capacity,
+            receivers=self._receivers,
+            backend_max_concurrency=self._leases.limit if self._leases else 0,
+        )
         await self._stopping.wait()
         started = time.monotonic()
         # No receive starts from here on. What the worker holds (running, taken ahead, or
@@ -198,7 +212,9 @@ class PriorityWorker:
                 # a call cut short may or may not have reached the backend: its claim
                 # stays, so no second call is made for it
                 self._release(held)
-        await loops.stop()  # the visibility keeper: the only loop still running
+        await loops.stop()  # the visibility keeper (and the lease loops): the last running
+        if self._leases is not None:
+            await self._leases.close()
         await self._background.wait()
         for ops in self._queues.values():
             await ops.close()

@@ -19,7 +19,8 @@ from queuefront.sqs import open_client, open_with_dlqs
 from queuefront.telemetry import configure_logging
 from workers.priority.backend import Backend
 from workers.priority.handback import HandBack
-from workers.priority.handle import WORKER_OUTCOMES
+from workers.priority.handle import LEASE_REFUSAL_REASONS, WORKER_OUTCOMES
+from workers.priority.leases import BackendLeases
 from workers.priority.loop import Priority, PriorityWorker
 from workers.priority.trust import REASONS, MessageCheck
 
@@ -42,12 +43,23 @@ async def main_async(settings: Settings) -> None:
         handback = HandBack(redis, keys, worker_id, settings.reply_ttl_s)
         reporter = DrainReporter(redis, keys, worker_id, settings.worker_concurrency)
         check = MessageCheck(load_routes(settings.routes_file), keys)
-        worker = PriorityWorker(settings, queues, handback, reporter, backend, keeper, check)
+        leases = None
+        if settings.backend_max_concurrency > 0:
+            # its own client for the release channel: a pub/sub read waits for messages
+            subscriber = open_redis(settings, socket_timeout_s=None)
+            limit = settings.backend_max_concurrency
+            leases = BackendLeases(redis, subscriber, keys, worker_id, limit)
+            metrics.prime_lease_refusals([q.name for q in queues.values()], LEASE_REFUSAL_REASONS)
+        worker = PriorityWorker(
+            settings, queues, handback, reporter, backend, keeper, check, leases
+        )
         try:
             async with tasks.running(reporter.run(), name="drain-report"):
                 await serve(worker, settings=settings, redis=redis, dlqs=dlqs)
         finally:
             await redis.aclose()
+            if leases is not None:
+                await subscriber.aclose()
 
 
 def main() -> None:
