@@ -135,7 +135,7 @@ variable "backend_max_concurrency" {
 
 variable "worker_deployment_maximum_percent" {
   type        = number
-  description = "The worker service's deployment_maximum_percent: during a deploy up to worker_max_tasks x this / 100 (rounded down) workers call the backend."
+  description = "The worker service's deployment_maximum_percent: during a deploy up to worker_max_tasks x this / 100 (rounded down) workers run; their calls stay within backend_max_concurrency (the shared limit)."
 
   validation {
     condition     = var.worker_deployment_maximum_percent >= 100 && var.worker_deployment_maximum_percent <= 200
