@@ -131,15 +131,17 @@ def level(rate: int, mix: Mix, policy: Policy, figures: ThroughputFigures) -> Le
     api_vcpu = api.cpu_units / 1024
     api_target = float(vals["api_cpu_target_percent"]) / 100
     concurrency = int(worker.settings["worker_concurrency"])
+    # calls in flight: past the workers' shared limit (QF_BACKEND_MAX_CONCURRENCY) they wait
+    # in the queue, and more tasks would only wait for leases
+    shared = int(worker.settings.get("backend_max_concurrency", 0)) or math.inf
+    in_flight = min(backend * mix.backend_service_s, shared)
     worker_target = float(vals.get("worker_target_utilization_percent", 70)) / 100
     writer_vcpu = min(1.0, writer.cpu_units / 1024)
     writer_cpu = ingest * figures.cpu_s("votes", "writer")
     tasks = {
         "api": _tasks_for(api_cpu, api_vcpu * api_target, api.min_tasks),
         "worker": max(
-            _tasks_for(
-                backend * mix.backend_service_s, concurrency * worker_target, worker.min_tasks
-            ),
+            _tasks_for(in_flight, concurrency * worker_target, worker.min_tasks),
             _tasks_for(backend * figures.cpu_s("proxied", "worker"), 0.7, worker.min_tasks),
         ),
         "writer": _tasks_for(writer_cpu, writer_vcpu * 0.7, writer.min_tasks),

@@ -20,7 +20,8 @@
 
     [mix]                 # optional; defaults shown
     high_share = 0.0            # share of queued requests on high-priority routes
-    cached_miss_ratio = 0.0     # share of cached requests that go to the queue (normal)
+    cached_miss_ratio = 0.0     # share of cached requests that go to the queue (the
+                                # priority of the route table's cached routes)
     edge_objects = 1            # distinct edge-cached URLs: each refreshed once per edge_ttl_s
     edge_ttl_s = 3              # their s-maxage (the route table's edge_ttl_s)
 
@@ -47,7 +48,7 @@
 
 Rates are requests per second offered by clients: queued (proxied through SQS, high and
 normal), cached (answered by the api from its cache; ``cached_miss_ratio`` of them go to
-the queue), edge (answered by CloudFront from its cache), ingest (votes, one item each).
+the queue their routes name in the production route table: ``cached_miss_priority``), edge (answered by CloudFront from its cache), ingest (votes, one item each).
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
+
+from bench.scaling.model import Priority
+from queuefront.routes import load_routes
 
 CLASSES = ("queued", "cached", "edge", "ingest")
 MAX_STEP_S = 1.0
@@ -113,6 +117,19 @@ DEFAULT_ROUTES = {
     "cached": "$default",
     "ingest": "POST /api/polls/{poll_id}/votes",
 }
+
+ROUTE_TABLE = Path(__file__).resolve().parents[2] / "config" / "routes.toml"
+"""The production route table: the image's /app/config/routes.toml, which Terraform's
+``settings.routes_file`` names."""
+
+
+def cached_miss_priority(path: Path = ROUTE_TABLE) -> Priority:
+    """The queue a cached request's miss goes to: the priority most of the table's cached
+    routes have (a tie: normal). The simulator has one cached class; the table says where
+    its misses wait — a miss fills the cache for every request of its key for the entry's
+    lifetime, so the shipped table puts cached routes on the high queue."""
+    cached = [r.priority for r in load_routes(path).routes if r.cache is not None]
+    return "high" if cached.count("high") > cached.count("normal") else "normal"
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from bench.scaling.gateway import ApiGateway, EdgeCache
 from bench.scaling.hcl import TerraformError
 from bench.scaling.ledger import Ledger, weighted_percentile
 from bench.scaling.model import Batch, Cohort, ModelConstants, Priority
-from bench.scaling.scenario import CLASSES, Scenario
+from bench.scaling.scenario import CLASSES, Scenario, cached_miss_priority
 from bench.scaling.terraform import Policy, ServiceSpec
 from bench.scaling.tfedge import Throttle
 from bench.scaling.workers import WorkerPool
@@ -117,6 +117,7 @@ class Simulation:
         )
         self.api_settings = api_spec.settings
         self.window_s = policy.reply_window_s
+        self.cached_miss_priority = cached_miss_priority()
         edge = policy.edge
         # API Gateway answers 504 itself after its integration timeout (the Terraform's)
         self.client_limit_s = (
@@ -166,7 +167,12 @@ class Simulation:
             )
         }
         concurrency = int(worker_spec.settings["worker_concurrency"])
-        self.pool = WorkerPool(scenario.backend, concurrency, model.service_spread)
+        self.pool = WorkerPool(
+            scenario.backend,
+            concurrency,
+            model.service_spread,
+            int(worker_spec.settings.get("backend_max_concurrency", 0)),
+        )
         self.pool.cpu_s_per_message = figures.cpu_s("proxied", "worker")
         self.pool.cpu_per_task = min(1.0, worker_spec.cpu_units / 1024) * model.vcpu_factor
         self.pool.refuse_late = (
@@ -602,7 +608,9 @@ class Simulation:
             self.ingest_items += k
             led.answer("ingest", k, at - arrived + self.aws.sqs_send_s)
             return k * cpu["ingest"]
-        priority: Priority = "high" if flow == "high" else "normal"
+        priority: Priority = (
+            self.cached_miss_priority if flow == "cached_miss" else "high" if flow == "high" else "normal"
+        )
         pending_room = max(0, procs * self.max_pending_per_process - self.pending_open)
         room = self.admission.room(priority, self.window_s, at)
         admit_room = room * procs

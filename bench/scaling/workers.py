@@ -15,6 +15,10 @@ slot exactly 1.6 s. What the workers do follows ``workers/priority/loop.py``:
 - each task holds ``QF_WORKER_CONCURRENCY`` calls and prefetches up to
   ``PREFETCH_PER_RECEIVER`` per receive loop (those are in flight for SQS's metrics but
   wait no longer: a prefetched message starts as soon as a slot frees);
+- all tasks together hold at most ``QF_BACKEND_MAX_CONCURRENCY`` calls (a lease in Redis
+  per call, ``workers/priority/lease.py``; 0: no shared limit): a slot takes a message only
+  while a lease is free, so a message waiting for one is still in the queue (or
+  prefetched) and is judged when it starts, as the product judges it after its lease;
 - a worker's CPU per message (the measured figure) caps how many calls it can start.
 
 The backend serves ``slots`` calls at once; more wait in its own line, still holding
@@ -81,10 +85,14 @@ class MessageQueue:
 class WorkerPool:
     """All worker tasks of the service together, and the backend they call."""
 
-    def __init__(self, backend: Backend, concurrency: int, spread: float = 0.0) -> None:
+    def __init__(
+        self, backend: Backend, concurrency: int, spread: float = 0.0, shared_limit: int = 0
+    ) -> None:
         self.backend = backend
         self.spread = spread
         self.concurrency = concurrency
+        self.shared_limit = shared_limit
+        """``QF_BACKEND_MAX_CONCURRENCY``: calls all tasks together hold (0: no limit)."""
         self.queues = {p: MessageQueue(p) for p in PRIORITIES}
         self.tasks = 0
         self.cpu_s_per_message = 0.0
@@ -137,7 +145,9 @@ class WorkerPool:
 
     @property
     def slots(self) -> int:
-        return self.tasks * self.concurrency
+        """Calls the tasks can hold at once: their slots, within the shared limit."""
+        own = self.tasks * self.concurrency
+        return min(own, self.shared_limit) if self.shared_limit > 0 else own
 
     @property
     def held(self) -> int:

@@ -28,8 +28,8 @@ locals {
 
   # The worker's deploy overlap: by default the smallest maximum percent that lets a deploy
   # at worker_min_tasks start one new task before stopping an old one (ECS rounds the
-  # maximum down), so a deploy never drops below the backend's share; the autoscaling
-  # module refuses a combination whose full-scale overlap exceeds backend_max_concurrency.
+  # maximum down), so a deploy never drops below the backend's share; the overlap cannot
+  # overload the backend: the workers share backend_max_concurrency (QF_BACKEND_MAX_CONCURRENCY).
   worker_deployment_maximum_percent = coalesce(
     var.worker_deployment_maximum_percent,
     ceil(100 * (var.worker_min_tasks + 1) / var.worker_min_tasks),
@@ -213,6 +213,7 @@ module "compute" {
   auth_disabled                   = var.auth_disabled
   client_ip_header                = module.edge.client_ip_header
   backend_url                     = var.backend_url
+  backend_max_concurrency         = var.backend_max_concurrency
   backend_cidr_blocks             = var.backend_cidr_blocks
   kms_key_arn                     = module.kms.key_arn
 

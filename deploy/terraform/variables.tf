@@ -107,7 +107,7 @@ variable "backend_url" {
 
 variable "backend_max_concurrency" {
   type        = number
-  description = "Concurrent requests the legacy backend can take; worker_max_tasks x settings.worker_concurrency may not exceed it."
+  description = "Concurrent requests the legacy backend can take: every worker shares this limit (QF_BACKEND_MAX_CONCURRENCY, a lease in Redis per call), whatever the task count or a deploy's overlap."
 
   validation {
     condition     = var.backend_max_concurrency >= 1
@@ -233,7 +233,7 @@ variable "wait_for_steady_state" {
 
 variable "worker_deployment_maximum_percent" {
   type        = number
-  description = "The worker service's deployment_maximum_percent; null: the smallest that lets a deploy at worker_min_tasks start one new task first (125 for 4). worker_max_tasks x this / 100 (rounded down) x worker_concurrency must stay within backend_max_concurrency."
+  description = "The worker service's deployment_maximum_percent; null: the smallest that lets a deploy at worker_min_tasks start one new task first (125 for 4). The backend's bound holds during a deploy whatever this is: the workers share backend_max_concurrency."
   default     = null
 }
 
@@ -406,7 +406,7 @@ variable "worker_min_tasks" {
 
 variable "worker_max_tasks" {
   type        = number
-  description = "Most worker tasks: with settings.worker_concurrency, the most concurrent calls the legacy backend gets."
+  description = "Most worker tasks. Backend calls are bounded by backend_max_concurrency, shared by all of them; tasks past worker_min_tasks add CPU and receive loops."
   default     = 10
 }
 

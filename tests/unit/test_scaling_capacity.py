@@ -39,8 +39,10 @@ def test_the_policy_sets_the_floors_and_the_limits() -> None:
     small = level(10, Mix(), load_policy(), figures)
     policy = load_policy()
     assert small.tasks == {s: policy.services[s].min_tasks for s in ("api", "worker", "writer")}
-    tight = level(50_000, Mix(), load_policy({"worker_max_tasks": 4}), figures)
-    assert any("worker: 12 tasks needed, worker_max_tasks = 4" in n for n in tight.next_limits)
+    tight = level(
+        50_000, Mix(), load_policy({"worker_min_tasks": 1, "worker_max_tasks": 2}), figures
+    )
+    assert any("worker: 4 tasks needed, worker_max_tasks = 2" in n for n in tight.next_limits)
 
 
 def test_the_first_limit_of_50000_a_second_is_api_gateways_quota() -> None:

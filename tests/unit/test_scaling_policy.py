@@ -89,6 +89,9 @@ STEP = {
         {"at_s": 120, "queued_rps": 20},
         {"at_s": 120, "queued_rps": 65},
     ],
+    # tasks of 32 slots (the variable's default), so that the step needs more of them:
+    # production's tasks of 100 hold the backend's 400 slots without a scale-out
+    "terraform": {"settings.worker_concurrency": 32},
 }
 
 

@@ -179,14 +179,11 @@ BURST = {
 
 def test_raising_the_worker_maximum_never_sheds_more() -> None:
     shed = []
-    # production's minimum is 4; twelve fit the backend's 400 slots only if a deploy may
-    # drop workers (without the overlap), which Terraform then allows
-    no_overlap = {
-        "worker_deployment_maximum_percent": 100,
-        "worker_deployment_minimum_healthy_percent": 50,
-    }
+    # tasks of 32 slots (the variable's default; production's 100 need no scale-out here):
+    # twelve of them hold 384 of the backend's 400 slots
+    small_tasks = {"settings.worker_concurrency": 32}
     for most in (4, 6, 12):
-        r = simulate(scenario_of(**BURST), {"worker_max_tasks": most, **no_overlap}).result
+        r = simulate(scenario_of(**BURST), {"worker_max_tasks": most, **small_tasks}).result
         assert_conserved(r)
         assert r["peak_tasks"]["worker"] <= most
         shed.append(r["shed"]["queued"] + r["timed_out"])
@@ -203,7 +200,8 @@ def test_the_tfvars_drive_the_result(tmp_path: Path) -> None:
     tfvars.write_text(
         text.replace("worker_max_tasks            = 10", "worker_max_tasks            = 4")
     )
-    sc = scenario_of(**BURST)
+    # tasks of 32 slots, so that the maximum matters (see above)
+    sc = scenario_of(**BURST, terraform={"settings.worker_concurrency": 32})
     base = simulate(sc).result
     edited = simulate(sc, None, copy, tfvars).result
     via_set = simulate(sc, {"worker_max_tasks": 4}).result

@@ -198,19 +198,27 @@ def test_set_of_an_unknown_variable_fails() -> None:
 
 
 def test_a_plan_terraform_refuses_is_not_simulated() -> None:
-    # twelve workers with a deploy's overlap (derived from the minimum: 125 %, 15 tasks)
-    # would put 480 calls on a backend of 400: the autoscaling module's precondition
-    with pytest.raises(TerraformError, match="the plan fails: worker_max_tasks x worker_dep"):
-        load_policy({"worker_max_tasks": 12})
-    # a deploy that may drop workers (no overlap) fits twelve: Terraform plans it
-    policy = load_policy(
+    # a deploy at the minimum (4 tasks) that may not start a fifth before it stops one
+    # (120 %: floor(4.8) = 4) would never start: the autoscaling module's precondition
+    with pytest.raises(TerraformError, match="the plan fails: .*deploy"):
+        load_policy({"worker_deployment_maximum_percent": 120})
+    # the same with capacity allowed to drop: Terraform plans it
+    load_policy(
         {
-            "worker_max_tasks": 12,
-            "worker_deployment_maximum_percent": 100,
+            "worker_deployment_maximum_percent": 120,
             "worker_deployment_minimum_healthy_percent": 50,
         }
     )
-    assert policy.worker_peak_backend_calls == 12 * 32
+
+
+def test_the_workers_calls_stay_within_the_backend_at_any_scale() -> None:
+    """Twelve workers of 100 slots with a deploy's overlap (15 tasks) hold 1,500 slots; the
+    shared limit (QF_BACKEND_MAX_CONCURRENCY = backend_max_concurrency) keeps their calls at
+    the backend's 400, so Terraform plans it (it refused such a fleet before the limit)."""
+    policy = load_policy({"worker_max_tasks": 12, "settings.worker_concurrency": 100})
+    assert policy.worker_peak_backend_calls == policy.backend_max_concurrency == 400
+    worker = policy.services["worker"]
+    assert worker.settings["backend_max_concurrency"] == 400
 
 
 def test_the_worker_deploy_overlap_is_derived_from_the_minimum() -> None:
@@ -221,9 +229,10 @@ def test_the_worker_deploy_overlap_is_derived_from_the_minimum() -> None:
     # the smallest maximum percent that starts one task at the minimum count (main.tf)
     assert worker.deployment_maximum_percent == math.ceil(100 * (low + 1) / low)
     assert worker.deployment_minimum_healthy_percent == 100
-    assert policy.worker_peak_backend_calls == (
+    assert policy.worker_peak_backend_calls == min(
         math.floor(values["worker_max_tasks"] * worker.deployment_maximum_percent / 100)
-        * values["settings"]["worker_concurrency"]
+        * values["settings"]["worker_concurrency"],
+        values["backend_max_concurrency"],
     )
     fewer = load_policy({"worker_min_tasks": 3, "worker_max_tasks": 9})
     assert fewer.services["worker"].deployment_maximum_percent == 134

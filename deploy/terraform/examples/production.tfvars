@@ -14,7 +14,7 @@ backend_max_concurrency = 400
 
 settings = {
   routes_file        = "/app/config/routes.toml"
-  worker_concurrency = 32
+  worker_concurrency = 100
   rate_limit_rps     = 20
   rate_limit_burst   = 40
   log_level          = "INFO"
@@ -33,11 +33,12 @@ services = {
 }
 
 # Backlog targets: acceptable latency / processing time per message per task.
-# worker: 5 s / (1.6 s / 32) = 100 messages per task. Deploys keep every worker running
-# (minimum healthy 100%) and start new ones first: with 4 tasks at least, the overlap is
-# 125% (one task at 4), so at full scale 10 tasks become floor(12.5) = 12 during a deploy:
-# 12 x 32 = 384 <= 400 backend slots. (Without overlap 12 tasks would fit, but a deploy
-# would halve the workers.)
+# worker: 5 s / (1.6 s / 100) = 312 messages per task. A backend call is an I/O wait, so a
+# task holds 100 of them and the floor alone (4 x 100) holds all 400 of the backend's
+# slots: a brownout (calls ten times longer) needs ten times the calls in flight, not a
+# scale-out that comes a minute late. All workers share backend_max_concurrency (a lease
+# in Redis per call), so neither more tasks nor a deploy's overlap (125 %, one task at 4)
+# ever puts more than 400 calls on the backend; tasks past the floor add CPU.
 # writer: 30 s / 0.0175 s = 1,714 messages per task (the ingest benchmark: 57 messages/s of
 # up to 50 items each per writer).
 api_min_tasks               = 3
@@ -45,7 +46,7 @@ api_max_tasks               = 30
 worker_min_tasks            = 4
 worker_max_tasks            = 10
 worker_acceptable_latency_s = 5
-worker_processing_time_s    = 0.05
+worker_processing_time_s    = 0.016
 writer_min_tasks            = 1
 writer_max_tasks            = 4
 writer_acceptable_latency_s = 30

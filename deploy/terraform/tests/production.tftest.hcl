@@ -104,8 +104,8 @@ run "production" {
   }
 
   assert {
-    condition     = module.autoscaling.worker_backlog_target == 100
-    error_message = "worker: 5 s / (1.6 s / 32 slots) = 100 messages per task"
+    condition     = module.autoscaling.worker_backlog_target == 312
+    error_message = "worker: 5 s / (1.6 s / 100 slots) = 312 messages per task"
   }
 
   assert {
@@ -114,8 +114,8 @@ run "production" {
   }
 
   assert {
-    condition     = module.autoscaling.worker_peak_backend_calls == 384 && module.autoscaling.worker_peak_backend_calls <= var.backend_max_concurrency
-    error_message = "10 workers + 25% deploy overlap = 12 x 32 slots: 384 calls at most, within the backend's 400"
+    condition     = module.autoscaling.worker_peak_backend_calls == var.backend_max_concurrency && { for e in jsondecode(module.compute.container_definitions["worker"])[0].environment : e.name => e.value }["QF_BACKEND_MAX_CONCURRENCY"] == "400"
+    error_message = "10 workers + 25% deploy overlap = 12 x 100 slots, held to the backend's 400 by the workers' shared limit"
   }
 
   # a deploy keeps the backend's share: nothing stops before its replacement runs

@@ -51,9 +51,12 @@ locals {
   ]
 
   # During a deploy at full scale ECS runs up to max_tasks x maximum percent / 100 tasks,
-  # rounded down (ECS's rounding of maximumPercent).
+  # rounded down (ECS's rounding of maximumPercent). Their slots together may exceed the
+  # backend's bound: the workers share one limit (QF_BACKEND_MAX_CONCURRENCY, a lease in
+  # Redis per call, set to backend_max_concurrency by the compute module), so the calls
+  # in flight are the smaller of the two whatever the task count.
   worker_peak_tasks         = floor(var.worker_max_tasks * var.worker_deployment_maximum_percent / 100)
-  worker_peak_backend_calls = local.worker_peak_tasks * var.worker_concurrency
+  worker_peak_backend_calls = min(local.worker_peak_tasks * var.worker_concurrency, var.backend_max_concurrency)
 
   # With a minimum healthy percent of 100 a deploy must be able to start one new task before
   # it stops an old one, at the smallest count too (maximumPercent is rounded down).
@@ -190,11 +193,6 @@ resource "aws_appautoscaling_target" "worker" {
   max_capacity       = var.worker_max_tasks
 
   lifecycle {
-    precondition {
-      condition     = local.worker_peak_backend_calls <= var.backend_max_concurrency
-      error_message = "worker_max_tasks x worker_deployment_maximum_percent / 100 x worker_concurrency exceeds backend_max_concurrency: at full scale, during a deploy, the workers would overload the legacy backend."
-    }
-
     precondition {
       condition     = var.worker_min_tasks <= var.worker_max_tasks
       error_message = "worker_min_tasks must not exceed worker_max_tasks."

@@ -24,7 +24,7 @@ output "policy_arns" {
 }
 
 output "worker_peak_backend_calls" {
-  description = "Most concurrent calls the workers can make on the legacy backend: at full scale, during a deploy."
+  description = "Most concurrent calls the workers can make on the legacy backend: their slots at full scale during a deploy, within the shared limit (backend_max_concurrency)."
   value       = local.worker_peak_backend_calls
 }
 

@@ -104,7 +104,7 @@ variable "worker_min_tasks" {
 
 variable "worker_max_tasks" {
   type        = number
-  description = "Most worker tasks. Bounds the load on the legacy backend: at most worker_max_tasks x worker_concurrency calls at once."
+  description = "Most worker tasks. The load on the legacy backend is bounded by the workers' shared limit (backend_max_concurrency), not by this: tasks past the backend's slots add CPU, not calls."
   default     = 10
 
   validation {
@@ -125,7 +125,7 @@ variable "worker_concurrency" {
 
 variable "backend_max_concurrency" {
   type        = number
-  description = "Concurrent calls the legacy backend can take; worker_max_tasks x worker_concurrency must not exceed it."
+  description = "Concurrent calls the legacy backend can take: the workers' shared limit (QF_BACKEND_MAX_CONCURRENCY), whatever the task count."
 
   validation {
     condition     = var.backend_max_concurrency >= 1
@@ -135,7 +135,7 @@ variable "backend_max_concurrency" {
 
 variable "worker_deployment_maximum_percent" {
   type        = number
-  description = "The worker service's deployment_maximum_percent: during a deploy up to worker_max_tasks x this / 100 (rounded down) workers call the backend."
+  description = "The worker service's deployment_maximum_percent: during a deploy up to worker_max_tasks x this / 100 (rounded down) workers run; their calls stay within backend_max_concurrency (the shared limit)."
 
   validation {
     condition     = var.worker_deployment_maximum_percent >= 100 && var.worker_deployment_maximum_percent <= 200

@@ -95,8 +95,11 @@ locals {
       QF_VISIBILITY_TIMEOUT_S = tostring(var.visibility_timeout_s.worker)
       QF_BACKEND_URL          = var.backend_url
       QF_WORKER_CONCURRENCY   = tostring(var.settings.worker_concurrency)
-      QF_REPLY_TTL_S          = tostring(var.settings.reply_ttl_s)
-      QF_SHUTDOWN_TIMEOUT_S   = tostring(var.settings.shutdown_timeout_s)
+      # one limit for the whole fleet, deploys' overlap included: a task's slots wait for
+      # a lease in Redis, so the backend never gets more than it can take
+      QF_BACKEND_MAX_CONCURRENCY = tostring(var.backend_max_concurrency)
+      QF_REPLY_TTL_S             = tostring(var.settings.reply_ttl_s)
+      QF_SHUTDOWN_TIMEOUT_S      = tostring(var.settings.shutdown_timeout_s)
     })
     writer = merge(local.service_environment, {
       QF_QUEUE_INGEST         = var.queue_names["ingest"]

@@ -260,6 +260,16 @@ variable "backend_url" {
   }
 }
 
+variable "backend_max_concurrency" {
+  type        = number
+  description = "QF_BACKEND_MAX_CONCURRENCY: backend calls all worker tasks together make at once (a lease in Redis per call), whatever their number."
+
+  validation {
+    condition     = var.backend_max_concurrency >= 1
+    error_message = "backend_max_concurrency must be at least 1."
+  }
+}
+
 variable "kms_key_arn" {
   type        = string
   description = "The stack's KMS key (queues, secrets, logs)."

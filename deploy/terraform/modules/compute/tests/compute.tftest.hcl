@@ -80,6 +80,7 @@ variables {
   # RDS-managed secrets are named rds!db-<uuid>
   database_password_secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-0000-CCCCCC"
   backend_url                  = "https://legacy.example.com:8443/base"
+  backend_max_concurrency      = 400
   kms_key_arn                  = "arn:aws:kms:eu-west-1:123456789012:key/1111"
   settings = {
     http_port                 = 8080
@@ -232,6 +233,11 @@ run "environment_and_secrets" {
   assert {
     condition     = { for e in jsondecode(aws_ecs_task_definition.this["worker"].container_definitions)[0].environment : e.name => e.value }["QF_BACKEND_URL"] == var.backend_url
     error_message = "the worker calls backend_url"
+  }
+
+  assert {
+    condition     = { for e in jsondecode(aws_ecs_task_definition.this["worker"].container_definitions)[0].environment : e.name => e.value }["QF_BACKEND_MAX_CONCURRENCY"] == "400"
+    error_message = "every worker shares the backend's bound (backend_max_concurrency)"
   }
 }
 

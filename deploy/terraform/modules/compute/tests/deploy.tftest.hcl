@@ -44,6 +44,7 @@ variables {
   # RDS-managed secrets are named rds!db-<uuid>
   database_password_secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-0000-CCCCCC"
   backend_url                  = "https://legacy.example.com:8443/base"
+  backend_max_concurrency      = 400
   kms_key_arn                  = "arn:aws:kms:eu-west-1:123456789012:key/1111"
   settings = {
     http_port                 = 8080
