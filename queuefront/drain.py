@@ -9,7 +9,11 @@ reads the whole hash once per backlog poll and turns successive totals into:
 - ``rate``: messages completed per second by all live workers (each worker's own rate,
   smoothed over its reports, summed);
 - ``service_s``: mean time one message takes (backend call and reply);
-- ``potential``: what the live workers could complete if busy (slots / service time).
+- ``potential``: what the live workers could complete if busy (slots / service time),
+  their slots counted within the backend limit they share (``QF_BACKEND_MAX_CONCURRENCY``,
+  which each report carries): ten workers of 100 slots sharing a limit of 400 can hold
+  400 calls, not 1,000, and a pod that counted 1,000 would admit a backlog that the
+  workers then refuse late.
 
 Why totals and not rates: a report that goes missing (a slow poll, a restarted pod)
 loses nothing, the next difference covers it. Why the potential: after an idle period
@@ -40,6 +44,7 @@ import asyncio
 import contextlib
 import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -71,6 +76,25 @@ class DrainReport(msgspec.Struct, frozen=True, array_like=True):
     """Messages completed since the worker started."""
     busy_s: float
     """Seconds those messages took, summed."""
+    shared_limit: int = 0
+    """The backend limit this worker shares with the others (``QF_BACKEND_MAX_CONCURRENCY``;
+    0: none). Last and defaulted, so that reports with and without it decode either way
+    during a rolling deploy."""
+
+
+def usable_slots(reports: Iterable[DrainReport]) -> int:
+    """Backend calls the reporting workers can hold at once: the slots of those without a
+    shared limit, plus those of the others within the largest limit they obey (each worker
+    takes a lease only while fewer than its own limit are held, so together they never
+    hold more than the largest)."""
+    unlimited = limited = limit = 0
+    for r in reports:
+        if r.shared_limit > 0:
+            limited += r.slots
+            limit = max(limit, r.shared_limit)
+        else:
+            unlimited += r.slots
+    return unlimited + min(limited, limit)
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -80,11 +104,14 @@ _decoder = msgspec.msgpack.Decoder(DrainReport)
 class DrainReporter:
     """The worker side: count completions, publish the totals every second."""
 
-    def __init__(self, redis: Redis, keys: Keys, worker_id: str, slots: int) -> None:
+    def __init__(
+        self, redis: Redis, keys: Keys, worker_id: str, slots: int, shared_limit: int = 0
+    ) -> None:
         self._redis = redis
         self._key = keys.workers()
         self._id = worker_id
         self._slots = slots
+        self._shared_limit = shared_limit
         self._completed = 0
         self._busy_s = 0.0
 
@@ -93,7 +120,9 @@ class DrainReporter:
         self._busy_s += duration_s
 
     def report(self) -> DrainReport:
-        return DrainReport(CLOCK.now(), self._slots, self._completed, self._busy_s)
+        return DrainReport(
+            CLOCK.now(), self._slots, self._completed, self._busy_s, self._shared_limit
+        )
 
     async def run(self) -> None:
         """Publishes until cancelled (``queuefront.tasks.stop``); a failed write is simply
@@ -132,7 +161,7 @@ class DrainEstimate:
     potential: float = 0.0
     live_workers: int = 0
     slots: int = 0
-    """Slots of the live workers."""
+    """Slots of the live workers, within the backend limit they share (``usable_slots``)."""
     measured_at: float | None = None
     """Monotonic time (the pod's) at which a completion was last seen; None: never."""
     _seen: dict[str, _Seen] = field(default_factory=dict)
@@ -155,8 +184,10 @@ class DrainEstimate:
                 continue
             done = report.completed - before.report.completed
             measured = done / elapsed
-            rate = measured if before.rate is None else (
-                before.rate + SMOOTHING * (measured - before.rate)
+            rate = (
+                measured
+                if before.rate is None
+                else (before.rate + SMOOTHING * (measured - before.rate))
             )
             seen[worker] = _Seen(report, rate)
             if done > 0:
@@ -169,7 +200,7 @@ class DrainEstimate:
             done_total = sum(done for _, done, _ in self._recent)
             self.service_s = max(0.0, sum(busy for _, _, busy in self._recent)) / done_total
         self.rate = sum(s.rate or 0.0 for s in seen.values())
-        self.slots = sum(r.slots for r in live.values())
+        self.slots = usable_slots(live.values())
         # no service time measured yet (fresh workers): no evidence of any limit either
         service = max(self.service_s, MIN_SERVICE_S)
         self.potential = self.slots / service if self.service_s else math.inf

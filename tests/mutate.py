@@ -1313,9 +1313,16 @@ MUTATIONS = [
     Mutation(
         "clock: drain reports stamped with the worker's wall clock",
         "queuefront/drain.py",
-        "DrainReport(CLOCK.now(), self._slots",
-        'DrainReport(__import__("time").time(), self._slots',
+        "            CLOCK.now(), self._slots, self._completed",
+        '            __import__("time").time(), self._slots, self._completed',
         (f"{CLOCKS}[worker-10s-behind]",),
+    ),
+    Mutation(
+        "drain: the workers' slots counted past the backend limit they share",
+        "queuefront/drain.py",
+        "    return unlimited + min(limited, limit)",
+        "    return unlimited + limited",
+        ("tests/unit/test_drain_slots.py::test_slots_count_within_the_limit_the_workers_share",),
     ),
     Mutation(
         "clock: pods judge drain reports on their own wall clock",

@@ -41,7 +41,9 @@ async def main_async(settings: Settings) -> None:
         keeper = VisibilityKeeper(await visibility_timeouts(*queues.values()))
         backend = Backend(settings.backend_url, http, settings.max_reply_bytes)
         handback = HandBack(redis, keys, worker_id, settings.reply_ttl_s)
-        reporter = DrainReporter(redis, keys, worker_id, settings.worker_concurrency)
+        reporter = DrainReporter(
+            redis, keys, worker_id, settings.worker_concurrency, settings.backend_max_concurrency
+        )
         check = MessageCheck(load_routes(settings.routes_file), keys)
         leases = None
         if settings.backend_max_concurrency > 0:
