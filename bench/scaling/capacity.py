@@ -63,6 +63,10 @@ REDIS = {
     "cached_hit_local_miss": 2,  # queuefront/cache.py: GET generation + GET value (pipelined)
     "vote": 1,  # queuefront/tally.py: one HINCRBY per stored vote inside the batch's script
     "vote_batch": 2,  # the batch's EVALSHA and its SET NX marker
+    # workers/priority/leases.py, with a shared backend limit: at most one grant script and
+    # one release script per call (both batch what comes together; a PUBLISH only while a
+    # worker is blocked), plus each worker's renewal every LEASE_TTL_S / 3
+    "backend_lease": 2,
 }
 LOCAL_HIT_SHARE = 0.9
 """Share of cache hits the pod's in-process tier answers (service/hotcache.py) — assumed,
@@ -174,6 +178,7 @@ def level(rate: int, mix: Mix, policy: Policy, figures: ThroughputFigures) -> Le
         + hits * (1 - LOCAL_HIT_SHARE) * REDIS["cached_hit_local_miss"]
         + ingest * REDIS["vote"]
         + batches * REDIS["vote_batch"]
+        + (backend * REDIS["backend_lease"] if shared < math.inf else 0.0)
         + processes / poll_s  # each pod reads the workers' reports once a poll
         + tasks["worker"]  # each worker writes its report once a second
     )
