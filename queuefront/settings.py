@@ -198,8 +198,8 @@ class Settings(BaseSettings):
         default=True,
         description="Refuse at once (503 + `Retry-After`) a request that could not be "
         "answered in its window: its predicted wait (backlog ÷ the workers' drain rate) "
-        "plus the service time exceeds 80 % of the window. `false` keeps only the "
-        "threshold rule.",
+        "plus the service time exceeds the window less 1 s (less a fifth of a window "
+        "shorter than 5 s). `false` keeps only the threshold rule.",
     )
     max_pending_replies: int = Field(
         default=4096,

@@ -1195,9 +1195,26 @@ MUTATIONS = [
     Mutation(
         "admission: probes while the queue itself is too long",
         "service/admission.py",
-        "            or wait > ADMISSION_HEADROOM * window_s\n",
+        "            or wait > usable_s(window_s)\n",
         "",
         (f"{UNIT_ADMISSION}::test_no_probe_when_the_queue_itself_is_too_long_or_no_worker_reports",),
+    ),
+    Mutation(
+        "admission: a fifth of every window kept free (16 s calls in 20 s get no room)",
+        "service/admission.py",
+        "    return window_s - min(ADMISSION_MARGIN_S, ADMISSION_MARGIN_SHARE * window_s)",
+        "    return 0.8 * window_s",
+        (
+            f"{UNIT_ADMISSION}::test_a_service_time_near_the_window_still_leaves_room_for_a_short_wait",
+            f"{SCALING_POLICY}::test_admission_keeps_seconds_of_the_window_free_not_a_share_of_it",
+        ),
+    ),
+    Mutation(
+        "admission: a whole second kept free of every window (a 1 s route refuses all)",
+        "service/admission.py",
+        "    return window_s - min(ADMISSION_MARGIN_S, ADMISSION_MARGIN_SHARE * window_s)",
+        "    return window_s - ADMISSION_MARGIN_S",
+        (f"{UNIT_ADMISSION}::test_a_short_window_keeps_a_share_of_it_as_margin",),
     ),
     Mutation(
         "admission: probes with no worker reporting",
@@ -1608,7 +1625,14 @@ MUTATIONS = [
         "bench/scaling/admission.py",
         "        if self.margin_s is None:\n",
         "        if True:\n",
-        (f"{SCALING_POLICY}::test_admission_with_a_margin_in_seconds_leaves_room_in_a_brownout",),
+        (f"{SCALING_POLICY}::test_admission_keeps_seconds_of_the_window_free_not_a_share_of_it",),
+    ),
+    Mutation(
+        "scaling: the simulated admission keeps a fifth of the window, not the product's margin",
+        "bench/scaling/admission.py",
+        "            return usable_s(window_s)\n",
+        "            return 0.8 * window_s\n",
+        (f"{SCALING_POLICY}::test_admission_keeps_seconds_of_the_window_free_not_a_share_of_it",),
     ),
     Mutation(
         "scaling: goodput not checked",

@@ -33,6 +33,7 @@ from bench.scaling.terraform import (
 )
 from bench.scaling.tfedge import Throttle
 from bench.scaling.workers import WorkerPool
+from service.admission import usable_s
 from tests.unit.test_scaling_alarms import PERIOD, feed, step_policy
 from tests.unit.test_scaling_terraform import edit
 
@@ -396,14 +397,17 @@ def test_cold_workers_never_refuse() -> None:
     assert pool.refusals == [] and pool.held == 3
 
 
-def test_admission_with_a_margin_in_seconds_leaves_room_in_a_brownout() -> None:
+def test_admission_keeps_seconds_of_the_window_free_not_a_share_of_it() -> None:
+    """The simulated pods admit as service/admission.py does (its ``usable_s``); a fixed
+    margin of 4 s (``admission_margin_s``, here the rule before: a fifth of a 20 s window)
+    leaves a 16 s call no room for any wait."""
     settings = load_policy().services["api"].settings
-    today, margin = Admission(settings), Admission(settings)
-    margin.margin_s = 1.0
-    for adm in (today, margin):  # 320 slots; 200 calls of 16 s completed
+    product, fifth = Admission(settings), Admission(settings)
+    fifth.margin_s = 4.0
+    for adm in (product, fifth):  # 320 slots; 200 calls of 16 s completed
         adm.poll(0.0, 0, 0, 320, 0, 0.0)
         adm.poll(5.0, 0, 0, 320, 200, 200 * 16.0)
         assert adm.estimate.service_s == pytest.approx(16.0)
-    # 80 % of a 20 s window is 16 s: today nothing may wait ahead of a new request
-    assert today.room("normal", 20.0, 5.0) <= 1
-    assert margin.room("normal", 20.0, 5.0) > 10
+    assert product.usable_s(20.0) == usable_s(20.0)
+    assert fifth.room("normal", 20.0, 5.0) <= 1  # nothing may wait ahead of a new request
+    assert product.room("normal", 20.0, 5.0) > 10
