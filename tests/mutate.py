@@ -519,8 +519,10 @@ MUTATIONS = [
     Mutation(
         "pace: a message refused when its window holds the call (judgement reversed)",
         "workers/priority/pace.py",
-        "        if len(too_long) >= self._min_evidence and len(too_long) > fits:",
-        "        if not (len(too_long) >= self._min_evidence and len(too_long) > fits):",
+        "        if len(too_long) >= self._min_evidence"
+        " and len(too_long) >= REFUSE_SHARE * evidence:",
+        "        if not (len(too_long) >= self._min_evidence"
+        " and len(too_long) >= REFUSE_SHARE * evidence):",
         (
             f"{LATE}::test_a_slow_backend_gets_no_call_for_a_window_it_cannot_fit",
             f"{UNIT_PACE}::test_a_message_whose_window_cannot_hold_the_calls_is_refused",
@@ -537,11 +539,18 @@ MUTATIONS = [
         ),
     ),
     Mutation(
-        "pace: slow calls refuse though more calls fit",
+        "pace: a few slow calls refuse though nearly every call fits (no share)",
         "workers/priority/pace.py",
-        " and len(too_long) > fits:",
+        " and len(too_long) >= REFUSE_SHARE * evidence:",
         ":",
-        (f"{UNIT_PACE}::test_slow_calls_outnumbered_by_calls_that_fit_refuse_nothing",),
+        (f"{UNIT_PACE}::test_a_few_slow_calls_among_many_that_fit_refuse_nothing",),
+    ),
+    Mutation(
+        "pace: refused only when most calls would not fit (the median: the slower calls 504)",
+        "workers/priority/pace.py",
+        "len(too_long) >= REFUSE_SHARE * evidence:",
+        "len(too_long) > evidence - len(too_long):",
+        (f"{UNIT_PACE}::test_calls_slower_than_the_median_refuse_a_window_they_would_outlast",),
     ),
     Mutation(
         "pace: calls in flight not counted (a slowdown seen only once its calls end)",
@@ -1633,6 +1642,13 @@ MUTATIONS = [
         "            return usable_s(window_s)\n",
         "            return 0.8 * window_s\n",
         (f"{SCALING_POLICY}::test_admission_keeps_seconds_of_the_window_free_not_a_share_of_it",),
+    ),
+    Mutation(
+        "scaling: the simulated workers judge on the median of the calls, not the 90th percentile",
+        "bench/scaling/workers.py",
+        "need = max(MIN_EVIDENCE, REFUSE_SHARE * sum(",
+        "need = max(MIN_EVIDENCE, 0.5 * sum(",
+        (f"{SCALING_POLICY}::test_the_simulated_workers_refuse_what_the_slower_calls_would_outlast",),
     ),
     Mutation(
         "scaling: goodput not checked",

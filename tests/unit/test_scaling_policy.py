@@ -329,7 +329,7 @@ def test_the_fast_signal_is_written_every_interval_and_read_as_published() -> No
         assert len(written) == pytest.approx(60 / interval, abs=1), key
 
 
-# --- product changes the simulator can show (off by default; docs/benchmarks.md) ------------
+# --- the product's refusals as the simulator models them (docs/benchmarks.md) ---------------
 
 BROWNOUT = {
     "duration_s": 420,
@@ -395,6 +395,23 @@ def test_cold_workers_never_refuse() -> None:
     pool.queues["normal"].push(late, 1, 5.0)
     pool.run(5.0, 6.0)
     assert pool.refusals == [] and pool.held == 3
+
+
+def test_the_simulated_workers_refuse_what_the_slower_calls_would_outlast() -> None:
+    """Calls of 16 s ± 25 % (five groups, 12.8 to 19.2 s): as workers/priority/pace.py, a
+    message is refused when a tenth of the recent calls would not fit what is left of
+    its window (their 90th percentile), not only when most would (their median)."""
+    pool = WorkerPool(Backend(slots=10, service_s=16.0), concurrency=10, spread=0.25)
+    pool.tasks, pool.refuse_late = 1, True
+    pool.queues["normal"].push(Cohort("queued", "normal", 10, 0.0, 60.0), 10, 0.0)
+    pool.run(0.0, 20.0)  # 16, 17.6 and 19.2 s calls ended within the last 5 s, two each
+    assert pool.service_estimate_s(20.0) == pytest.approx(19.2)
+    late = Cohort("queued", "normal", 1, 2.0, 38.0)  # 18 s left: the median call fits
+    whole = Cohort("queued", "normal", 1, 20.0, 40.0)
+    pool.queues["normal"].push(late, 1, 20.0)
+    pool.queues["normal"].push(whole, 1, 20.0)
+    pool.run(20.0, 21.0)
+    assert [(c, n) for c, n, _ in pool.refusals] == [(late, 1)]
 
 
 def test_admission_keeps_seconds_of_the_window_free_not_a_share_of_it() -> None:
