@@ -1651,6 +1651,13 @@ MUTATIONS = [
         (f"{SCALING_POLICY}::test_the_simulated_workers_refuse_what_the_slower_calls_would_outlast",),
     ),
     Mutation(
+        "scaling: calls started one at a time all take one service time of the spread",
+        "bench/scaling/workers.py",
+        "            self._next_group = first + k\n",
+        "            self._next_group = first\n",
+        (f"{SCALING_POLICY}::test_calls_started_one_at_a_time_take_every_service_time_of_the_spread",),
+    ),
+    Mutation(
         "scaling: goodput not checked",
         "bench/scaling/criteria.py",
         "            worst is None or worst[0] >= GOODPUT_SHARE,",

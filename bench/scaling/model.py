@@ -51,9 +51,10 @@ class ModelConstants:
 
     service_spread: float = 0.25
     """Backend calls take the scenario's service time ± this share, spread evenly (five
-    groups from -25 % to +25 % by default): real calls vary, and identical ones would keep
-    every slot of a burst in lockstep, completing together once per service time. Not
-    measured; 0 for a fixed-latency backend such as the demo's."""
+    groups, the middles of five equal slices from -25 % to +25 %: 0.8 to 1.2 times the
+    service time by default, which calls take in turn): real calls vary, and identical
+    ones would keep every slot of a burst in lockstep, completing together once per
+    service time. Not measured; 0 for a fixed-latency backend such as the demo's."""
 
     somaxconn: int = 4096
     """The kernel's cap on a listening socket's backlog (net.core.somaxconn, 4096 since

@@ -23,7 +23,7 @@ Why a high quantile, not the median. Calls vary: in a brownout that makes the ba
 calls 12-20 s in a 20 s window, a message with 17 s left fits the median call, and the
 first rule (refuse only when the calls that would not fit outnumber those that would)
 called it — and the calls above the median ended in 504s, each holding a worker slot and
-a backend slot to the deadline (bench/scaling's brownout: 92 504s, 79 with this rule; the
+a backend slot to the deadline (bench/scaling's brownout: 84 504s, 45 with this rule; the
 rest are calls taken before the slowdown showed). A refusal costs the client a retry with
 a fresh window; a call that runs into the deadline costs it the whole window and a 504,
 and costs the slots another message could have used.
