@@ -87,8 +87,8 @@ message is refused: one call that ran long says nothing about the next."""
 REFUSE_SHARE = 0.1
 """Share of the evidence (calls completed in the window, and calls in flight past the
 message's budget) that must say "it would not fit" before a message is refused: about the
-90th percentile of the route's calls. A called message then ends in a 504 one time in ten
-at most, if the next call is like the recent ones. Lower, a route's ordinary tail (one
+90th percentile of the route's calls. A called message then ends in a 504 less than one
+time in ten, if the next call is like the recent ones. Lower, a route's ordinary tail (one
 slow call in 20 or 30) would refuse its late messages although nearly every call fits;
 the median (the first rule) called messages that the slower half of the calls could not
 answer. Of ``RECENT_CALLS_MAX`` (64) calls, 7 must say so; of 20 or fewer, the
