@@ -198,8 +198,8 @@ class Settings(BaseSettings):
         default=True,
         description="Refuse at once (503 + `Retry-After`) a request that could not be "
         "answered in its window: its predicted wait (backlog ÷ the workers' drain rate) "
-        "plus the service time exceeds 80 % of the window. `false` keeps only the "
-        "threshold rule.",
+        "plus the service time exceeds the window less 1 s (less a fifth of a window "
+        "shorter than 5 s). `false` keeps only the threshold rule.",
     )
     max_pending_replies: int = Field(
         default=4096,
@@ -375,9 +375,10 @@ class Settings(BaseSettings):
         description="A worker answers `503 backend_slow` (with `Retry-After`) at once, "
         "without calling the backend, a message whose remaining window (less 0.1 s for the "
         "reply) a backend call of its route would not fit now: at least two of the route's "
-        "calls completed in the last 5 s or still in flight took longer, and they outnumber "
-        "those that fit (one call that ran long is no evidence). Such a call would only end "
-        "in a 504 at the deadline. A worker that has completed no call of the route yet "
+        "calls completed in the last 5 s or still in flight took longer, and they are at "
+        "least a tenth of those calls (its calls' 90th percentile would not fit; one call "
+        "that ran long is no evidence). Such a call would likely end in a 504 at the "
+        "deadline. A worker that has completed no call of the route yet "
         "never refuses. `false`: every message in its window is called.",
     )
     reply_ttl_s: int = Field(

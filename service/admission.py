@@ -3,7 +3,8 @@
 Each pod keeps an estimate of every queue's wait — the backlog ahead of a new request
 divided by the rate at which the workers drain the queues — and refuses at once, with
 ``503`` and a ``Retry-After`` derived from the estimate, a request whose predicted wait
-plus service time would not fit in ``ADMISSION_HEADROOM`` of its window. Refusing
+plus service time would not fit in its window less a margin (``usable_s``: all but
+``ADMISSION_MARGIN_S``, or all but ``ADMISSION_MARGIN_SHARE`` of a short window). Refusing
 early is the point: a request queued past its window costs a queue slot, a worker slot
 and a backend call and still ends in a 504, and those costs are what turn an overload
 into a collapse.
@@ -55,9 +56,36 @@ FAILURES = FailureLog(log)
 
 Priority = Literal["high", "normal"]
 
-ADMISSION_HEADROOM = 0.8
-"""Share of a request's window that its predicted wait and service time may use: the
-rest absorbs estimation error (the backlog is up to one poll old) and jitter."""
+ADMISSION_MARGIN_S = 1.0
+"""Seconds of a request's window that its predicted wait and service time may not use:
+room for what the estimate does not see — the backlog is up to one poll old
+(``QF_BACKLOG_POLL_S``, 1 s by default: other pods' admissions since then are not in it),
+the drain reports a second old, the reply's way back.
+
+It need not cover the worst case: the workers' late refusal (``workers/priority/pace.py``,
+``QF_WORKER_REFUSE_LATE``, on by default) is the backstop for an estimate that was wrong. A
+message that reaches a worker with less of its window left than a call now takes is
+answered ``503`` at once, after its queue wait — a fast 503 instead of a 504, and no
+backend slot spent. What a margin costs is paid at every request: it refuses at the door
+requests the backend could have answered. A share of the window cost the most where the
+backend was slowest: with 16 s calls in a 20 s window (the simulated brownout,
+bench/scaling/scenarios/backend-brownout.toml), 20 % of the window left no room for any
+wait, and the pods refused nearly everything while the backend had slots to spare. A fixed
+margin of one default poll leaves 3 s of wait there; the simulator gave about the same
+goodput for margins of 0.5 to 3 s, so the value is not delicate. What a small margin costs
+shows at ten times capacity (bench/scaling's tests, a step to 2,400 requests/s): the
+backlog the pods see lags the other processes' admissions and leaves out what the workers
+have prefetched, about 2 s in all there, so ~3 % of the refusals come from the workers
+after a queue wait instead of at the door (a fifth of the window: 0.04 %) — 503s either
+way, none a 504, and the same goodput."""
+ADMISSION_MARGIN_SHARE = 0.2
+"""The largest share of a window the margin takes: a short window keeps this share (a 3 s
+window 0.6 s, the rule before the fixed margin), not ``ADMISSION_MARGIN_S``. A route's
+window may be 1 s or less (``timeout_s`` > 0; tests/routes.toml's ``quick`` routes): a
+whole second of margin would leave such a route nothing and admission would refuse every
+one of its requests, and would take a third of a 3 s login window whose calls take 50 ms.
+Short windows are fast routes, where the late refusal catches what the estimate misses in
+the same way."""
 SATURATED_POLLS = 2
 """Consecutive polls with more messages than worker slots before the measured drain rate
 is trusted as the capacity (until then, the workers' potential counts too)."""
@@ -69,6 +97,14 @@ spell reach the pods a worker report and a poll later (up to ~2 s, plus one serv
 taking that zero as the capacity refused high requests with "no worker is draining the
 queue" while a worker was draining it (seen in the compose priority check). Past this, a
 zero is believed: live workers that complete nothing (a hung backend) drain nothing."""
+
+
+def usable_s(window_s: float) -> float:
+    """The part of a ``window_s`` window that a request's predicted wait and service time
+    may use: all but ``ADMISSION_MARGIN_S``, and at least ``1 - ADMISSION_MARGIN_SHARE`` of
+    it (the constants say why). The admission, its probes and its ``Retry-After`` all
+    measure against it, as does the simulator (bench/scaling/admission.py)."""
+    return window_s - min(ADMISSION_MARGIN_S, ADMISSION_MARGIN_SHARE * window_s)
 
 
 @dataclass(frozen=True)
@@ -165,7 +201,7 @@ class BacklogMonitor:
         service = self.estimate.service_s
         if not self.predictive:
             return Verdict(True, wait, service_s=service)
-        allowed = ADMISSION_HEADROOM * window_s - service
+        allowed = usable_s(window_s) - service
         if wait <= allowed:
             return Verdict(True, wait, service_s=service)
         if self._probe(wait, window_s):
@@ -185,7 +221,7 @@ class BacklogMonitor:
         now = time.monotonic()
         if (
             self.estimate.live_workers == 0
-            or wait > ADMISSION_HEADROOM * window_s
+            or wait > usable_s(window_s)
             or now < self._next_probe_at
             or not self.estimate.stale(now)
         ):

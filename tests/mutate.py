@@ -521,8 +521,10 @@ MUTATIONS = [
     Mutation(
         "pace: a message refused when its window holds the call (judgement reversed)",
         "workers/priority/pace.py",
-        "        if len(too_long) >= self._min_evidence and len(too_long) > fits:",
-        "        if not (len(too_long) >= self._min_evidence and len(too_long) > fits):",
+        "        if len(too_long) >= self._min_evidence"
+        " and len(too_long) >= REFUSE_SHARE * evidence:",
+        "        if not (len(too_long) >= self._min_evidence"
+        " and len(too_long) >= REFUSE_SHARE * evidence):",
         (
             f"{LATE}::test_a_slow_backend_gets_no_call_for_a_window_it_cannot_fit",
             f"{UNIT_PACE}::test_a_message_whose_window_cannot_hold_the_calls_is_refused",
@@ -539,11 +541,18 @@ MUTATIONS = [
         ),
     ),
     Mutation(
-        "pace: slow calls refuse though more calls fit",
+        "pace: a few slow calls refuse though nearly every call fits (no share)",
         "workers/priority/pace.py",
-        " and len(too_long) > fits:",
+        " and len(too_long) >= REFUSE_SHARE * evidence:",
         ":",
-        (f"{UNIT_PACE}::test_slow_calls_outnumbered_by_calls_that_fit_refuse_nothing",),
+        (f"{UNIT_PACE}::test_a_few_slow_calls_among_many_that_fit_refuse_nothing",),
+    ),
+    Mutation(
+        "pace: refused only when most calls would not fit (the median: the slower calls 504)",
+        "workers/priority/pace.py",
+        "len(too_long) >= REFUSE_SHARE * evidence:",
+        "len(too_long) > evidence - len(too_long):",
+        (f"{UNIT_PACE}::test_calls_slower_than_the_median_refuse_a_window_they_would_outlast",),
     ),
     Mutation(
         "pace: calls in flight not counted (a slowdown seen only once its calls end)",
@@ -1272,9 +1281,26 @@ MUTATIONS = [
     Mutation(
         "admission: probes while the queue itself is too long",
         "service/admission.py",
-        "            or wait > ADMISSION_HEADROOM * window_s\n",
+        "            or wait > usable_s(window_s)\n",
         "",
         (f"{UNIT_ADMISSION}::test_no_probe_when_the_queue_itself_is_too_long_or_no_worker_reports",),
+    ),
+    Mutation(
+        "admission: a fifth of every window kept free (16 s calls in 20 s get no room)",
+        "service/admission.py",
+        "    return window_s - min(ADMISSION_MARGIN_S, ADMISSION_MARGIN_SHARE * window_s)",
+        "    return 0.8 * window_s",
+        (
+            f"{UNIT_ADMISSION}::test_a_service_time_near_the_window_still_leaves_room_for_a_short_wait",
+            f"{SCALING_POLICY}::test_admission_keeps_seconds_of_the_window_free_not_a_share_of_it",
+        ),
+    ),
+    Mutation(
+        "admission: a whole second kept free of every window (a 1 s route refuses all)",
+        "service/admission.py",
+        "    return window_s - min(ADMISSION_MARGIN_S, ADMISSION_MARGIN_SHARE * window_s)",
+        "    return window_s - ADMISSION_MARGIN_S",
+        (f"{UNIT_ADMISSION}::test_a_short_window_keeps_a_share_of_it_as_margin",),
     ),
     Mutation(
         "admission: probes with no worker reporting",
@@ -1692,7 +1718,28 @@ MUTATIONS = [
         "bench/scaling/admission.py",
         "        if self.margin_s is None:\n",
         "        if True:\n",
-        (f"{SCALING_POLICY}::test_admission_with_a_margin_in_seconds_leaves_room_in_a_brownout",),
+        (f"{SCALING_POLICY}::test_admission_keeps_seconds_of_the_window_free_not_a_share_of_it",),
+    ),
+    Mutation(
+        "scaling: the simulated admission keeps a fifth of the window, not the product's margin",
+        "bench/scaling/admission.py",
+        "            return usable_s(window_s)\n",
+        "            return 0.8 * window_s\n",
+        (f"{SCALING_POLICY}::test_admission_keeps_seconds_of_the_window_free_not_a_share_of_it",),
+    ),
+    Mutation(
+        "scaling: the simulated workers judge on the median of the calls, not the 90th percentile",
+        "bench/scaling/workers.py",
+        "need = max(MIN_EVIDENCE, REFUSE_SHARE * sum(",
+        "need = max(MIN_EVIDENCE, 0.5 * sum(",
+        (f"{SCALING_POLICY}::test_the_simulated_workers_refuse_what_the_slower_calls_would_outlast",),
+    ),
+    Mutation(
+        "scaling: calls started one at a time all take one service time of the spread",
+        "bench/scaling/workers.py",
+        "            self._next_group = first + k\n",
+        "            self._next_group = first\n",
+        (f"{SCALING_POLICY}::test_calls_started_one_at_a_time_take_every_service_time_of_the_spread",),
     ),
     Mutation(
         "scaling: goodput not checked",

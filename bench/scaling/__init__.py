@@ -12,8 +12,8 @@ One module per concern:
 - ``gateway`` (CloudFront, API Gateway), ``admission`` (the api's rule), ``workers``
   (queues, workers, backend), ``writer`` (ingest queue and writers); ``model`` also holds
   flags to compare: ``worker_refuses_late`` (the product's late refusal, on as the
-  workers do it; false shows the product before it) and ``admission_margin_s`` (a product
-  change the simulator can show, off by default);
+  workers do it; false shows the product before it) and ``admission_margin_s`` (a fixed
+  margin of admission instead of the product's, to see what the margin is worth);
 - ``cloudwatch`` (metrics, metric math, alarms) and ``autoscaling`` (ECS services,
   target tracking, step scaling; scheduled actions run in ``sim``);
 - ``sim`` (the loop), ``ledger`` (where each request ended), ``report`` (the JSON and the

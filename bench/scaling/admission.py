@@ -4,7 +4,9 @@ change there is made here once.
 A pod polls the high and normal queues' ``ApproximateNumberOfMessages`` (visible
 messages) every ``QF_BACKLOG_POLL_S`` and the workers' drain reports; it admits a queued
 request if the predicted wait (messages ahead ÷ drain rate) plus the measured service time
-fits in ``ADMISSION_HEADROOM`` of the route's window, else answers 503 at once. Normal
+fits in the route's window less admission's margin (``service.admission.usable_s``: all
+but ``ADMISSION_MARGIN_S``, at most ``ADMISSION_MARGIN_SHARE`` of it), else answers 503
+at once. Normal
 requests also wait up to ``QF_ADMISSION_WAIT_S`` while the high backlog is at or above
 ``QF_ADMISSION_THRESHOLD``. The drain rate is the workers' potential (slots ÷ service
 time) until the backlog has exceeded the worker slots for ``SATURATED_POLLS`` polls, then
@@ -28,7 +30,7 @@ from typing import Any
 
 from bench.scaling.model import Priority
 from queuefront.drain import DrainEstimate, DrainReport
-from service.admission import ADMISSION_HEADROOM, SATURATED_POLLS, UNMEASURED_FOR_S
+from service.admission import SATURATED_POLLS, UNMEASURED_FOR_S, usable_s
 
 WORKERS_ID = "workers"
 """The simulated workers report as one: their totals and slots summed."""
@@ -41,9 +43,8 @@ class Admission:
         self.poll_s = float(settings["backlog_poll_s"])
         self.predictive = bool(settings["admission_predictive"])
         self.margin_s: float | None = None
-        """``ModelConstants.admission_margin_s`` (a product change, simulated only): the
-        part of the window kept free as a fixed number of seconds instead of
-        ``ADMISSION_HEADROOM``'s share of it."""
+        """``ModelConstants.admission_margin_s`` (a what-if; None: the product's rule): the
+        part of every window kept free, in seconds, whatever the window."""
         self.backlog: dict[Priority, int] = {"high": 0, "normal": 0}
         self.admitted_since: dict[Priority, float] = {"high": 0.0, "normal": 0.0}
         """Per process: admitted since its last backlog read."""
@@ -122,7 +123,7 @@ class Admission:
     def usable_s(self, window_s: float) -> float:
         """The part of a window the predicted wait and the service time may use."""
         if self.margin_s is None:
-            return ADMISSION_HEADROOM * window_s
+            return usable_s(window_s)
         return max(0.0, window_s - self.margin_s)
 
     def _room(self, priority: Priority, window_s: float, now: float) -> float:

@@ -51,9 +51,10 @@ class ModelConstants:
 
     service_spread: float = 0.25
     """Backend calls take the scenario's service time ± this share, spread evenly (five
-    groups from -25 % to +25 % by default): real calls vary, and identical ones would keep
-    every slot of a burst in lockstep, completing together once per service time. Not
-    measured; 0 for a fixed-latency backend such as the demo's."""
+    groups, the middles of five equal slices from -25 % to +25 %: 0.8 to 1.2 times the
+    service time by default, which calls take in turn): real calls vary, and identical
+    ones would keep every slot of a burst in lockstep, completing together once per
+    service time. Not measured; 0 for a fixed-latency backend such as the demo's."""
 
     somaxconn: int = 4096
     """The kernel's cap on a listening socket's backlog (net.core.somaxconn, 4096 since
@@ -69,10 +70,11 @@ class ModelConstants:
     called, and the client got a 504 at its deadline)."""
 
     admission_margin_s: float | None = None
-    """A product change, simulated only (service/admission.py keeps ADMISSION_HEADROOM,
-    20 % of the window): admission keeps this many seconds of the window free instead,
-    so a service time near the window (a brownout) still leaves room for a short wait.
-    None: what the product does today."""
+    """A what-if of admission's margin: keep this many seconds of every window free,
+    whatever the window. None: what the product does (service/admission.py's
+    ``usable_s``: ``ADMISSION_MARGIN_S``, 1 s, or ``ADMISSION_MARGIN_SHARE`` of a window
+    shorter than 5 s). Shows how sensitive a scenario is to the margin (the brownout: the
+    same goodput from 0.5 to 3 s)."""
 
     figures: str = ""
     """Path of the measured figures (default bench/figures/throughput.json)."""

@@ -14,7 +14,12 @@ import pytest
 
 from queuefront import drain
 from queuefront.drain import DrainEstimate, DrainReport
-from service.admission import ADMISSION_HEADROOM, BacklogMonitor
+from service.admission import (
+    ADMISSION_MARGIN_S,
+    ADMISSION_MARGIN_SHARE,
+    BacklogMonitor,
+    usable_s,
+)
 
 WORKER = "w1"
 SLOTS = 4
@@ -148,8 +153,55 @@ def test_no_probe_when_the_queue_itself_is_too_long_or_no_worker_reports() -> No
     monitor = _monitor()
     _slow_spell(monitor, ended_s_ago=drain.SERVICE_WINDOW_S + 5.0)
     monitor.backlog = {"high": 0, "normal": 10_000}
-    assert monitor.predicted_wait_s("normal") > ADMISSION_HEADROOM * 3.0
+    assert monitor.predicted_wait_s("normal") > usable_s(3.0)
     assert not monitor.judge("normal", 3.0).admitted
     monitor.backlog = {"high": 0, "normal": 0}
     monitor.estimate.update({}, 0.0, time.monotonic())  # every worker gone
     assert not monitor.judge("normal", 3.0).admitted
+
+
+def _brownout(monitor: BacklogMonitor, normal_backlog: int) -> None:
+    """Fresh completions of 16 s calls, 20 a second from 320 busy slots (the simulated
+    brownout: bench/scaling/scenarios/backend-brownout.toml), and a normal backlog."""
+    now, at, completed, busy_s = time.monotonic(), 1000.0, 0, 0.0
+    monitor.estimate.update({WORKER: DrainReport(at, 320, 0, 0.0)}, at, now - 5)
+    for back in range(4, -1, -1):
+        at, completed, busy_s = at + 1.0, completed + 20, busy_s + 20 * 16.0
+        report = {WORKER: DrainReport(at, 320, completed, busy_s)}
+        monitor.estimate.update(report, at, now - back)
+    monitor.backlog = {"high": 0, "normal": normal_backlog}
+
+
+def test_a_service_time_near_the_window_still_leaves_room_for_a_short_wait() -> None:
+    """16 s calls in a 20 s window: admission keeps a margin of seconds, not a share of
+    the window (a fifth of it left no room for any wait, and the pods refused nearly
+    everything the backend had slots for). A backlog of 1 s is admitted; one of 5 s,
+    which with a 16 s call would outlast the window's 19 s, is refused at once, with a
+    Retry-After of the seconds it is over."""
+    monitor = _monitor()
+    _brownout(monitor, normal_backlog=20)
+    assert monitor.estimate.service_s == pytest.approx(16.0)
+    assert monitor.predicted_wait_s("normal") == pytest.approx(1.0, rel=0.05)
+    admitted = monitor.judge("normal", 20.0)
+    assert admitted.admitted and not admitted.probe
+    _brownout(monitor, normal_backlog=100)
+    refused = monitor.judge("normal", 20.0)
+    assert not refused.admitted and not refused.probe
+    assert refused.retry_after_s == 2  # 5 s of wait where 20 - 1 - 16 = 3 s fit
+
+
+def test_a_short_window_keeps_a_share_of_it_as_margin() -> None:
+    """A whole second of margin would leave a 1 s route nothing (every request refused)
+    and take a third of a 3 s one; a short window keeps a fifth of it."""
+    assert usable_s(20.0) == pytest.approx(20.0 - ADMISSION_MARGIN_S)
+    assert usable_s(3.0) == pytest.approx(3.0 * (1 - ADMISSION_MARGIN_SHARE))
+    assert usable_s(1.0) == pytest.approx(0.8)
+    monitor = _monitor()
+    worker = _Worker(1000.0)
+    now = time.monotonic()
+    monitor.estimate.update(worker.report(), worker.at, now - 5)
+    for back in range(4, -1, -1):  # 4 slots of 50 ms calls, busy
+        worker.work(1.0, 80, 0.05)
+        monitor.estimate.update(worker.report(), worker.at, now - back)
+    monitor.backlog = {"high": 0, "normal": 40}  # 0.5 s of wait
+    assert monitor.judge("normal", 1.0).admitted

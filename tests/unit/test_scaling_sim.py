@@ -112,9 +112,14 @@ def test_a_step_to_ten_times_capacity_sheds_and_keeps_the_backend_busy() -> None
         assert 0.9 * capacity <= minute["answered"]["queued"] <= 1.01 * capacity, minute
     # what admission lets in is answered in its window: timeouts stay a small share
     assert r["timed_out"] < 0.05 * r["answered"]["queued"]
-    # and it is the pods' admission that sheds, at once, not the workers after a queue wait
+    # and it is the pods' admission that sheds, at once, not the workers after a queue wait:
+    # admission keeps 1 s of the window free (service/admission.py), less than what it does
+    # not see at ten times capacity (a poll's admissions by the other processes, the
+    # messages the workers prefetched: ~1 s each), so ~3 % of the refusals come from the
+    # workers at the end of a queue wait — a 503 there, never a 504 (with a fifth of the
+    # window kept free, 0.04 %; in a brownout that fifth refused what the backend could serve)
     reasons = r["shed_reasons"]["queued"]
-    assert reasons.get("worker_refused_late", 0) < 0.01 * reasons["predicted_wait"], reasons
+    assert reasons.get("worker_refused_late", 0) < 0.05 * reasons["predicted_wait"], reasons
 
 
 def test_under_overload_normal_requests_are_shed_before_high_ones() -> None:

@@ -8,10 +8,12 @@ test of the same behaviour is tests/integration/test_late_refusal.py.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from queuefront.drain import SERVICE_WINDOW_S
-from workers.priority.pace import MIN_EVIDENCE, REFUSE_MARGIN_S, Pace, RoutePaces
+from workers.priority.pace import MIN_EVIDENCE, REFUSE_MARGIN_S, REFUSE_SHARE, Pace, RoutePaces
 
 
 class _Clock:
@@ -34,6 +36,22 @@ def _complete(pace: Pace, clock: _Clock, seconds: float) -> None:
     """One call of ``seconds``, from its start to its end."""
     with pace.calling():
         clock.advance(seconds)
+
+
+def _ending_together(pace: Pace, clock: _Clock, durations: list[float]) -> None:
+    """Calls of the given durations, started in turn so that they all end now (within the
+    window, however long they took)."""
+    longest = max(durations)
+    start = clock.now
+    calls = []
+    for seconds in sorted(durations, reverse=True):
+        clock.advance(start + longest - seconds - clock.now)
+        call = pace.calling()
+        call.__enter__()
+        calls.append(call)
+    clock.advance(start + longest - clock.now)
+    for call in calls:
+        call.__exit__(None, None, None)
 
 
 def test_a_cold_worker_never_refuses_not_even_on_calls_in_flight() -> None:
@@ -66,13 +84,30 @@ def test_one_call_that_ran_long_is_no_evidence_about_the_next() -> None:
         assert pace.judge(3.0).call
 
 
-def test_slow_calls_outnumbered_by_calls_that_fit_refuse_nothing() -> None:
+def test_a_few_slow_calls_among_many_that_fit_refuse_nothing() -> None:
+    """A route's ordinary tail — fewer than ``REFUSE_SHARE`` of its calls longer than what
+    is left of a message's window — refuses nothing: nearly every call would fit. One more
+    slow call makes the share, and the message is refused."""
+    slow = MIN_EVIDENCE
+    fast = math.floor(slow / REFUSE_SHARE) - slow + 1  # slow / (slow + fast) < REFUSE_SHARE
     pace, clock = _pace()
-    for _ in range(MIN_EVIDENCE):
-        _complete(pace, clock, 4.0)
-    for _ in range(MIN_EVIDENCE + 1):
-        _complete(pace, clock, 0.05)
+    _ending_together(pace, clock, [4.0] * slow + [0.05] * fast)
     assert pace.judge(3.0).call
+    pace, clock = _pace()
+    _ending_together(pace, clock, [4.0] * (slow + 1) + [0.05] * fast)
+    assert not pace.judge(3.0).call
+
+
+def test_calls_slower_than_the_median_refuse_a_window_they_would_outlast() -> None:
+    """Calls vary (a brownout's 12-20 s in a 20 s window): a message with 17 s left fits
+    the median call but not the slower ones — four calls in ten would end in 504s — and is
+    refused; one with its whole window is called."""
+    pace, clock = _pace()
+    _ending_together(pace, clock, [12.0, 14.0, 16.0, 18.0, 20.0] * 2)
+    refused = pace.judge(17.0)
+    assert not refused.call
+    assert refused.service_s == pytest.approx(19.0)  # the median of those that would not fit
+    assert pace.judge(20.0 + REFUSE_MARGIN_S + 0.01).call
 
 
 def test_a_slowdown_shows_in_the_calls_in_flight_before_they_complete() -> None:

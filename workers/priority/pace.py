@@ -14,8 +14,19 @@ with its duration, and its calls of the route in flight, each with its age (a lo
 its duration: a slowdown shows there before its first slow call completes). For a message
 with ``b`` seconds of its window left (less ``REFUSE_MARGIN_S``), a completed call longer
 than ``b`` and a call in flight older than ``b`` each say "a call now would not fit"; a
-completed call within ``b`` says it would. The message is refused only when at least
-``MIN_EVIDENCE`` calls say it would not fit *and* they outnumber those that say it would.
+completed call within ``b`` says it would. The message is refused when at least
+``MIN_EVIDENCE`` calls say it would not fit *and* they are at least ``REFUSE_SHARE`` of the
+calls that say either — when the route's calls' 90th percentile, not only their median,
+would run past what is left.
+
+Why a high quantile, not the median. Calls vary: in a brownout that makes the backend's
+calls 12-20 s in a 20 s window, a message with 17 s left fits the median call, and the
+first rule (refuse only when the calls that would not fit outnumber those that would)
+called it — and the calls above the median ended in 504s, each holding a worker slot and
+a backend slot to the deadline (bench/scaling's brownout: 84 504s, 45 with this rule; the
+rest are calls taken before the slowdown showed). A refusal costs the client a retry with
+a fresh window; a call that runs into the deadline costs it the whole window and a 504,
+and costs the slots another message could have used.
 
 Why counts, not a mean. The first version refused on the mean of the window and the age of
 the oldest call in flight, as ``bench.scaling.workers.WorkerPool.service_estimate_s``
@@ -24,8 +35,8 @@ that asked the demo backend for 25 s, a report that hung — then made the route
 20 s, and the worker refused every fresh message of the route for as long as that mean
 stood: calls that would have made it (the compose restart test saw exactly that). One
 slow call is no evidence about the next; several, with nothing faster beside them, are. In
-a brownout every call slows, so the slow ones soon outnumber the fast ones that leave the
-window, and the judgement is the model's.
+a brownout every call slows, so the slow ones soon make up the share, and the judgement is
+the model's (the same quantile of the recent calls, never less than the oldest in flight).
 
 Why per route: routes differ in service time and in window (a report that takes 10 s in a
 30 s window, a login of 50 ms in a 3 s one). Measured across routes, one slow route's calls
@@ -73,6 +84,16 @@ judging than on the call; 64 recent calls say as much about the backend's pace."
 MIN_EVIDENCE = 2
 """Calls (completed in the window, or in flight) that must say "it would not fit" before a
 message is refused: one call that ran long says nothing about the next."""
+REFUSE_SHARE = 0.1
+"""Share of the evidence (calls completed in the window, and calls in flight past the
+message's budget) that must say "it would not fit" before a message is refused: about the
+90th percentile of the route's calls. A called message then ends in a 504 less than one
+time in ten, if the next call is like the recent ones. Lower, a route's ordinary tail (one
+slow call in 20 or 30) would refuse its late messages although nearly every call fits;
+the median (the first rule) called messages that the slower half of the calls could not
+answer. Of ``RECENT_CALLS_MAX`` (64) calls, 7 must say so; of 20 or fewer, the
+``MIN_EVIDENCE`` (2), which still keeps a single slow call, however few calls beside it,
+from refusing anything."""
 
 
 @dataclass(frozen=True)
@@ -122,8 +143,8 @@ class Pace:
         ran_long = [d for d in durations if d > budget]
         running_long = [now - start for start in self._in_flight.values() if now - start > budget]
         too_long = ran_long + running_long
-        fits = len(durations) - len(ran_long)
-        if len(too_long) >= self._min_evidence and len(too_long) > fits:
+        evidence = len(durations) + len(running_long)
+        if len(too_long) >= self._min_evidence and len(too_long) >= REFUSE_SHARE * evidence:
             return Judgement(False, median(too_long))
         return Judgement(True, median(durations) if durations else 0.0)
 
