@@ -1475,6 +1475,27 @@ MUTATIONS = [
         (f"{SCALING_SIM}::test_under_overload_normal_requests_are_shed_before_high_ones",),
     ),
     Mutation(
+        "scaling: cached misses always on the normal queue",
+        "bench/scaling/sim.py",
+        "            priority = self.cached_miss_priority",
+        '            priority = "normal"',
+        (f"{SCALING_POLICY}::test_every_shipped_scenario_holds_its_criteria[backend-brownout]",),
+    ),
+    Mutation(
+        "scaling: the route table's cached routes not read for the misses' queue",
+        "bench/scaling/scenario.py",
+        '    return "high" if cached.count("high") > cached.count("normal") else "normal"',
+        '    return "high"',
+        (f"{SCALING_SIM}::test_cached_misses_wait_where_the_route_table_puts_cached_routes",),
+    ),
+    Mutation(
+        "scaling: the workers' shared backend limit not applied",
+        "bench/scaling/workers.py",
+        "        return min(own, self.shared_limit) if self.shared_limit > 0 else own",
+        "        return own",
+        (f"{SCALING_POLICY}::test_every_shipped_scenario_holds_its_criteria[backend-brownout]",),
+    ),
+    Mutation(
         "scaling: admission ignores the backlog ahead",
         "bench/scaling/admission.py",
         "return max(0.0, math.floor(allowed * rate - ahead) + 1)",

@@ -43,9 +43,13 @@ POLICIES = ("before", "after", "reactive", "direct")
 
 
 def terraform_at(rev: str, dest: Path) -> Path:
-    """``deploy/terraform`` of git revision ``rev``, unpacked under ``dest``."""
+    """``deploy/terraform`` of git revision ``rev``, unpacked under ``dest``, beside the
+    route table its image shipped (``config/routes.toml``: where cached misses wait)."""
     done = subprocess.run(
-        ["git", "archive", rev, "deploy/terraform"], cwd=ROOT, capture_output=True, check=False
+        ["git", "archive", rev, "deploy/terraform", "config/routes.toml"],
+        cwd=ROOT,
+        capture_output=True,
+        check=False,
     )
     if done.returncode != 0:
         raise RuntimeError(

@@ -12,6 +12,7 @@ from bench.scaling import report, scenario
 from bench.scaling.aws import DEFAULT as AWS_DEFAULT
 from bench.scaling.figures import FIGURES_PATH, ThroughputFigures
 from bench.scaling.model import ModelConstants
+from bench.scaling.scenario import ROUTE_TABLE
 from bench.scaling.sim import Simulation
 from bench.scaling.terraform import TERRAFORM_DIR, TFVARS, load_policy
 
@@ -38,7 +39,12 @@ def simulate(
     if path not in _FIGURES_CACHE:
         _FIGURES_CACHE[path] = ThroughputFigures.load(path)
     aws = AWS_DEFAULT.with_overrides(dict(sc.aws))
-    sim = Simulation(sc, policy, _FIGURES_CACHE[path], aws, model)
+    # the route table deployed with this Terraform (its repository's, or an archived
+    # revision's: bench.scaling.compare), else today's
+    routes = terraform_dir.parents[1] / "config" / "routes.toml"
+    sim = Simulation(
+        sc, policy, _FIGURES_CACHE[path], aws, model, routes if routes.is_file() else ROUTE_TABLE
+    )
     sim.run()
     return Run(sim, report.result(sim, dict(merged)))
 

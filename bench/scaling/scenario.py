@@ -48,7 +48,8 @@
 
 Rates are requests per second offered by clients: queued (proxied through SQS, high and
 normal), cached (answered by the api from its cache; ``cached_miss_ratio`` of them go to
-the queue their routes name in the production route table: ``cached_miss_priority``), edge (answered by CloudFront from its cache), ingest (votes, one item each).
+the queue their routes name in the production route table: ``cached_miss_priority``),
+edge (answered by CloudFront from its cache), ingest (votes, one item each).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ import random
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from bench.scaling.admission import Admission
 from bench.scaling.autoscaling import (
@@ -42,7 +43,7 @@ from bench.scaling.gateway import ApiGateway, EdgeCache
 from bench.scaling.hcl import TerraformError
 from bench.scaling.ledger import Ledger, weighted_percentile
 from bench.scaling.model import Batch, Cohort, ModelConstants, Priority
-from bench.scaling.scenario import CLASSES, Scenario, cached_miss_priority
+from bench.scaling.scenario import CLASSES, ROUTE_TABLE, Scenario, cached_miss_priority
 from bench.scaling.terraform import Policy, ServiceSpec
 from bench.scaling.tfedge import Throttle
 from bench.scaling.workers import WorkerPool
@@ -102,6 +103,7 @@ class Simulation:
         figures: ThroughputFigures,
         aws: AwsConstants,
         model: ModelConstants,
+        route_table: Path = ROUTE_TABLE,
     ) -> None:
         self.scenario = scenario
         self.policy = policy
@@ -117,7 +119,7 @@ class Simulation:
         )
         self.api_settings = api_spec.settings
         self.window_s = policy.reply_window_s
-        self.cached_miss_priority = cached_miss_priority()
+        self.cached_miss_priority = cached_miss_priority(route_table)
         edge = policy.edge
         # API Gateway answers 504 itself after its integration timeout (the Terraform's)
         self.client_limit_s = (
@@ -608,9 +610,9 @@ class Simulation:
             self.ingest_items += k
             led.answer("ingest", k, at - arrived + self.aws.sqs_send_s)
             return k * cpu["ingest"]
-        priority: Priority = (
-            self.cached_miss_priority if flow == "cached_miss" else "high" if flow == "high" else "normal"
-        )
+        priority: Priority = "high" if flow == "high" else "normal"
+        if flow == "cached_miss":
+            priority = self.cached_miss_priority
         pending_room = max(0, procs * self.max_pending_per_process - self.pending_open)
         room = self.admission.room(priority, self.window_s, at)
         admit_room = room * procs

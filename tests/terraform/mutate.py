@@ -97,6 +97,20 @@ MUTATIONS = [
         (".",),
     ),
     Mutation(
+        "the workers not given the backend's shared limit",
+        f"{TF}/modules/compute/main.tf",
+        "      QF_BACKEND_MAX_CONCURRENCY = tostring(var.backend_max_concurrency)\n",
+        "",
+        ("modules/compute", "."),
+    ),
+    Mutation(
+        "the workers' peak calls counted past the shared limit",
+        f"{TF}/modules/autoscaling/main.tf",
+        "min(local.worker_peak_tasks * var.worker_concurrency, var.backend_max_concurrency)",
+        "local.worker_peak_tasks * var.worker_concurrency",
+        ("modules/autoscaling", "."),
+    ),
+    Mutation(
         "backend bound without the deploy overlap",
         f"{TF}/modules/autoscaling/main.tf",
         "worker_peak_tasks         = floor(var.worker_max_tasks"

@@ -421,3 +421,25 @@ def test_malformed_scenarios_are_refused() -> None:
         scenario.parse({**base, "load": [{"at_s": 5}, {"at_s": 0}]})
     with pytest.raises(ValueError, match="unknown constants"):
         simulate(scenario.parse({**base, "model": {"vcpu": 2}}))
+
+
+def _table(tmp_path: Path, priorities: list[str]) -> Path:
+    routes = "".join(
+        f'[[routes]]\nname = "r{i}"\nmethod = "GET"\npath = "/r{i}/{{k}}"\n'
+        f'priority = "{p}"\ntimeout_s = 20\ncache = {{ key = "k", ttl_s = 60 }}\n\n'
+        for i, p in enumerate(priorities)
+    )
+    path = tmp_path / "routes.toml"
+    path.write_text(routes)
+    return path
+
+
+def test_cached_misses_wait_where_the_route_table_puts_cached_routes(tmp_path: Path) -> None:
+    """A miss is a proxied request on its route's queue: the production table's cached
+    routes are high (a miss fills the cache for every request of its key), and a table
+    whose cached routes are normal puts the misses behind the high requests."""
+    assert scenario.cached_miss_priority() == "high"
+    assert scenario.cached_miss_priority(_table(tmp_path, ["normal", "high"])) == "normal"
+    assert scenario.cached_miss_priority(_table(tmp_path, ["high", "high", "normal"])) == "high"
+    run = simulate(scenario_of(**BURST))
+    assert run.sim.cached_miss_priority == "high"
