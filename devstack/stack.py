@@ -19,6 +19,7 @@ from pathlib import Path
 
 from devstack.processes import ROOT, Proc, free_port, spawn, wait_http
 from queuefront.settings import Settings
+from queuefront.sqs import QueueOps, open_client
 
 
 @dataclass
@@ -37,6 +38,19 @@ class Stack:
 
     def settings_env(self, **overrides: str) -> dict[str, str]:
         return {**self.env, **overrides}
+
+    async def in_flight(self, queue: str = "normal") -> int:
+        """Messages of one of the stack's queues received and not yet deleted (SQS's
+        ``ApproximateNumberOfMessagesNotVisible``): what a worker holds, or left held."""
+        settings = self.settings()
+        names = {"high": settings.queue_high, "normal": settings.queue_normal}
+        async with open_client(settings) as sqs:
+            ops = await QueueOps.open(sqs, names[queue], 0)
+            try:
+                attrs = await ops.attributes("ApproximateNumberOfMessagesNotVisible")
+            finally:
+                await ops.close()
+        return int(attrs["ApproximateNumberOfMessagesNotVisible"])
 
     def settings(self) -> Settings:
         """The settings the stack's processes read, for the test's own clients."""

@@ -20,7 +20,6 @@ import aiohttp
 import pytest
 
 from devstack import Stack, backend_calls, eventually, metric, start_backend
-from queuefront.sqs import QueueOps, open_client
 from workers.priority.leases import LEASE_TTL_S
 
 LIMIT = 5
@@ -127,17 +126,6 @@ async def test_a_killed_workers_leases_free_within_the_ttl(stack: Stack, own_bac
     assert await metric(b.metrics_url, HELD) == 0
 
 
-async def _not_visible(stack: Stack) -> int:
-    settings = stack.settings()
-    async with open_client(settings) as sqs:
-        ops = await QueueOps.open(sqs, settings.queue_normal, 0)
-        try:
-            attrs = await ops.attributes("ApproximateNumberOfMessagesNotVisible")
-        finally:
-            await ops.close()
-    return int(attrs["ApproximateNumberOfMessagesNotVisible"])
-
-
 async def test_a_message_that_gets_no_lease_in_its_window_is_refused_uncalled(
     stack: Stack, own_backend: str
 ) -> None:
@@ -172,6 +160,6 @@ async def test_a_message_that_gets_no_lease_in_its_window_is_refused_uncalled(
     assert await metric(worker.metrics_url, refusals, reason="limit") == len(waiting)
 
     async def all_deleted() -> bool:
-        return await _not_visible(stack) == 0
+        return await stack.in_flight() == 0
 
     await eventually(all_deleted, 5.0, "the refused messages deleted, not left in flight")
