@@ -47,7 +47,7 @@ UNMET: dict[str, dict[str, str]] = {
         # started in the first minute of the slowdown, before calls that slow had completed
         # and could be judged on, outlast the window (none without the spread); the workers
         # refuse at once what they take after it (workers/priority/pace.py)
-        "no_timeouts": "the slowest calls started before calls that slow were seen outlast the window",
+        "no_timeouts": "the slowest calls started before such calls were seen outlast the window",
     },
 }
 """The criteria a shipped scenario cannot meet on this policy, and why (docs/benchmarks.md,

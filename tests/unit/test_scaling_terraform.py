@@ -200,7 +200,7 @@ def test_set_of_an_unknown_variable_fails() -> None:
 def test_a_plan_terraform_refuses_is_not_simulated() -> None:
     # a deploy at the minimum (4 tasks) that may not start a fifth before it stops one
     # (120 %: floor(4.8) = 4) would never start: the autoscaling module's precondition
-    with pytest.raises(TerraformError, match="the plan fails: .*deploy"):
+    with pytest.raises(TerraformError, match=r"the plan fails: .*deploy"):
         load_policy({"worker_deployment_maximum_percent": 120})
     # the same with capacity allowed to drop: Terraform plans it
     load_policy(
