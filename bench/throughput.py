@@ -129,7 +129,9 @@ class NativeStack:
 
 
 @contextlib.asynccontextmanager
-async def native_stack(api_processes: int, worker_concurrency: int) -> AsyncIterator[NativeStack]:
+async def native_stack(
+    api_processes: int, worker_concurrency: int, backend_limit: int = 0
+) -> AsyncIterator[NativeStack]:
     """Starts the emulator, the demo backend, an api, a worker and a writer; stops them
     all and drops the database and the queues at the end. ``bench.compose`` measures
     the same votes path on it, in the same run as the compose stack."""
@@ -155,7 +157,10 @@ async def native_stack(api_processes: int, worker_concurrency: int) -> AsyncIter
     await ensure_queues(settings, wait_s=10)
     try:
         api = await stack.start_api(QF_API_PROCESSES=str(api_processes))
-        worker = await stack.start_worker(QF_WORKER_CONCURRENCY=str(worker_concurrency))
+        worker = await stack.start_worker(
+            QF_WORKER_CONCURRENCY=str(worker_concurrency),
+            QF_BACKEND_MAX_CONCURRENCY=str(backend_limit),
+        )
         writer = await stack.start_writer()
         groups = {"api": api, "worker": worker, "writer": writer, "emulator": sqs}
         # warm: the cached serial is filled once, every path has been used once
@@ -220,7 +225,9 @@ async def main_async(args: argparse.Namespace) -> None:
     assert closedloop.wrk_path(), closedloop.INSTALL_HINT
     series: dict[str, Series] = {}
     probes = [speed_probe_s()]
-    async with native_stack(args.api_processes, args.worker_concurrency) as native:
+    async with native_stack(
+        args.api_processes, args.worker_concurrency, args.backend_limit
+    ) as native:
         targets: dict[str, tuple[str, str | None]] = {
             "direct": (native.backend_url + "/api/items/1", None),
             "proxied": (native.api_url + "/api/items/1", None),
@@ -281,6 +288,7 @@ def figures(
         setup={
             "api_processes": args.api_processes,
             "worker_concurrency": args.worker_concurrency,
+            "backend_limit": args.backend_limit,
             "backend_latency_ms": BACKEND_LATENCY_MS,
             "backend_concurrency": BACKEND_CONCURRENCY,
             "connections": args.connections,
@@ -296,7 +304,8 @@ def report(series: dict[str, Series], args: argparse.Namespace, probes: list[flo
     print(
         f"\nwrk -t1 -c{args.connections} -d{args.seconds}s, {args.rounds} rounds (medians), "
         f"{os.cpu_count()} cores, {args.api_processes} api process(es), worker concurrency "
-        f"{args.worker_concurrency}, backend {BACKEND_LATENCY_MS} ms x {BACKEND_CONCURRENCY}; "
+        f"{args.worker_concurrency}, shared backend limit {args.backend_limit or 'off'}, "
+        f"backend {BACKEND_LATENCY_MS} ms x {BACKEND_CONCURRENCY}; "
         f"load average after: "
         f"{load[0]:.2f} {load[1]:.2f}; speed probe (s, lower is faster) before and after "
         f"each round: {' '.join(f'{x:.2f}' for x in probes)}"
@@ -341,6 +350,8 @@ def main() -> None:
     # as make run: the worker takes as many calls at once as the demo backend serves, so
     # the proxied path and the direct one use the backend alike
     parser.add_argument("--worker-concurrency", type=int, default=BACKEND_CONCURRENCY)
+    # QF_BACKEND_MAX_CONCURRENCY: a lease in Redis per backend call (0: off, as by default)
+    parser.add_argument("--backend-limit", type=int, default=0)
     parser.add_argument("--pause-s", type=float, default=2.0)
     parser.add_argument("--paths", nargs="+", default=["direct", "proxied", "cached", "votes"])
     parser.add_argument(
