@@ -38,7 +38,12 @@ def test_what_the_benchmark_writes_the_simulator_reads(tmp_path: Path) -> None:
         ),
     }
     args = argparse.Namespace(
-        api_processes=1, worker_concurrency=64, connections=64, seconds=5, rounds=3
+        api_processes=1,
+        worker_concurrency=64,
+        backend_limit=0,
+        connections=64,
+        seconds=5,
+        rounds=3,
     )
     path = tmp_path / "throughput.json"
     figures(series, args, [0.4, 0.5]).save(path)
