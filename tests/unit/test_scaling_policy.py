@@ -7,8 +7,8 @@ on small scenarios (seconds)."""
 
 from __future__ import annotations
 
-import functools
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +34,9 @@ from bench.scaling.terraform import (
 from bench.scaling.tfedge import Throttle
 from bench.scaling.workers import WorkerPool
 from service.admission import usable_s
+from tests.unit.scaling_runs import SCENARIOS, shipped
 from tests.unit.test_scaling_alarms import PERIOD, feed, step_policy
 from tests.unit.test_scaling_terraform import edit
-
-SCENARIOS = sorted(
-    (Path(__file__).resolve().parents[2] / "bench" / "scaling" / "scenarios").glob("*.toml")
-)
 
 UNMET: dict[str, dict[str, str]] = {
     "backend-brownout": {
@@ -52,11 +49,6 @@ UNMET: dict[str, dict[str, str]] = {
 }
 """The criteria a shipped scenario cannot meet on this policy, and why (docs/benchmarks.md,
 "Scaling"). A change that meets one of them fails the test below until this says so."""
-
-
-@functools.cache
-def shipped(path: Path, reactive: bool = False) -> dict[str, Any]:
-    return simulate(scenario.load(path), {"scaling_events": {}} if reactive else None).result
 
 
 def small(**raw: Any) -> scenario.Scenario:
@@ -72,6 +64,25 @@ def test_every_shipped_scenario_holds_its_criteria(path: Path) -> None:
     failed = {name for name, c in r["criteria"]["checks"].items() if not c["ok"]}
     assert failed == set(UNMET.get(path.stem, {})), r["criteria"]
     assert r["lost"] == 0
+
+
+def test_the_brownout_needs_the_workers_to_share_the_backends_bound() -> None:
+    """Tasks of 32 slots without the shared limit (the policy before it: Terraform held
+    ten tasks x 32 within the backend's 400 calls) hold 320 calls at most, where a ten
+    times slower backend needs all 400 in flight: the backend's second slow minute serves
+    two thirds of what it could, and the goodput criterion fails."""
+    path = next(p for p in SCENARIOS if p.stem == "backend-brownout")
+    before = replace(
+        scenario.load(path),
+        model={"settings": {"backend_max_concurrency": 0, "worker_concurrency": 32}},
+    )
+    r = simulate(before).result
+    goodput = r["criteria"]["checks"]["goodput"]
+    assert not goodput["ok"], goodput
+    minute = r["minutes"][11]
+    assert minute["backend_answered"] < 0.8 * could_serve(minute)
+    shared = shipped(path)["minutes"][11]
+    assert shared["backend_answered"] >= GOODPUT_SHARE * could_serve(shared)
 
 
 # --- the fast signal ----------------------------------------------------------------------

@@ -14,14 +14,10 @@ import pytest
 from bench.scaling import scenario
 from bench.scaling.__main__ import main
 from bench.scaling.figures import FIGURES_PATH, ThroughputFigures
-from bench.scaling.run import simulate, simulate_file
+from bench.scaling.run import simulate
 from bench.scaling.scenario import CLASSES, ScenarioError
 from bench.scaling.terraform import TERRAFORM_DIR, load_policy
-
-SCENARIOS = sorted(
-    (Path(__file__).resolve().parents[2] / "bench" / "scaling" / "scenarios").glob("*.toml")
-)
-assert SCENARIOS, "no shipped scenarios found"
+from tests.unit.scaling_runs import SCENARIOS, shipped
 
 
 def scenario_of(**raw: Any) -> scenario.Scenario:
@@ -55,7 +51,7 @@ def assert_conserved(r: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
 def test_every_shipped_scenario_accounts_for_every_request_and_loses_none(path: Path) -> None:
-    r = simulate_file(path).result
+    r = shipped(path)
     assert sum(r["offered"].values()) > 0
     assert_conserved(r)
 
@@ -80,7 +76,7 @@ def test_a_flat_load_below_capacity_sheds_nothing() -> None:
 
 
 STEP = {
-    "duration_s": 600,
+    "duration_s": 300,  # four minutes after the step: three of them checked
     "backend": {"slots": 384, "service_s": 1.6},  # 240 calls/s
     # twelve workers from the start (12 x 32 = 384 slots): the test is of admission, not
     # of scaling; three api tasks, since every api process admits up to the room it sees
@@ -148,6 +144,7 @@ def test_workers_delete_expired_messages_without_calling_the_backend(refuse_late
     default) the messages about to expire are refused before they do: the same recovery."""
     overload = {
         **STEP,
+        "duration_s": 600,
         "model": {
             "settings": {"admission_predictive": False},
             "worker_refuses_late": refuse_late,
@@ -188,7 +185,8 @@ def test_raising_the_worker_maximum_never_sheds_more() -> None:
     # twelve of them hold 384 of the backend's 400 slots
     small_tasks = {"settings.worker_concurrency": 32}
     for most in (4, 6, 12):
-        r = simulate(scenario_of(**BURST), {"worker_max_tasks": most, **small_tasks}).result
+        burst = scenario_of(**{**BURST, "duration_s": 300})  # the scale-out's first minutes
+        r = simulate(burst, {"worker_max_tasks": most, **small_tasks}).result
         assert_conserved(r)
         assert r["peak_tasks"]["worker"] <= most
         shed.append(r["shed"]["queued"] + r["timed_out"])
@@ -205,8 +203,9 @@ def test_the_tfvars_drive_the_result(tmp_path: Path) -> None:
     tfvars.write_text(
         text.replace("worker_max_tasks            = 10", "worker_max_tasks            = 4")
     )
-    # tasks of 32 slots, so that the maximum matters (see above)
-    sc = scenario_of(**BURST, terraform={"settings.worker_concurrency": 32})
+    # tasks of 32 slots, so that the maximum matters (see above); five minutes of the
+    # burst are enough for the scale-out to pass four tasks
+    sc = scenario_of(**{**BURST, "duration_s": 300}, terraform={"settings.worker_concurrency": 32})
     base = simulate(sc).result
     edited = simulate(sc, None, copy, tfvars).result
     via_set = simulate(sc, {"worker_max_tasks": 4}).result
