@@ -1703,7 +1703,7 @@ MUTATIONS = [
     Mutation(
         "scaling: a late-refusing worker ignores the calls in flight (sees a slowdown late)",
         "bench/scaling/workers.py",
-        "return max(self._last_service_s, oldest)",
+        "return max(self._last_service_s, self._oldest_s)",
         "return self._last_service_s",
         (
             f"{SCALING_POLICY}::"
@@ -1751,8 +1751,8 @@ MUTATIONS = [
     Mutation(
         "scaling: the simulated workers judge on the median of the calls, not the 90th percentile",
         "bench/scaling/workers.py",
-        "need = max(MIN_EVIDENCE, REFUSE_SHARE * sum(",
-        "need = max(MIN_EVIDENCE, 0.5 * sum(",
+        "need = max(MIN_EVIDENCE, REFUSE_SHARE * self._recent_calls)",
+        "need = max(MIN_EVIDENCE, 0.5 * self._recent_calls)",
         (f"{SCALING_POLICY}::test_the_simulated_workers_refuse_what_the_slower_calls_would_outlast",),
     ),
     Mutation(

@@ -29,6 +29,7 @@ rule, imported rather than copied.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 from collections import deque
@@ -142,6 +143,16 @@ class WorkerPool:
         """End of the last call completed; None: none yet (cold workers never refuse)."""
         self._recent: deque[tuple[float, int, float]] = deque()
         """(end, calls, seconds each) of the calls completed in the last SERVICE_WINDOW_S."""
+        self._by_duration: list[tuple[float, int]] = []
+        """(seconds each, calls) of ``_recent``, shortest first: the quantile reads the top."""
+        self._recent_calls = 0
+        self._recent_added = 0
+        self._recent_dropped = 0
+        self._judged_evidence: tuple[int, int] | None = None
+        """(added, dropped) of ``_recent`` when it was last judged (``_judge_recent``)."""
+        self._judged_flight: tuple[float, int, int] | None = None
+        self._oldest_s = 0.0
+        """Age of the oldest call in service, as of ``_judged_flight`` (time, pushes, size)."""
         self._last_service_s = 0.0
 
     # --- capacity ------------------------------------------------------------------------
@@ -193,20 +204,34 @@ class WorkerPool:
         (the product keeps one per route; here every call has the backend's one service
         time): a task started during a run shares it, where a real one starts cold."""
         while self._recent and self._recent[0][0] < t - SERVICE_WINDOW_S:
-            self._recent.popleft()
+            _, n, d = self._recent.popleft()
+            del self._by_duration[bisect.bisect_left(self._by_duration, (d, n))]
+            self._recent_calls -= n
+            self._recent_dropped += 1
+        # a slot judges many messages at one time: the same evidence, judged once
+        evidence = (self._recent_added, self._recent_dropped)
+        if evidence != self._judged_evidence:
+            self._judged_evidence = evidence
+            self._judge_recent()
+        flight = (t, self._seq, len(self._in_service))
+        if flight != self._judged_flight:
+            self._judged_flight = flight
+            self._oldest_s = max((t - taken for _, _, _, _, taken in self._in_service), default=0.0)
+        return max(self._last_service_s, self._oldest_s)
+
+    def _judge_recent(self) -> None:
+        """``REFUSE_SHARE``'s duration of the recent calls (``service_estimate_s``)."""
         if self._recent:
-            calls = sorted(((d, n) for _, n, d in self._recent), reverse=True)
-            need = max(MIN_EVIDENCE, REFUSE_SHARE * sum(n for _, n in calls))
+            need = max(MIN_EVIDENCE, REFUSE_SHARE * self._recent_calls)
             above = 0
-            for seconds, n in calls:  # the longest first, until enough say "this long"
+            # the longest first, until enough say "this long"
+            for seconds, n in reversed(self._by_duration):
                 above += n
                 if above >= need:
                     self._last_service_s = seconds
                     break
             else:
                 self._last_service_s = 0.0  # too few calls to be evidence
-        oldest = max((t - taken for _, _, _, _, taken in self._in_service), default=0.0)
-        return max(self._last_service_s, oldest)
 
     @property
     def _last_end_s(self) -> float:
@@ -316,6 +341,9 @@ class WorkerPool:
             self.busy_s += n * (end - taken)
             self.completions.append((cohort, n, end))
             self._recent.append((end, n, end - taken))
+            bisect.insort(self._by_duration, (end - taken, n))
+            self._recent_calls += n
+            self._recent_added += 1
             self._last_end = end
         self._serve(t)
 

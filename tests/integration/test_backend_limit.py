@@ -89,14 +89,15 @@ async def test_two_workers_never_make_more_calls_than_the_limit(
 
 
 async def test_a_killed_workers_leases_free_within_the_ttl(stack: Stack, own_backend: str) -> None:
-    """Worker A holds all 5 leases (five 4 s calls) and is killed with SIGKILL. Worker B,
-    started beside it, serves the 10 requests sent after the kill once A's leases expire
-    (within the lease TTL), all 200, never more than 5 calls at the backend. A's own five
-    were called once each and are never called again."""
+    """Worker A holds all 5 leases (five 4 s calls on the `slow` route, 8 s window) and is
+    killed with SIGKILL. Worker B, started beside it, serves the 10 requests sent after the
+    kill once A's leases expire (within the lease TTL), all 200, never more than 5 calls at
+    the backend. A's own five were called once each and are never called again."""
     await stack.start_api(QF_ADMISSION_PREDICTIVE="false")
     a = await stack.start_worker(**_limited())
     tag = uuid.uuid4().hex[:8]
-    slow = [f"/api/items/{tag}-slow-{i}" for i in range(LIMIT)]
+    # the slow route's 8 s window: A's five end in 504s sooner than on a 20 s route
+    slow = [f"/api/slow/{tag}-{i}" for i in range(LIMIT)]
     quick = [f"/api/items/{tag}-quick-{i}" for i in range(10)]
     async with aiohttp.ClientSession(base_url=stack.api_url) as http:
         held = [asyncio.create_task(_get(http, p, {"X-Demo-Delay-Ms": "4000"})) for p in slow]
