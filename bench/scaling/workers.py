@@ -43,7 +43,8 @@ from workers.priority.loop import (
     PREFETCH_PER_RECEIVER,
     RECEIVERS_PER_SLOTS,
 )
-from workers.priority.pace import MIN_EVIDENCE, REFUSE_MARGIN_S, REFUSE_SHARE
+from workers.priority.pace import MIN_EVIDENCE, RECENT_CALLS_MAX, REFUSE_MARGIN_S, REFUSE_SHARE
+from workers.priority.survival import Observation, refuse_below
 
 PRIORITIES: tuple[Priority, ...] = ("high", "normal")
 SPREAD_GROUPS = 5
@@ -124,36 +125,28 @@ class WorkerPool:
         """What workers/priority/pace.py does (``QF_WORKER_REFUSE_LATE``; the simulator sets
         it from the worker's settings or ``ModelConstants.worker_refuses_late``): a worker
         that takes a message whose remaining window is shorter than the backend's current
-        service time as the worker sees it (:meth:`service_estimate_s`) plus
+        window the worker's estimate asks for (:meth:`service_estimate_s`) plus
         ``REFUSE_MARGIN_S`` answers it with a 503 at once instead of calling the backend
-        into a 504. The product judges on counts of calls that would not fit (at least
-        ``MIN_EVIDENCE``, and at least ``REFUSE_SHARE`` of its calls), so that one call
-        that ran long refuses nothing; the estimate here is the duration those counts
-        turn at, so the two agree for the pool's calls taken together."""
+        into a 504. The estimate is the product's own (``workers.priority.survival``), on
+        the pool's calls taken together."""
         self.refusals: list[tuple[Cohort, int, float]] = []
         """(cohort, n, at) of messages refused that way this step."""
         self.refused_late = 0
-        self.refused_stale = 0
-        """Of those, refused while the estimate rested on old completions only (none for
-        ``SERVICE_WINDOW_S`` and one service time). The product never refuses on calls
-        older than its window (workers/priority/pace.py), so this counts where the model
-        would differ (none in the shipped scenarios: completions never stop while messages
-        are refused)."""
         self._last_end: float | None = None
         """End of the last call completed; None: none yet (cold workers never refuse)."""
         self._recent: deque[tuple[float, int, float]] = deque()
         """(end, calls, seconds each) of the calls completed in the last SERVICE_WINDOW_S."""
-        self._by_duration: list[tuple[float, int]] = []
-        """(seconds each, calls) of ``_recent``, shortest first: the quantile reads the top."""
-        self._recent_calls = 0
-        self._recent_added = 0
-        self._recent_dropped = 0
-        self._judged_evidence: tuple[int, int] | None = None
-        """(added, dropped) of ``_recent`` when it was last judged (``_judge_recent``)."""
-        self._judged_flight: tuple[float, int, int] | None = None
-        self._oldest_s = 0.0
-        """Age of the oldest call in service, as of ``_judged_flight`` (time, pushes, size)."""
-        self._last_service_s = 0.0
+        self._longest_recent: list[float] = []
+        """Durations of ``_recent``, shortest first: the longest bounds the estimate."""
+        self._remembered: deque[float] = deque()
+        """Durations of the newest calls completed, however old: ``RECENT_CALLS_MAX`` per
+        task, as each worker remembers its own (workers/priority/pace.py)."""
+        self._judged: tuple[float, int, int, int, int] | None = None
+        """(time, calls started, in service, completed, dropped) when last judged."""
+        self._completions_seen = 0
+        self._dropped = 0
+        self._threshold_s = 0.0
+        """What the evidence said when last judged: messages with less left are refused."""
 
     # --- capacity ------------------------------------------------------------------------
 
@@ -188,61 +181,72 @@ class WorkerPool:
     # --- the step --------------------------------------------------------------------------
 
     def service_estimate_s(self, t: float) -> float:
-        """The backend's service time as a worker judges it at ``t``: the duration that
-        ``REFUSE_SHARE`` of the calls completed in the last ``SERVICE_WINDOW_S`` reach
-        (weighted by their counts: about the 90th percentile; at least ``MIN_EVIDENCE``
-        calls), the last such after a quiet spell, and never less than the age of the
-        oldest call still in service — which is how a slowdown shows before its first
-        slow call completes. A message whose remaining window is shorter is refused: as
-        workers/priority/pace.py refuses when at least that share of the calls would not
-        fit. Erring long costs little: a message refused at once takes no slot, which goes
-        to a fresher one. (Tried in the brownout: the mean alone, or the oldest age only
-        until a call that long completes, left two to three times as many 504s and less
-        goodput; the median — the product's first rule, which the mean stood for — left
-        the calls slower than it to end in 504s: 84, against 45 with the 90th
-        percentile.) For the pool as a whole
-        (the product keeps one per route; here every call has the backend's one service
+        """The window a message needs at ``t`` to be called, as a worker judges it:
+        ``workers.priority.survival.refuse_below`` on the calls completed in the last
+        ``SERVICE_WINDOW_S`` and the calls in flight (each "at least its age"), with the
+        newest ``RECENT_CALLS_MAX`` completed calls as the route's memory — the product's
+        own estimate, imported rather than copied. A message whose remaining window (less
+        ``REFUSE_MARGIN_S``) is shorter is refused. For the pool as a whole (the product
+        keeps one per route and per worker; here every call has the backend's one service
         time): a task started during a run shares it, where a real one starts cold."""
         while self._recent and self._recent[0][0] < t - SERVICE_WINDOW_S:
-            _, n, d = self._recent.popleft()
-            del self._by_duration[bisect.bisect_left(self._by_duration, (d, n))]
-            self._recent_calls -= n
-            self._recent_dropped += 1
+            _, _, d = self._recent.popleft()
+            del self._longest_recent[bisect.bisect_left(self._longest_recent, d)]
+            self._dropped += 1
         # a slot judges many messages at one time: the same evidence, judged once
-        evidence = (self._recent_added, self._recent_dropped)
-        if evidence != self._judged_evidence:
-            self._judged_evidence = evidence
-            self._judge_recent()
-        flight = (t, self._seq, len(self._in_service))
-        if flight != self._judged_flight:
-            self._judged_flight = flight
-            self._oldest_s = max((t - taken for _, _, _, _, taken in self._in_service), default=0.0)
-        return max(self._last_service_s, self._oldest_s)
-
-    def _judge_recent(self) -> None:
-        """``REFUSE_SHARE``'s duration of the recent calls (``service_estimate_s``)."""
-        if self._recent:
-            need = max(MIN_EVIDENCE, REFUSE_SHARE * self._recent_calls)
-            above = 0
-            # the longest first, until enough say "this long"
-            for seconds, n in reversed(self._by_duration):
-                above += n
-                if above >= need:
-                    self._last_service_s = seconds
-                    break
-            else:
-                self._last_service_s = 0.0  # too few calls to be evidence
+        key = (t, self._seq, len(self._in_service), self._completions_seen, self._dropped)
+        if key != self._judged:
+            self._judged = key
+            self._threshold_s = refuse_below(
+                self._evidence(t),
+                self._remembered,
+                share=REFUSE_SHARE,
+                min_evidence=MIN_EVIDENCE,
+                remember=self._remember,
+            )
+        return self._threshold_s
 
     @property
-    def _last_end_s(self) -> float:
-        return -math.inf if self._last_end is None else self._last_end
+    def _remember(self) -> int:
+        """Calls the tasks remember: ``RECENT_CALLS_MAX`` each."""
+        return RECENT_CALLS_MAX * max(1, self.tasks)
+
+    def _evidence(self, t: float) -> list[Observation]:
+        begun = t - SERVICE_WINDOW_S
+        out = [
+            Observation(d, max(0.0, begun - (end - d)), ended=True, calls=n)
+            for end, n, d in self._recent
+        ]
+        out += [
+            Observation(t - taken, max(0.0, begun - taken), ended=False, calls=n)
+            for _, _, _, n, taken in self._in_service
+        ]
+        out += [
+            Observation(t - b.at, max(0.0, begun - b.at), ended=False, calls=b.n)
+            for b in self._waiting
+        ]
+        return out
+
+    def _bound_s(self, t: float) -> float:
+        """A window at least as long as any the estimate can ask for, unless calls run past
+        everything remembered (then it may ask for any): lets the judgement of a message
+        that surely fits skip the estimate (a fresh message in a run without a slowdown)."""
+        oldest = max((t - taken for _, _, _, _, taken in self._in_service), default=0.0)
+        oldest = max([oldest, *(t - b.at for b in self._waiting)])
+        remembered = max(self._remembered, default=0.0)
+        if oldest > remembered and len(self._remembered) >= self._remember:
+            return math.inf
+        return max(remembered, oldest, self._longest_recent[-1] if self._longest_recent else 0.0)
 
     def _refuses(self, seconds_left: float, t: float) -> bool:
         """workers/priority/pace.py's judgement, as the cohorts see it (``refused_stale``
         counts where the two could differ)."""
         if not self.refuse_late or self._last_end is None:
             return False  # off, or cold: nothing measured yet
-        return seconds_left < self.service_estimate_s(t) + REFUSE_MARGIN_S
+        budget = seconds_left - REFUSE_MARGIN_S
+        if budget >= self._bound_s(t):
+            return False
+        return budget < self.service_estimate_s(t)
 
     def run(self, t0: float, t1: float) -> None:
         """Serves from t0 to t1: completions at their times, new calls as slots free."""
@@ -284,8 +288,6 @@ class WorkerPool:
                     q.entries.popleft()  # a fast 503 instead of a call into a 504
                     q.length -= n
                     self.refused_late += n
-                    if t - self._last_end_s > SERVICE_WINDOW_S + self._last_service_s:
-                        self.refused_stale += n
                     self.refusals.append((cohort, n, t))
                     continue
                 k = min(n, free, int(self._cpu_left))
@@ -341,9 +343,12 @@ class WorkerPool:
             self.busy_s += n * (end - taken)
             self.completions.append((cohort, n, end))
             self._recent.append((end, n, end - taken))
-            bisect.insort(self._by_duration, (end - taken, n))
-            self._recent_calls += n
-            self._recent_added += 1
+            bisect.insort(self._longest_recent, end - taken)
+            keep = self._remember
+            self._remembered.extend([end - taken] * min(n, keep))
+            while len(self._remembered) > keep:
+                self._remembered.popleft()
+            self._completions_seen += 1
             self._last_end = end
         self._serve(t)
 

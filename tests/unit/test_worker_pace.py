@@ -13,7 +13,14 @@ import math
 import pytest
 
 from queuefront.drain import SERVICE_WINDOW_S
-from workers.priority.pace import MIN_EVIDENCE, REFUSE_MARGIN_S, REFUSE_SHARE, Pace, RoutePaces
+from workers.priority.pace import (
+    MIN_EVIDENCE,
+    RECENT_CALLS_MAX,
+    REFUSE_MARGIN_S,
+    REFUSE_SHARE,
+    Pace,
+    RoutePaces,
+)
 
 
 class _Clock:
@@ -106,18 +113,81 @@ def test_calls_slower_than_the_median_refuse_a_window_they_would_outlast() -> No
     _ending_together(pace, clock, [12.0, 14.0, 16.0, 18.0, 20.0] * 2)
     refused = pace.judge(17.0)
     assert not refused.call
-    assert refused.service_s == pytest.approx(19.0)  # the median of those that would not fit
-    assert pace.judge(20.0 + REFUSE_MARGIN_S + 0.01).call
+    # what it rests on: the duration that fewer than two of the ten calls are estimated to
+    # outlast (the 18 s calls ended; of the calls that lasted that long, two in four
+    # went on: 2/4 of the share left)
+    assert refused.service_s == pytest.approx(18.0)
+    assert pace.judge(18.0 + REFUSE_MARGIN_S + 0.01).call
 
 
 def test_a_slowdown_shows_in_the_calls_in_flight_before_they_complete() -> None:
+    """Calls running past everything the route remembers have no known end: no window is
+    known to hold one, so every message is refused until one of them ends."""
     pace, clock = _pace()
-    _complete(pace, clock, 0.05)
-    clock.advance(SERVICE_WINDOW_S + 0.1)  # the fast call has left the window
+    for _ in range(RECENT_CALLS_MAX):
+        _complete(pace, clock, 0.05)
+    clock.advance(SERVICE_WINDOW_S + 0.1)  # the fast calls have left the window
     with pace.calling(), pace.calling():
         clock.advance(3.0)
-        assert not pace.judge(2.5).call  # two calls 3 s in flight: 2.5 s cannot hold one
-        assert pace.judge(5.0).call
+        refused = pace.judge(2.5)  # two calls 3 s in flight: 2.5 s cannot hold one
+        assert not refused.call and refused.service_s == pytest.approx(3.0)
+        assert not pace.judge(60.0).call  # nor is 60 s known to
+    assert pace.judge(5.0).call  # they ended after 3 s: that is known now
+
+
+def test_calls_running_within_what_the_route_remembers_end_as_it_remembers() -> None:
+    """Past the evidence, the route's last completed calls say how long calls that have
+    run this long go on: calls of 4 s remembered, two calls 3 s in flight, a message with
+    5 s left is called and one with 3.5 s is not."""
+    pace, clock = _pace()
+    for _ in range(RECENT_CALLS_MAX):
+        _complete(pace, clock, 4.0)
+    clock.advance(SERVICE_WINDOW_S + 0.1)  # they have left the window, not the memory
+    with pace.calling(), pace.calling():
+        clock.advance(3.0)
+        assert pace.judge(4.0 + REFUSE_MARGIN_S + 0.01).call
+        refused = pace.judge(3.5)
+        assert not refused.call and refused.service_s == pytest.approx(4.0)
+
+
+def test_the_calls_still_running_count_beside_the_first_that_ended() -> None:
+    """A brownout's first slow calls end: the fastest of them. Ten calls of 12.8-19.2 s
+    started together; when the two fastest end, a message with 17 s left fits them, but
+    eight calls of the same moment still run and four of those will not end in 17 s. Judged
+    on the calls that ended, it was called into a 504; the calls still running refuse it."""
+    pace, clock = _pace()
+    for _ in range(RECENT_CALLS_MAX):
+        _complete(pace, clock, 1.6)
+    durations = [12.8, 14.4, 16.0, 17.6, 19.2] * 2
+    calls = [pace.calling() for _ in durations]
+    for call in calls:
+        call.__enter__()
+    clock.advance(12.8)
+    for call in calls[:2]:  # the two fastest end
+        call.__exit__(None, None, None)
+    refused = pace.judge(17.0)
+    assert not refused.call
+    assert not pace.judge(19.9).call  # nothing remembered ran past 12.8 s: no known end
+    for call in calls[2:]:
+        call.__exit__(None, None, None)
+
+
+def test_a_worker_that_has_just_started_is_not_refused_by_its_own_first_calls() -> None:
+    """A worker's first calls start together; the fastest ends first while the others still
+    run. That is not a slowdown (nothing says calls were faster before), only the rest of
+    the same wave: until it remembers ``RECENT_CALLS_MAX`` calls, a message with a window
+    longer than every call running is called."""
+    pace, clock = _pace()
+    calls = [pace.calling() for _ in range(10)]
+    for call in calls:
+        call.__enter__()
+    clock.advance(1.28)
+    calls[0].__exit__(None, None, None)
+    clock.advance(0.1)
+    assert pace.judge(1.28 + 0.1 + REFUSE_MARGIN_S + 0.01).call
+    assert not pace.judge(1.0).call  # nine calls already older than 1 s
+    for call in calls[1:]:
+        call.__exit__(None, None, None)
 
 
 def test_nothing_refuses_once_the_slow_calls_leave_the_window() -> None:

@@ -9,34 +9,35 @@ with a 503, the client knows within its queue wait and the slot goes to a freshe
 
 The evidence, per route (``RoutePaces``): this worker's backend calls of the route that
 completed in the last ``SERVICE_WINDOW_S`` (``queuefront.drain``'s window: the pods'
-admission and this judgement forget at the same pace; the newest ``RECENT_CALLS_MAX``), each
-with its duration, and its calls of the route in flight, each with its age (a lower bound of
-its duration: a slowdown shows there before its first slow call completes). For a message
-with ``b`` seconds of its window left (less ``REFUSE_MARGIN_S``), a completed call longer
-than ``b`` and a call in flight older than ``b`` each say "a call now would not fit"; a
-completed call within ``b`` says it would. The message is refused when at least
-``MIN_EVIDENCE`` calls say it would not fit *and* they are at least ``REFUSE_SHARE`` of the
-calls that say either — when the route's calls' 90th percentile, not only their median,
-would run past what is left.
+admission and this judgement forget at the same pace; the newest ``RECENT_CALLS_MAX``),
+each with its duration, and its calls of the route still running, each with its age — "at
+least this long". From both, ``workers.priority.survival`` estimates the share of calls
+longer than what is left of a message's window (less ``REFUSE_MARGIN_S``), and past the
+evidence reads the tail off the route's memory (its last ``RECENT_CALLS_MAX`` calls,
+however old). The message is refused when that share is at least ``REFUSE_SHARE`` and
+makes at least ``MIN_EVIDENCE`` of the evidence's calls.
 
-Why a high quantile, not the median. Calls vary: in a brownout that makes the backend's
+Why the calls still running count. Right after a slowdown the calls that have ended are
+the fastest of the slow ones; the slower calls that started with them still run. Judged on
+the calls that ended (this module's rule until then: at least ``MIN_EVIDENCE`` and
+``REFUSE_SHARE`` of them longer than the budget), messages with a few seconds less than the
+slowest call were called into 504s, for as long as one call lasts after every gap in the
+calls started (bench/scaling's brownout: 81 504s; with the estimate, none).
+
+Why a high share, not the median. Calls vary: in a brownout that makes the backend's
 calls 12-20 s in a 20 s window, a message with 17 s left fits the median call, and the
 first rule (refuse only when the calls that would not fit outnumber those that would)
 called it — and the calls above the median ended in 504s, each holding a worker slot and
-a backend slot to the deadline (bench/scaling's brownout: 84 504s, 45 with this rule; the
-rest are calls taken before the slowdown showed). A refusal costs the client a retry with
-a fresh window; a call that runs into the deadline costs it the whole window and a 504,
-and costs the slots another message could have used.
+a backend slot to the deadline. A refusal costs the client a retry with a fresh window; a
+call that runs into the deadline costs it the whole window and a 504, and costs the slots
+another message could have used.
 
 Why counts, not a mean. The first version refused on the mean of the window and the age of
-the oldest call in flight, as ``bench.scaling.workers.WorkerPool.service_estimate_s``
-models a brownout (where every call is slow). One call that ran into its window — a request
-that asked the demo backend for 25 s, a report that hung — then made the route's mean
-20 s, and the worker refused every fresh message of the route for as long as that mean
-stood: calls that would have made it (the compose restart test saw exactly that). One
-slow call is no evidence about the next; several, with nothing faster beside them, are. In
-a brownout every call slows, so the slow ones soon make up the share, and the judgement is
-the model's (the same quantile of the recent calls, never less than the oldest in flight).
+the oldest call in flight. One call that ran into its window — a request that asked the
+demo backend for 25 s, a report that hung — then made the route's mean 20 s, and the
+worker refused every fresh message of the route for as long as that mean stood: calls
+that would have made it (the compose restart test saw exactly that). One slow call is no
+evidence about the next; several, with nothing faster beside them, are.
 
 Why per route: routes differ in service time and in window (a report that takes 10 s in a
 30 s window, a login of 50 ms in a 3 s one). Measured across routes, one slow route's calls
@@ -52,18 +53,21 @@ dated when it ends.
 
 Nothing completed yet (a cold worker, or a route it has not called since it started) never
 refuses — not even on the age of calls in flight, which a cold worker cannot tell from slow
-calls of a backend that is only starting.
+calls of a backend that is only starting. Until its memory is full, calls running past every
+call it remembers are only the rest of its first wave: they refuse what they outlast, and no
+longer window.
 
 Never stuck. A refused message is not measured, so a judgement that rested on anything
 older than the window could keep refusing after the backend recovered (admission had that
 bug: ``service.admission``'s module notes). Here all evidence is current: a completed call
-counts for ``SERVICE_WINDOW_S`` after its end, a call in flight while it runs. Once the slow
-calls have ended and left the window, nothing says "too slow" and messages are called
-again.
+counts for ``SERVICE_WINDOW_S`` after its end, a call in flight while it runs; the memory
+only says how long calls that are running now may go on. Once the slow calls have ended and
+left the window, nothing says "too slow" and messages are called again.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -73,6 +77,7 @@ from itertools import count
 from statistics import median
 
 from queuefront.drain import SERVICE_WINDOW_S
+from workers.priority.survival import Observation, refuse_below
 
 REFUSE_MARGIN_S = 0.1
 """Seconds a message's window must hold beyond a call to be called: the reply's way back
@@ -82,17 +87,17 @@ RECENT_CALLS_MAX = 64
 each of them, so a busy worker (thousands of calls in 5 s) would otherwise spend more on
 judging than on the call; 64 recent calls say as much about the backend's pace."""
 MIN_EVIDENCE = 2
-"""Calls (completed in the window, or in flight) that must say "it would not fit" before a
-message is refused: one call that ran long says nothing about the next."""
+"""Calls of the evidence (completed in the window, or in flight) that the estimated share
+must make before a message is refused: one call that ran long says nothing about the
+next."""
 REFUSE_SHARE = 0.1
-"""Share of the evidence (calls completed in the window, and calls in flight past the
-message's budget) that must say "it would not fit" before a message is refused: about the
-90th percentile of the route's calls. A called message then ends in a 504 less than one
-time in ten, if the next call is like the recent ones. Lower, a route's ordinary tail (one
-slow call in 20 or 30) would refuse its late messages although nearly every call fits;
-the median (the first rule) called messages that the slower half of the calls could not
-answer. Of ``RECENT_CALLS_MAX`` (64) calls, 7 must say so; of 20 or fewer, the
-``MIN_EVIDENCE`` (2), which still keeps a single slow call, however few calls beside it,
+"""Estimated share of the route's calls that would not fit before a message is refused: its
+window must hold about the 90th percentile of the calls. A called message then ends in a
+504 less than one time in ten, if the next call is like the recent ones. Lower, a route's
+ordinary tail (one slow call in 20 or 30) would refuse its late messages although nearly
+every call fits; the median (the first rule) called messages that the slower half of the
+calls could not answer. With 20 calls of evidence or fewer, ``MIN_EVIDENCE`` (2) of them
+is the larger share, which still keeps a single slow call, however few calls beside it,
 from refusing anything."""
 
 
@@ -101,8 +106,9 @@ class Judgement:
     call: bool
     """Call the backend (False: answer 503 at once)."""
     service_s: float
-    """What the judgement rests on: the median of the calls that would not fit (refused), or
-    of the calls completed in the window (called; 0: none)."""
+    """What the judgement rests on: the window a call needs now (refused; the oldest call's
+    age when the calls running have no known end), or the median of the calls completed in
+    the window (called; 0: none)."""
 
 
 class Pace:
@@ -122,6 +128,9 @@ class Pace:
         self._monotonic = monotonic
         self._recent: deque[tuple[float, float]] = deque(maxlen=RECENT_CALLS_MAX)
         """(end, seconds) of the newest calls completed in the last ``window_s``."""
+        self._remembered: deque[float] = deque(maxlen=RECENT_CALLS_MAX)
+        """Durations of the newest calls completed, however old: the tail past the evidence
+        (``workers.priority.survival``)."""
         self.measured_at: float | None = None
         """End (monotonic) of the last call completed; None: none yet (a cold worker)."""
         self._in_flight: dict[int, float] = {}
@@ -138,15 +147,36 @@ class Pace:
             return Judgement(True, 0.0)  # cold: nothing measured, nothing to go on
         now = self._monotonic()
         self._forget(now)
-        budget = seconds_left - self._margin_s
+        threshold = refuse_below(
+            self._evidence(now),
+            self._remembered,
+            share=REFUSE_SHARE,
+            min_evidence=self._min_evidence,
+            remember=RECENT_CALLS_MAX,
+        )
+        if seconds_left - self._margin_s < threshold:
+            if math.isinf(threshold):  # no known end: the oldest call says "at least"
+                threshold = max(now - start for start in self._in_flight.values())
+            return Judgement(False, threshold)
         durations = [seconds for _, seconds in self._recent]
-        ran_long = [d for d in durations if d > budget]
-        running_long = [now - start for start in self._in_flight.values() if now - start > budget]
-        too_long = ran_long + running_long
-        evidence = len(durations) + len(running_long)
-        if len(too_long) >= self._min_evidence and len(too_long) >= REFUSE_SHARE * evidence:
-            return Judgement(False, median(too_long))
         return Judgement(True, median(durations) if durations else 0.0)
+
+    def _evidence(self, now: float) -> list[Observation]:
+        """The calls that ran at some time in the window: those that ended in it, those
+        still running. The window begins ``window_s`` ago, or at the oldest call kept if
+        ``RECENT_CALLS_MAX`` pushed older ones out (they are not in the evidence)."""
+        begun = now - self._window_s
+        if len(self._recent) == self._recent.maxlen:
+            begun = max(begun, self._recent[0][0])
+        out = [
+            Observation(seconds, max(0.0, begun - (end - seconds)), ended=True)
+            for end, seconds in self._recent
+        ]
+        out += [
+            Observation(now - start, max(0.0, begun - start), ended=False)
+            for start in self._in_flight.values()
+        ]
+        return out
 
     @contextmanager
     def calling(self) -> Iterator[None]:
@@ -160,6 +190,7 @@ class Pace:
             del self._in_flight[token]
         end = self._monotonic()  # not on cancellation: a call cut short measures nothing
         self._recent.append((end, end - started))
+        self._remembered.append(end - started)
         self.measured_at = end
         self._forget(end)
 

@@ -1,0 +1,120 @@
+"""How long the backend's next call may take, read from the calls that ended *and* the calls
+still running: the Kaplan-Meier estimate of the share of calls longer than a budget.
+
+Why not only the calls that ended. Right after a slowdown, the calls that have ended are the
+fastest of the slow ones: a call that started with a hundred others and took 12.8 s ends
+first, while the 16 s and 19 s calls of the same moment still run. Judged on the calls that
+ended, a message with 14 s left looks safe; its own call then takes 19 s and ends in a 504.
+The calls still running are evidence too — each says "at least this long" — and leaving
+them out makes every estimate too short until the slow calls have all ended (bench/scaling's
+brownout: 81 504s, all of them calls judged on such an under-read; with this estimate, 0).
+
+The estimate. Each call in the evidence is an observation: its duration if it ended, its
+age if it still runs (a censored duration). The evidence holds the calls that ended in the
+last window and the calls running now — the calls that were running at some time in the
+window. A call that started before the window entered it at the age it had then (it would
+not be there had it ended sooner: left truncation), so it counts from that age on. The
+share of calls longer than ``b`` is the product, over the durations ``u <= b`` at which
+calls ended, of ``1 - ended(u) / running(u)``, where ``running(u)`` is the calls of the
+evidence that had reached age ``u`` (ended at ``u`` or later, or still running past it).
+
+Past the oldest observation the evidence says nothing. There the route's memory — its last
+completed calls, however old — says how the tail goes: of the remembered calls that lasted
+longer than the oldest observation, the share that lasted longer than ``b``. Calls running
+past everything the route remembers have no known end: then the share stays where the
+evidence left it, and if that is ``share`` or more, no window is long enough until one of
+them ends (the first seconds of a slowdown, before its first slow call completes). A memory
+is one only once it is full: a worker that has just started, whose first calls all started
+together, remembers only the fastest of them while the others still run — not a slowdown,
+only the rest of the same wave. Until then the calls running say "at least our age" and no
+more, and a budget longer than all of them is not refused.
+
+A message is refused when that share is at least ``share`` and, applied to the calls of the
+evidence, makes at least ``min_evidence`` of them: one call that ran long or hung, however
+few calls beside it, refuses nothing.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import accumulate
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One call of the evidence (``calls`` alike, for the simulator's batches)."""
+
+    seconds: float
+    """Its duration if it ended, its age if it is still running."""
+    entered_s: float
+    """Its age when the evidence's window began (0 if it started within the window)."""
+    ended: bool
+    calls: int = 1
+
+
+def refuse_below(
+    observations: Sequence[Observation],
+    remembered: Sequence[float],
+    *,
+    share: float,
+    min_evidence: int,
+    remember: int,
+) -> float:
+    """The budget below which a message is refused (see the module notes): the shortest
+    budget that fewer than ``share`` of the calls are estimated to outlast, or fewer than
+    ``min_evidence`` of the evidence's calls; ``math.inf`` when calls run past
+    everything remembered and no budget is known to hold them; 0 with no evidence.
+    ``remembered``: durations of the route's last completed calls, in any order; until it
+    holds ``remember`` of them, a budget longer than every call running is not refused."""
+    # a call that ended as the window began entered it at its end: it was never at risk
+    obs = [o for o in observations if not o.ended or o.entered_s < o.seconds]
+    if not obs:
+        return 0.0
+    ends = sorted(o.seconds for o in obs)
+    ends_w = list(accumulate(o.calls for o in sorted(obs, key=lambda o: o.seconds)))
+    entries = sorted(o.entered_s for o in obs)
+    entries_w = list(accumulate(o.calls for o in sorted(obs, key=lambda o: o.entered_s)))
+    total = ends_w[-1]
+    if total < min_evidence:
+        return 0.0  # too few calls to say anything
+
+    def weight_from(keys: list[float], weights: list[int], x: float) -> int:
+        """Calls whose key is at least ``x``."""
+        i = bisect.bisect_left(keys, x)
+        return total - (weights[i - 1] if i else 0)
+
+    tail = sorted(remembered)
+
+    def remembered_past(age: float) -> int:
+        return len(tail) - bisect.bisect_right(tail, age)
+
+    # refused while the share of calls estimated longer than the budget is at least
+    # ``share``, and is at least ``min_evidence`` of the evidence's calls
+    need = max(share, min_evidence / total)
+    ended: dict[float, int] = {}
+    for o in obs:
+        if o.ended:
+            ended[o.seconds] = ended.get(o.seconds, 0) + o.calls
+    longer = 1.0
+    """The estimated share of calls longer than the last duration walked."""
+    for u in sorted(ended):
+        at_risk = weight_from(ends, ends_w, u) - weight_from(entries, entries_w, u)
+        longer *= 1.0 - ended[u] / at_risk
+        if longer < need:
+            return u
+    # past the oldest observation (a call still running): the remembered calls that lasted
+    # as long say how the tail goes; the calls running lasted longer than their age
+    oldest = ends[-1]
+    if len(tail) < remember:
+        return oldest  # too few calls remembered to say how long calls go on
+    lasted = remembered_past(oldest)
+    if lasted == 0:
+        return math.inf  # running past everything remembered: no known end
+    for i in range(len(tail) - lasted, len(tail)):
+        # at budget tail[i], the remembered calls longer than it (ties count as fitting)
+        if longer * remembered_past(tail[i]) / lasted < need:
+            return tail[i]
+    raise AssertionError("unreachable: past the longest remembered call the share is 0")
