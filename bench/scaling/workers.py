@@ -234,7 +234,8 @@ class WorkerPool:
         oldest = max((t - taken for _, _, _, _, taken in self._in_service), default=0.0)
         oldest = max([oldest, *(t - b.at for b in self._waiting)])
         remembered = max(self._remembered, default=0.0)
-        if oldest > remembered and len(self._remembered) >= self._remember:
+        running = bool(self._in_service or self._waiting)
+        if running and oldest >= remembered and len(self._remembered) >= self._remember:
             return math.inf
         return max(remembered, oldest, self._longest_recent[-1] if self._longest_recent else 0.0)
 

@@ -147,6 +147,9 @@ class Pace:
             return Judgement(True, 0.0)  # cold: nothing measured, nothing to go on
         now = self._monotonic()
         self._forget(now)
+        budget = seconds_left - self._margin_s
+        if budget >= self._bound_s(now):  # surely fits: the estimate cannot ask for more
+            return self._called()
         threshold = refuse_below(
             self._evidence(now),
             self._remembered,
@@ -154,12 +157,27 @@ class Pace:
             min_evidence=self._min_evidence,
             remember=RECENT_CALLS_MAX,
         )
-        if seconds_left - self._margin_s < threshold:
+        if budget < threshold:
             if math.isinf(threshold):  # no known end: the oldest call says "at least"
                 threshold = max(now - start for start in self._in_flight.values())
             return Judgement(False, threshold)
+        return self._called()
+
+    def _called(self) -> Judgement:
         durations = [seconds for _, seconds in self._recent]
         return Judgement(True, median(durations) if durations else 0.0)
+
+    def _bound_s(self, now: float) -> float:
+        """A window at least as long as any the estimate can ask for: the longest call
+        completed in the window or remembered, or running — unless calls run past
+        everything a full memory holds (then it may ask for any). Most messages have
+        windows far longer than the route's calls and skip the estimate (~0.1-0.2 ms)."""
+        oldest = now - min(self._in_flight.values(), default=now)
+        remembered = max(self._remembered, default=0.0)
+        full = len(self._remembered) >= RECENT_CALLS_MAX
+        if self._in_flight and oldest >= remembered and full:
+            return math.inf
+        return max(oldest, remembered, max((s for _, s in self._recent), default=0.0))
 
     def _evidence(self, now: float) -> list[Observation]:
         """The calls that ran at some time in the window: those that ended in it, those
