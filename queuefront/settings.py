@@ -374,10 +374,12 @@ class Settings(BaseSettings):
         default=True,
         description="A worker answers `503 backend_slow` (with `Retry-After`) at once, "
         "without calling the backend, a message whose remaining window (less 0.1 s for the "
-        "reply) a backend call of its route would not fit now: at least two of the route's "
-        "calls completed in the last 5 s or still in flight took longer, and they are at "
-        "least a tenth of those calls (its calls' 90th percentile would not fit; one call "
-        "that ran long is no evidence). Such a call would likely end in a 504 at the "
+        "reply) a backend call of its route would not fit now: at least a tenth of the "
+        "route's calls, and at least two of them, are estimated to take longer — from its "
+        "calls that ended in the last 5 s and those still running, each 'at least its "
+        "age' (a Kaplan-Meier estimate; past them, the route's last 64 calls say how long "
+        "calls go on, and calls running past all of those have no known end). One call "
+        "that ran long is no evidence. Such a call would likely end in a 504 at the "
         "deadline. A worker that has completed no call of the route yet "
         "never refuses. `false`: every message in its window is called.",
     )
