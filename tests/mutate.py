@@ -77,6 +77,7 @@ TRUST = "tests/integration/test_message_trust.py"
 WRITER_ITEMS = "tests/integration/test_writer_items.py"
 LATE = "tests/integration/test_late_refusal.py"
 UNIT_PACE = "tests/unit/test_worker_pace.py"
+UNIT_SURVIVAL = "tests/unit/test_survival.py"
 LEASES = "tests/integration/test_backend_leases.py"
 LIMIT = "tests/integration/test_backend_limit.py"
 
@@ -521,10 +522,8 @@ MUTATIONS = [
     Mutation(
         "pace: a message refused when its window holds the call (judgement reversed)",
         "workers/priority/pace.py",
-        "        if len(too_long) >= self._min_evidence"
-        " and len(too_long) >= REFUSE_SHARE * evidence:",
-        "        if not (len(too_long) >= self._min_evidence"
-        " and len(too_long) >= REFUSE_SHARE * evidence):",
+        "        if budget < threshold:",
+        "        if not budget < threshold:",
         (
             f"{LATE}::test_a_slow_backend_gets_no_call_for_a_window_it_cannot_fit",
             f"{UNIT_PACE}::test_a_message_whose_window_cannot_hold_the_calls_is_refused",
@@ -542,25 +541,78 @@ MUTATIONS = [
     ),
     Mutation(
         "pace: a few slow calls refuse though nearly every call fits (no share)",
-        "workers/priority/pace.py",
-        " and len(too_long) >= REFUSE_SHARE * evidence:",
-        ":",
+        "workers/priority/survival.py",
+        "    need = max(share, min_evidence / total)",
+        "    need = min_evidence / total",
         (f"{UNIT_PACE}::test_a_few_slow_calls_among_many_that_fit_refuse_nothing",),
     ),
     Mutation(
         "pace: refused only when most calls would not fit (the median: the slower calls 504)",
-        "workers/priority/pace.py",
-        "len(too_long) >= REFUSE_SHARE * evidence:",
-        "len(too_long) > evidence - len(too_long):",
+        "workers/priority/survival.py",
+        "    need = max(share, min_evidence / total)",
+        "    need = max(0.5, min_evidence / total)",
         (f"{UNIT_PACE}::test_calls_slower_than_the_median_refuse_a_window_they_would_outlast",),
     ),
     Mutation(
         "pace: calls in flight not counted (a slowdown seen only once its calls end)",
         "workers/priority/pace.py",
-        "        running_long = [now - start for start in self._in_flight.values()"
-        " if now - start > budget]",
-        "        running_long: list[float] = []",
+        "            for start in self._in_flight.values()\n        ]",
+        "            for start in ()\n        ]",
+        (
+            f"{UNIT_PACE}::test_a_slowdown_shows_in_the_calls_in_flight_before_they_complete",
+            f"{UNIT_PACE}::test_the_calls_still_running_count_beside_the_first_that_ended",
+        ),
+    ),
+    Mutation(
+        "pace: the calls running counted from their start (the long ones weigh too much)",
+        "workers/priority/survival.py",
+        "        at_risk = weight_from(ends, ends_w, u) - weight_from(entries, entries_w, u)",
+        "        at_risk = weight_from(ends, ends_w, u)",
+        (f"{UNIT_SURVIVAL}::test_a_steady_stream_reads_as_its_own_90th_percentile",),
+    ),
+    Mutation(
+        "pace: calls running past everything remembered taken to end now (the brownout's 504s)",
+        "workers/priority/survival.py",
+        "        return math.inf  # running past everything remembered: no known end",
+        "        return oldest",
+        (
+            f"{UNIT_PACE}::test_a_slowdown_shows_in_the_calls_in_flight_before_they_complete",
+            f"{UNIT_PACE}::test_the_calls_still_running_count_beside_the_first_that_ended",
+            f"{UNIT_SURVIVAL}::test_calls_running_past_a_full_memory_have_no_known_end",
+            f"{SCALING_POLICY}::test_every_shipped_scenario_holds_its_criteria[backend-brownout]",
+        ),
+    ),
+    Mutation(
+        "pace: no tail past the evidence (the memory not read)",
+        "workers/priority/survival.py",
+        "    if len(tail) < remember:\n",
+        "    if True:\n",
+        (
+            f"{UNIT_PACE}::test_calls_running_within_what_the_route_remembers_end_as_it_remembers",
+            f"{UNIT_SURVIVAL}::test_past_the_evidence_the_memory_says_how_long_calls_go_on",
+        ),
+    ),
+    Mutation(
+        "pace: a memory not yet full read as one (a worker's first wave refuses)",
+        "workers/priority/survival.py",
+        "    if len(tail) < remember:\n",
+        "    if False:\n",
+        # the worker's and the simulator's shortcuts hold the same rule: caught here only
+        (f"{UNIT_SURVIVAL}::test_calls_running_past_a_full_memory_have_no_known_end",),
+    ),
+    Mutation(
+        "pace: nothing remembered past the window",
+        "workers/priority/pace.py",
+        "        self._remembered.append(end - started)\n",
+        "",
         (f"{UNIT_PACE}::test_a_slowdown_shows_in_the_calls_in_flight_before_they_complete",),
+    ),
+    Mutation(
+        "pace: the shortcut calls a message the estimate would refuse",
+        "workers/priority/pace.py",
+        "        if self._in_flight and oldest >= remembered and full:",
+        "        if self._in_flight and oldest > remembered and full:",
+        (f"{UNIT_PACE}::test_the_calls_still_running_count_beside_the_first_that_ended",),
     ),
     Mutation(
         "pace: old calls never leave the window (a slow spell refuses for ever)",
@@ -1703,8 +1755,8 @@ MUTATIONS = [
     Mutation(
         "scaling: a late-refusing worker ignores the calls in flight (sees a slowdown late)",
         "bench/scaling/workers.py",
-        "return max(self._last_service_s, self._oldest_s)",
-        "return self._last_service_s",
+        "            for _, _, _, n, taken in self._in_service\n        ]",
+        "            for _, _, _, n, taken in ()\n        ]",
         (
             f"{SCALING_POLICY}::"
             "test_a_slowdown_shows_in_the_calls_in_flight_before_the_first_slow_one_ends",
@@ -1751,9 +1803,19 @@ MUTATIONS = [
     Mutation(
         "scaling: the simulated workers judge on the median of the calls, not the 90th percentile",
         "bench/scaling/workers.py",
-        "need = max(MIN_EVIDENCE, REFUSE_SHARE * self._recent_calls)",
-        "need = max(MIN_EVIDENCE, 0.5 * self._recent_calls)",
+        "                share=REFUSE_SHARE,\n",
+        "                share=0.5,\n",
         (f"{SCALING_POLICY}::test_the_simulated_workers_refuse_what_the_slower_calls_would_outlast",),
+    ),
+    Mutation(
+        "scaling: the simulator's shortcut calls a message the estimate would refuse",
+        "bench/scaling/workers.py",
+        "        return max(remembered, oldest, self._longest_recent[-1]",
+        "        return max(remembered, self._longest_recent[-1]",
+        (
+            f"{SCALING_POLICY}::"
+            "test_a_slowdown_shows_in_the_calls_in_flight_before_the_first_slow_one_ends",
+        ),
     ),
     Mutation(
         "scaling: calls started one at a time all take one service time of the spread",

@@ -8,9 +8,10 @@ slot exactly 1.6 s. What the workers do follows ``workers/priority/loop.py``:
   only while no high one is available;
 - a message whose window has passed is deleted without calling the backend (the client
   already has its 504), which costs no slot time;
-- a message whose remaining window is shorter than the backend's current service time as
-  the workers see it (``workers/priority/pace.py``) is answered 503 at once, without a
-  call (``QF_WORKER_REFUSE_LATE``, on by default; ``[model] worker_refuses_late`` sets it
+- a message whose remaining window a call would not fit, as the workers judge it from the
+  calls that ended and those still running (``workers/priority/pace.py``, with the
+  product's own estimate, ``workers/priority/survival.py``), is answered 503 at once,
+  without a call (``QF_WORKER_REFUSE_LATE``, on by default; ``[model] worker_refuses_late`` sets it
   for a run);
 - each task holds ``QF_WORKER_CONCURRENCY`` calls and prefetches up to
   ``PREFETCH_PER_RECEIVER`` per receive loop (those are in flight for SQS's metrics but
