@@ -573,14 +573,28 @@ MUTATIONS = [
     Mutation(
         "pace: calls running past everything remembered taken to end now (the brownout's 504s)",
         "workers/priority/survival.py",
-        "        return math.inf  # running past everything remembered: no known end",
+        "        return oldest * spread(tail, share)",
         "        return oldest",
         (
             f"{UNIT_PACE}::test_a_slowdown_shows_in_the_calls_in_flight_before_they_complete",
             f"{UNIT_PACE}::test_the_calls_still_running_count_beside_the_first_that_ended",
-            f"{UNIT_SURVIVAL}::test_calls_running_past_a_full_memory_have_no_known_end",
+            f"{UNIT_SURVIVAL}::test_calls_running_past_a_full_memory_vary_as_the_remembered_ones_did",
             f"{SCALING_POLICY}::test_every_shipped_scenario_holds_its_criteria[backend-brownout]",
         ),
+    ),
+    Mutation(
+        "pace: calls running past everything remembered have no known end (a load's 503s)",
+        "workers/priority/survival.py",
+        "        return oldest * spread(tail, share)",
+        "        return math.inf",
+        (f"{UNIT_PACE}::test_calls_a_little_past_a_memory_that_never_varied_refuse_little",),
+    ),
+    Mutation(
+        "pace: the spread set by the fastest and slowest calls remembered (odd calls set it)",
+        "workers/priority/survival.py",
+        "    low = durations[int(len(durations) * share)]",
+        "    low = durations[0]",
+        (f"{UNIT_SURVIVAL}::test_a_few_odd_calls_do_not_set_the_spread",),
     ),
     Mutation(
         "pace: no tail past the evidence (the memory not read)",
@@ -598,7 +612,7 @@ MUTATIONS = [
         "    if len(tail) < remember:\n",
         "    if False:\n",
         # the worker's and the simulator's shortcuts hold the same rule: caught here only
-        (f"{UNIT_SURVIVAL}::test_calls_running_past_a_full_memory_have_no_known_end",),
+        (f"{UNIT_SURVIVAL}::test_calls_running_past_a_full_memory_vary_as_the_remembered_ones_did",),
     ),
     Mutation(
         "pace: nothing remembered past the window",

@@ -1,7 +1,7 @@
 """The estimate behind the workers' late refusal (``workers.priority.survival``): read off a
 steady stream of calls as a worker sees it, it finds the calls' own 90th percentile, where
-the calls that ended alone read short; calls running past a full memory have no known end;
-a batch of calls counts as that many calls.
+the calls that ended alone read short; calls running past a full memory are taken to vary
+as the remembered ones did, stretched to their age; a batch of calls counts as that many calls.
 
 Pure computations on streams the test builds; the judgement on a worker's clock is
 tests/unit/test_worker_pace.py.
@@ -13,7 +13,7 @@ import math
 
 import pytest
 
-from workers.priority.survival import Observation, refuse_below
+from workers.priority.survival import Observation, refuse_below, spread
 
 WINDOW_S = 5.0
 SHARE = 0.1
@@ -70,14 +70,24 @@ def test_a_batch_counts_as_that_many_calls() -> None:
     assert _threshold(one_by_one) == _threshold(batched) == 2.0
 
 
+def test_a_few_odd_calls_do_not_set_the_spread() -> None:
+    """Errors answered at once, a call that hung: fewer than a tenth, they change nothing."""
+    calls = sorted([0.3] * 58 + [0.002] * 3 + [30.0] * 3)
+    assert spread(calls, SHARE) == 1.0
+    assert spread(sorted([0.0] * 10 + [0.3] * 54), SHARE) == math.inf
+
+
 def test_no_evidence_or_too_little_refuses_nothing() -> None:
     assert _threshold([]) == 0.0
     assert _threshold([Observation(30.0, 0.0, ended=False)]) == 0.0  # one call, hung
 
 
-def test_calls_running_past_a_full_memory_have_no_known_end() -> None:
+def test_calls_running_past_a_full_memory_vary_as_the_remembered_ones_did() -> None:
     running = [Observation(35.0, 0.0, ended=False)] * 3
-    assert _threshold(running) == math.inf  # everything remembered ended within 31 s
+    # everything remembered ended within 31 s; its 90th percentile (29 s) over its 10th
+    # (14 s) stretches the oldest call's 35 s
+    assert spread(sorted(DURATIONS * 7), SHARE) == pytest.approx(29.0 / 14.0)
+    assert _threshold(running) == pytest.approx(35.0 * 29.0 / 14.0)
     # until the memory is full, they say "at least 35 s" and no more
     short = list(DURATIONS)
     assert refuse_below(running, short, share=SHARE, min_evidence=2, remember=64) == 35.0

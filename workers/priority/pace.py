@@ -107,7 +107,7 @@ class Judgement:
     """Call the backend (False: answer 503 at once)."""
     service_s: float
     """What the judgement rests on: the window a call needs now (refused; the oldest call's
-    age when the calls running have no known end), or the median of the calls completed in
+    age when their spread is unbounded), or the median of the calls completed in
     the window (called; 0: none)."""
 
 
@@ -158,7 +158,7 @@ class Pace:
             remember=RECENT_CALLS_MAX,
         )
         if budget < threshold:
-            if math.isinf(threshold):  # no known end: the oldest call says "at least"
+            if math.isinf(threshold):  # unbounded: the oldest call says "at least"
                 threshold = max(now - start for start in self._in_flight.values())
             return Judgement(False, threshold)
         return self._called()
@@ -170,8 +170,9 @@ class Pace:
     def _bound_s(self, now: float) -> float:
         """A window at least as long as any the estimate can ask for: the longest call
         completed in the window or remembered, or running — unless calls run past
-        everything a full memory holds (then it may ask for any). Most messages have
-        windows far longer than the route's calls and skip the estimate (~0.1-0.2 ms)."""
+        everything a full memory holds (then it asks for more, by the memory's spread).
+        Most messages have windows far longer than the route's calls and skip the
+        estimate (~0.1-0.2 ms)."""
         oldest = now - min(self._in_flight.values(), default=now)
         remembered = max(self._remembered, default=0.0)
         full = len(self._remembered) >= RECENT_CALLS_MAX

@@ -21,9 +21,13 @@ evidence that had reached age ``u`` (ended at ``u`` or later, or still running p
 Past the oldest observation the evidence says nothing. There the route's memory — its last
 completed calls, however old — says how the tail goes: of the remembered calls that lasted
 longer than the oldest observation, the share that lasted longer than ``b``. Calls running
-past everything the route remembers have no known end: then the share stays where the
-evidence left it, and if that is ``share`` or more, no window is long enough until one of
-them ends (the first seconds of a slowdown, before its first slow call completes). A memory
+past everything the route remembers (the first seconds of a slowdown, before its first slow
+call completes) are taken to vary as the remembered calls did, stretched to their age: a
+slowdown stretches every call alike, so the oldest call's age times the memory's spread
+(its 90th over its 10th percentile) is the window they are taken to need. Nothing longer
+is known; taking their end as unknown instead — refusing every window until one ends —
+refused a window of seconds for calls that had run a few milliseconds past a memory of
+calls that never varied (the compose restart test: 300 ms calls slowed by the load). A memory
 is one only once it is full: a worker that has just started, whose first calls all started
 together, remembers only the fastest of them while the others still run — not a slowdown,
 only the rest of the same wave. Until then the calls running say "at least our age" and no
@@ -41,6 +45,17 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
+
+
+def spread(durations: Sequence[float], share: float) -> float:
+    """How much longer the route's slow calls are than its fast ones: the ratio of the
+    durations that ``share`` of the calls exceed and that ``share`` stay below (the 90th
+    over the 10th percentile), so that a few odd calls — an error answered at once, a call
+    that hung — do not set it. ``durations`` sorted; ``math.inf`` if the fast ones took no
+    time at all."""
+    low = durations[int(len(durations) * share)]
+    high = durations[max(0, math.ceil(len(durations) * (1.0 - share)) - 1)]
+    return high / low if low > 0 else math.inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +80,8 @@ def refuse_below(
 ) -> float:
     """The budget below which a message is refused (see the module notes): the shortest
     budget that fewer than ``share`` of the calls are estimated to outlast, or fewer than
-    ``min_evidence`` of the evidence's calls; ``math.inf`` when calls run past
-    everything remembered and no budget is known to hold them; 0 with no evidence.
+    ``min_evidence`` of the evidence's calls; 0 with no evidence (``math.inf`` only if
+    the remembered calls' fast tenth took no time at all).
     ``remembered``: durations of the route's last completed calls, in any order; until it
     holds ``remember`` of them, a budget longer than every call running is not refused."""
     # a call that ended as the window began entered it at its end: it was never at risk
@@ -112,7 +127,9 @@ def refuse_below(
         return oldest  # too few calls remembered to say how long calls go on
     lasted = remembered_past(oldest)
     if lasted == 0:
-        return math.inf  # running past everything remembered: no known end
+        # running past everything remembered: taken to vary as the remembered calls do,
+        # stretched to the oldest one's age (a slowdown stretches every call alike)
+        return oldest * spread(tail, share)
     for i in range(len(tail) - lasted, len(tail)):
         # at budget tail[i], the remembered calls longer than it (ties count as fitting)
         if longer * remembered_past(tail[i]) / lasted < need:
