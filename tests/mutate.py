@@ -590,6 +590,13 @@ MUTATIONS = [
         (f"{UNIT_PACE}::test_calls_a_little_past_a_memory_that_never_varied_refuse_little",),
     ),
     Mutation(
+        "pace: a few odd calls remembered read as the tail of the calls running",
+        "workers/priority/survival.py",
+        "    if lasted < share * len(tail):",
+        "    if lasted == 0:",
+        (f"{UNIT_PACE}::test_a_few_odd_calls_remembered_say_nothing_about_the_calls_running",),
+    ),
+    Mutation(
         "pace: the spread set by the fastest and slowest calls remembered (odd calls set it)",
         "workers/priority/survival.py",
         "    low = durations[int(len(durations) * share)]",

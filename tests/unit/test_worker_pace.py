@@ -149,6 +149,21 @@ def test_calls_a_little_past_a_memory_that_never_varied_refuse_little() -> None:
         assert not pace.judge(0.35).call
 
 
+def test_a_few_odd_calls_remembered_say_nothing_about_the_calls_running() -> None:
+    """Four requests asked the backend for 20 s, sixty took 300 ms; three calls now run for
+    half a second. The four are not the route's tail: a message with seconds left is
+    called (read as the tail, they refused it: the compose restart test's 503s)."""
+    pace, clock = _pace()
+    for i in range(RECENT_CALLS_MAX):
+        _complete(pace, clock, 20.3 if i % 16 == 0 else 0.3)
+    clock.advance(SERVICE_WINDOW_S + 0.1)
+    _complete(pace, clock, 0.3)
+    with pace.calling(), pace.calling(), pace.calling():
+        clock.advance(0.5)
+        assert pace.judge(9.0).call
+        assert not pace.judge(0.5).call
+
+
 def test_calls_running_within_what_the_route_remembers_end_as_it_remembers() -> None:
     """Past the evidence, the route's last completed calls say how long calls that have
     run this long go on: calls of 4 s remembered, two calls 3 s in flight, a message with

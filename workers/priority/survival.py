@@ -20,14 +20,17 @@ evidence that had reached age ``u`` (ended at ``u`` or later, or still running p
 
 Past the oldest observation the evidence says nothing. There the route's memory — its last
 completed calls, however old — says how the tail goes: of the remembered calls that lasted
-longer than the oldest observation, the share that lasted longer than ``b``. Calls running
-past everything the route remembers (the first seconds of a slowdown, before its first slow
-call completes) are taken to vary as the remembered calls did, stretched to their age: a
-slowdown stretches every call alike, so the oldest call's age times the memory's spread
-(its 90th over its 10th percentile) is the window they are taken to need. Nothing longer
-is known; taking their end as unknown instead — refusing every window until one ends —
-refused a window of seconds for calls that had run a few milliseconds past a memory of
-calls that never varied (the compose restart test: 300 ms calls slowed by the load). A memory
+longer than the oldest observation, the share that lasted longer than ``b``, if they are
+at least ``share`` of the memory. Calls running past that (past the route's slowest tenth:
+the first seconds of a slowdown, before its first slow call completes) are taken to vary
+as the remembered calls did, stretched to their age: a slowdown stretches every call
+alike, so the oldest call's age times the memory's spread (its 90th over its 10th
+percentile) is the window they are taken to need. The few remembered calls longer still
+are odd ones — a request that asked the backend for 20 s — and say nothing about the calls
+running (read as the tail, they refused every window of a 300 ms route for 20 s: the
+compose restart test). Nothing longer is known; taking the end of calls past the memory as
+unknown instead — refusing every window until one ends — refused a window of seconds for
+calls that had run a few milliseconds past a memory of calls that never varied. A memory
 is one only once it is full: a worker that has just started, whose first calls all started
 together, remembers only the fastest of them while the others still run — not a slowdown,
 only the rest of the same wave. Until then the calls running say "at least our age" and no
@@ -126,9 +129,10 @@ def refuse_below(
     if len(tail) < remember:
         return oldest  # too few calls remembered to say how long calls go on
     lasted = remembered_past(oldest)
-    if lasted == 0:
-        # running past everything remembered: taken to vary as the remembered calls do,
-        # stretched to the oldest one's age (a slowdown stretches every call alike)
+    if lasted < share * len(tail):
+        # running past the route's slowest tenth: taken to vary as the remembered calls
+        # did, stretched to the oldest one's age (a slowdown stretches every call alike);
+        # the few remembered calls longer still are odd ones, not the route's tail
         return oldest * spread(tail, share)
     for i in range(len(tail) - lasted, len(tail)):
         # at budget tail[i], the remembered calls longer than it (ties count as fitting)
