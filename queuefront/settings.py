@@ -378,8 +378,8 @@ class Settings(BaseSettings):
         "route's calls, and at least two of them, are estimated to take longer — from its "
         "calls that ended in the last 5 s and those still running, each 'at least its "
         "age' (a Kaplan-Meier estimate; past them, the route's last 64 calls say how long "
-        "calls go on, and calls running past all of those are taken to vary as those did, "
-        "stretched to their age). One call "
+        "calls go on; calls running past the slowest tenth of those are taken to vary as "
+        "those did, stretched to their age). One call "
         "that ran long is no evidence. Such a call would likely end in a 504 at the "
         "deadline. A worker that has completed no call of the route yet "
         "never refuses. `false`: every message in its window is called.",

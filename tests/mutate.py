@@ -573,8 +573,8 @@ MUTATIONS = [
     Mutation(
         "pace: calls running past everything remembered taken to end now (the brownout's 504s)",
         "workers/priority/survival.py",
-        "        return oldest * spread(tail, share)",
-        "        return oldest",
+        "            return oldest * stretch",
+        "            return oldest",
         (
             f"{UNIT_PACE}::test_a_slowdown_shows_in_the_calls_in_flight_before_they_complete",
             f"{UNIT_PACE}::test_the_calls_still_running_count_beside_the_first_that_ended",
@@ -585,16 +585,31 @@ MUTATIONS = [
     Mutation(
         "pace: calls running past everything remembered have no known end (a load's 503s)",
         "workers/priority/survival.py",
-        "        return oldest * spread(tail, share)",
-        "        return math.inf",
+        "            return oldest * stretch",
+        "            return math.inf",
         (f"{UNIT_PACE}::test_calls_a_little_past_a_memory_that_never_varied_refuse_little",),
     ),
     Mutation(
         "pace: a few odd calls remembered read as the tail of the calls running",
         "workers/priority/survival.py",
-        "    if lasted < share * len(tail):",
-        "    if lasted == 0:",
+        "        if lasted < share * len(tail):\n            # running past",
+        "        if lasted == 0:\n            # running past",
         (f"{UNIT_PACE}::test_a_few_odd_calls_remembered_say_nothing_about_the_calls_running",),
+    ),
+    Mutation(
+        "pace: one long call that ended refuses every window while young calls run",
+        "workers/priority/survival.py",
+        "    return min(estimated(), possible())",
+        "    return estimated()",
+        (f"{UNIT_PACE}::test_one_call_that_ran_long_beside_calls_running_young_refuses_nothing",),
+    ),
+    Mutation(
+        "pace: a call running is taken to reach only its stretched age (the memory not read)",
+        "workers/priority/survival.py",
+        "        return max(stretched, tail[first + max(0, math.ceil(lasted * (1.0 - share)) - 1)"
+        "])",
+        "        return stretched",
+        (f"{UNIT_PACE}::test_calls_running_within_what_the_route_remembers_end_as_it_remembers",),
     ),
     Mutation(
         "pace: the spread set by the fastest and slowest calls remembered (odd calls set it)",
@@ -606,8 +621,8 @@ MUTATIONS = [
     Mutation(
         "pace: no tail past the evidence (the memory not read)",
         "workers/priority/survival.py",
-        "    if len(tail) < remember:\n",
-        "    if True:\n",
+        "        if not full:\n            return oldest",
+        "        if True:\n            return oldest",
         (
             f"{UNIT_PACE}::test_calls_running_within_what_the_route_remembers_end_as_it_remembers",
             f"{UNIT_SURVIVAL}::test_past_the_evidence_the_memory_says_how_long_calls_go_on",
@@ -616,8 +631,8 @@ MUTATIONS = [
     Mutation(
         "pace: a memory not yet full read as one (a worker's first wave refuses)",
         "workers/priority/survival.py",
-        "    if len(tail) < remember:\n",
-        "    if False:\n",
+        "    full = len(tail) >= remember\n",
+        "    full = True\n",
         # the worker's and the simulator's shortcuts hold the same rule: caught here only
         (f"{UNIT_SURVIVAL}::test_calls_running_past_a_full_memory_vary_as_the_remembered_ones_did",),
     ),
@@ -631,8 +646,8 @@ MUTATIONS = [
     Mutation(
         "pace: the shortcut calls a message the estimate would refuse",
         "workers/priority/pace.py",
-        "        if self._in_flight and oldest >= remembered and full:",
-        "        if self._in_flight and oldest > remembered and full:",
+        "        return max(remembered, ended, oldest * self._stretch())",
+        "        return max(remembered, ended, oldest)",
         (f"{UNIT_PACE}::test_the_calls_still_running_count_beside_the_first_that_ended",),
     ),
     Mutation(
@@ -1831,8 +1846,8 @@ MUTATIONS = [
     Mutation(
         "scaling: the simulator's shortcut calls a message the estimate would refuse",
         "bench/scaling/workers.py",
-        "        return max(remembered, oldest, self._longest_recent[-1]",
-        "        return max(remembered, self._longest_recent[-1]",
+        "        return max(self._remembered_max, ended, oldest * self._stretch)",
+        "        return max(self._remembered_max, ended)",
         (
             f"{SCALING_POLICY}::"
             "test_a_slowdown_shows_in_the_calls_in_flight_before_the_first_slow_one_ends",

@@ -45,7 +45,7 @@ from workers.priority.loop import (
     RECEIVERS_PER_SLOTS,
 )
 from workers.priority.pace import MIN_EVIDENCE, RECENT_CALLS_MAX, REFUSE_MARGIN_S, REFUSE_SHARE
-from workers.priority.survival import Observation, refuse_below
+from workers.priority.survival import Observation, refuse_below, spread
 
 PRIORITIES: tuple[Priority, ...] = ("high", "normal")
 SPREAD_GROUPS = 5
@@ -148,6 +148,10 @@ class WorkerPool:
         self._dropped = 0
         self._threshold_s = 0.0
         """What the evidence said when last judged: messages with less left are refused."""
+        self._stretch = 1.0
+        self._remembered_max = 0.0
+        self._stretch_at = -1
+        """``_completions_seen`` when the memory's spread and longest were last read."""
 
     # --- capacity ------------------------------------------------------------------------
 
@@ -229,16 +233,20 @@ class WorkerPool:
         return out
 
     def _bound_s(self, t: float) -> float:
-        """A window at least as long as any the estimate can ask for, unless calls run past
-        everything remembered (then it may ask for any): lets the judgement of a message
-        that surely fits skip the estimate (a fresh message in a run without a slowdown)."""
+        """A window at least as long as any the estimate can ask for (the longest call
+        ended or remembered, the oldest running stretched by the memory's spread): lets
+        the judgement of a message that surely fits skip the estimate (a fresh message in
+        a run without a slowdown)."""
         oldest = max((t - taken for _, _, _, _, taken in self._in_service), default=0.0)
         oldest = max([oldest, *(t - b.at for b in self._waiting)])
-        remembered = max(self._remembered, default=0.0)
-        running = bool(self._in_service or self._waiting)
-        if running and oldest >= remembered and len(self._remembered) >= self._remember:
-            return math.inf
-        return max(remembered, oldest, self._longest_recent[-1] if self._longest_recent else 0.0)
+        if self._stretch_at != self._completions_seen:
+            memory = sorted(self._remembered)
+            full = len(memory) >= self._remember
+            self._stretch = spread(memory, REFUSE_SHARE) if full else 1.0
+            self._remembered_max = memory[-1] if memory else 0.0
+            self._stretch_at = self._completions_seen
+        ended = self._longest_recent[-1] if self._longest_recent else 0.0
+        return max(self._remembered_max, ended, oldest * self._stretch)
 
     def _refuses(self, seconds_left: float, t: float) -> bool:
         """workers/priority/pace.py's judgement, as the cohorts see it (``refused_stale``

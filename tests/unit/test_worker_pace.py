@@ -164,6 +164,24 @@ def test_a_few_odd_calls_remembered_say_nothing_about_the_calls_running() -> Non
         assert not pace.judge(0.5).call
 
 
+def test_one_call_that_ran_long_beside_calls_running_young_refuses_nothing() -> None:
+    """A request that asked the backend for 25 s ended at its deadline, 20 s; ten calls of
+    a 300 ms route run, 0.4 s old. The estimate carries the share of calls still running
+    up to the one long call; but only that one call could outlast a window of seconds, and
+    one call is no evidence (the compose restart test: every message refused for 5 s)."""
+    pace, clock = _pace()
+    for _ in range(RECENT_CALLS_MAX):
+        _complete(pace, clock, 0.3)
+    _complete(pace, clock, 20.0)
+    calls = [pace.calling() for _ in range(10)]
+    for call in calls:
+        call.__enter__()
+    clock.advance(0.4)
+    assert pace.judge(9.0).call
+    for call in calls:
+        call.__exit__(None, None, None)
+
+
 def test_calls_running_within_what_the_route_remembers_end_as_it_remembers() -> None:
     """Past the evidence, the route's last completed calls say how long calls that have
     run this long go on: calls of 4 s remembered, two calls 3 s in flight, a message with

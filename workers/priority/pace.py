@@ -77,7 +77,7 @@ from itertools import count
 from statistics import median
 
 from queuefront.drain import SERVICE_WINDOW_S
-from workers.priority.survival import Observation, refuse_below
+from workers.priority.survival import Observation, refuse_below, spread
 
 REFUSE_MARGIN_S = 0.1
 """Seconds a message's window must hold beyond a call to be called: the reply's way back
@@ -136,6 +136,8 @@ class Pace:
         self._in_flight: dict[int, float] = {}
         """Start (monotonic) of each backend call in flight, by a token of this object's."""
         self._tokens = count()
+        self._stretch_s = 1.0
+        self._stretch_at: float | None = None
 
     def _forget(self, now: float) -> None:
         while self._recent and now - self._recent[0][0] > self._window_s:
@@ -169,16 +171,22 @@ class Pace:
 
     def _bound_s(self, now: float) -> float:
         """A window at least as long as any the estimate can ask for: the longest call
-        completed in the window or remembered, or running — unless calls run past
-        everything a full memory holds (then it asks for more, by the memory's spread).
-        Most messages have windows far longer than the route's calls and skip the
-        estimate (~0.1-0.2 ms)."""
+        completed in the window or remembered, or the oldest running stretched by the
+        route's spread (``workers.priority.survival``). Most messages have windows far
+        longer than the route's calls and skip the estimate (~0.1-0.2 ms)."""
         oldest = now - min(self._in_flight.values(), default=now)
         remembered = max(self._remembered, default=0.0)
-        full = len(self._remembered) >= RECENT_CALLS_MAX
-        if self._in_flight and oldest >= remembered and full:
-            return math.inf
-        return max(oldest, remembered, max((s for _, s in self._recent), default=0.0))
+        ended = max((s for _, s in self._recent), default=0.0)
+        return max(remembered, ended, oldest * self._stretch())
+
+    def _stretch(self) -> float:
+        """The memory's spread once it is full (1 before), kept until the next call ends."""
+        if self._stretch_at != self.measured_at:
+            full = len(self._remembered) >= RECENT_CALLS_MAX
+            memory = sorted(self._remembered)
+            self._stretch_s = spread(memory, REFUSE_SHARE) if full else 1.0
+            self._stretch_at = self.measured_at
+        return self._stretch_s
 
     def _evidence(self, now: float) -> list[Observation]:
         """The calls that ran at some time in the window: those that ended in it, those

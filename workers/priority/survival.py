@@ -105,37 +105,70 @@ def refuse_below(
         return total - (weights[i - 1] if i else 0)
 
     tail = sorted(remembered)
+    full = len(tail) >= remember
+    stretch = spread(tail, share) if full else 1.0
+    # refused while the share of calls estimated longer than the budget is at least
+    # ``share`` and makes at least ``min_evidence`` of the evidence's calls, and while at
+    # least ``min_evidence`` calls could outlast it
+    need = max(share, min_evidence / total)
 
     def remembered_past(age: float) -> int:
         return len(tail) - bisect.bisect_right(tail, age)
 
-    # refused while the share of calls estimated longer than the budget is at least
-    # ``share``, and is at least ``min_evidence`` of the evidence's calls
-    need = max(share, min_evidence / total)
-    ended: dict[float, int] = {}
-    for o in obs:
-        if o.ended:
-            ended[o.seconds] = ended.get(o.seconds, 0) + o.calls
-    longer = 1.0
-    """The estimated share of calls longer than the last duration walked."""
-    for u in sorted(ended):
-        at_risk = weight_from(ends, ends_w, u) - weight_from(entries, entries_w, u)
-        longer *= 1.0 - ended[u] / at_risk
-        if longer < need:
-            return u
-    # past the oldest observation (a call still running): the remembered calls that lasted
-    # as long say how the tail goes; the calls running lasted longer than their age
-    oldest = ends[-1]
-    if len(tail) < remember:
-        return oldest  # too few calls remembered to say how long calls go on
-    lasted = remembered_past(oldest)
-    if lasted < share * len(tail):
-        # running past the route's slowest tenth: taken to vary as the remembered calls
-        # did, stretched to the oldest one's age (a slowdown stretches every call alike);
-        # the few remembered calls longer still are odd ones, not the route's tail
-        return oldest * spread(tail, share)
-    for i in range(len(tail) - lasted, len(tail)):
-        # at budget tail[i], the remembered calls longer than it (ties count as fitting)
-        if longer * remembered_past(tail[i]) / lasted < need:
-            return tail[i]
-    raise AssertionError("unreachable: past the longest remembered call the share is 0")
+    def estimated() -> float:
+        """The shortest budget fewer than ``need`` of the calls are estimated to outlast."""
+        ended: dict[float, int] = {}
+        for o in obs:
+            if o.ended:
+                ended[o.seconds] = ended.get(o.seconds, 0) + o.calls
+        longer = 1.0
+        """The estimated share of calls longer than the last duration walked."""
+        for u in sorted(ended):
+            at_risk = weight_from(ends, ends_w, u) - weight_from(entries, entries_w, u)
+            longer *= 1.0 - ended[u] / at_risk
+            if longer < need:
+                return u
+        # past the oldest observation (a call still running): the remembered calls that
+        # lasted as long say how the tail goes; the calls running lasted longer than their age
+        oldest = ends[-1]
+        if not full:
+            return oldest  # too few calls remembered to say how long calls go on
+        lasted = remembered_past(oldest)
+        if lasted < share * len(tail):
+            # running past the route's slowest tenth: taken to vary as the remembered calls
+            # did, stretched to the oldest one's age (a slowdown stretches every call
+            # alike); the few remembered calls longer still are odd ones, not the tail
+            return oldest * stretch
+        for i in range(len(tail) - lasted, len(tail)):
+            # at budget tail[i], the remembered calls longer than it (ties: they fit)
+            if longer * remembered_past(tail[i]) / lasted < need:
+                return tail[i]
+        raise AssertionError("unreachable: past the longest remembered call the share is 0")
+
+    def reach_of(age: float) -> float:
+        """How long a call running for ``age`` may go on: as the remembered calls that
+        lasted as long (their 90th percentile), if they are the route's tail and not a few
+        odd ones; at least its age stretched by the route's spread."""
+        stretched = age * stretch
+        if not full:
+            return stretched
+        first = bisect.bisect_right(tail, age)
+        lasted = len(tail) - first
+        if lasted < share * len(tail):
+            return stretched
+        return max(stretched, tail[first + max(0, math.ceil(lasted * (1.0 - share)) - 1)])
+
+    def possible() -> float:
+        """The shortest budget fewer than ``min_evidence`` calls could outlast: those that
+        ended longer, and those running that may go on longer (``reach_of``). The estimate
+        carries the share of calls running young past a lone long call that ended; this
+        keeps that one call from refusing on its own."""
+        reach = sorted((o.seconds if o.ended else reach_of(o.seconds), o.calls) for o in obs)
+        held = 0
+        for seconds, calls in reversed(reach):
+            held += calls
+            if held >= min_evidence:
+                return seconds
+        return 0.0
+
+    return min(estimated(), possible())
