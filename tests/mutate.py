@@ -542,15 +542,15 @@ MUTATIONS = [
     Mutation(
         "pace: a few slow calls refuse though nearly every call fits (no share)",
         "workers/priority/survival.py",
-        "    need = max(share, min_evidence / total)",
-        "    need = min_evidence / total",
+        "        _estimated(obs, total, max(share, min_evidence / total)),",
+        "        _estimated(obs, total, min_evidence / total),",
         (f"{UNIT_PACE}::test_a_few_slow_calls_among_many_that_fit_refuse_nothing",),
     ),
     Mutation(
         "pace: refused only when most calls would not fit (the median: the slower calls 504)",
         "workers/priority/survival.py",
-        "    need = max(share, min_evidence / total)",
-        "    need = max(0.5, min_evidence / total)",
+        "        _estimated(obs, total, max(share, min_evidence / total)),",
+        "        _estimated(obs, total, max(0.5, min_evidence / total)),",
         (f"{UNIT_PACE}::test_calls_slower_than_the_median_refuse_a_window_they_would_outlast",),
     ),
     Mutation(
@@ -566,15 +566,15 @@ MUTATIONS = [
     Mutation(
         "pace: the calls running counted from their start (the long ones weigh too much)",
         "workers/priority/survival.py",
-        "        at_risk = weight_from(ends, ends_w, u) - weight_from(entries, entries_w, u)",
-        "        at_risk = weight_from(ends, ends_w, u)",
+        "        at_risk = reached(ends, ends_w, u) - reached(entries, entries_w, u)",
+        "        at_risk = reached(ends, ends_w, u)",
         (f"{UNIT_SURVIVAL}::test_a_steady_stream_reads_as_its_own_90th_percentile",),
     ),
     Mutation(
         "pace: calls running past everything remembered taken to end now (the brownout's 504s)",
         "workers/priority/survival.py",
-        "            return oldest * stretch",
-        "            return oldest",
+        "        return age * stretch",
+        "        return age",
         (
             f"{UNIT_PACE}::test_a_slowdown_shows_in_the_calls_in_flight_before_they_complete",
             f"{UNIT_PACE}::test_the_calls_still_running_count_beside_the_first_that_ended",
@@ -585,30 +585,29 @@ MUTATIONS = [
     Mutation(
         "pace: calls running past everything remembered have no known end (a load's 503s)",
         "workers/priority/survival.py",
-        "            return oldest * stretch",
-        "            return math.inf",
+        "        return age * stretch",
+        "        return math.inf",
         (f"{UNIT_PACE}::test_calls_a_little_past_a_memory_that_never_varied_refuse_little",),
     ),
     Mutation(
         "pace: a few odd calls remembered read as the tail of the calls running",
         "workers/priority/survival.py",
-        "        if lasted < share * len(tail):\n            # running past",
-        "        if lasted == 0:\n            # running past",
+        "    if lasted < share * len(tail):\n",
+        "    if lasted == 0:\n",
         (f"{UNIT_PACE}::test_a_few_odd_calls_remembered_say_nothing_about_the_calls_running",),
     ),
     Mutation(
         "pace: one long call that ended refuses every window while young calls run",
         "workers/priority/survival.py",
-        "    return min(estimated(), possible())",
-        "    return estimated()",
+        "        _possible(obs, sorted(remembered), share, min_evidence, remember),\n",
+        "        math.inf,\n",
         (f"{UNIT_PACE}::test_one_call_that_ran_long_beside_calls_running_young_refuses_nothing",),
     ),
     Mutation(
         "pace: a call running is taken to reach only its stretched age (the memory not read)",
         "workers/priority/survival.py",
-        "        return max(stretched, tail[first + max(0, math.ceil(lasted * (1.0 - share)) - 1)"
-        "])",
-        "        return stretched",
+        "    return tail[first + max(0, math.ceil(lasted * (1.0 - share)) - 1)]",
+        "    return age * stretch",
         (f"{UNIT_PACE}::test_calls_running_within_what_the_route_remembers_end_as_it_remembers",),
     ),
     Mutation(
@@ -621,8 +620,8 @@ MUTATIONS = [
     Mutation(
         "pace: no tail past the evidence (the memory not read)",
         "workers/priority/survival.py",
-        "        if not full:\n            return oldest",
-        "        if True:\n            return oldest",
+        "    if not full:\n        return age\n",
+        "    if True:\n        return age\n",
         (
             f"{UNIT_PACE}::test_calls_running_within_what_the_route_remembers_end_as_it_remembers",
             f"{UNIT_SURVIVAL}::test_past_the_evidence_the_memory_says_how_long_calls_go_on",

@@ -18,27 +18,28 @@ share of calls longer than ``b`` is the product, over the durations ``u <= b`` a
 calls ended, of ``1 - ended(u) / running(u)``, where ``running(u)`` is the calls of the
 evidence that had reached age ``u`` (ended at ``u`` or later, or still running past it).
 
-Past the oldest observation the evidence says nothing. There the route's memory — its last
-completed calls, however old — says how the tail goes: of the remembered calls that lasted
-longer than the oldest observation, the share that lasted longer than ``b``, if they are
-at least ``share`` of the memory. Calls running past that (past the route's slowest tenth:
-the first seconds of a slowdown, before its first slow call completes) are taken to vary
-as the remembered calls did, stretched to their age: a slowdown stretches every call
-alike, so the oldest call's age times the memory's spread (its 90th over its 10th
-percentile) is the window they are taken to need. The few remembered calls longer still
-are odd ones — a request that asked the backend for 20 s — and say nothing about the calls
-running (read as the tail, they refused every window of a 300 ms route for 20 s: the
-compose restart test). Nothing longer is known; taking the end of calls past the memory as
-unknown instead — refusing every window until one ends — refused a window of seconds for
-calls that had run a few milliseconds past a memory of calls that never varied. A memory
+Past the calls that ended, the estimate says nothing about the calls still running: if
+the share is still ``share`` or more there, no budget is known to hold them. What bounds
+it is how long they *could* go on. A call running for ``a`` seconds may go on as long as
+the route's memory says — its last completed calls, however old: the 90th percentile of
+those that lasted longer than ``a``, if they are at least a tenth of the memory. Past the
+route's slowest tenth (the first seconds of a slowdown, before its first slow call
+completes) it is taken to vary as the remembered calls did, stretched to its age: a
+slowdown stretches every call alike, so ``a`` times the memory's spread (its 90th over its
+10th percentile). The few remembered calls longer still are odd ones — a request that
+asked the backend for 20 s — and say nothing about the calls running (read as their tail,
+they refused every window of a 300 ms route for 20 s: the compose restart test). A memory
 is one only once it is full: a worker that has just started, whose first calls all started
 together, remembers only the fastest of them while the others still run — not a slowdown,
-only the rest of the same wave. Until then the calls running say "at least our age" and no
-more, and a budget longer than all of them is not refused.
+only the rest of the same wave. Until then a call running may go on no longer than its age.
 
 A message is refused when that share is at least ``share`` and, applied to the calls of the
-evidence, makes at least ``min_evidence`` of them: one call that ran long or hung, however
-few calls beside it, refuses nothing.
+evidence, makes at least ``min_evidence`` of them — and while at least ``min_evidence``
+calls could outlast its window: calls that ended longer, and calls running that could go
+on longer. One call that ran long or hung, however few calls beside it, refuses nothing:
+the estimate alone carries the share of calls running young up to the next call that
+ended, and when that is a lone request that asked the backend for 25 s, it refused every
+window of a 300 ms route.
 """
 
 from __future__ import annotations
@@ -82,93 +83,79 @@ def refuse_below(
     remember: int,
 ) -> float:
     """The budget below which a message is refused (see the module notes): the shortest
-    budget that fewer than ``share`` of the calls are estimated to outlast, or fewer than
-    ``min_evidence`` of the evidence's calls; 0 with no evidence (``math.inf`` only if
-    the remembered calls' fast tenth took no time at all).
-    ``remembered``: durations of the route's last completed calls, in any order; until it
-    holds ``remember`` of them, a budget longer than every call running is not refused."""
+    budget that fewer than ``share`` of the calls are estimated to outlast (or fewer than
+    ``min_evidence`` of the evidence's calls), or that fewer than ``min_evidence`` calls
+    could outlast; 0 with no evidence. ``remembered``: durations of the route's last
+    completed calls, in any order; until it holds ``remember`` of them, a call running is
+    taken to go on no longer than its age."""
     # a call that ended as the window began entered it at its end: it was never at risk
     obs = [o for o in observations if not o.ended or o.entered_s < o.seconds]
-    if not obs:
-        return 0.0
+    total = sum(o.calls for o in obs)
+    if total < min_evidence:
+        return 0.0  # too few calls to say anything
+    return min(
+        _estimated(obs, total, max(share, min_evidence / total)),
+        _possible(obs, sorted(remembered), share, min_evidence, remember),
+    )
+
+
+def _estimated(obs: list[Observation], total: int, need: float) -> float:
+    """The shortest budget that fewer than ``need`` of the calls are estimated to outlast
+    (Kaplan-Meier with late entry); ``math.inf`` if the calls that ended never bring the
+    share that low: past them, the calls still running have no known end."""
     ends = sorted(o.seconds for o in obs)
     ends_w = list(accumulate(o.calls for o in sorted(obs, key=lambda o: o.seconds)))
     entries = sorted(o.entered_s for o in obs)
     entries_w = list(accumulate(o.calls for o in sorted(obs, key=lambda o: o.entered_s)))
-    total = ends_w[-1]
-    if total < min_evidence:
-        return 0.0  # too few calls to say anything
 
-    def weight_from(keys: list[float], weights: list[int], x: float) -> int:
+    def reached(keys: list[float], weights: list[int], x: float) -> int:
         """Calls whose key is at least ``x``."""
         i = bisect.bisect_left(keys, x)
         return total - (weights[i - 1] if i else 0)
 
-    tail = sorted(remembered)
+    ended: dict[float, int] = {}
+    for o in obs:
+        if o.ended:
+            ended[o.seconds] = ended.get(o.seconds, 0) + o.calls
+    longer = 1.0
+    """The estimated share of calls longer than the last duration walked."""
+    for u in sorted(ended):
+        at_risk = reached(ends, ends_w, u) - reached(entries, entries_w, u)
+        longer *= 1.0 - ended[u] / at_risk
+        if longer < need:
+            return u
+    return math.inf
+
+
+def _possible(
+    obs: list[Observation], tail: list[float], share: float, min_evidence: int, remember: int
+) -> float:
+    """The shortest budget that fewer than ``min_evidence`` calls could outlast: calls
+    that ended longer, and calls running that may go on longer (``_reach``)."""
     full = len(tail) >= remember
     stretch = spread(tail, share) if full else 1.0
-    # refused while the share of calls estimated longer than the budget is at least
-    # ``share`` and makes at least ``min_evidence`` of the evidence's calls, and while at
-    # least ``min_evidence`` calls could outlast it
-    need = max(share, min_evidence / total)
+    reach = sorted(
+        (o.seconds if o.ended else _reach(o.seconds, tail, share, full, stretch), o.calls)
+        for o in obs
+    )
+    held = 0
+    for seconds, calls in reversed(reach):
+        held += calls
+        if held >= min_evidence:
+            return seconds
+    return 0.0
 
-    def remembered_past(age: float) -> int:
-        return len(tail) - bisect.bisect_right(tail, age)
 
-    def estimated() -> float:
-        """The shortest budget fewer than ``need`` of the calls are estimated to outlast."""
-        ended: dict[float, int] = {}
-        for o in obs:
-            if o.ended:
-                ended[o.seconds] = ended.get(o.seconds, 0) + o.calls
-        longer = 1.0
-        """The estimated share of calls longer than the last duration walked."""
-        for u in sorted(ended):
-            at_risk = weight_from(ends, ends_w, u) - weight_from(entries, entries_w, u)
-            longer *= 1.0 - ended[u] / at_risk
-            if longer < need:
-                return u
-        # past the oldest observation (a call still running): the remembered calls that
-        # lasted as long say how the tail goes; the calls running lasted longer than their age
-        oldest = ends[-1]
-        if not full:
-            return oldest  # too few calls remembered to say how long calls go on
-        lasted = remembered_past(oldest)
-        if lasted < share * len(tail):
-            # running past the route's slowest tenth: taken to vary as the remembered calls
-            # did, stretched to the oldest one's age (a slowdown stretches every call
-            # alike); the few remembered calls longer still are odd ones, not the tail
-            return oldest * stretch
-        for i in range(len(tail) - lasted, len(tail)):
-            # at budget tail[i], the remembered calls longer than it (ties: they fit)
-            if longer * remembered_past(tail[i]) / lasted < need:
-                return tail[i]
-        raise AssertionError("unreachable: past the longest remembered call the share is 0")
-
-    def reach_of(age: float) -> float:
-        """How long a call running for ``age`` may go on: as the remembered calls that
-        lasted as long (their 90th percentile), if they are the route's tail and not a few
-        odd ones; at least its age stretched by the route's spread."""
-        stretched = age * stretch
-        if not full:
-            return stretched
-        first = bisect.bisect_right(tail, age)
-        lasted = len(tail) - first
-        if lasted < share * len(tail):
-            return stretched
-        return max(stretched, tail[first + max(0, math.ceil(lasted * (1.0 - share)) - 1)])
-
-    def possible() -> float:
-        """The shortest budget fewer than ``min_evidence`` calls could outlast: those that
-        ended longer, and those running that may go on longer (``reach_of``). The estimate
-        carries the share of calls running young past a lone long call that ended; this
-        keeps that one call from refusing on its own."""
-        reach = sorted((o.seconds if o.ended else reach_of(o.seconds), o.calls) for o in obs)
-        held = 0
-        for seconds, calls in reversed(reach):
-            held += calls
-            if held >= min_evidence:
-                return seconds
-        return 0.0
-
-    return min(estimated(), possible())
+def _reach(age: float, tail: list[float], share: float, full: bool, stretch: float) -> float:
+    """How long a call running for ``age`` may go on: as long as the remembered calls that
+    lasted as long go on (their 90th percentile), if they are at least ``share`` of the
+    memory; past the route's slowest tenth, its age stretched by the route's spread (the
+    few remembered calls longer still are odd ones); with too few calls remembered, no
+    longer than its age."""
+    if not full:
+        return age
+    first = bisect.bisect_right(tail, age)
+    lasted = len(tail) - first
+    if lasted < share * len(tail):
+        return age * stretch
+    return tail[first + max(0, math.ceil(lasted * (1.0 - share)) - 1)]
