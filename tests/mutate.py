@@ -587,7 +587,10 @@ MUTATIONS = [
         "workers/priority/survival.py",
         "        return age * stretch",
         "        return math.inf",
-        (f"{UNIT_PACE}::test_calls_a_little_past_a_memory_that_never_varied_refuse_little",),
+        (
+            f"{UNIT_PACE}::test_calls_a_little_past_a_memory_that_never_varied_refuse_little",
+            f"{UNIT_SURVIVAL}::test_calls_running_past_a_full_memory_vary_as_the_remembered_ones_did",
+        ),
     ),
     Mutation(
         "pace: a few odd calls remembered read as the tail of the calls running",
