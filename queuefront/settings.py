@@ -377,9 +377,9 @@ class Settings(BaseSettings):
         "reply) a backend call of its route would not fit now: at least a tenth of the "
         "route's calls, and at least two of them, are estimated to take longer — from its "
         "calls that ended in the last 5 s and those still running, each 'at least its "
-        "age' (a Kaplan-Meier estimate; past them, the route's last 64 calls say how long "
-        "calls go on; calls running past the slowest tenth of those are taken to vary as "
-        "those did, stretched to their age). One call "
+        "age' (a Kaplan-Meier estimate) — and at least two could: calls running may go on "
+        "as the route's last 64 calls that lasted as long did, or past the slowest tenth "
+        "of those, as long as their age stretched by the route's spread. One call "
         "that ran long is no evidence. Such a call would likely end in a 504 at the "
         "deadline. A worker that has completed no call of the route yet "
         "never refuses. `false`: every message in its window is called.",

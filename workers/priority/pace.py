@@ -12,10 +12,11 @@ completed in the last ``SERVICE_WINDOW_S`` (``queuefront.drain``'s window: the p
 admission and this judgement forget at the same pace; the newest ``RECENT_CALLS_MAX``),
 each with its duration, and its calls of the route still running, each with its age — "at
 least this long". From both, ``workers.priority.survival`` estimates the share of calls
-longer than what is left of a message's window (less ``REFUSE_MARGIN_S``), and past the
-evidence reads the tail off the route's memory (its last ``RECENT_CALLS_MAX`` calls,
-however old). The message is refused when that share is at least ``REFUSE_SHARE`` and
-makes at least ``MIN_EVIDENCE`` of the evidence's calls.
+longer than what is left of a message's window (less ``REFUSE_MARGIN_S``); how long the
+calls still running could go on it reads off the route's memory (its last
+``RECENT_CALLS_MAX`` calls, however old). The message is refused when that share is at
+least ``REFUSE_SHARE`` and makes at least ``MIN_EVIDENCE`` of the evidence's calls, and at
+least ``MIN_EVIDENCE`` calls could outlast its window.
 
 Why the calls still running count. Right after a slowdown the calls that have ended are
 the fastest of the slow ones; the slower calls that started with them still run. Judged on
