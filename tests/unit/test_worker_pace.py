@@ -61,6 +61,21 @@ def _ending_together(pace: Pace, clock: _Clock, durations: list[float]) -> None:
         call.__exit__(None, None, None)
 
 
+def _called_while_running(
+    pace: Pace, clock: _Clock, calls: int, age_s: float, windows_s: list[float]
+) -> list[bool]:
+    """Whether messages with the given windows are called while ``calls`` calls have been
+    running for ``age_s`` (they end afterwards)."""
+    running = [pace.calling() for _ in range(calls)]
+    for call in running:
+        call.__enter__()
+    clock.advance(age_s)
+    called = [pace.judge(window_s).call for window_s in windows_s]
+    for call in running:
+        call.__exit__(None, None, None)
+    return called
+
+
 def test_a_cold_worker_never_refuses_not_even_on_calls_in_flight() -> None:
     pace, clock = _pace()
     with pace.calling(), pace.calling():
@@ -143,10 +158,7 @@ def test_calls_a_little_past_a_memory_that_never_varied_refuse_little() -> None:
     pace, clock = _pace()
     for _ in range(RECENT_CALLS_MAX):
         _complete(pace, clock, 0.3)
-    with pace.calling(), pace.calling(), pace.calling():
-        clock.advance(0.4)
-        assert pace.judge(9.0).call
-        assert not pace.judge(0.35).call
+    assert _called_while_running(pace, clock, 3, 0.4, [9.0, 0.35]) == [True, False]
 
 
 def test_a_few_odd_calls_remembered_say_nothing_about_the_calls_running() -> None:
@@ -158,10 +170,7 @@ def test_a_few_odd_calls_remembered_say_nothing_about_the_calls_running() -> Non
         _complete(pace, clock, 20.3 if i % 16 == 0 else 0.3)
     clock.advance(SERVICE_WINDOW_S + 0.1)
     _complete(pace, clock, 0.3)
-    with pace.calling(), pace.calling(), pace.calling():
-        clock.advance(0.5)
-        assert pace.judge(9.0).call
-        assert not pace.judge(0.5).call
+    assert _called_while_running(pace, clock, 3, 0.5, [9.0, 0.5]) == [True, False]
 
 
 def test_one_call_that_ran_long_beside_calls_running_young_refuses_nothing() -> None:
@@ -173,13 +182,7 @@ def test_one_call_that_ran_long_beside_calls_running_young_refuses_nothing() -> 
     for _ in range(RECENT_CALLS_MAX):
         _complete(pace, clock, 0.3)
     _complete(pace, clock, 20.0)
-    calls = [pace.calling() for _ in range(10)]
-    for call in calls:
-        call.__enter__()
-    clock.advance(0.4)
-    assert pace.judge(9.0).call
-    for call in calls:
-        call.__exit__(None, None, None)
+    assert _called_while_running(pace, clock, 10, 0.4, [9.0]) == [True]
 
 
 def test_calls_running_within_what_the_route_remembers_end_as_it_remembers() -> None:
