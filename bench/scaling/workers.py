@@ -33,7 +33,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
-from collections import deque
+from collections import Counter, deque
 
 from bench.scaling.model import Batch, Cohort, Priority
 from bench.scaling.scenario import Backend
@@ -48,6 +48,10 @@ from workers.priority.pace import MIN_EVIDENCE, RECENT_CALLS_MAX, REFUSE_MARGIN_
 from workers.priority.survival import Observation, refuse_below, spread
 
 PRIORITIES: tuple[Priority, ...] = ("high", "normal")
+JUDGED_EVERY_S = 0.01
+"""The workers' judgement is computed again at most this often (10 ms: a tenth of the
+reply's margin, ``REFUSE_MARGIN_S``, so a judgement that lags by it still leaves the call
+its window); computed on every event, the overload tests took four times as long."""
 SPREAD_GROUPS = 5
 """Service times spread over this many groups (the middles of five equal slices of
 ± ``spread``); calls take them in turn, whether they start alone or together."""
@@ -142,8 +146,8 @@ class WorkerPool:
         self._remembered: deque[float] = deque()
         """Durations of the newest calls completed, however old: ``RECENT_CALLS_MAX`` per
         task, as each worker remembers its own (workers/priority/pace.py)."""
-        self._judged: tuple[float, int, int, int, int] | None = None
-        """(time, calls started, in service, completed, dropped) when last judged."""
+        self._judged: float | None = None
+        """When the evidence was last judged."""
         self._completions_seen = 0
         self._dropped = 0
         self._threshold_s = 0.0
@@ -152,6 +156,8 @@ class WorkerPool:
         self._remembered_max = 0.0
         self._stretch_at = -1
         """``_completions_seen`` when the memory's spread and longest were last read."""
+        self._ages = (0.0, 0.0)
+        self._ages_at: tuple[float, int, int, int] | None = None
 
     # --- capacity ------------------------------------------------------------------------
 
@@ -198,10 +204,10 @@ class WorkerPool:
             _, _, d = self._recent.popleft()
             del self._longest_recent[bisect.bisect_left(self._longest_recent, d)]
             self._dropped += 1
-        # a slot judges many messages at one time: the same evidence, judged once
-        key = (t, self._seq, len(self._in_service), self._completions_seen, self._dropped)
-        if key != self._judged:
-            self._judged = key
+        # judged at most once per JUDGED_EVERY_S: a slot judges many messages at one time,
+        # and a busy pool frees slots thousands of times a second
+        if self._judged is None or t - self._judged >= JUDGED_EVERY_S:
+            self._judged = t
             self._threshold_s = refuse_below(
                 self._evidence(t),
                 self._remembered,
@@ -217,28 +223,48 @@ class WorkerPool:
         return RECENT_CALLS_MAX * max(1, self.tasks)
 
     def _evidence(self, t: float) -> list[Observation]:
+        """The pool's calls as the estimate's observations, alike ones counted together
+        (most calls that ended in the window share one of the spread's durations and
+        started within it: a thousand batches are a few observations)."""
         begun = t - SERVICE_WINDOW_S
-        out = [
-            Observation(d, max(0.0, begun - (end - d)), ended=True, calls=n)
-            for end, n, d in self._recent
-        ]
-        out += [
-            Observation(t - taken, max(0.0, begun - taken), ended=False, calls=n)
-            for _, _, _, n, taken in self._in_service
-        ]
-        out += [
-            Observation(t - b.at, max(0.0, begun - b.at), ended=False, calls=b.n)
-            for b in self._waiting
-        ]
-        return out
+        calls: Counter[tuple[float, float, bool]] = Counter()
+        for end, n, d in self._recent:
+            calls[d, max(0.0, begun - (end - d)), True] += n
+        for _, _, _, n, taken in self._in_service:
+            calls[t - taken, max(0.0, begun - taken), False] += n
+        for b in self._waiting:
+            calls[t - b.at, max(0.0, begun - b.at), False] += b.n
+        return [Observation(s, e, ended, n) for (s, e, ended), n in calls.items()]
+
+    def _running_ages(self, t: float) -> tuple[float, float]:
+        """The ages of the oldest and the second oldest call running (0: none)."""
+        key = (t, self._seq, len(self._in_service), len(self._waiting))
+        if key != self._ages_at:
+            started = [(taken, n) for _, _, _, n, taken in self._in_service]
+            started += [(b.at, b.n) for b in self._waiting]
+            ages = [t - taken for taken, n in heapq.nsmallest(2, started) for _ in range(min(n, 2))]
+            ages += [0.0, 0.0]
+            self._ages = (ages[0], ages[1])
+            self._ages_at = key
+        return self._ages
+
+    def _floor_s(self, t: float) -> float:
+        """A window no longer than any the estimate can ask for: the shortest call ended
+        in the window (the estimate's share is whole below it) and the second oldest call
+        running (two calls could outlast less). Lets the judgement of a message that
+        surely does not fit skip the estimate (the queue of an overload, expiring)."""
+        second = self._running_ages(t)[1]
+        if second <= 0.0:
+            return 0.0
+        shortest = self._longest_recent[0] if self._longest_recent else math.inf
+        return min(shortest, second)
 
     def _bound_s(self, t: float) -> float:
         """A window at least as long as any the estimate can ask for (the longest call
         ended or remembered, the oldest running stretched by the memory's spread): lets
         the judgement of a message that surely fits skip the estimate (a fresh message in
         a run without a slowdown)."""
-        oldest = max((t - taken for _, _, _, _, taken in self._in_service), default=0.0)
-        oldest = max([oldest, *(t - b.at for b in self._waiting)])
+        oldest = self._running_ages(t)[0]
         if self._stretch_at != self._completions_seen:
             memory = sorted(self._remembered)
             full = len(memory) >= self._remember
@@ -256,6 +282,8 @@ class WorkerPool:
         budget = seconds_left - REFUSE_MARGIN_S
         if budget >= self._bound_s(t):
             return False
+        if budget < self._floor_s(t):
+            return True
         return budget < self.service_estimate_s(t)
 
     def run(self, t0: float, t1: float) -> None:

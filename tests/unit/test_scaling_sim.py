@@ -137,14 +137,14 @@ def test_under_overload_normal_requests_are_shed_before_high_ones() -> None:
 
 @pytest.mark.parametrize("refuse_late", [False, True])
 def test_workers_delete_expired_messages_without_calling_the_backend(refuse_late: bool) -> None:
-    """Without predictive admission two minutes of overload fill the queue far past the
+    """Without predictive admission a minute of overload fills the queue far past the
     reply window. The workers delete what has expired without a backend call, so once the
     load is back under capacity the backend answers the new requests at once instead of
     working through minutes of calls nobody waits for. With the late refusal (on by
     default) the messages about to expire are refused before they do: the same recovery."""
     overload = {
         **STEP,
-        "duration_s": 600,
+        "duration_s": 420,
         "model": {
             "settings": {"admission_predictive": False},
             "worker_refuses_late": refuse_late,
@@ -153,8 +153,8 @@ def test_workers_delete_expired_messages_without_calling_the_backend(refuse_late
             {"at_s": 0, "queued_rps": 100},
             {"at_s": 60, "queued_rps": 100},
             {"at_s": 60, "queued_rps": 2400},
-            {"at_s": 180, "queued_rps": 2400},
-            {"at_s": 180, "queued_rps": 100},
+            {"at_s": 120, "queued_rps": 2400},
+            {"at_s": 120, "queued_rps": 100},
         ],
     }
     r = simulate(scenario_of(**overload)).result

@@ -47,8 +47,8 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from itertools import accumulate
+from typing import NamedTuple
 
 
 def spread(durations: Sequence[float], share: float) -> float:
@@ -62,9 +62,9 @@ def spread(durations: Sequence[float], share: float) -> float:
     return high / low if low > 0 else math.inf
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """One call of the evidence (``calls`` alike, for the simulator's batches)."""
+class Observation(NamedTuple):
+    """One call of the evidence (``calls`` alike, for the simulator's batches). A tuple:
+    the simulator makes a thousand of them per judgement."""
 
     seconds: float
     """Its duration if it ended, its age if it is still running."""
