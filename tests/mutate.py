@@ -1793,8 +1793,8 @@ MUTATIONS = [
     Mutation(
         "scaling: a late-refusing worker ignores the calls in flight (sees a slowdown late)",
         "bench/scaling/workers.py",
-        "            for _, _, _, n, taken in self._in_service\n        ]",
-        "            for _, _, _, n, taken in ()\n        ]",
+        "        for _, _, _, n, taken in self._in_service:\n",
+        "        for _, _, _, n, taken in ():\n",
         (
             f"{SCALING_POLICY}::"
             "test_a_slowdown_shows_in_the_calls_in_flight_before_the_first_slow_one_ends",
