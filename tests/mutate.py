@@ -573,7 +573,7 @@ MUTATIONS = [
     Mutation(
         "pace: calls running past everything remembered taken to end now (the brownout's 504s)",
         "workers/priority/survival.py",
-        "        return age * stretch",
+        "        return age * factor",
         "        return age",
         (
             f"{UNIT_PACE}::test_a_slowdown_shows_in_the_calls_in_flight_before_they_complete",
@@ -585,7 +585,7 @@ MUTATIONS = [
     Mutation(
         "pace: calls running past everything remembered have no known end (a load's 503s)",
         "workers/priority/survival.py",
-        "        return age * stretch",
+        "        return age * factor",
         "        return math.inf",
         (
             f"{UNIT_PACE}::test_calls_a_little_past_a_memory_that_never_varied_refuse_little",
@@ -610,7 +610,7 @@ MUTATIONS = [
         "pace: a call running is taken to reach only its stretched age (the memory not read)",
         "workers/priority/survival.py",
         "    return tail[first + max(0, math.ceil(lasted * (1.0 - share)) - 1)]",
-        "    return age * stretch",
+        "    return age * factor",
         (f"{UNIT_PACE}::test_calls_running_within_what_the_route_remembers_end_as_it_remembers",),
     ),
     Mutation(
@@ -633,8 +633,8 @@ MUTATIONS = [
     Mutation(
         "pace: a memory not yet full read as one (a worker's first wave refuses)",
         "workers/priority/survival.py",
-        "    full = len(tail) >= remember\n",
-        "    full = True\n",
+        "    full = len(tail) >= remember\n    factor = stretch(tail, share, remember)\n",
+        "    full = True\n    factor = stretch(tail, share, 0)\n",
         # the worker's and the simulator's shortcuts hold the same rule: caught here only
         (f"{UNIT_SURVIVAL}::test_calls_running_past_a_full_memory_vary_as_the_remembered_ones_did",),
     ),

@@ -45,7 +45,7 @@ from workers.priority.loop import (
     RECEIVERS_PER_SLOTS,
 )
 from workers.priority.pace import MIN_EVIDENCE, RECENT_CALLS_MAX, REFUSE_MARGIN_S, REFUSE_SHARE
-from workers.priority.survival import Observation, refuse_below, spread
+from workers.priority.survival import Observation, refuse_below, stretch
 
 PRIORITIES: tuple[Priority, ...] = ("high", "normal")
 JUDGED_EVERY_S = 0.01
@@ -267,16 +267,15 @@ class WorkerPool:
         oldest = self._running_ages(t)[0]
         if self._stretch_at != self._completions_seen:
             memory = sorted(self._remembered)
-            full = len(memory) >= self._remember
-            self._stretch = spread(memory, REFUSE_SHARE) if full else 1.0
+            self._stretch = stretch(memory, REFUSE_SHARE, self._remember)
             self._remembered_max = memory[-1] if memory else 0.0
             self._stretch_at = self._completions_seen
         ended = self._longest_recent[-1] if self._longest_recent else 0.0
         return max(self._remembered_max, ended, oldest * self._stretch)
 
     def _refuses(self, seconds_left: float, t: float) -> bool:
-        """workers/priority/pace.py's judgement, as the cohorts see it (``refused_stale``
-        counts where the two could differ)."""
+        """workers/priority/pace.py's judgement, as the cohorts see it: the bounds first,
+        the estimate only between them."""
         if not self.refuse_late or self._last_end is None:
             return False  # off, or cold: nothing measured yet
         budget = seconds_left - REFUSE_MARGIN_S

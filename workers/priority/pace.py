@@ -78,7 +78,7 @@ from itertools import count
 from statistics import median
 
 from queuefront.drain import SERVICE_WINDOW_S
-from workers.priority.survival import Observation, refuse_below, spread
+from workers.priority.survival import Observation, refuse_below, stretch
 
 REFUSE_MARGIN_S = 0.1
 """Seconds a message's window must hold beyond a call to be called: the reply's way back
@@ -183,9 +183,8 @@ class Pace:
     def _stretch(self) -> float:
         """The memory's spread once it is full (1 before), kept until the next call ends."""
         if self._stretch_at != self.measured_at:
-            full = len(self._remembered) >= RECENT_CALLS_MAX
-            memory = sorted(self._remembered)
-            self._stretch_s = spread(memory, REFUSE_SHARE) if full else 1.0
+            tail = sorted(self._remembered)
+            self._stretch_s = stretch(tail, REFUSE_SHARE, RECENT_CALLS_MAX)
             self._stretch_at = self.measured_at
         return self._stretch_s
 

@@ -62,6 +62,13 @@ def spread(durations: Sequence[float], share: float) -> float:
     return high / low if low > 0 else math.inf
 
 
+def stretch(tail: Sequence[float], share: float, remember: int) -> float:
+    """How far a call running past the route's slowest tenth may go on, as a factor of its
+    age: the memory's ``spread`` once it holds ``remember`` calls, 1 before (see the module
+    notes). ``tail`` sorted."""
+    return spread(tail, share) if len(tail) >= remember else 1.0
+
+
 class Observation(NamedTuple):
     """One call of the evidence (``calls`` alike, for the simulator's batches). A tuple:
     the simulator makes a thousand of them per judgement."""
@@ -103,10 +110,12 @@ def _estimated(obs: list[Observation], total: int, need: float) -> float:
     """The shortest budget that fewer than ``need`` of the calls are estimated to outlast
     (Kaplan-Meier with late entry); ``math.inf`` if the calls that ended never bring the
     share that low: past them, the calls still running have no known end."""
-    ends = sorted(o.seconds for o in obs)
-    ends_w = list(accumulate(o.calls for o in sorted(obs, key=lambda o: o.seconds)))
-    entries = sorted(o.entered_s for o in obs)
-    entries_w = list(accumulate(o.calls for o in sorted(obs, key=lambda o: o.entered_s)))
+    by_end = sorted(obs, key=lambda o: o.seconds)
+    ends = [o.seconds for o in by_end]
+    ends_w = list(accumulate(o.calls for o in by_end))
+    by_entry = sorted(obs, key=lambda o: o.entered_s)
+    entries = [o.entered_s for o in by_entry]
+    entries_w = list(accumulate(o.calls for o in by_entry))
 
     def reached(keys: list[float], weights: list[int], x: float) -> int:
         """Calls whose key is at least ``x``."""
@@ -133,9 +142,9 @@ def _possible(
     """The shortest budget that fewer than ``min_evidence`` calls could outlast: calls
     that ended longer, and calls running that may go on longer (``_reach``)."""
     full = len(tail) >= remember
-    stretch = spread(tail, share) if full else 1.0
+    factor = stretch(tail, share, remember)
     reach = sorted(
-        (o.seconds if o.ended else _reach(o.seconds, tail, share, full, stretch), o.calls)
+        (o.seconds if o.ended else _reach(o.seconds, tail, share, full, factor), o.calls)
         for o in obs
     )
     held = 0
@@ -146,7 +155,7 @@ def _possible(
     return 0.0
 
 
-def _reach(age: float, tail: list[float], share: float, full: bool, stretch: float) -> float:
+def _reach(age: float, tail: list[float], share: float, full: bool, factor: float) -> float:
     """How long a call running for ``age`` may go on: as long as the remembered calls that
     lasted as long go on (their 90th percentile), if they are at least ``share`` of the
     memory; past the route's slowest tenth, its age stretched by the route's spread (the
@@ -157,5 +166,5 @@ def _reach(age: float, tail: list[float], share: float, full: bool, stretch: flo
     first = bisect.bisect_right(tail, age)
     lasted = len(tail) - first
     if lasted < share * len(tail):
-        return age * stretch
+        return age * factor
     return tail[first + max(0, math.ceil(lasted * (1.0 - share)) - 1)]
